@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	bash tests/system_deps.sh
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
