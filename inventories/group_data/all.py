@@ -1,0 +1,13 @@
+"""Fleet-wide settings (every inventory). Anything not set here takes the default from
+deploys/settings.py; see the README's tunables table."""
+
+# Connect as a sudo-capable user and become root for the deploy.
+_sudo = True
+
+# The pinned model: a commit sha, never a branch.
+model_repo_id = "onnx-community/embeddinggemma-300m-ONNX"
+model_revision = "5090578d9565bb06545b4552f76e6bc2c93e4a66"
+model_variant = "fp32"
+
+# Triton listens on loopback only; put a reverse proxy or set 0.0.0.0 to expose it.
+triton_bind_address = "127.0.0.1"

@@ -1,0 +1,19 @@
+"""Example production fleet: GPU servers and CPU-only staging boxes.
+
+pyinfra conventions: each list is a group; `(hostname, {data})` tuples carry host data; settings for
+a whole group live in group_data/<group>.py, fleet-wide ones in group_data/all.py. Every setting is
+documented in the README's tunables table (generated from deploys/settings.py).
+
+These hosts are examples (example.internal does not resolve): copy this file and put your own.
+"""
+
+gpu_servers = [
+    ("gpu-01.example.internal", {"ssh_user": "ubuntu"}),
+    ("gpu-02.example.internal", {"ssh_user": "ubuntu"}),
+    # A host-level override: a box with two GPUs serves two model instances per GPU.
+    ("gpu-03.example.internal", {"ssh_user": "ubuntu", "triton_instance_count": 2}),
+]
+
+cpu_staging = [
+    ("staging-01.example.internal", {"ssh_user": "debian"}),
+]

@@ -1,0 +1,71 @@
+"""Settings: every bad value ends with one line naming host, key, value and what is allowed."""
+
+import pytest
+
+from deploys import readme, settings
+from deploys.settings import SettingsError, parse
+
+BAD = [
+    ({"gpu": "yes"}, "setting gpu='yes' is invalid (allowed: true, false or \"auto\""),
+    ({"triton_max_batch_size": 0}, "triton_max_batch_size=0 is invalid (allowed: an integer from 1 to 1024)"),
+    ({"triton_max_batch_size": "8"}, "triton_max_batch_size='8' is invalid (allowed: an integer"),
+    ({"triton_max_batch_size": True}, "triton_max_batch_size=True is invalid"),
+    ({"triton_http_port": 70000}, "triton_http_port=70000 is invalid (allowed: an integer from 1 to 65535)"),
+    ({"triton_bind_address": "localhost"}, "triton_bind_address='localhost' is invalid (allowed: an IP address"),
+    ({"triton_subnet": "10.57.0.1/24"}, "triton_subnet='10.57.0.1/24' is invalid (allowed: a CIDR network"),
+    ({"model_variant": "fp16"}, "model_variant='fp16' is invalid (refused: EmbeddingGemma's activations reach ~8e5"),
+    ({"model_variant": "q4f16"}, "model_variant='q4f16' is invalid (refused:"),
+    ({"model_variant": "int2"}, "model_variant='int2' is invalid (allowed: fp32, q8, q4)"),
+    ({"model_revision": "main"}, "model_revision='main' is invalid (allowed: a 40-character commit sha (not a branch name))"),
+    ({"docker_source": "snap"}, "docker_source='snap' is invalid (allowed: distro, docker-ce)"),
+    ({"triton_image": "tritonserver"}, "triton_image='tritonserver' is invalid (allowed: registry/repository:tag)"),
+    ({"triton_image_digest": "sha256:abc"}, "triton_image_digest='sha256:abc' is invalid"),
+    ({"docker_registry_mirrors": "https://mirror"}, "docker_registry_mirrors='https://mirror' is invalid (allowed: a list of non-empty strings)"),
+    ({"triton_grpc_port": 6000}, "triton_http_port=[6000, 6000, 6002] is invalid (the HTTP, gRPC and metrics ports must differ)"),
+    ({"triton_preferred_batch_sizes": [4, 16]}, "triton_preferred_batch_sizes=[4, 16] is invalid (each must be ≤ triton_max_batch_size=8)"),
+    ({"triton_tensorrt": True, "gpu": False}, "triton_tensorrt=True is invalid (TensorRT needs a GPU host"),
+    ({"model_fetch": "mirror"}, "model_mirror='' is invalid (model_fetch=mirror needs a mirror URL or directory)"),
+    ({"docker_ce_version": "5:28.0.0-1"}, "docker_ce_version='5:28.0.0-1' is invalid (only used with docker_source: docker-ce)"),
+    ({"triton_max_batchsize": 8}, "unknown setting 'triton_max_batchsize'; did you mean triton_max_batch_size?"),
+    ({"verify_min_cosin": 0.9}, "unknown setting 'verify_min_cosin'; did you mean verify_min_cosine?"),
+    ({"registry_qqqqqqqqqq": 1}, "unknown setting 'registry_qqqqqqqqqq'; see the README's tunables table"),
+]
+
+
+@pytest.mark.parametrize("data,message", BAD, ids=[next(iter(d)) + "-" + str(i) for i, (d, _) in enumerate(BAD)])
+def test_bad_setting_is_one_clear_line(data, message):
+    with pytest.raises(SettingsError) as error:
+        parse("gpu-01", data)
+    text = str(error.value)
+    assert "\n" not in text
+    assert text.startswith("host gpu-01: ")
+    assert message in text
+
+
+def test_defaults_are_valid_and_typed():
+    s = parse("h", {})
+    for setting in settings.SETTINGS:
+        assert setting.check(setting.default) == getattr(s, setting.name)
+    assert s.triton_bind_address == "127.0.0.1"
+    assert s.triton_image_ref == "nvcr.io/nvidia/tritonserver:25.05-py3"
+
+
+def test_digest_pins_the_image():
+    s = parse("h", {"triton_image_digest": "sha256:" + "a" * 64})
+    assert s.triton_image_ref == "nvcr.io/nvidia/tritonserver:25.05-py3@sha256:" + "a" * 64
+
+
+def test_foreign_keys_are_not_ours_to_judge():
+    s = parse("h", {"ssh_user": "ubuntu", "_sudo": True, "my_team_key": 3})
+    assert s.gpu == "auto"
+
+
+def test_every_setting_is_documented():
+    for setting in settings.SETTINGS:
+        assert setting.doc.endswith(".") and len(setting.doc) > 15, setting.name
+        assert setting.name in settings.OWNED_NAMES or setting.name.startswith(settings.OWNED_PREFIXES), setting.name
+
+
+def test_readme_table_is_generated_from_settings():
+    text = readme.README.read_text()
+    assert readme.with_table(text) == text, "README.md tunables table is stale: run `make readme`"
