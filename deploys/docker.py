@@ -1,0 +1,120 @@
+"""Docker: packages from the distribution or from Docker's apt repo, a merged daemon.json, and a
+service restarted only when its packages or configuration changed."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.deb import DebArch, DebPackages
+from pyinfra.operations import apt, files, systemd
+from pyinfra.operations.util import any_changed
+
+from deploys import render, settings
+from deploys.preflight import PreflightError, distro_codename, distro_key
+from deploys.settings import Settings
+from facts.docker import DockerDaemonJson
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+DROPIN = "/etc/systemd/system/docker.service.d/10-triton-deploy.conf"
+DOCKER_CE_KEYRING = "/etc/apt/keyrings/docker.asc"
+
+# The compose v2 plugin's package name per distribution (Debian 12 ships only compose v1).
+COMPOSE_V2_PACKAGE = {
+    ("ubuntu", 22): "docker-compose-v2",
+    ("ubuntu", 24): "docker-compose-v2",
+    ("debian", 13): "docker-compose",
+}
+
+
+def distro_packages(s: Settings) -> list[str]:
+    """docker.io and the compose v2 plugin under this distribution's name."""
+    key = distro_key()
+    if key not in COMPOSE_V2_PACKAGE:
+        raise PreflightError(
+            f"host {s.host}: setting docker_source=distro: {key[0]} {key[1]} packages no docker compose v2; "
+            "set docker_source: docker-ce for this host"
+        )
+    return ["docker.io", COMPOSE_V2_PACKAGE[key]]
+
+
+def docker_ce_packages(s: Settings) -> list[str]:
+    """Docker's own packages, pinned when docker_ce_version is set."""
+    pin = f"={s.docker_ce_version}" if s.docker_ce_version else ""
+    return [f"docker-ce{pin}", f"docker-ce-cli{pin}", "containerd.io", "docker-compose-plugin"]
+
+
+def install_packages(s: Settings):
+    """Install Docker's packages; apt's index is refreshed only when something is missing."""
+    ops = []
+    if s.docker_source == "docker-ce":
+        name, _ = distro_key()
+        codename = distro_codename()
+        keyring = files.download(
+            name="Docker apt key (signed-by keyring)",
+            src=f"{s.docker_ce_apt_url}/{name}/gpg",
+            dest=DOCKER_CE_KEYRING,
+            mode="644",
+        )
+        repo = apt.repo(
+            name="Docker apt repository",
+            src=f"deb [arch={host.get_fact(DebArch)} signed-by={DOCKER_CE_KEYRING}] {s.docker_ce_apt_url}/{name} {codename} stable",
+            filename="docker",
+        )
+        ops += [keyring, repo]
+        packages = docker_ce_packages(s)
+    else:
+        packages = distro_packages(s)
+    installed = host.get_fact(DebPackages) or {}
+    missing = [p for p in packages if p.split("=")[0] not in installed]
+    if missing or any(op.will_change for op in ops):
+        apt.update(name="Refresh apt index (Docker packages missing)")
+    ops.append(apt.packages(name="Docker packages", packages=packages))
+    return ops
+
+
+def configure_daemon(s: Settings):
+    """Merge our keys into daemon.json (never clobber others') and manage the systemd drop-in."""
+    existing = host.get_fact(DockerDaemonJson)
+    if existing is not None and "__invalid__" in existing:
+        raise PreflightError(
+            f"host {s.host}: {DAEMON_JSON} is not valid JSON ({existing['__invalid__']}); "
+            "fix or remove it by hand, the deploy will not overwrite it"
+        )
+    merged = render.merged_daemon_config(existing, s)
+    ops = [files.directory(name="Docker config directory", path="/etc/docker", mode="755")]
+    if merged != existing:
+        ops.append(
+            files.put(
+                name=f"Docker daemon config {DAEMON_JSON} (merged)",
+                src=StringIO(render.daemon_json(merged)),
+                dest=DAEMON_JSON,
+                mode="644",
+            )
+        )
+    if s.docker_service_env:
+        files.directory(name="docker.service drop-in directory", path=DROPIN.rsplit("/", 1)[0], mode="755")
+        dropin = files.put(name="docker.service drop-in (environment)", src=StringIO(render.docker_dropin(s)), dest=DROPIN, mode="644")
+    else:
+        dropin = files.file(name="docker.service drop-in absent", path=DROPIN, present=False)
+    return ops, dropin
+
+
+@deploy("Docker")
+def docker() -> None:
+    """Docker engine + compose v2, daemon.json merged, enabled and running; restarted only on change."""
+    s = settings.load(host)
+    packages = install_packages(s)
+    config_ops, dropin = configure_daemon(s)
+    # daemon-reload only when the unit drop-in changed: a reload can detach running GPU containers
+    # from their devices ("Failed to initialize NVML: Unknown Error").
+    systemd.daemon_reload(name="systemd daemon-reload (docker drop-in changed)", _if=dropin.did_change)
+    systemd.service(
+        name="Restart Docker (packages or config changed)",
+        service="docker",
+        restarted=True,
+        _if=any_changed(*packages, *config_ops, dropin),
+    )
+    systemd.service(name="Docker enabled and running", service="docker", running=True, enabled=True)
+    logger.debug(f"{host.print_prefix}docker source: {s.docker_source}")
