@@ -1,0 +1,202 @@
+"""Docker facts: daemon config and runtimes, images, one container, registry login, compose plugin.
+
+Every command is read-only and exits 0 when Docker, its daemon or the object is missing, so the
+facts can be read on a bare host before Docker is installed (they return their defaults).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from typing import Any, TypedDict
+
+from pyinfra.api import FactBase
+
+from facts._shell import quote, when_present
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+DOCKER_CONFIG = "/root/.docker/config.json"
+# A wedged daemon makes every docker call hang; facts give up instead.
+DOCKER_TIMEOUT_S = 30
+# Printed before daemon.json's content so an empty (but present) file reads as {} not "missing".
+_PRESENT = "__FACT_FILE_PRESENT__"
+
+
+def _docker(args: str) -> str:
+    """A docker CLI call that prints nothing and exits 0 when docker or its daemon is missing."""
+    return when_present("docker", f"timeout {DOCKER_TIMEOUT_S} docker {args} 2>/dev/null || true")
+
+
+def _joined_json(output: list[str]) -> Any:
+    """Parse JSON printed over several lines; None when it is not JSON."""
+    try:
+        return json.loads("\n".join(output))
+    except ValueError:
+        return None
+
+
+class DockerDaemonJson(FactBase[dict[str, Any] | None]):
+    """
+    ``/etc/docker/daemon.json`` as a dict; None when the file is missing; ``{}`` when it is empty
+    (dockerd accepts that); ``{"__invalid__": "<why>"}`` when it is not a JSON object, so the deploy
+    can refuse to overwrite a file it cannot merge into.
+    """
+
+    def command(self, path: str = DAEMON_JSON) -> str:
+        path_q = quote(path)
+        return f"if [ -f {path_q} ]; then echo {_PRESENT}; cat {path_q}; fi"
+
+    def process(self, output: list[str]) -> dict[str, Any] | None:
+        if output and output[0] == _PRESENT:
+            output = output[1:]
+        text = "\n".join(output)
+        if not text.strip():
+            return {}
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            return {"__invalid__": str(error)}
+        if not isinstance(data, dict):
+            return {"__invalid__": f"top level is a JSON {type(data).__name__}, not an object"}
+        return data
+
+
+class DockerRuntimes(FactBase[list[str]]):
+    """
+    Sorted names of the runtimes the running daemon knows (``["nvidia", "runc", …]``);
+    ``[]`` when docker is absent or its daemon is not running.
+    """
+
+    def command(self) -> str:
+        return _docker("info --format '{{json .Runtimes}}'")
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def process(self, output: list[str]) -> list[str]:
+        data = _joined_json(output)
+        return sorted(data) if isinstance(data, dict) else []
+
+
+class DockerImageId(FactBase[str | None]):
+    """Image Id (``sha256:…``) of a local image reference, or None when it is not pulled."""
+
+    def command(self, ref: str) -> str:
+        return _docker(f"image inspect --format '{{{{.Id}}}}' {quote(ref)}")
+
+    def process(self, output: list[str]) -> str | None:
+        ids = [line.strip() for line in output if line.strip()]
+        return ids[0] if ids else None
+
+
+class ContainerInfo(TypedDict):
+    status: str  # created, running, restarting, paused, exited, dead
+    health: str | None  # healthy, starting, unhealthy; None without a healthcheck
+    image: str  # the reference it was created from (Config.Image)
+    image_id: str  # the image Id it runs (sha256:…)
+    restart_count: int
+    labels: dict[str, str]
+
+
+class DockerContainer(FactBase[ContainerInfo | None]):
+    """
+    One container from ``docker container inspect``, or None when it does not exist:
+
+    .. code:: python
+
+        {"status": "running", "health": "healthy",
+         "image": "nvcr.io/nvidia/tritonserver:25.05-py3", "image_id": "sha256:…",
+         "restart_count": 0, "labels": {"com.docker.compose.project": …}}
+    """
+
+    # `name` is one of pyinfra's global operation arguments, so the argument is `container`.
+    def command(self, container: str) -> str:
+        return _docker(f"container inspect {quote(container)}")
+
+    def process(self, output: list[str]) -> ContainerInfo | None:
+        data = _joined_json(output)
+        if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+            return None
+        item = data[0]
+        state = item.get("State") or {}
+        config = item.get("Config") or {}
+        health = state.get("Health") or {}
+        return {
+            "status": state.get("Status", ""),
+            "health": health.get("Status") or None,
+            "image": config.get("Image", ""),
+            "image_id": item.get("Image", ""),
+            "restart_count": int(item.get("RestartCount") or 0),
+            "labels": dict(config.get("Labels") or {}),
+        }
+
+
+# Runs on the host: prints sha256(auths[registry].auth) and never the auth value itself. Docker
+# Hub logins are stored under https://index.docker.io/v1/ whatever name was used, hence host().
+_AUTH_DIGEST_SCRIPT = """\
+import hashlib, json, sys
+registry, path = sys.argv[1], sys.argv[2]
+try:
+    with open(path) as f:
+        auths = json.load(f).get("auths") or {}
+except (OSError, ValueError, AttributeError):
+    sys.exit(0)
+def host(key):
+    key = key.split("://", 1)[-1].split("/", 1)[0]
+    return "index.docker.io" if key in ("docker.io", "registry-1.docker.io") else key
+entry = auths.get(registry)
+if entry is None:
+    entry = next((v for k, v in auths.items() if host(k) == host(registry)), None)
+auth = entry.get("auth") if isinstance(entry, dict) else None
+if auth:
+    print(hashlib.sha256(auth.encode()).hexdigest())
+"""
+
+
+def registry_auth_digest(username: str, password: str) -> str:
+    """What :class:`DockerRegistryAuth` reports once ``docker login`` stored these credentials.
+
+    Docker stores ``base64("user:password")`` in config.json; comparing digests of it tells the
+    controller whether the stored key is the current one without the key leaving the controller.
+    """
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return hashlib.sha256(auth.encode()).hexdigest()
+
+
+class DockerRegistryAuth(FactBase[str | None]):
+    """
+    sha256 hex digest of the ``auths[registry].auth`` value stored in Docker's config.json, or
+    None when not logged in there (no file, no entry, or the credentials live in a credential
+    helper). Compare with :func:`registry_auth_digest` to detect a rotated key. The auth value is
+    hashed on the host: it never appears in the fact's output.
+    """
+
+    def command(self, registry: str, config_path: str = DOCKER_CONFIG) -> str:
+        script = quote(_AUTH_DIGEST_SCRIPT)
+        return when_present(
+            "python3", f"python3 -I -c {script} {quote(registry)} {quote(config_path)}"
+        )
+
+    def process(self, output: list[str]) -> str | None:
+        for line in output:
+            line = line.strip()
+            if re.fullmatch(r"[0-9a-f]{64}", line):
+                return line
+        return None
+
+
+class DockerComposeVersion(FactBase[str | None]):
+    """``2.26.1``-style version of the ``docker compose`` v2 plugin; None when it is missing."""
+
+    def command(self) -> str:
+        return _docker("compose version --short")
+
+    def process(self, output: list[str]) -> str | None:
+        for line in output:
+            match = re.fullmatch(r"v?(\d+\.\d+\.\d+[^\s]*)", line.strip())
+            if match:
+                return match.group(1)
+        return None
