@@ -51,6 +51,7 @@ def install_packages(s: Settings):
     if s.docker_source == "docker-ce":
         name, _ = distro_key()
         codename = distro_codename()
+        files.directory(name="apt keyrings directory", path="/etc/apt/keyrings", mode="755")
         keyring = files.download(
             name="Docker apt key (signed-by keyring)",
             src=f"{s.docker_ce_apt_url}/{name}/gpg",

@@ -13,7 +13,7 @@ import ipaddress
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
@@ -21,6 +21,7 @@ from google.protobuf import text_format
 from pyinfra.api.exceptions import PyinfraError
 from tritonclient.grpc import model_config_pb2
 
+from deploys.model_lock import VARIANT_ONNX
 from deploys.settings import Settings, SettingsError
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -66,11 +67,16 @@ def layout(s: Settings) -> Layout:
         model_dir=model,
         config_file=f"{model}/config.pbtxt",
         version_dir=f"{model}/1",
-        onnx_file=f"{model}/1/model.onnx",
-        onnx_data_file=f"{model}/1/model.onnx_data",
+        onnx_file=f"{model}/1/{onnx_filename(s.model_variant)}",
+        onnx_data_file=f"{model}/1/{onnx_filename(s.model_variant)}_data",
         tokenizer_dir=f"{root}/tokenizer",
         trt_cache_dir=f"{root}/trt-cache",
     )
+
+
+def onnx_filename(variant: str) -> str:
+    """The variant's graph file name inside ``1/`` (config.pbtxt ``default_model_filename``)."""
+    return PurePosixPath(VARIANT_ONNX[variant]).name
 
 
 def container_name(s: Settings) -> str:
@@ -118,7 +124,10 @@ def parse_model_config(text: str, source: str = "config.pbtxt") -> model_config_
 
 def model_config(s: Settings, gpu: bool, template_name: str = "config.pbtxt.j2") -> str:
     """The model's config.pbtxt for a GPU (``gpu=True``) or CPU host, checked against the schema."""
-    text = render(template_name, s=s, gpu=gpu, tensorrt=_tensorrt(s, gpu), trt_cache_path=TRT_CACHE_MOUNT)
+    text = render(
+        template_name, s=s, gpu=gpu, tensorrt=_tensorrt(s, gpu), trt_cache_path=TRT_CACHE_MOUNT,
+        onnx_filename=onnx_filename(s.model_variant),
+    )
     parse_model_config(text, source=f"template {template_name}")
     return text
 

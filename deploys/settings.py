@@ -168,6 +168,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- registry --
     Setting("registry_host", "nvcr.io", "Registry that serves triton_image; docker login target.", "str", _text(r"[a-z0-9.\-]+(:[0-9]+)?", "a registry host[:port]")),
     Setting("registry_username", "$oauthtoken", "Registry user ($oauthtoken for NGC API keys).", "str", _text(r"\S+", "a non-empty user name")),
+    Setting("registry_auth", "vault", "Registry credentials: vault (ngc_api_key, or registries[registry_host] in secrets_file; NGC_API_KEY overrides) or none (anonymous pulls, e.g. a local mirror).", "str", _choice("vault", "none")),
     Setting("registry_logout_after_pull", False, "Log out after the image is pulled: no credential left on disk.", "bool", _bool),
     Setting("secrets_file", "inventories/group_data/secrets.sops.yaml", "SOPS-encrypted YAML with ngc_api_key (and hf_token), relative to the repository root.", "str", _text(r"\S+", "a file path")),
     # -- model --
@@ -177,6 +178,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model_name", "embeddinggemma", "Triton model name.", "str", _text(r"[A-Za-z0-9_\-]+", "letters, digits, _ and -")),
     Setting("model_fetch", "controller", "Where the model is downloaded: controller (once, then pushed), host, or mirror.", "str", _choice("controller", "host", "mirror")),
     Setting("model_mirror", "", "For model_fetch=mirror: an HF-compatible endpoint URL or a local directory.", "str", _text(r"\S*", "a URL, a directory or empty")),
+    Setting("model_require_lock", False, "Refuse model files whose sha256 deploys/model.lock.json marks unknown (instead of trusting the Hub's LFS metadata for the run).", "bool", _bool),
+    Setting("model_lock_file", "deploys/model.lock.json", "Model lock (sha256 + size per file and commit), relative to the repository root; fill it with `python -m deploys.model_lock refresh`.", "str", _text(r"\S+", "a file path")),
     Setting("model_cache_dir", ".cache/models", "Controller-side download cache (model_fetch=controller).", "str", _text(r"\S+", "a directory path")),
     # -- Triton --
     Setting("triton_image", "nvcr.io/nvidia/tritonserver:25.05-py3", "Triton image, pinned by tag.", "str", _text(_IMAGE, "registry/repository:tag")),
@@ -196,12 +199,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("triton_metrics_port", 6002, "Host port for metrics (container 8002).", "int", _int(1, 65535)),
     Setting("triton_subnet", "10.57.0.0/24", "Subnet of the compose network (pick one that no VPN uses).", "str", _subnet),
     Setting("triton_shm_size", "1g", "Container shm size.", "str", _text(r"[0-9]+[kmg]", "a size such as 1g")),
+    Setting("triton_ulimit_memlock", -1, "Container memlock ulimit in bytes (-1: unlimited, as NVIDIA recommends; lower it where raising it is not permitted, e.g. hosts that are containers without CAP_SYS_RESOURCE).", "int", _int(-1, 2**62)),
     Setting("triton_ready_timeout_s", 600, "Seconds to wait for the model READY after a start.", "int", _int(10, 7200)),
     Setting("triton_log_verbose", 0, "tritonserver --log-verbose level.", "int", _int(0, 3)),
     # -- verification --
     Setting("verify_enabled", True, "Run the Triton-vs-ONNX-Runtime parity check after the deploy.", "bool", _bool),
     Setting("verify_min_cosine", 0.9999, "Lowest accepted cosine between Triton and local ONNX Runtime embeddings.", "float", _float(0.0, 1.0)),
     Setting("verify_max_abs_diff", 1e-3, "Largest accepted absolute difference of any embedding component.", "float", _float(0.0, 10.0)),
+    Setting("verify_norm_tolerance", 1e-3, "Largest accepted distance of an embedding's L2 norm from 1.", "float", _float(0.0, 1.0)),
+    Setting("verify_device", "auto", "Local ONNX Runtime device: auto (CUDA on GPU hosts when usable), cpu or cuda.", "str", _choice("auto", "cpu", "cuda")),
+    Setting("verify_max_length", 2048, "Tokens per sample text (longer samples are truncated; EmbeddingGemma reads 2048).", "int", _int(16, 2048)),
+    Setting("verify_latency_iterations", 20, "Timed requests per latency measurement (batch 1 and the max batch).", "int", _int(1, 10_000)),
+    Setting("verify_timeout_s", 60, "Seconds the check waits for Triton and the model to be ready before failing.", "int", _int(1, 3600)),
+    Setting("verify_wheels_dir", "", "Controller directory of wheels for the verify venv (pushed; pip uses no index). Empty: the host's package index.", "str", _text(r"\S*", "a directory path or empty")),
+    Setting("verify_pip_index_url", "", "Package index for the verify venv (a mirror); empty: pip's default.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
+    Setting("verify_report_dir", "reports", "Controller directory for the JSON reports: <dir>/<run>/<host>.json.", "str", _text(r"\S+", "a directory path")),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -287,8 +299,17 @@ def validate_fleet(state: Any) -> None:
     """
     if id(state) in _fleet_checked:
         return
-    for host in state.inventory:
+    targets = [host for host in state.inventory if state.is_host_in_limit(host)]
+    for host in targets:
         load(host)
+    # pyinfra carries on without hosts it could not connect to; a fleet deploy must not silently
+    # skip a box, so the operator decides (fix access, or leave it out with --limit).
+    unreachable = sorted(host.name for host in targets if host in state.failed_hosts)
+    if unreachable:
+        raise SettingsError(
+            f"host {unreachable[0]}: unreachable over SSH ({len(unreachable)} host(s): {', '.join(unreachable)}); "
+            "fix SSH access (ssh_hostname, ssh_user, ssh_key) or leave them out with --limit"
+        )
     _fleet_checked.add(id(state))
 
 

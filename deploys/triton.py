@@ -66,7 +66,8 @@ def triton() -> None:
     layout = render.layout(s)
     wanted_hash = deploy_hash(s, gpu)
 
-    for path in (layout.root, layout.models_dir, layout.model_dir, layout.version_dir, layout.tokenizer_dir):
+    # The model step lays out the rest of the repository (version directory, tokenizer).
+    for path in (layout.root, layout.models_dir, layout.model_dir):
         files.directory(name=f"Directory {path}", path=path, mode="755")
     if s.triton_tensorrt:
         files.directory(name="TensorRT engine cache directory", path=layout.trt_cache_dir, mode="755")

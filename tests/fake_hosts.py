@@ -107,3 +107,8 @@ def responses(release: str, smi: list[str] | None, df: list[str], extra: dict | 
 
 def host(name: str, data: dict, table: dict) -> tuple[str, dict]:
     return f"@fake/{name}", {**data, "fake_responses": table, "fake_delay": 0, "fake_delay_jitter": 0}
+
+
+# Settings every fake host shares; tests/test_plan.py adds the local Hub's model data. The parity
+# check needs a real Triton (tests/test_verify_*.py, the sandbox e2e), not a fake connector.
+SETTINGS: dict = {"verify_enabled": False}

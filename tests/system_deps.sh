@@ -3,6 +3,14 @@
 # Idempotent: installs only what is missing. Called by `make test` before pytest.
 set -euo pipefail
 PACKAGES=(
+  debootstrap  # the sandbox's images are built from Debian's archive (no Docker Hub)
+  openssh-client  # ssh-keygen: the sandbox's per-sandbox SSH key
+  age  # age-keygen: test vaults are encrypted for a throwaway age key (tests/test_vault.py)
+  curl  # model_fetch=host/mirror downloads, exercised against tests/hub_server.py
+  docker-registry  # a real password-protected registry for the docker login/rotation e2e (tests/test_registry_login.py)
+  apache2-utils  # htpasswd for that registry
+  libpython3.11  # nvidia-pytriton's python backend stub links it (tests/facts/test_triton_live.py)
+  python3-venv  # the verify step's own venv, run on this machine by tests/test_verify_deploy.py (@local)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
