@@ -1,0 +1,303 @@
+"""Verify: Triton against local ONNX Runtime on every host, JSON reports, and a fleet table.
+
+Per host (all idempotent; a converged host reports 0 changed operations):
+
+1. the verify runtime in its own venv ``{triton_dir}/verify/venv`` with pinned versions
+   (verify/requirements-{cpu,gpu}.txt), from the package index or from wheels pushed from the
+   controller (``verify_wheels_dir``); pip runs only when the pins changed;
+2. verify/ uploaded to ``{triton_dir}/verify/verify``;
+3. the parity check (``python -m verify.parity``) against Triton's published ports, on the model
+   files in ``{triton_dir}/models/{model_name}/1/`` and the tokenizer in ``{triton_dir}/tokenizer/``.
+
+The check is read-only, so it is not a change: the operation plans nothing, and at execution time
+reads the report through a fact (a command that changes nothing on the host) and yields a command
+only to fail the host. The report is saved on the controller as
+``{verify_report_dir}/<run>/<host>.json``; when the last host has reported, the fleet table (host,
+GPU, driver, image, model sha, min cosine, max diff, p50 latency, cross-host cosine, verdict) is
+logged, to stderr like all pyinfra logging (``--json`` output stays clean).
+
+Run alone: ``pyinfra inventories/prod.py deploys/verify.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host, logger
+from pyinfra.api import FactBase, FunctionCommand, deploy, operation
+from pyinfra.api.state import StateStage
+from pyinfra.facts.files import Sha256File
+from pyinfra.operations import apt, files, pip, server
+
+from deploys import settings
+from deploys.preflight import is_gpu_host
+from deploys.settings import Settings, SettingsError
+from verify.fleet import HostResult, drift, table
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VERIFY_SRC = REPO_ROOT / "verify"
+# One directory of reports per pyinfra run (UTC start time of the controller process).
+RUN_ID = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+REPORT_MARKER, LOG_MARKER, RC_MARKER = "__VERIFY_REPORT__", "__VERIFY_LOG__", "__VERIFY_RC__="
+
+
+class Layout:
+    """Host paths of the verify step."""
+
+    def __init__(self, s: Settings) -> None:
+        self.base = f"{s.triton_dir}/verify"
+        self.venv = f"{self.base}/venv"
+        self.code = f"{self.base}/verify"
+        self.wheels = f"{self.base}/wheels"
+        self.requirements = f"{self.base}/requirements.txt"
+        self.installed = f"{self.venv}/installed-requirements.txt"  # copy of what pip last installed
+        self.report = f"{self.base}/last-report.json"
+        self.log = f"{self.base}/last-run.log"
+
+
+def requirements_file(cuda: bool) -> Path:
+    """The pinned runtime: onnxruntime-gpu with its CUDA wheels when the local run may use CUDA."""
+    return VERIFY_SRC / f"requirements-{'gpu' if cuda else 'cpu'}.txt"
+
+
+def pip_install_command(s: Settings, layout: Layout) -> str:
+    """pip install of the pinned requirements, then the marker that makes the next run skip it."""
+    source = ""
+    if s.verify_wheels_dir:
+        source = f"--no-index --find-links {shlex.quote(layout.wheels)} "
+    elif s.verify_pip_index_url:
+        source = f"--index-url {shlex.quote(s.verify_pip_index_url)} "
+    pip_bin = shlex.quote(f"{layout.venv}/bin/pip")
+    return (
+        f"{pip_bin} install --quiet --disable-pip-version-check {source}-r {shlex.quote(layout.requirements)} "
+        f"&& cp {shlex.quote(layout.requirements)} {shlex.quote(layout.installed)}"
+    )
+
+
+def graph_file(s: Settings) -> str:
+    """The graph's file name in the version directory (q8/q4 keep their repository names)."""
+    from deploys.model import onnx_filename  # the model step owns the layout
+
+    return onnx_filename(s.model_variant)
+
+
+def parity_command(s: Settings, layout: Layout, device: str) -> str:
+    """The check on the host; always exits 0 and prints rc, report and log tail between markers."""
+    from deploys.triton import probe_address  # where the host reaches Triton's published ports
+
+    address = probe_address(s)
+    args = [
+        f"{layout.venv}/bin/python", "-m", "verify.parity",
+        "--model-dir", f"{s.triton_dir}/models/{s.model_name}/1",
+        "--model-file", graph_file(s),
+        "--tokenizer-dir", f"{s.triton_dir}/tokenizer",
+        "--url", f"{address}:{s.triton_http_port}",
+        "--grpc-url", f"{address}:{s.triton_grpc_port}",
+        "--model-name", s.model_name,
+        "--device", device,
+        "--min-cosine", repr(s.verify_min_cosine),
+        "--max-abs-diff", repr(s.verify_max_abs_diff),
+        "--norm-tolerance", repr(s.verify_norm_tolerance),
+        "--max-length", str(s.verify_max_length),
+        "--latency-iterations", str(s.verify_latency_iterations),
+        "--timeout", str(s.verify_timeout_s),
+        "--report", layout.report,
+    ]
+    q = shlex.quote
+    return (
+        f"rm -f {q(layout.report)}; "
+        f"cd {q(layout.base)} && PYTHONDONTWRITEBYTECODE=1 {' '.join(q(a) for a in args)} > {q(layout.log)} 2>&1; "
+        f"echo {RC_MARKER}$?; echo {REPORT_MARKER}; cat {q(layout.report)} 2>/dev/null; echo; "
+        f"echo {LOG_MARKER}; tail -n 20 {q(layout.log)} 2>/dev/null; true"
+    )
+
+
+def parse_parity_output(lines: list[str]) -> dict[str, Any]:
+    """{"rc": int | None, "report": dict | None, "log": str} from the parity command's output."""
+    rc: int | None = None
+    section = None
+    report_lines: list[str] = []
+    log_lines: list[str] = []
+    for line in lines:
+        if line.startswith(RC_MARKER):
+            try:
+                rc = int(line[len(RC_MARKER) :].strip())
+            except ValueError:
+                rc = None
+        elif line.strip() == REPORT_MARKER:
+            section = "report"
+        elif line.strip() == LOG_MARKER:
+            section = "log"
+        elif section == "report":
+            report_lines.append(line)
+        elif section == "log":
+            log_lines.append(line)
+    report = None
+    text = "\n".join(report_lines).strip()
+    if text:
+        try:
+            report = json.loads(text)
+        except ValueError:
+            report = None
+    return {"rc": rc, "report": report if isinstance(report, dict) else None, "log": "\n".join(log_lines)}
+
+
+class ParityRun(FactBase):
+    """Runs the parity check and returns its outcome; reads Triton and the model files, writes only
+    its own report and log under {triton_dir}/verify."""
+
+    default = dict
+
+    def command(self, command: str) -> str:  # type: ignore[override]
+        return command
+
+    def process(self, output: list[str]) -> dict[str, Any]:  # type: ignore[override]
+        return parse_parity_output(output)
+
+
+def outcome_message(host_name: str, outcome: dict[str, Any], saved: str | None) -> str | None:
+    """None when the host passed; else one line naming the host, what failed and where to look."""
+    report = outcome.get("report") or {}
+    where = f" (report: {saved})" if saved else ""
+    if outcome.get("rc") == 0 and report.get("verdict") == "pass":
+        return None
+    if report.get("message"):
+        return f"host {host_name}: {report['message']}{where}"
+    last = (outcome.get("log") or "").strip().splitlines()
+    detail = last[-1] if last else "no output"
+    return f"host {host_name}: verify did not run (exit {outcome.get('rc')}): {detail}{where}"
+
+
+def save_report(s: Settings, host_name: str, report: dict[str, Any]) -> str:
+    """Write the host's report on the controller: {verify_report_dir}/<run>/<host>.json."""
+    path = Path(s.verify_report_dir) / RUN_ID / f"{host_name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return str(path)
+
+
+# Reports gathered during one run (keyed by id(state): tests may run several states in one process).
+_FLEET: dict[int, dict[str, HostResult]] = {}
+_FLEET_LOCK = threading.Lock()
+_PRINTED: set[int] = set()
+
+
+def record(state: Any, op_hash: str | None, result: HostResult, min_cosine: float) -> None:
+    """Keep ``result``; when every host running this operation has reported, log the fleet table."""
+    with _FLEET_LOCK:
+        gathered = _FLEET.setdefault(id(state), {})
+        gathered[result.host] = result
+        expected = {
+            h.name
+            for h in state.inventory.iter_activated_hosts()
+            if op_hash is None or op_hash in state.ops.get(h, {})
+        } - {h.name for h in state.failed_hosts}
+        if not expected <= set(gathered) or id(state) in _PRINTED:
+            return
+        _PRINTED.add(id(state))
+        results = list(gathered.values())
+    logger.info("Verify: fleet parity (run %s)\n%s", RUN_ID, table(results))
+    for line in drift(results, min_cosine):
+        logger.warning(line)
+
+
+def _fail(state: Any, host: Any, message: str) -> bool:  # noqa: ARG001 - pyinfra passes state and host
+    """FunctionCommand body failing the host with the parity message."""
+    logger.error(f"{host.print_prefix}{message}")
+    return False
+
+
+@operation(is_idempotent=True)
+def parity_check(s: Settings, device: str):
+    """Run the parity check at execution time; yields a command only to fail the host.
+
+    While pyinfra plans (diff stage) nothing runs and nothing is yielded: the check is not a
+    change. At execution, the fact runs the check and its report is saved on the controller."""
+    state = host.state
+    if state.current_stage != StateStage.Execute:
+        return
+    layout = Layout(s)
+    outcome = host.get_fact(ParityRun, command=parity_command(s, layout, device))
+    report = outcome.get("report") or {"verdict": "error", "message": None}
+    saved = save_report(s, host.name, report) if outcome.get("report") else None
+    result = HostResult(host=host.name, report=report, image=image_label(s))
+    record(state, host.executing_op_hash, result, s.verify_min_cosine)
+    message = outcome_message(host.name, outcome, saved)
+    if message:
+        yield FunctionCommand(_fail, (message,), {})
+    else:
+        logger.info(f"{host.print_prefix}{report.get('message')} (report: {saved})")
+
+
+def image_label(s: Settings) -> str:
+    """The image for the table: repository:tag, plus the digest's first 12 hex when pinned."""
+    label = s.triton_image.split("/")[-1]
+    return f"{label}@{s.triton_image_digest[7:19]}" if s.triton_image_digest else label
+
+
+def local_device(s: Settings, gpu: bool) -> str:
+    """Device for the local ONNX Runtime: cuda needs a GPU host."""
+    if s.verify_device == "cuda" and not gpu:
+        raise SettingsError(f"host {s.host}: setting verify_device='cuda' on a host without a GPU; set verify_device: auto or cpu")
+    return "cpu" if not gpu else s.verify_device
+
+
+def check_wheels_dir(s: Settings) -> Path | None:
+    """The controller's wheel directory, checked; None when pip uses a package index."""
+    if not s.verify_wheels_dir:
+        return None
+    path = Path(s.verify_wheels_dir)
+    if not path.is_dir() or not any(path.glob("*.whl")):
+        raise SettingsError(
+            f"host {s.host}: setting verify_wheels_dir={s.verify_wheels_dir!r} has no wheels; fill it with "
+            f"`pip download -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` (gpu: requirements-gpu.txt) or set it to ''"
+        )
+    return path
+
+
+@deploy("Verify")
+def verify() -> None:
+    """Parity of Triton against local ONNX Runtime on this host; fails the host on a mismatch."""
+    s = settings.load(host)
+    if not s.verify_enabled:
+        logger.info(f"{host.print_prefix}verify skipped (verify_enabled: false)")
+        return
+    gpu = is_gpu_host(s)
+    device = local_device(s, gpu)
+    wheels = check_wheels_dir(s)
+    layout = Layout(s)
+    requirements = requirements_file(cuda=device != "cpu")
+
+    apt.packages(name="Install python3-venv (verify runtime)", packages=["python3-venv"])
+    files.directory(name=f"Directory {layout.base}", path=layout.base, mode="755")
+    if wheels is not None:
+        files.sync(name=f"Push verify wheels from {wheels}", src=str(wheels), dest=layout.wheels, delete=True)
+    files.put(name="Upload the verify runtime pins", src=str(requirements), dest=layout.requirements, mode="644")
+    pip.virtualenv(name=f"Verify venv {layout.venv}", path=layout.venv, python="python3", venv=True)
+    wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if host.get_fact(Sha256File, path=layout.installed) != wanted:
+        server.shell(name="Install the verify runtime (pinned)", commands=[pip_install_command(s, layout)])
+    files.sync(
+        name="Upload verify/",
+        src=str(VERIFY_SRC),
+        dest=layout.code,
+        exclude=["*.pyc", "*.json", "*.log"],
+        exclude_dir=["__pycache__"],
+        delete=False,
+    )
+    parity_check(name="Parity: Triton (HTTP, gRPC) vs local ONNX Runtime", s=s, device=device)
+
+
+if __name__ == "builtins":  # `pyinfra INVENTORY deploys/verify.py`: the CLI execs this file nameless
+    from pyinfra import state as _state
+
+    import deploys.verify as _module
+
+    settings.validate_fleet(_state)
+    _module.verify()

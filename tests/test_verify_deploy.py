@@ -1,0 +1,170 @@
+"""deploys/verify.py: command building, output parsing, the fleet table's timing, and the real
+pyinfra CLI running the step on this machine (``@local``) against a real tritonserver."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator
+
+import pytest
+
+from deploys import settings
+from deploys import verify as step
+from deploys.settings import SettingsError
+from tests import tinymodel
+from tests import tritonserver as ts
+from verify.fleet import HostResult
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _settings(**data: object) -> settings.Settings:
+    return settings.parse("web-1", {"gpu": False, **data})
+
+
+def test_parity_command_points_at_the_deploy_layout() -> None:
+    s = _settings(triton_dir="/srv/triton", triton_http_port=7000, triton_grpc_port=7001, triton_metrics_port=7002, model_variant="q8", verify_min_cosine=0.999)
+    command = step.parity_command(s, step.Layout(s), "cpu")
+    assert "/srv/triton/verify/venv/bin/python -m verify.parity" in command
+    assert "--model-dir /srv/triton/models/embeddinggemma/1" in command and "--report /srv/triton/verify/last-report.json" in command
+    assert "--model-file model_quantized.onnx" in command and "--tokenizer-dir /srv/triton/tokenizer" in command
+    assert "--url 127.0.0.1:7000 --grpc-url 127.0.0.1:7001" in command and "--min-cosine 0.999" in command
+    assert command.rstrip().endswith("true")  # a fact command must not fail the host by itself
+    bound = _settings(triton_bind_address="10.0.0.5")
+    assert "--url 10.0.0.5:6000" in step.parity_command(bound, step.Layout(bound), "cpu")
+
+
+def test_image_label() -> None:
+    assert step.image_label(_settings()) == "tritonserver:25.05-py3"
+    assert step.image_label(_settings(triton_image_digest="sha256:" + "0123456789ab" + "f" * 52)) == "tritonserver:25.05-py3@0123456789ab"
+
+
+def test_pip_install_sources() -> None:
+    s = _settings()
+    assert "--no-index" not in step.pip_install_command(s, step.Layout(s))
+    mirror = _settings(verify_pip_index_url="https://pypi.example/simple")
+    assert "--index-url https://pypi.example/simple" in step.pip_install_command(mirror, step.Layout(mirror))
+    wheels = _settings(verify_wheels_dir="wheels")
+    command = step.pip_install_command(wheels, step.Layout(wheels))
+    assert "--no-index --find-links /opt/triton-embeddinggemma/verify/wheels" in command
+    assert command.endswith("cp /opt/triton-embeddinggemma/verify/requirements.txt /opt/triton-embeddinggemma/verify/venv/installed-requirements.txt")
+
+
+def test_runtime_pins_are_exact() -> None:
+    for gpu in (False, True):
+        lines = [line for line in step.requirements_file(gpu).read_text().splitlines() if line and not line.startswith("#")]
+        assert lines and all("==" in line for line in lines)
+    assert "onnxruntime-gpu" in step.requirements_file(True).read_text()
+
+
+def test_user_mistakes_name_host_key_and_fix(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"host web-1: setting verify_device='cuda' .* set verify_device: auto or cpu"):
+        step.local_device(_settings(verify_device="cuda"), gpu=False)
+    assert step.local_device(_settings(verify_device="cuda"), gpu=True) == "cuda"
+    assert step.local_device(_settings(verify_device="auto"), gpu=False) == "cpu"
+    with pytest.raises(SettingsError, match=r"host web-1: setting verify_wheels_dir=.* has no wheels; fill it with `pip download"):
+        step.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path)))
+    (tmp_path / "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
+    assert step.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path))) == tmp_path
+
+
+def test_parse_parity_output_and_messages() -> None:
+    report = {"verdict": "fail", "message": "parity FAIL: 2 failed checks (parity); worst sample 'd-ru' (grpc): cosine 0.9 < 0.9999"}
+    lines = ["__VERIFY_RC__=1", "__VERIFY_REPORT__", json.dumps(report), "", "__VERIFY_LOG__", "latency ...", "parity FAIL: ..."]
+    outcome = step.parse_parity_output(lines)
+    assert outcome["rc"] == 1 and outcome["report"] == report and outcome["log"].endswith("parity FAIL: ...")
+    message = step.outcome_message("web-1", outcome, "reports/r/web-1.json")
+    assert message == f"host web-1: {report['message']} (report: reports/r/web-1.json)"
+    crashed = step.parse_parity_output(["__VERIFY_RC__=127", "__VERIFY_REPORT__", "", "__VERIFY_LOG__", "sh: 1: /x/venv/bin/python: not found"])
+    assert crashed["report"] is None
+    assert step.outcome_message("web-1", crashed, None) == "host web-1: verify did not run (exit 127): sh: 1: /x/venv/bin/python: not found"
+    passed = step.parse_parity_output(["__VERIFY_RC__=0", "__VERIFY_REPORT__", '{"verdict": "pass", "message": "parity PASS"}', "__VERIFY_LOG__"])
+    assert step.outcome_message("web-1", passed, "x") is None
+
+
+def test_fleet_table_is_logged_once_when_the_last_host_reports(caplog: pytest.LogCaptureFixture) -> None:
+    class FakeHost:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    hosts = [FakeHost(n) for n in ("a", "b", "c")]
+    failed_early = hosts[2]  # failed before the verify step: not waited for
+    state = SimpleNamespace(
+        inventory=SimpleNamespace(iter_activated_hosts=lambda: iter(hosts)),
+        ops={h: {"op1": object()} for h in hosts},
+        failed_hosts={failed_early},
+    )
+    report = {"verdict": "pass", "summary": {"min_cosine": 1.0, "max_abs_diff": 0.0}, "embeddings": {"s": [1.0, 0.0]}}
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        step.record(state, "op1", HostResult("a", report), 0.9999)
+        assert "fleet parity" not in caplog.text
+        step.record(state, "op1", HostResult("b", {**report, "embeddings": {"s": [0.0, 1.0]}}), 0.9999)
+        step.record(state, "op1", HostResult("b", report), 0.9999)  # a second call never prints twice
+    assert caplog.text.count("fleet parity") == 1
+    assert "fleet drift: host b vs a: sample 's'" in caplog.text
+
+
+# -- the real CLI on this machine ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """A triton_dir laid out like the deploy's, served by a real tritonserver."""
+    hub = tmp_path_factory.mktemp("hub")
+    tinymodel.write_all(hub)
+    root = ts.triton_dir(tmp_path_factory.mktemp("triton"), hub, ts.cpu_config())
+    with ts.serve(root / "models", tmp_path_factory.mktemp("work")) as server:
+        yield {"root": root, "server": server, "reports": tmp_path_factory.mktemp("reports")}
+
+
+def _inventory(path: Path, root: Path, server: ts.Server, reports: Path) -> Path:
+    data = {
+        "gpu": False,
+        "triton_dir": str(root),
+        "triton_http_port": server.http_port,
+        "triton_grpc_port": server.grpc_port,
+        "triton_metrics_port": server.metrics_port,
+        "verify_report_dir": str(reports),
+        "verify_latency_iterations": 3,
+        "verify_timeout_s": 10,
+    }
+    path.write_text(f"hosts = [('@local', {data!r})]\n")
+    return path
+
+
+def _pyinfra(inventory: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "pyinfra"), "-y", *extra, str(inventory), "deploys/verify.py"]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.e2e
+def test_verify_step_end_to_end(deployment: dict, tmp_path: Path) -> None:
+    """First run installs the runtime and passes; the second changes nothing and keeps --json clean;
+    Triton serving other weights fails the host naming the worst sample."""
+    root, server, reports = deployment["root"], deployment["server"], deployment["reports"]
+    inventory = _inventory(tmp_path / "inventory.py", root, server, reports)
+    first = _pyinfra(inventory)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "parity PASS" in first.stdout + first.stderr
+    saved = sorted(reports.glob("*/@local.json"))
+    assert saved and json.loads(saved[-1].read_text())["verdict"] == "pass"
+
+    second = _pyinfra(inventory, "--json")
+    assert second.returncode == 0, second.stderr[-3000:]
+    results = json.loads(second.stdout)["results"]  # stdout is pure JSON
+    assert results["totals"]["no_change"] == results["totals"]["hosts"] > 0 and results["totals"]["success"] == 0
+    assert "fleet parity" in second.stderr and "PASS" in second.stderr
+
+    hub = tmp_path / "perturbed"
+    tinymodel.write_all(hub, perturb=0.02)
+    other = ts.triton_dir(tmp_path / "other", hub, ts.cpu_config())
+    with ts.serve(other / "models", tmp_path / "work") as wrong:
+        third = _pyinfra(_inventory(tmp_path / "wrong.py", root, wrong, reports))
+    assert third.returncode != 0
+    output = third.stdout + third.stderr
+    assert "host @local: parity FAIL" in output and "worst sample '" in output and "FAIL" in output

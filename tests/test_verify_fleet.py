@@ -1,0 +1,60 @@
+"""verify.fleet: the fleet table and cross-host parity, from reports shaped like verify.parity's."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from verify.client import normalise
+from verify.fleet import HostResult, cross_host, drift, rows, table
+
+
+def _report(embeddings: np.ndarray, verdict: str = "pass", gpu: dict | None = None) -> dict:
+    return {
+        "verdict": verdict,
+        "summary": {"min_cosine": 0.99999912, "max_abs_diff": 2.5e-6},
+        "model": {"sha256": "ab" * 32},
+        "latency": {"batch_1": {"p50_ms": 4.31}},
+        "gpu": {"before": gpu, "after": gpu},
+        "embeddings": {f"s{i}": [float(x) for x in row] for i, row in enumerate(embeddings)},
+    }
+
+
+BASE = normalise(np.random.default_rng(3).standard_normal((3, 768)))
+H100 = {"driver": "575.57.08", "devices": [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_used_mib": 1.0}]}
+
+
+def test_identical_hosts_agree_and_the_table_has_every_column() -> None:
+    results = [HostResult("gpu-b", _report(BASE, gpu=H100), image="tritonserver:25.05-py3"), HostResult("gpu-a", _report(BASE.copy(), gpu=H100), image="tritonserver:25.05-py3")]
+    fleet = cross_host(results)
+    assert fleet["reference"] == "gpu-a"
+    assert abs(fleet["hosts"]["gpu-b"]["min_cosine"] - 1.0) < 1e-12
+    assert drift(results, 0.9999) == []
+    text = table(results)
+    header = text.splitlines()[0].split()
+    assert header[:2] == ["host", "GPU"] and "verdict" in header
+    first, second = rows(results)
+    assert first[0] == "gpu-a" and first[1] == "NVIDIA H100 80GB HBM3" and first[2] == "575.57.08"
+    assert first[4] == "abababababab" and first[5] == "0.999999" and first[6] == "2.5e-06" and first[7] == "4.3"
+    assert first[8] == "ref" and second[8] == "1.000000" and second[9] == "PASS"
+
+
+def test_drift_between_hosts_is_named() -> None:
+    drifted = BASE.copy()
+    drifted[2] = normalise(BASE[2] + 0.05 * normalise(np.random.default_rng(4).standard_normal(768)))
+    results = [HostResult("a", _report(BASE)), HostResult("b", _report(drifted))]
+    lines = drift(results, 0.9999)
+    assert len(lines) == 1 and "host b vs a" in lines[0] and "'s2'" in lines[0]
+    assert cross_host(results)["hosts"]["b"]["worst_sample"] == "s2"
+
+
+def test_failed_and_errored_hosts_show_in_the_table() -> None:
+    results = [
+        HostResult("ok", _report(BASE)),
+        HostResult("bad", _report(BASE, verdict="fail")),
+        HostResult("down", {"verdict": "error", "message": "parity ERROR: Triton at http://127.0.0.1:6000 not ready"}),
+    ]
+    by_host = {row[0]: row for row in rows(results)}
+    assert by_host["ok"][1] == "none" and by_host["ok"][8] == "ref"  # a failed host is never the reference
+    assert by_host["bad"][9] == "FAIL" and by_host["down"][9] == "ERROR"
+    assert by_host["down"][4:9] == ("-", "-", "-", "-", "-")
+    assert cross_host([HostResult("down", {"verdict": "error"})]) == {"reference": None, "hosts": {}}

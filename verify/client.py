@@ -1,0 +1,340 @@
+"""Client for EmbeddingGemma-300m served by Triton: task prefixes, tokenising, padding, Matryoshka.
+
+Usage::
+
+    from verify.client import EmbeddingClient
+
+    client = EmbeddingClient("127.0.0.1:6000", tokenizer_dir="/opt/triton-embeddinggemma/tokenizer")
+    queries = client.embed_queries(["how do I rotate an NGC key?"], dim=256)
+    docs = client.embed_documents(["Rotate keys every 90 days."], titles=["Key rotation"])
+    scores = queries @ docs.T  # cosine: every row is L2-normalised
+
+Needs only numpy, tokenizers and tritonclient (``[http]`` or ``[grpc]`` for the protocol used).
+
+What the model expects (model card, onnx-community/embeddinggemma-300m-ONNX): queries are prefixed
+``task: search result | query: `` (or another task), documents ``title: {title or "none"} | text: ``;
+inputs ``input_ids`` / ``attention_mask`` int64 ``[batch, seq]``; output ``sentence_embedding`` float32
+``[batch, 768]``, L2-normalised. Matryoshka sizes 512/256/128 are the leading components,
+re-normalised. Triton's dynamic batcher merges only requests of equal shape, so a batch is padded to
+one length (its longest text, rounded up to ``pad_multiple``) on the right.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Protocol, Sequence
+
+import numpy as np
+
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+SENTENCE_EMBEDDING = "sentence_embedding"
+EMBEDDING_DIM = 768
+MATRYOSHKA_DIMS = (768, 512, 256, 128)
+MAX_LENGTH = 2048  # EmbeddingGemma's context
+QUERY_TASKS = (
+    "search result",
+    "question answering",
+    "fact checking",
+    "classification",
+    "clustering",
+    "sentence similarity",
+    "code retrieval",
+)
+
+
+class EmbeddingError(Exception):
+    """Base class of the client's errors; the message is meant for people."""
+
+
+class TritonUnavailable(EmbeddingError):
+    """Triton could not be reached, or the model is not ready, within the timeout."""
+
+
+class ModelContractError(EmbeddingError):
+    """The served model's inputs/outputs are not EmbeddingGemma's."""
+
+
+def query_text(text: str, task: str = "search result") -> str:
+    """``text`` with EmbeddingGemma's query prefix for ``task`` (one of QUERY_TASKS)."""
+    if task not in QUERY_TASKS:
+        raise ValueError(f"unknown task {task!r}; use one of: {', '.join(QUERY_TASKS)}")
+    return f"task: {task} | query: {text}"
+
+
+def document_text(text: str, title: str | None = None) -> str:
+    """``text`` with EmbeddingGemma's document prefix (title "none" when absent)."""
+    return f"title: {title or 'none'} | text: {text}"
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32); zero rows stay zero, NaN stays NaN."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+
+
+def truncate(embeddings: np.ndarray, dim: int) -> np.ndarray:
+    """Matryoshka: the first ``dim`` components of each row, re-normalised."""
+    if dim not in MATRYOSHKA_DIMS:
+        raise ValueError(f"dim {dim} is not a Matryoshka size of EmbeddingGemma; use one of {MATRYOSHKA_DIMS}")
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    return embeddings if dim == embeddings.shape[-1] else normalise(embeddings[..., :dim])
+
+
+class TextEncoder:
+    """The model's own tokenizer (``tokenizer.json``), truncation and right padding."""
+
+    def __init__(self, tokenizer_dir: str | Path, max_length: int = MAX_LENGTH, pad_multiple: int = 8) -> None:
+        from tokenizers import Tokenizer  # lazy: the rest of the module needs numpy only
+
+        directory = Path(tokenizer_dir)
+        path = directory / "tokenizer.json"
+        if not path.is_file():
+            raise EmbeddingError(f"no tokenizer.json in {directory}")
+        config = _read_json(directory / "tokenizer_config.json")
+        model_max = config.get("model_max_length")
+        # Hub configs often say 1e30 ("no limit"): only a smaller, sane value lowers ours.
+        if isinstance(model_max, int) and 0 < model_max < max_length:
+            max_length = model_max
+        self.max_length = max_length
+        self.pad_multiple = max(1, pad_multiple)
+        self.tokenizer = Tokenizer.from_file(str(path))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=max_length)
+        pad_token = config.get("pad_token") if isinstance(config.get("pad_token"), str) else "<pad>"
+        pad_id = self.tokenizer.token_to_id(pad_token)
+        self.pad_id = 0 if pad_id is None else pad_id  # Gemma's <pad> is 0
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text (special tokens added, truncated to max_length)."""
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
+
+    def pad(self, id_lists: Sequence[Sequence[int]], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask), int64 ``[batch, length]``, right-padded. ``length`` defaults
+        to the longest list rounded up to ``pad_multiple`` (capped at max_length)."""
+        longest = max((len(ids) for ids in id_lists), default=1)
+        if length is None:
+            length = min(self.max_length, -(-longest // self.pad_multiple) * self.pad_multiple)
+            length = max(length, longest)
+        if length < longest:
+            raise ValueError(f"pad length {length} is shorter than the longest input ({longest} tokens)")
+        ids = np.full((len(id_lists), length), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(id_lists), length), dtype=np.int64)
+        for row, tokens in enumerate(id_lists):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        return ids, mask
+
+
+class Backend(Protocol):
+    """Anything that maps (input_ids, attention_mask) to sentence embeddings [batch, 768]."""
+
+    def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class TritonBackend:
+    """One Triton model over HTTP or gRPC (tritonclient); errors become TritonUnavailable."""
+
+    url: str
+    model_name: str = "embeddinggemma"
+    protocol: str = "http"
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("http", "grpc"):
+            raise ValueError(f"protocol {self.protocol!r}: use http or grpc")
+        self._client: Any = None
+        self._module: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            if self.protocol == "http":
+                import tritonclient.http as module
+
+                self._client = module.InferenceServerClient(self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
+            else:
+                import tritonclient.grpc as module
+
+                self._client = module.InferenceServerClient(self.url)
+            self._module = module
+        return self._client
+
+    def _tritonclient(self) -> Any:
+        """The tritonclient module of the protocol (tritonclient.http or tritonclient.grpc)."""
+        self.client  # noqa: B018 - imports the module on first use
+        return self._module
+
+    def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a client method; any transport or server error becomes TritonUnavailable."""
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - tritonclient raises many types (socket, gevent, grpc)
+            message = str(error).strip() or type(error).__name__
+            raise TritonUnavailable(f"{what} failed at {self.protocol}://{self.url}: {message}") from None
+
+    def model_states(self) -> dict[str, tuple[str, str]]:
+        """{model name: (state, reason)} from the repository index (empty when unavailable)."""
+        try:
+            index = self._call("repository index", "get_model_repository_index", **({"as_json": True} if self.protocol == "grpc" else {}))
+        except TritonUnavailable:
+            return {}
+        models = index.get("models", []) if isinstance(index, dict) else index
+        return {m.get("name", ""): (m.get("state", "UNKNOWN"), m.get("reason", "")) for m in models}
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Block until the server is live and the model ready; TritonUnavailable after ``timeout_s``."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        last = "no answer"
+        while True:
+            try:
+                if self._call("liveness check", "is_server_live"):
+                    if self._call("model readiness check", "is_model_ready", self.model_name):
+                        return
+                    state, reason = self.model_states().get(self.model_name, ("absent", "not in the model repository"))
+                    last = f"model {self.model_name!r} is not ready (state {state}{': ' + reason if reason else ''})"
+                else:
+                    last = "server is not live"
+            except TritonUnavailable as error:
+                last = str(error)
+                self._client = None  # reconnect on the next try
+            if time.monotonic() >= deadline:
+                raise TritonUnavailable(f"Triton at {self.protocol}://{self.url} not ready within {timeout_s:.0f}s: {last}")
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+    def metadata(self) -> dict[str, Any]:
+        """Model metadata (name, platform, inputs, outputs) as a dict."""
+        kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+        return self._call("model metadata", "get_model_metadata", self.model_name, **kwargs)
+
+    def max_batch_size(self) -> int:
+        """The model config's max_batch_size (0: no batching)."""
+        kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+        config = self._call("model config", "get_model_config", self.model_name, **kwargs)
+        config = config.get("config", config)  # gRPC wraps it
+        return int(config.get("max_batch_size", 0))
+
+    def check_contract(self) -> None:
+        """ModelContractError unless the model takes/returns EmbeddingGemma's tensors."""
+        meta = self.metadata()
+        inputs = {t["name"]: t["datatype"] for t in meta.get("inputs", [])}
+        outputs = {t["name"]: (t["datatype"], [int(d) for d in t.get("shape", [])]) for t in meta.get("outputs", [])}
+        for name in (INPUT_IDS, ATTENTION_MASK):
+            if inputs.get(name) != "INT64":
+                raise ModelContractError(f"model {self.model_name!r} at {self.url}: input {name!r} INT64 expected, server has {inputs}")
+        datatype, shape = outputs.get(SENTENCE_EMBEDDING, (None, []))
+        if datatype != "FP32" or not shape or shape[-1] != EMBEDDING_DIM:
+            raise ModelContractError(
+                f"model {self.model_name!r} at {self.url}: output {SENTENCE_EMBEDDING!r} FP32 [.., {EMBEDDING_DIM}] expected, "
+                f"server has {sorted(outputs)}"
+            )
+
+    def server_version(self) -> str:
+        """Triton's version string."""
+        kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+        return str(self._call("server metadata", "get_server_metadata", **kwargs).get("version", ""))
+
+    def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """One request; returns sentence_embedding float32 ``[batch, 768]``."""
+        module = self._tritonclient()
+        inputs = []
+        for name, array in ((INPUT_IDS, input_ids), (ATTENTION_MASK, attention_mask)):
+            tensor = module.InferInput(name, list(array.shape), "INT64")
+            tensor.set_data_from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+            inputs.append(tensor)
+        outputs = [module.InferRequestedOutput(SENTENCE_EMBEDDING)]
+        result = self._call("inference", "infer", self.model_name, inputs, outputs=outputs)
+        array = result.as_numpy(SENTENCE_EMBEDDING)
+        if array is None:
+            raise ModelContractError(f"model {self.model_name!r} at {self.url} returned no {SENTENCE_EMBEDDING!r}")
+        return np.asarray(array, dtype=np.float32)
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection is fine
+                pass
+            self._client = None
+
+
+class EmbeddingClient:
+    """Embed queries and documents with EmbeddingGemma on Triton (HTTP or gRPC)."""
+
+    def __init__(
+        self,
+        url: str,
+        tokenizer_dir: str | Path,
+        model_name: str = "embeddinggemma",
+        protocol: str = "http",
+        max_length: int = MAX_LENGTH,
+        batch_size: int | None = None,
+        timeout_s: float = 30.0,
+        pad_multiple: int = 8,
+        backend: Backend | None = None,
+    ) -> None:
+        self.encoder = TextEncoder(tokenizer_dir, max_length=max_length, pad_multiple=pad_multiple)
+        self.backend: Backend = backend or TritonBackend(url, model_name=model_name, protocol=protocol, timeout_s=timeout_s)
+        self._batch_size = batch_size
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per request: as given, else the server's max_batch_size (1 without batching)."""
+        if self._batch_size is None:
+            server_max = self.backend.max_batch_size() if isinstance(self.backend, TritonBackend) else 8
+            self._batch_size = max(1, server_max)
+        return self._batch_size
+
+    def embed_queries(self, texts: Iterable[str], task: str = "search result", dim: int = EMBEDDING_DIM) -> np.ndarray:
+        """Embeddings ``[n, dim]`` of queries, with the task prefix."""
+        return self.embed_texts([query_text(t, task) for t in texts], dim=dim)
+
+    def embed_documents(self, texts: Iterable[str], titles: Iterable[str | None] | None = None, dim: int = EMBEDDING_DIM) -> np.ndarray:
+        """Embeddings ``[n, dim]`` of documents, each with its optional title."""
+        texts = list(texts)
+        titles = list(titles) if titles is not None else [None] * len(texts)
+        if len(titles) != len(texts):
+            raise ValueError(f"{len(titles)} titles for {len(texts)} documents")
+        return self.embed_texts([document_text(t, title) for t, title in zip(texts, titles)], dim=dim)
+
+    def embed_texts(self, texts: Sequence[str], dim: int = EMBEDDING_DIM) -> np.ndarray:
+        """Embeddings of already-prefixed texts. Texts of similar length share a request (less
+        padding); the result keeps the input order."""
+        if dim not in MATRYOSHKA_DIMS:
+            raise ValueError(f"dim {dim} is not a Matryoshka size of EmbeddingGemma; use one of {MATRYOSHKA_DIMS}")
+        ids = self.encoder.encode(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), EMBEDDING_DIM), dtype=np.float32)
+        size = self.batch_size
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            input_ids, mask = self.encoder.pad([ids[i] for i in chunk])
+            out[chunk] = self.backend.infer(input_ids, mask)
+        return truncate(out, dim)
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if close:
+            close()
+
+    def __enter__(self) -> "EmbeddingClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

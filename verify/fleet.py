@@ -1,0 +1,137 @@
+"""Fleet view of parity reports: one table row per host, and cross-host parity.
+
+Cross-host parity compares the same sample's Triton embedding on every host with a reference host
+(the first passing host in name order): it catches drift between GPU models, drivers or images
+that per-host parity cannot see (each host compares Triton with itself). Pure functions: the deploy
+(deploys/verify.py) gathers the reports and logs :func:`table`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+COLUMNS = ("host", "GPU", "driver", "image", "model sha", "min cos", "max diff", "p50 ms", "fleet cos", "verdict")
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """What the table needs from one host: its report plus what the controller knows."""
+
+    host: str
+    report: Mapping[str, Any]
+    image: str = ""
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return math.nan
+    denominator = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / denominator if denominator else math.nan
+
+
+def _embeddings(report: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {
+        sample: np.asarray([math.nan if x is None else x for x in values], np.float64)
+        for sample, values in (report.get("embeddings") or {}).items()
+    }
+
+
+def cross_host(results: list[HostResult]) -> dict[str, Any]:
+    """{"reference": host, "hosts": {host: {"min_cosine", "max_abs_diff", "worst_sample"}}} comparing
+    every host's embeddings with the reference host's, sample by sample (common samples only)."""
+    passing = sorted((r for r in results if r.report.get("verdict") == "pass" and r.report.get("embeddings")), key=lambda r: r.host)
+    if not passing:
+        return {"reference": None, "hosts": {}}
+    reference = passing[0]
+    ref = _embeddings(reference.report)
+    out: dict[str, Any] = {}
+    for result in results:
+        mine = _embeddings(result.report)
+        common = sorted(set(ref) & set(mine))
+        if not common:
+            continue
+        scores = {s: _cosine(ref[s], mine[s]) for s in common}
+        worst = min(common, key=lambda s: -math.inf if math.isnan(scores[s]) else scores[s])
+        diffs = [float(np.max(np.abs(ref[s] - mine[s]))) for s in common if ref[s].shape == mine[s].shape]
+        out[result.host] = {
+            "min_cosine": None if math.isnan(scores[worst]) else scores[worst],
+            "max_abs_diff": max(diffs) if diffs and all(math.isfinite(d) for d in diffs) else None,
+            "worst_sample": worst,
+        }
+    return {"reference": reference.host, "hosts": out}
+
+
+def _gpu(report: Mapping[str, Any]) -> tuple[str, str]:
+    snapshot = (report.get("gpu") or {}).get("before") or {}
+    names = sorted({d.get("name", "?") for d in snapshot.get("devices", [])})
+    if not names:
+        return "none", "-"
+    count = len(snapshot.get("devices", []))
+    return (f"{count}x " if count > 1 else "") + "/".join(names), str(snapshot.get("driver", "-"))
+
+
+def _number(value: Any, digits: int) -> str:
+    if value is None:
+        return "nan"
+    if isinstance(value, float) and digits < 0:
+        return f"{value:.{-digits}g}"
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else str(value)
+
+
+def rows(results: list[HostResult]) -> list[tuple[str, ...]]:
+    """Table rows (strings), hosts in name order."""
+    fleet = cross_host(results)
+    out = []
+    for result in sorted(results, key=lambda r: r.host):
+        report = result.report
+        summary = report.get("summary") or {}
+        gpu, driver = _gpu(report)
+        sha = ((report.get("model") or {}).get("sha256") or "-")[:12]
+        p50 = ((report.get("latency") or {}).get("batch_1") or {}).get("p50_ms")
+        cross = fleet["hosts"].get(result.host)
+        if cross is None:
+            fleet_cos = "-"
+        elif result.host == fleet["reference"]:
+            fleet_cos = "ref"
+        else:
+            fleet_cos = _number(cross["min_cosine"], 6)
+        out.append((
+            result.host,
+            gpu,
+            driver,
+            result.image or "-",
+            sha,
+            _number(summary.get("min_cosine"), 6) if summary else "-",
+            _number(summary.get("max_abs_diff"), -2) if summary else "-",
+            _number(p50, 1) if p50 is not None else "-",
+            fleet_cos,
+            str(report.get("verdict", "?")).upper(),
+        ))
+    return out
+
+
+def table(results: list[HostResult]) -> str:
+    """The fleet table as aligned text (for the log)."""
+    body = [COLUMNS, *rows(results)]
+    widths = [max(len(row[i]) for row in body) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in body]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def drift(results: list[HostResult], min_cosine: float) -> list[str]:
+    """One line per host whose embeddings differ from the reference host's beyond ``min_cosine``."""
+    fleet = cross_host(results)
+    lines = []
+    for host, cross in sorted(fleet["hosts"].items()):
+        score = cross["min_cosine"]
+        if score is None or score < min_cosine:
+            lines.append(
+                f"fleet drift: host {host} vs {fleet['reference']}: sample {cross['worst_sample']!r} cosine "
+                f"{_number(score, 6)} < {min_cosine} (different GPU, driver, image or model files?)"
+            )
+    return lines

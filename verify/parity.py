@@ -1,0 +1,439 @@
+"""Parity check: Triton (HTTP and gRPC) against local ONNX Runtime on the same model files.
+
+Run on the host that serves the model::
+
+    python -m verify.parity --model-dir /opt/triton-embeddinggemma/models/embeddinggemma/1 \\
+        --tokenizer-dir /opt/triton-embeddinggemma/tokenizer \\
+        --url 127.0.0.1:6000 --grpc-url 127.0.0.1:6001 --report parity.json
+
+It embeds the fixed samples of verify/samples.py (queries and documents with their task prefixes,
+several scripts, one text longer than the max length) and checks, per sample:
+
+- Triton vs local ONNX Runtime, each protocol: cosine ≥ --min-cosine, max |Δ| ≤ --max-abs-diff;
+- L2 norm within --norm-tolerance of 1, and every value finite (NaN/inf fail);
+- batch invariance: the sample inside a right-padded batch vs alone (same thresholds);
+- Matryoshka 512/256/128: truncated and re-normalised, Triton vs local (same thresholds).
+
+It also measures latency (p50/p95, batch 1 and the max batch) and, when NVML is available, GPU
+memory before and after. One JSON report (fields: verify/REPORT.md). Exit status: 0 pass,
+1 mismatch (the message names the worst sample), 2 error (Triton unreachable or not ready within
+--timeout, wrong model contract, missing files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from verify.client import EMBEDDING_DIM, MATRYOSHKA_DIMS, EmbeddingError, TextEncoder, TritonBackend, truncate
+from verify.samples import Sample, samples
+
+REPORT_VERSION = 1
+EXIT_PASS, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+PROTOCOLS = ("http", "grpc")
+LATENCY_SAMPLE = "q-short-en"  # batch 1
+LATENCY_BATCH_SAMPLE = "d-medium"  # the max batch: copies of a mid-length document
+LONG_SAMPLE = "d-long-max"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Acceptance limits; they come from the verify_* settings."""
+
+    min_cosine: float = 0.9999
+    max_abs_diff: float = 1e-3
+    norm_tolerance: float = 1e-3
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed check."""
+
+    check: str  # parity, batch, matryoshka, norm, finite
+    sample: str
+    source: str  # http, grpc, http-batch, local, ...
+    message: str
+    cosine: float | None = None
+    max_abs_diff: float | None = None
+
+
+@dataclass
+class Evaluation:
+    """Per-sample metrics, failures and the summary of one parity run."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _finite(x: float) -> float | None:
+    """JSON-safe float: NaN/inf become null."""
+    return float(x) if math.isfinite(x) else None
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity in float64; NaN when either vector is non-finite or zero."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if not (np.all(np.isfinite(a64)) and np.all(np.isfinite(b64))):
+        return math.nan
+    denominator = float(np.linalg.norm(a64) * np.linalg.norm(b64))
+    return float(a64 @ b64) / denominator if denominator > 0 else math.nan
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest absolute component difference; NaN when any value is non-finite."""
+    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    return float(diff.max()) if np.all(np.isfinite(diff)) else math.nan
+
+
+def _close(cos: float, diff: float, limits: Thresholds) -> bool:
+    # Written so that NaN fails: every comparison with NaN is False.
+    return cos >= limits.min_cosine and diff <= limits.max_abs_diff
+
+
+def _describe(cos: float, diff: float, limits: Thresholds) -> str:
+    parts = []
+    if not cos >= limits.min_cosine:
+        parts.append(f"cosine {cos:.6f} < {limits.min_cosine}")
+    if not diff <= limits.max_abs_diff:
+        parts.append(f"max abs diff {diff:.3g} > {limits.max_abs_diff}")
+    return ", ".join(parts) or "ok"
+
+
+def evaluate(
+    ids: Sequence[str],
+    local: np.ndarray,
+    triton: dict[str, np.ndarray],
+    batched: dict[str, np.ndarray],
+    limits: Thresholds,
+) -> Evaluation:
+    """Compare embeddings ``[n, 768]``: ``local`` (ONNX Runtime, each sample alone), ``triton``
+    ({protocol: each sample alone}) and ``batched`` ({source: the samples inside padded batches}).
+
+    Pure function: the parity verdict is decided here."""
+    result = Evaluation()
+    worst: tuple[float, str, str] | None = None  # (cosine, sample, source); NaN sorts first
+    min_cos, max_diff, max_norm_error, batch_min_cos, matryoshka_min_cos = math.inf, 0.0, 0.0, math.inf, math.inf
+
+    def note(cos: float, sample: str, source: str) -> None:
+        nonlocal worst
+        key = -math.inf if math.isnan(cos) else cos
+        if worst is None or key < worst[0]:
+            worst = (key, sample, source)
+
+    for index, sample_id in enumerate(ids):
+        row: dict[str, Any] = {"id": sample_id}
+        reference = local[index]
+        if not np.all(np.isfinite(reference)):
+            result.failures.append(Failure("finite", sample_id, "local", f"local ONNX Runtime output for {sample_id!r} has NaN/inf: the model itself is broken (fp16 overflow?)"))
+        for source, arrays in list(triton.items()) + list(batched.items()):
+            vector = arrays[index]
+            cos, diff = cosine(reference, vector), max_abs_diff(reference, vector)
+            norm = float(np.linalg.norm(np.asarray(vector, np.float64)))
+            row[source] = {"cosine": _finite(cos), "max_abs_diff": _finite(diff), "norm": _finite(norm)}
+            note(cos, sample_id, source)
+            min_cos = min(min_cos, cos) if not math.isnan(cos) else -math.inf
+            max_diff = max(max_diff, diff) if not math.isnan(diff) else math.inf
+            if not np.all(np.isfinite(vector)):
+                result.failures.append(Failure("finite", sample_id, source, f"Triton ({source}) output for {sample_id!r} has NaN/inf", None, None))
+                continue
+            norm_error = abs(norm - 1.0)
+            max_norm_error = max(max_norm_error, norm_error)
+            if norm_error > limits.norm_tolerance:
+                result.failures.append(Failure("norm", sample_id, source, f"L2 norm {norm:.6f} of {sample_id!r} ({source}) is not 1 ± {limits.norm_tolerance}"))
+            if not _close(cos, diff, limits):
+                check = "batch" if source in batched else "parity"
+                result.failures.append(Failure(check, sample_id, source, f"{sample_id!r} via {source} vs local ONNX Runtime: {_describe(cos, diff, limits)}", _finite(cos), _finite(diff)))
+        # Batch invariance proper: the same server, alone vs inside a padded batch.
+        for source, arrays in batched.items():
+            alone = triton.get(source.split("-")[0])
+            if alone is None:
+                continue
+            cos, diff = cosine(alone[index], arrays[index]), max_abs_diff(alone[index], arrays[index])
+            row[source]["cosine_vs_alone"], row[source]["max_abs_diff_vs_alone"] = _finite(cos), _finite(diff)
+            batch_min_cos = min(batch_min_cos, cos) if not math.isnan(cos) else -math.inf
+            if not _close(cos, diff, limits) and np.all(np.isfinite(arrays[index])) and np.all(np.isfinite(alone[index])):
+                result.failures.append(Failure("batch", sample_id, source, f"{sample_id!r} inside a padded batch vs alone: {_describe(cos, diff, limits)}", _finite(cos), _finite(diff)))
+                note(cos, sample_id, source)
+        # Matryoshka: truncate + re-normalise both, compare (first protocol's embedding).
+        first = next(iter(triton))
+        row["matryoshka"] = {}
+        for dim in MATRYOSHKA_DIMS[1:]:
+            a, b = truncate(reference[None], dim)[0], truncate(triton[first][index][None], dim)[0]
+            cos, diff = cosine(a, b), max_abs_diff(a, b)
+            norm = float(np.linalg.norm(np.asarray(b, np.float64)))
+            row["matryoshka"][str(dim)] = {"cosine": _finite(cos), "max_abs_diff": _finite(diff), "norm": _finite(norm)}
+            matryoshka_min_cos = min(matryoshka_min_cos, cos) if not math.isnan(cos) else -math.inf
+            if np.all(np.isfinite(b)) and (not _close(cos, diff, limits) or not abs(norm - 1.0) <= limits.norm_tolerance):
+                result.failures.append(Failure("matryoshka", sample_id, f"{first}-{dim}", f"{sample_id!r} truncated to {dim}: {_describe(cos, diff, limits)}, norm {norm:.6f}", _finite(cos), _finite(diff)))
+        result.rows.append(row)
+
+    result.summary = {
+        "samples": len(ids),
+        "min_cosine": _finite(min_cos),
+        "max_abs_diff": _finite(max_diff),
+        "max_norm_error": _finite(max_norm_error),
+        "batch_min_cosine_vs_alone": _finite(batch_min_cos),
+        "matryoshka_min_cosine": _finite(matryoshka_min_cos),
+        "worst": None if worst is None else {"sample": worst[1], "source": worst[2], "cosine": _finite(worst[0])},
+    }
+    return result
+
+
+def verdict_message(evaluation: Evaluation) -> str:
+    """One line: PASS, or FAIL naming the worst sample and the first failure of each kind."""
+    worst = evaluation.summary.get("worst") or {}
+    if not evaluation.failures:
+        return f"parity PASS: {evaluation.summary['samples']} samples, min cosine {evaluation.summary['min_cosine']}, max abs diff {evaluation.summary['max_abs_diff']}"
+    worst_failure = next(
+        (f for f in evaluation.failures if (f.sample, f.source) == (worst.get("sample"), worst.get("source"))),
+        next((f for f in evaluation.failures if f.sample == worst.get("sample")), evaluation.failures[0]),
+    )
+    kinds = sorted({f.check for f in evaluation.failures})
+    return (
+        f"parity FAIL: {len(evaluation.failures)} failed checks ({', '.join(kinds)}); worst sample {worst_failure.sample!r} "
+        f"({worst_failure.source}): {worst_failure.message}"
+    )
+
+
+def percentiles(durations_s: Sequence[float]) -> dict[str, float]:
+    """p50/p95/mean in milliseconds."""
+    ms = np.asarray(durations_s, np.float64) * 1000.0
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3), "mean_ms": round(float(ms.mean()), 3), "n": int(ms.size)}
+
+
+def time_calls(call: Callable[[], object], iterations: int, warmup: int = 2) -> list[float]:
+    """Wall-clock seconds of ``iterations`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    durations = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        call()
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
+def gpu_snapshot() -> dict[str, Any] | None:
+    """Driver and per-GPU memory use via NVML; None where NVML (or a GPU) is absent."""
+    try:
+        import pynvml  # nvidia-ml-py
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no library, no driver, no GPU: all mean "no NVML"
+        return None
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        devices = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            name = pynvml.nvmlDeviceGetName(handle)
+            devices.append({
+                "index": index,
+                "name": name.decode() if isinstance(name, bytes) else name,
+                "memory_used_mib": round(memory.used / 2**20, 1),
+                "memory_total_mib": round(memory.total / 2**20, 1),
+            })
+        return {"driver": driver.decode() if isinstance(driver, bytes) else driver, "devices": devices}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def file_digests(directory: Path, names: Sequence[str]) -> dict[str, str]:
+    """sha256 of the files ``names`` that exist in ``directory``."""
+    digests = {}
+    for path in (Path(directory) / name for name in names):
+        if not path.is_file():
+            continue
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digests[path.name] = digest.hexdigest()
+    return digests
+
+
+def batches(sample_list: Sequence[Sample], lengths: Sequence[int], max_batch: int, max_length: int) -> list[tuple[list[int], int]]:
+    """Padded batches as (sample indexes, pad length): the ordinary samples in groups of
+    ``max_batch`` padded to their longest, and the long sample with the shortest one padded to the
+    max length (heavy padding)."""
+    long_index = next((i for i, s in enumerate(sample_list) if s.id == LONG_SAMPLE), None)
+    ordinary = [i for i in range(len(sample_list)) if i != long_index]
+    groups = []
+    size = max(1, max_batch)
+    for start in range(0, len(ordinary), size):
+        chunk = ordinary[start : start + size]
+        groups.append((chunk, max(lengths[i] for i in chunk) + (1 if size == 1 else 0)))
+    if long_index is not None:
+        shortest = min(ordinary, key=lambda i: lengths[i]) if ordinary else None
+        chunk = [long_index] + ([shortest] if shortest is not None and size > 1 else [])
+        groups.append((chunk, max(max(lengths[i] for i in chunk), min(max_length, lengths[long_index]))))
+    return groups
+
+
+def _embed_alone(backend: Any, encoder: TextEncoder, id_lists: Sequence[Sequence[int]]) -> np.ndarray:
+    return np.stack([backend.infer(*encoder.pad([ids], length=len(ids)))[0] for ids in id_lists])
+
+
+def _embed_batched(backend: Any, encoder: TextEncoder, id_lists: Sequence[Sequence[int]], groups: list[tuple[list[int], int]]) -> np.ndarray:
+    out = np.full((len(id_lists), EMBEDDING_DIM), np.nan, dtype=np.float32)
+    for chunk, length in groups:
+        out[chunk] = backend.infer(*encoder.pad([id_lists[i] for i in chunk], length=length))
+    return out
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], Evaluation]:
+    """Everything but the exit status: returns (report, evaluation). Raises EmbeddingError."""
+    limits = Thresholds(args.min_cosine, args.max_abs_diff, args.norm_tolerance)
+    encoder = TextEncoder(args.tokenizer_dir, max_length=args.max_length)
+    sample_list = samples()
+    texts = [s.text for s in sample_list]
+    id_lists = encoder.encode(texts)
+    lengths = [len(ids) for ids in id_lists]
+    urls = {"http": args.url, "grpc": args.grpc_url}
+    servers = {p: TritonBackend(urls[p], model_name=args.model_name, protocol=p, timeout_s=args.request_timeout) for p in PROTOCOLS if urls[p]}
+    if not servers:
+        raise EmbeddingError("give --url and/or --grpc-url")
+    first = next(iter(servers.values()))
+    first.wait_ready(args.timeout)
+    first.check_contract()
+    for backend in servers.values():
+        backend.wait_ready(args.timeout)
+    server_max_batch = first.max_batch_size()
+    max_batch = min(args.max_batch or server_max_batch or 1, server_max_batch or 1)
+
+    gpu_before = gpu_snapshot()
+    started = time.monotonic()
+    triton = {p: _embed_alone(b, encoder, id_lists) for p, b in servers.items()}
+    groups = batches(sample_list, lengths, max_batch, encoder.max_length)
+    protocol, backend = next(iter(servers.items()))
+    batched = {f"{protocol}-batch": _embed_batched(backend, encoder, id_lists, groups)}
+    index = {s.id: i for i, s in enumerate(sample_list)}
+    single = encoder.pad([id_lists[index[LATENCY_SAMPLE]]])
+    full = encoder.pad([id_lists[index[LATENCY_BATCH_SAMPLE]]] * max_batch)
+    latency = {
+        "protocol": protocol,
+        "batch_1": {**percentiles(time_calls(lambda: backend.infer(*single), args.latency_iterations)), "batch_size": 1, "seq_len": int(single[0].shape[1])},
+        "batch_max": {**percentiles(time_calls(lambda: backend.infer(*full), args.latency_iterations)), "batch_size": max_batch, "seq_len": int(full[0].shape[1])},
+    }
+    gpu_after = gpu_snapshot()
+    triton_seconds = time.monotonic() - started
+
+    local_backend = _local_backend(args)
+    local = _embed_alone(local_backend, encoder, id_lists)
+    evaluation = evaluate([s.id for s in sample_list], local, triton, batched, limits)
+    for row, sample, count in zip(evaluation.rows, sample_list, lengths):
+        row.update({"kind": sample.kind, "tokens": count, "at_max_length": count >= encoder.max_length})
+
+    model_files = file_digests(args.model_dir, [args.model_file, args.model_file + "_data"]) if not args.no_hash else {}
+    report = {
+        "report_version": REPORT_VERSION,
+        "verdict": "fail" if evaluation.failures else "pass",
+        "message": verdict_message(evaluation),
+        "created_unix": int(time.time()),
+        "host": platform.node(),
+        "thresholds": asdict(limits),
+        "summary": evaluation.summary,
+        "failures": [asdict(f) for f in evaluation.failures],
+        "samples": evaluation.rows,
+        "server": {
+            "http_url": args.url,
+            "grpc_url": args.grpc_url,
+            "model_name": args.model_name,
+            "version": first.server_version(),
+            "max_batch_size": server_max_batch,
+            "seconds": round(triton_seconds, 3),
+        },
+        "local": {"provider": local_backend.provider, "onnxruntime": local_backend.version, "device": args.device},
+        "model": {
+            "dir": str(args.model_dir),
+            "files": model_files,
+            "graph": args.model_file,
+            "sha256": model_files.get(args.model_file + "_data") or model_files.get(args.model_file),
+        },
+        "tokenizer": {"dir": str(args.tokenizer_dir), "max_length": encoder.max_length, "sha256": file_digests(args.tokenizer_dir, ["tokenizer.json"]).get("tokenizer.json")},
+        "latency": latency,
+        "gpu": {"before": gpu_before, "after": gpu_after},
+        # Triton's embedding of every sample (first protocol, alone): the fleet compares these across hosts.
+        "embeddings": {s.id: [round(float(x), 7) if math.isfinite(x) else None for x in triton[protocol][i]] for i, s in enumerate(sample_list)},
+    }
+    for backend in servers.values():
+        backend.close()
+    return report, evaluation
+
+
+def _local_backend(args: argparse.Namespace) -> Any:
+    from verify.local import LocalBackend  # needs onnxruntime; the client module does not
+
+    return LocalBackend(Path(args.model_dir), device=args.device, threads=args.threads, model_file=args.model_file)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m verify.parity", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", required=True, type=Path, help="directory with model.onnx (+ model.onnx_data) that Triton serves")
+    p.add_argument("--model-file", default="model.onnx", help="graph file name in --model-dir (q8: model_quantized.onnx)")
+    p.add_argument("--tokenizer-dir", required=True, type=Path, help="directory with tokenizer.json (+ tokenizer_config.json)")
+    p.add_argument("--url", default="127.0.0.1:6000", help="Triton HTTP host:port ('' to skip HTTP)")
+    p.add_argument("--grpc-url", default="127.0.0.1:6001", help="Triton gRPC host:port ('' to skip gRPC)")
+    p.add_argument("--model-name", default="embeddinggemma")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="local ONNX Runtime device (auto: CUDA when onnxruntime-gpu can use it)")
+    p.add_argument("--threads", type=int, default=0, help="local ONNX Runtime intra-op threads (0: its default)")
+    p.add_argument("--min-cosine", type=float, default=Thresholds.min_cosine)
+    p.add_argument("--max-abs-diff", type=float, default=Thresholds.max_abs_diff)
+    p.add_argument("--norm-tolerance", type=float, default=Thresholds.norm_tolerance)
+    p.add_argument("--max-length", type=int, default=2048, help="tokens per text (EmbeddingGemma: 2048)")
+    p.add_argument("--max-batch", type=int, default=0, help="batch size for the batch checks and latency (0: the server's max_batch_size)")
+    p.add_argument("--latency-iterations", type=int, default=20)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for Triton and the model to be ready")
+    p.add_argument("--request-timeout", type=float, default=300.0, help="seconds per request")
+    p.add_argument("--report", type=Path, help="write the JSON report here ('-': stdout)")
+    p.add_argument("--no-hash", action="store_true", help="skip hashing the model files")
+    return p
+
+
+def write_report(report: dict[str, Any], destination: Path | None) -> None:
+    if destination is None:
+        return
+    text = json.dumps(report, indent=None, separators=(",", ":"), allow_nan=False) + "\n"
+    if str(destination) == "-":
+        sys.stdout.write(text)
+    else:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    say = sys.stderr if str(args.report) == "-" else sys.stdout
+    try:
+        report, evaluation = run(args)
+    except EmbeddingError as error:
+        message = f"parity ERROR: {error}"
+        write_report({"report_version": REPORT_VERSION, "verdict": "error", "message": message, "created_unix": int(time.time()), "host": platform.node()}, args.report)
+        print(message, file=sys.stderr)
+        return EXIT_ERROR
+    write_report(report, args.report)
+    summary = report["summary"]
+    print(
+        f"latency {report['latency']['protocol']}: batch 1 p50 {report['latency']['batch_1']['p50_ms']} ms, "
+        f"batch {report['latency']['batch_max']['batch_size']} p50 {report['latency']['batch_max']['p50_ms']} ms; "
+        f"local {report['local']['provider']}; min cosine {summary['min_cosine']}, max abs diff {summary['max_abs_diff']}",
+        file=say,
+    )
+    print(report["message"], file=say if not evaluation.failures else sys.stderr)
+    return EXIT_MISMATCH if evaluation.failures else EXIT_PASS
+
+
+if __name__ == "__main__":
+    sys.exit(main())
