@@ -38,13 +38,14 @@ from pyinfra.operations import apt, files, pip, server
 from deploys import settings
 from deploys.preflight import is_gpu_host
 from deploys.settings import Settings, SettingsError
+from facts._shell import RC_MARKER, split_rc
 from verify.fleet import HostResult, drift, table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERIFY_SRC = REPO_ROOT / "verify"
 # One directory of reports per pyinfra run (UTC start time of the controller process).
 RUN_ID = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-REPORT_MARKER, LOG_MARKER, RC_MARKER = "__VERIFY_REPORT__", "__VERIFY_LOG__", "__VERIFY_RC__="
+REPORT_MARKER, LOG_MARKER = "__VERIFY_REPORT__", "__VERIFY_LOG__"
 
 
 class Layout:
@@ -120,17 +121,12 @@ def parity_command(s: Settings, layout: Layout, device: str) -> str:
 
 def parse_parity_output(lines: list[str]) -> dict[str, Any]:
     """{"rc": int | None, "report": dict | None, "log": str} from the parity command's output."""
-    rc: int | None = None
+    lines, rc = split_rc(lines)
     section = None
     report_lines: list[str] = []
     log_lines: list[str] = []
     for line in lines:
-        if line.startswith(RC_MARKER):
-            try:
-                rc = int(line[len(RC_MARKER) :].strip())
-            except ValueError:
-                rc = None
-        elif line.strip() == REPORT_MARKER:
+        if line.strip() == REPORT_MARKER:
             section = "report"
         elif line.strip() == LOG_MARKER:
             section = "log"

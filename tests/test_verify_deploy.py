@@ -16,6 +16,7 @@ import pytest
 from deploys import settings
 from deploys import verify as step
 from deploys.settings import SettingsError
+from facts._shell import RC_MARKER
 from tests import tinymodel
 from tests import tritonserver as ts
 from verify.fleet import HostResult
@@ -75,15 +76,15 @@ def test_user_mistakes_name_host_key_and_fix(tmp_path: Path) -> None:
 
 def test_parse_parity_output_and_messages() -> None:
     report = {"verdict": "fail", "message": "parity FAIL: 2 failed checks (parity); worst sample 'd-ru' (grpc): cosine 0.9 < 0.9999"}
-    lines = ["__VERIFY_RC__=1", "__VERIFY_REPORT__", json.dumps(report), "", "__VERIFY_LOG__", "latency ...", "parity FAIL: ..."]
+    lines = [f"{RC_MARKER}1", "__VERIFY_REPORT__", json.dumps(report), "", "__VERIFY_LOG__", "latency ...", "parity FAIL: ..."]
     outcome = step.parse_parity_output(lines)
     assert outcome["rc"] == 1 and outcome["report"] == report and outcome["log"].endswith("parity FAIL: ...")
     message = step.outcome_message("web-1", outcome, "reports/r/web-1.json")
     assert message == f"host web-1: {report['message']} (report: reports/r/web-1.json)"
-    crashed = step.parse_parity_output(["__VERIFY_RC__=127", "__VERIFY_REPORT__", "", "__VERIFY_LOG__", "sh: 1: /x/venv/bin/python: not found"])
+    crashed = step.parse_parity_output([f"{RC_MARKER}127", "__VERIFY_REPORT__", "", "__VERIFY_LOG__", "sh: 1: /x/venv/bin/python: not found"])
     assert crashed["report"] is None
     assert step.outcome_message("web-1", crashed, None) == "host web-1: verify did not run (exit 127): sh: 1: /x/venv/bin/python: not found"
-    passed = step.parse_parity_output(["__VERIFY_RC__=0", "__VERIFY_REPORT__", '{"verdict": "pass", "message": "parity PASS"}', "__VERIFY_LOG__"])
+    passed = step.parse_parity_output([f"{RC_MARKER}0", "__VERIFY_REPORT__", '{"verdict": "pass", "message": "parity PASS"}', "__VERIFY_LOG__"])
     assert step.outcome_message("web-1", passed, "x") is None
 
 
