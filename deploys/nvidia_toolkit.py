@@ -28,6 +28,11 @@ def pinned_packages(s: Settings) -> list[str]:
     return [f"{name}={s.nvidia_toolkit_version}" for name in TOOLKIT_PACKAGES]
 
 
+def repo_source(s: Settings) -> str:
+    """The apt source line; apt expands $(ARCH) itself, as in NVIDIA's own .list file."""
+    return f"deb [signed-by={KEYRING}] {s.nvidia_toolkit_apt_url}/stable/deb/$(ARCH) /"
+
+
 def has_nvidia_runtime() -> bool:
     """True when Docker already knows the nvidia runtime (running daemon or its config file)."""
     config = host.get_fact(DockerDaemonJson) or {}
@@ -45,8 +50,7 @@ def nvidia_toolkit() -> None:
     keyring = files.download(name="NVIDIA toolkit apt key (signed-by keyring)", src=f"{s.nvidia_toolkit_apt_url}/gpgkey", dest=KEYRING, mode="644")
     repo = apt.repo(
         name="NVIDIA toolkit apt repository",
-        # apt expands $(ARCH) itself, as in NVIDIA's own .list file.
-        src=f"deb [signed-by={KEYRING}] {s.nvidia_toolkit_apt_url}/stable/deb/$(ARCH) /",
+        src=repo_source(s),
         filename="nvidia-container-toolkit",
     )
     installed = host.get_fact(DebPackages) or {}

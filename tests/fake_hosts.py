@@ -5,11 +5,22 @@ matcher is a substring of it (unmatched commands succeed with no output). The ou
 shaped exactly like the real commands' (os-release files, `nvidia-smi --format=csv`, `df -PB1`,
 `dpkg -l`), so the real facts parse them and the real operations plan against them.
 
-`fresh_*` hosts are bare servers; `converged_*` answer what a host says after a successful deploy,
-computed from the same settings and templates the deploy uses.
+`responses()` describes a bare server; `converged_responses()` / `converged_host()` what a host
+answers after a successful deploy, computed from the same settings parser, renderers, lock and
+login digest the deploy uses; `drifted()` changes one of those answers.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from deploys import model, model_lock, render, settings
+from deploys.docker import COMPOSE_V2_PACKAGE, DAEMON_JSON, DROPIN
+from deploys.nvidia_toolkit import KEYRING, TOOLKIT_PACKAGES, repo_source
+from deploys.triton import deploy_hash, probe_address
+from facts.docker import registry_auth_digest
 
 UBUNTU_2404_RELEASE = """\
 /etc/lsb-release
@@ -112,3 +123,163 @@ def host(name: str, data: dict, table: dict) -> tuple[str, dict]:
 # Settings every fake host shares; tests/test_plan.py adds the local Hub's model data. The parity
 # check needs a real Triton (tests/test_verify_*.py, the sandbox e2e), not a fake connector.
 SETTINGS: dict = {"verify_enabled": False}
+
+
+# -- converged hosts: what a host answers after a successful deploy --------------------------------
+#
+# Every answer below is computed from the code the deploy itself runs (settings parsing, the
+# renderers, the lock the model step checks against, the login digest), so a deploy change that
+# would stop a re-run from being a no-op shows up as a change in tests/test_plan.py, not as a
+# fixture quietly drifting along. What is hard-coded is only what the host adds on its own: the
+# runtime nvidia-ctk registers, image and container ids, systemd's answers.
+
+# What `nvidia-ctk runtime configure --runtime=docker` adds to daemon.json.
+NVIDIA_CTK_RUNTIMES = {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}
+# `docker info --format '{{json .Runtimes}}'` on a GPU host after the toolkit step (CPU: no nvidia).
+DOCKER_INFO_RUNTIMES = {
+    "io.containerd.runc.v2": {"path": "runc"},
+    "runc": {"path": "runc"},
+    "nvidia": {"path": "nvidia-container-runtime"},
+}
+# Installed versions of docker.io, the compose v2 plugin, containerd and runc per distribution.
+DISTRO_DOCKER_VERSIONS = {
+    "ubuntu": ("27.5.1-0ubuntu3~24.04.2", "2.33.0+ds1-0ubuntu1~24.04.1", "1.7.27-0ubuntu1~24.04.1", "1.2.5-0ubuntu1~24.04.1"),
+    "debian": ("26.1.5+dfsg1-9+b9", "2.32.4-3", "1.7.24~ds1-6+b4", "1.1.15+ds1-2+b4"),
+}
+TRITON_IMAGE_ID = "sha256:" + "3f1b" * 16
+CONTAINER_ID = "9c2e" * 16
+STAT_TIME = 1760000000  # atime/mtime/ctime in the stat answers; no operation here compares times
+
+
+def os_release_key(release: str) -> tuple[str, int]:
+    """(ID, major VERSION_ID) from an os-release text, as preflight.distro_key reads them."""
+    fields = dict(line.split("=", 1) for line in release.splitlines() if "=" in line)
+    return fields["ID"].strip('"').lower(), int(fields["VERSION_ID"].strip('"').split(".")[0])
+
+
+def _mode_string(kind: str, mode: int) -> str:
+    """``stat -c %A`` text for an octal-looking int such as 755: ``drwxr-xr-x``."""
+    bits = "".join(
+        ("r" if digit & 4 else "-") + ("w" if digit & 2 else "-") + ("x" if digit & 1 else "-")
+        for digit in (int(d) for d in f"{mode:03d}")
+    )
+    return ("d" if kind == "directory" else "-") + bits
+
+
+def stat_answer(path: str, kind: str, mode: int, size: int = 4096) -> tuple[str, list[str]]:
+    """(matcher, output) for pyinfra's File/Directory fact on ``path`` (a GNU ``stat -c`` line)."""
+    line = (
+        f"user=root group=root mode={_mode_string(kind, mode)} atime={STAT_TIME} mtime={STAT_TIME} "
+        f"ctime={STAT_TIME} size={size} '{path}'"
+    )
+    # The fact's command starts `! (test -e PATH || test -L PATH )`: " ||" right after the path
+    # keeps /etc/docker from matching /etc/docker/daemon.json.
+    return f"test -e {path} ||", [line]
+
+
+def hash_answer(tool: str, path: str, digest: str) -> tuple[str, list[str]]:
+    """(matcher, output) for pyinfra's Sha1File/Sha256File fact (``sha1sum``/``sha256sum`` line)."""
+    return f"{tool} {path} 2>", [f"{digest}  {path}"]
+
+
+def converged_responses(
+    release: str, smi: list[str] | None, df: list[str], data: dict, ngc_key: str, name: str = "converged"
+) -> dict:
+    """fake_responses of a host on which `deploys/all.py` already ran with host data ``data``.
+
+    ``data`` is the host's data as the inventory gives it (SETTINGS, the hub fixture's model keys,
+    ``gpu``); ``ngc_key`` the key `docker login` stored. Covers docker_source=distro (the default).
+    """
+    s = settings.parse(f"@fake/{name}", data)
+    if s.docker_source != "distro":
+        raise ValueError("converged_responses models docker_source=distro only")
+    gpu = bool(smi) if s.gpu == "auto" else bool(s.gpu)
+    table: dict = {}
+
+    def stat(path: str, kind: str, mode: int, content: bytes | None = None) -> None:
+        matcher, answer = stat_answer(path, kind, mode, len(content) if content is not None else 4096)
+        table[matcher] = answer
+        if content is not None:  # files.put compares sha1 first
+            tool_matcher, line = hash_answer("sha1sum", path, hashlib.sha1(content).hexdigest())
+            table[tool_matcher] = line
+
+    # Docker step: packages, daemon.json (plus nvidia-ctk's runtime on GPU hosts), service.
+    distro = os_release_key(release)
+    names = ("docker.io", COMPOSE_V2_PACKAGE[distro], "containerd", "runc")  # what deploys/docker.py installs + deps
+    packages = dict(zip(names, DISTRO_DOCKER_VERSIONS[distro[0]]))
+    daemon = render.merged_daemon_config({"runtimes": NVIDIA_CTK_RUNTIMES} if gpu else None, s)
+    daemon_text = render.daemon_json(daemon)
+    table[f"cat {DAEMON_JSON}"] = ["__FACT_FILE_PRESENT__", *daemon_text.splitlines()]
+    stat("/etc/docker", "directory", 755)
+    stat(DAEMON_JSON, "file", 644, daemon_text.encode())
+    if s.docker_service_env:
+        stat(DROPIN.rsplit("/", 1)[0], "directory", 755)
+        stat(DROPIN, "file", 644, render.docker_dropin(s).encode())
+    table["--property SubState docker.service"] = ["Id=docker.service", "SubState=running"]
+    table["--property UnitFileState docker.service"] = ["Id=docker.service", "UnitFileState=enabled"]
+    runtimes = DOCKER_INFO_RUNTIMES if gpu else {k: v for k, v in DOCKER_INFO_RUNTIMES.items() if k != "nvidia"}
+    table["docker info --format"] = [json.dumps(runtimes)]
+
+    # NVIDIA Container Toolkit step (GPU hosts): keyring, apt source, pinned packages.
+    if gpu:
+        stat("/etc/apt/keyrings", "directory", 755)
+        stat(KEYRING, "file", 644, b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+        source = repo_source(s)
+        table["##PYINFRA_FILE"] = ["##PYINFRA_FILE /etc/apt/sources.list.d/nvidia-container-toolkit.list", source, ""]
+        packages.update({package: s.nvidia_toolkit_version for package in TOOLKIT_PACKAGES})
+    table["dpkg -l"] = DPKG_HEADER + [dpkg_line(p, v) for p, v in packages.items()]
+
+    # Registry step: the image is there and Docker stores this key's login for registry_host.
+    table["docker image inspect --format"] = [TRITON_IMAGE_ID]
+    table["python3 -I -c"] = [registry_auth_digest(s.registry_username, ngc_key)]
+
+    # Model step: each file of the variant carries the sha256 the lock pins.
+    paths = render.layout(s)
+    lock = model_lock.read(s.model_repo_id, s.model_revision, Path(s.model_lock_file))
+    for repo_path in model_lock.variant_files(s.model_variant):
+        dest = model.destination(s, repo_path)
+        matcher, line = hash_answer("sha256sum", dest, lock[repo_path].sha256 or "")
+        table[matcher] = line
+    for path in (paths.root, paths.models_dir, paths.model_dir, paths.version_dir, paths.tokenizer_dir):
+        stat(path, "directory", 755)
+
+    # Triton step: config and compose file as rendered, the container running with their labels.
+    wanted_hash = deploy_hash(s, gpu)
+    if s.triton_tensorrt:
+        stat(paths.trt_cache_dir, "directory", 755)
+    stat(paths.config_file, "file", 644, render.model_config(s, gpu).encode())
+    stat(paths.compose_file, "file", 644, render.compose_file(s, gpu, deploy_hash=wanted_hash).encode())
+    labels = {
+        "com.docker.compose.project": render.COMPOSE_PROJECT,
+        "com.docker.compose.service": "triton",
+        "com.docker.compose.project.config_files": paths.compose_file,
+        **render.compose_labels(s, gpu, wanted_hash),
+    }
+    container = [{
+        "Id": CONTAINER_ID,
+        "Name": "/" + render.container_name(s),
+        "Image": TRITON_IMAGE_ID,
+        "RestartCount": 0,
+        "State": {"Status": "running", "Running": True, "Health": {"Status": "healthy"}},
+        "Config": {"Image": s.triton_image_ref, "Labels": labels},
+    }]
+    table[f"docker container inspect {render.container_name(s)}"] = json.dumps(container, indent=4).splitlines()
+    # Only the published HTTP port answers: a run that moves the port finds nothing listening there.
+    table[f"{probe_address(s)}:{s.triton_http_port}/v2/health/live"] = ["live 200", "ready 200", "model_ready 200"]
+    return responses(release, smi, df, table)
+
+
+def converged_host(name: str, data: dict, release: str, smi: list[str] | None, df: list[str], ngc_key: str) -> tuple[str, dict]:
+    """A fake host on which the deploy already ran with ``data`` (see :func:`converged_responses`)."""
+    return host(name, data, converged_responses(release, smi, df, data, ngc_key, name))
+
+
+def drifted(fake_host: tuple[str, dict], matcher_part: str, answer: list[str]) -> tuple[str, dict]:
+    """``fake_host`` with one canned answer replaced: the one whose matcher contains ``matcher_part``."""
+    name, data = fake_host
+    table = dict(data["fake_responses"])
+    keys = [key for key in table if isinstance(key, str) and matcher_part in key]
+    if len(keys) != 1:
+        raise ValueError(f"{matcher_part!r} picks {len(keys)} canned answers, not one")
+    table[keys[0]] = answer
+    return name, {**data, "fake_responses": table}

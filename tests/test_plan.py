@@ -2,7 +2,8 @@
 
 The fake connector executes nothing and answers commands with canned, realistic outputs, so these
 tests show what the deploy would do on a fresh Ubuntu 24.04 GPU host and a Debian 13 CPU host, that
-bad hosts end the run before anything runs, and which commands would be sent.
+the same hosts once converged plan 0 changes (and only the dependent operations when one setting or
+one fact changes), that bad hosts end the run before anything runs, and which commands would be sent.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def run_fleet(tmp_path: Path, hub, hosts_code: str, *args: str, deploy: str = "d
     url, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "import json\nfrom tests import fake_hosts as f\n\n"
+        "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
         "fleet = [\n" + hosts_code + "\n]\n"
     )
@@ -89,6 +90,90 @@ def test_fresh_hosts_plan_the_whole_chain(tmp_path, hub):
     steps = ["Docker", "NVIDIA Container Toolkit", "Registry login and image pull", "Model files (pinned, checksummed)", "Triton"]
     firsts = [order.index(step) for step in steps]
     assert firsts == sorted(firsts), order
+    assert CANARY_KEY not in result.stdout + result.stderr
+
+
+# The same two hosts after a successful deploy: every fact answers what the deploy left behind,
+# computed by tests/fake_hosts.py:converged_responses from the deploy's own renderers and lock.
+CONVERGED_GPU = 'f.converged_host("gpu-ubuntu", {"gpu": True, **f.SETTINGS}, f.UBUNTU_2404_RELEASE, f.H100_X2, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
+CONVERGED_CPU = 'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
+STEPS = ("Docker", "NVIDIA Container Toolkit", "Registry login and image pull", "Model files (pinned, checksummed)", "Triton")
+
+
+def test_converged_hosts_plan_zero_changes(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, CONVERGED_GPU + ",\n" + CONVERGED_CPU)
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(result.stdout)
+    assert payload["results"]["failed_hosts"] == []
+    changed = changed_ops(result)
+    assert not changed, f"a re-run on converged hosts would change: {changed}"
+    assert payload["results"]["totals"]["success"] == 0
+    # Not vacuous: every step planned its operations on both hosts and found them in place.
+    untouched = {op["name"]: sorted(op["no_change"]) for op in payload["results"]["operations"]}
+    both = ["@fake/cpu-debian", "@fake/gpu-ubuntu"]
+    for name in ("Docker | Docker packages", "Docker | Docker enabled and running",
+                 "Model files (pinned, checksummed) | Directory /opt/triton-embeddinggemma/models/embeddinggemma/1",
+                 "Triton | Triton model config (config.pbtxt)", "Triton | Triton compose file"):
+        assert untouched.get(name) == both, name
+    assert untouched.get("NVIDIA Container Toolkit | NVIDIA Container Toolkit packages (pinned)") == ["@fake/gpu-ubuntu"]
+    # The facts that decide login, pull, model upload and (re)start were read, and said "in place".
+    for line in ("model: all 5 files match their sha256; 0 B to send", "Triton already READY with this configuration"):
+        assert result.stderr.count(line) == 2, line
+    assert "registry:" not in result.stderr  # no "logging in" on either host
+    assert CANARY_KEY not in result.stdout + result.stderr
+
+
+TRITON_RESTART = ("Triton | Start Triton (docker compose up -d)", "Triton | Wait for model embeddinggemma READY (≤ 600s)")
+
+
+@pytest.mark.parametrize(
+    "change,files",
+    [
+        ("triton_max_batch_size=16", ("Triton | Triton model config (config.pbtxt)", "Triton | Triton compose file")),
+        ("triton_http_port=7000", ("Triton | Triton compose file",)),
+    ],
+    ids=["max-batch-size", "http-port"],
+)
+def test_one_setting_changes_only_what_depends_on_it(tmp_path, hub, change, files):
+    result = run_fleet(tmp_path, hub, CONVERGED_GPU + ",\n" + CONVERGED_CPU, "--data", change)
+    assert result.returncode == 0, result.stderr[-3000:]
+    gpu, cpu = "@fake/gpu-ubuntu", "@fake/cpu-debian"
+    expected = {name: [cpu, gpu] for name in (*files, *TRITON_RESTART)}
+    expected["Triton | GPU smoke test: the Triton image sees the GPUs"] = [gpu]  # before any GPU (re)start
+    changed = {name: sorted(hosts) for name, hosts in changed_ops(result).items()}
+    assert changed == expected, f"changed operations: {sorted(changed)}"
+    assert not [name for name in changed if name.split(" | ")[0] in STEPS[:4]], "docker/toolkit/login/model must stay untouched"
+
+
+@pytest.mark.parametrize(
+    "drift,expected",
+    [
+        (
+            # One model file on the host no longer has the locked sha256.
+            '"sha256sum /opt/triton-embeddinggemma/tokenizer/tokenizer.json 2>", ["0" * 64 + "  /opt/triton-embeddinggemma/tokenizer/tokenizer.json"]',
+            ["Model files (pinned, checksummed) | Check sha256 and install tokenizer.json", "Model files (pinned, checksummed) | Upload model file tokenizer.json (18 B)"],
+        ),
+        (
+            # The container runs with the right labels but the model is not READY: recreate it.
+            '"/v2/health/live", ["live 200", "ready 200", "model_ready 400"]',
+            ["Triton | GPU smoke test: the Triton image sees the GPUs", *TRITON_RESTART],
+        ),
+        (
+            # Docker holds a login made with an older key.
+            '"python3 -I -c", [__import__("facts.docker").docker.registry_auth_digest("$oauthtoken", "nvapi-old")]',
+            ["Registry login and image pull | Docker login to nvcr.io (password on stdin)"],
+        ),
+    ],
+    ids=["model-file-corrupt", "model-not-ready", "rotated-key"],
+)
+def test_drift_on_a_converged_host_plans_exactly_its_repair(tmp_path, hub, drift, expected):
+    # The converged fixture is not blind: one fact drifting away from "deployed" brings back
+    # exactly the operations that repair it, on that host only.
+    result = run_fleet(tmp_path, hub, f"f.drifted({CONVERGED_GPU}, {drift}),\n" + CONVERGED_CPU)
+    assert result.returncode == 0, result.stderr[-3000:]
+    changed = changed_ops(result)
+    assert sorted(changed) == sorted(expected), f"changed operations: {sorted(changed)}"
+    assert all(hosts == ["@fake/gpu-ubuntu"] for hosts in changed.values()), changed
     assert CANARY_KEY not in result.stdout + result.stderr
 
 
