@@ -19,6 +19,23 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m 'not e2e'
 
+# The demo: a 3-host sandbox fleet, the real deploy on it, the fleet's verification table.
+sandbox: $(STAMP)
+	bash tests/system_deps.sh
+	bash tests/sandbox/docker_daemon.sh
+	$(BIN)/python -m tests.sandbox up --hosts 3
+	$(BIN)/pyinfra inventories/sandbox.py deploys/all.py -y
+	$(BIN)/python -m tests.sandbox status
+
+down: $(STAMP)
+	$(BIN)/python -m tests.sandbox down
+
+# Converge 1 and 3 hosts, a no-op re-run, model bytes; ends with one JSON line.
+bench: $(STAMP)
+	bash tests/system_deps.sh
+	bash tests/sandbox/docker_daemon.sh
+	$(BIN)/python -m tests.sandbox.bench
+
 readme: $(STAMP)
 	$(BIN)/python -m deploys.readme
 

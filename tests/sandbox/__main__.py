@@ -1,0 +1,46 @@
+"""CLI: ``python -m tests.sandbox up [--hosts N] | down [--all] | status`` (``--name`` picks a sandbox)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.sandbox import fleet
+from tests.sandbox.dockercli import SandboxError
+
+DAEMON_SCRIPT = Path(__file__).resolve().parent / "docker_daemon.sh"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command; errors end in one line on stderr."""
+    parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description=__doc__)
+    parser.add_argument("--name", default=os.environ.get("SANDBOX_NAME", "default"), help="sandbox name (env SANDBOX_NAME; default: default)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="create or update the sandbox (re-runnable; images are reused)")
+    up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
+    down = sub.add_parser("down", help="remove the sandbox's containers, volumes and network")
+    down.add_argument("--all", action="store_true", help="remove every sandbox on this machine")
+    sub.add_parser("status", help="show the sandbox's containers")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            if not 1 <= args.hosts <= 20:
+                raise SandboxError("--hosts: allowed 1 to 20")
+            subprocess.run(["bash", str(DAEMON_SCRIPT)], check=True)
+            fleet.up(args.name, args.hosts)
+            print(fleet.status(args.name))
+        elif args.command == "down":
+            fleet.down(None if args.all else args.name)
+        else:
+            print(fleet.status(args.name))
+    except (SandboxError, subprocess.CalledProcessError) as error:
+        print(f"sandbox: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""Bring the sandbox fleet up, down, and report on it. State lives in ``.sandbox/<name>/``.
+
+A sandbox is: a Docker network, a registry container (alias ``sandbox-registry`` on that network,
+htpasswd auth, the stand-in Triton image pushed under the NGC path and tag), and N host containers
+(systemd + sshd, SSH on 127.0.0.1 ports, a per-sandbox key). Every container, network and volume
+carries the label ``triton-embeddinggemma.sandbox=<name>`` and is removed by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.sandbox import images
+from tests.sandbox.dockercli import LABEL, SandboxError, docker, inspect, labelled
+
+ROOT = images.ROOT
+STATE_ROOT = ROOT / ".sandbox"
+MODEL_MIRROR = STATE_ROOT / "model-mirror"
+NGC_IMAGE_PATH = "nvidia/tritonserver:25.05-py3"  # the pinned NGC image's repository path and tag
+REGISTRY_ALIAS = "sandbox-registry"  # how the hosts reach the registry on the sandbox network
+REGISTRY_USER = "$oauthtoken"  # NGC's user name for API keys, kept so the login step is unchanged
+SOPS = Path(sys.executable).parent / "sops"
+
+# Container flags that run systemd here without --privileged (see the field notes).
+HOST_FLAGS = (
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--stop-signal", "SIGRTMIN+3",
+)
+
+
+def _log(message: str) -> None:
+    print(f"sandbox: {message}", file=sys.stderr, flush=True)
+
+
+def state_dir(name: str) -> Path:
+    """``.sandbox/<name>``: keys, vault, registry auth and state.json of one sandbox."""
+    return STATE_ROOT / name
+
+
+def load_state(name: str) -> dict[str, Any] | None:
+    """The sandbox's state.json, or None when it is not up."""
+    path = state_dir(name) / "state.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _write_private(path: Path, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(data)
+
+
+def _run(cmd: list[str], what: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SandboxError(f"{what} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return proc.stdout
+
+
+# -- keys and the vault --
+
+
+def _ensure_keys(sdir: Path) -> None:
+    """A per-sandbox SSH key and age key (created once)."""
+    sdir.mkdir(parents=True, exist_ok=True)
+    if not (sdir / "id_ed25519").exists():
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"sandbox-{sdir.name}", "-f", str(sdir / "id_ed25519")], "ssh-keygen")
+    if not (sdir / "age.key").exists():
+        if shutil.which("age-keygen") is None:
+            raise SandboxError("age-keygen is missing; run: bash tests/system_deps.sh (installs age)")
+        _run(["age-keygen", "-o", str(sdir / "age.key")], "age-keygen")
+        os.chmod(sdir / "age.key", 0o600)
+
+
+def _sops_env(sdir: Path) -> dict[str, str]:
+    return {**os.environ, "SOPS_AGE_KEY_FILE": str(sdir / "age.key")}
+
+
+def _read_vault(sdir: Path) -> dict[str, Any]:
+    vault = sdir / "secrets.sops.yaml"
+    if not vault.exists():
+        return {}
+    out = _run([str(SOPS), "decrypt", "--output-type", "json", str(vault)], "sops decrypt of the sandbox vault", env=_sops_env(sdir))
+    return json.loads(out)
+
+
+def _write_vault(sdir: Path, values: dict[str, str]) -> None:
+    """Encrypt ``values`` with the sandbox's age key; the plaintext goes through stdin only."""
+    recipient = _run(["age-keygen", "-y", str(sdir / "age.key")], "age-keygen -y").strip()
+    out = _run(
+        [str(SOPS), "encrypt", "--age", recipient, "--input-type", "json", "--output-type", "yaml",
+         "--filename-override", "secrets.sops.yaml", "/dev/stdin"],
+        "sops encrypt of the sandbox vault", stdin=json.dumps(values), env=_sops_env(sdir),
+    )
+    _write_private(sdir / "secrets.sops.yaml", out)
+
+
+def registry_password(sdir: Path) -> str:
+    """The sandbox's NGC key: NGC_API_KEY when set, else the vault's, else a new one (vaulted)."""
+    vaulted = _read_vault(sdir)
+    key = os.environ.get("NGC_API_KEY") or vaulted.get("ngc_api_key") or secrets.token_urlsafe(32)
+    # The deploy's vault (deploys/vault.py) looks a registry other than nvcr.io up in `registries`.
+    login = {f"{REGISTRY_ALIAS}:5000": {"username": REGISTRY_USER, "password": key}}
+    if vaulted.get("ngc_api_key") != key or vaulted.get("registries") != login or "hf_token" in vaulted and not vaulted["hf_token"]:
+        values = {"ngc_api_key": key, "registries": login}
+        if vaulted.get("hf_token"):
+            values["hf_token"] = vaulted["hf_token"]
+        _write_vault(sdir, values)
+    return key
+
+
+# -- network and registry --
+
+
+def _ensure_network(name: str) -> str:
+    net = f"{name}-net"
+    if inspect("network", net) is None:
+        docker("network", "create", "--label", f"{LABEL}={name}", net)
+    return net
+
+
+def _htpasswd_ok(image: str, auth_dir: Path, password: str) -> bool:
+    if not (auth_dir / "htpasswd").exists():
+        return False
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "-i", "--network", "none", "-v", f"{auth_dir}:/auth:ro", image,
+         "htpasswd", "-vi", "/auth/htpasswd", REGISTRY_USER],
+        input=password, capture_output=True, text=True,
+    )
+    return proc.returncode == 0
+
+
+def _ensure_registry(name: str, image: str, net: str, password: str) -> int:
+    """Run the registry (recreated when its image or password changed); returns its loopback port."""
+    sdir = state_dir(name)
+    auth_dir = sdir / "registry"
+    auth_dir.mkdir(parents=True, exist_ok=True)
+    container = f"{name}-registry"
+    current = inspect("container", container)
+    fresh_auth = not _htpasswd_ok(image, auth_dir, password)
+    if fresh_auth:
+        # bcrypt hash made inside the registry image; the password goes through stdin.
+        hashed = docker("run", "--rm", "-i", "--network", "none", image, "htpasswd", "-niB", REGISTRY_USER, stdin=password)
+        _write_private(auth_dir / "htpasswd", hashed)
+        os.chmod(auth_dir / "htpasswd", 0o644)  # the registry runs as root in its container; hash only
+    stale = current is not None and (fresh_auth or current["Config"]["Image"] != image or not current["State"]["Running"])
+    if stale:
+        docker("rm", "-f", container)
+    if current is None or stale:
+        _log(f"starting registry {container}")
+        docker(
+            "run", "-d", "--name", container, "--label", f"{LABEL}={name}", "--restart", "unless-stopped",
+            "--network", net, "--network-alias", REGISTRY_ALIAS, "-p", "127.0.0.1::5000",
+            "-v", f"{images.RECIPES / 'registry' / 'config.yml'}:/etc/docker/registry/config.yml:ro",
+            "-v", f"{auth_dir}:/auth:ro",
+            "--mount", f"type=volume,src={name}-registry-data,dst=/var/lib/docker-registry,volume-label={LABEL}={name}",
+            image,
+        )
+    port = _published_port(container, "5000/tcp")
+    _wait_http(port)
+    return port
+
+
+def _published_port(container: str, port: str) -> int:
+    out = docker("port", container, port).split()
+    for line in out:
+        if line.startswith("127.0.0.1:"):
+            return int(line.rsplit(":", 1)[1])
+    raise SandboxError(f"{container}: port {port} is not published on 127.0.0.1")
+
+
+def _wait_http(port: int, timeout: float = 30) -> None:
+    """Wait for the registry's HTTP answer (401 counts): docker-proxy accepts TCP before it listens."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # 401: the registry answers and wants its login
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.3)
+    raise SandboxError(f"registry on 127.0.0.1:{port} did not answer within {timeout:.0f} s")
+
+
+def _push_triton(name: str, image: str, port: int, password: str) -> str:
+    """Push the stand-in Triton image as ``<registry>/nvidia/tritonserver:25.05-py3``."""
+    config = state_dir(name) / "docker-config"  # the controller's login stays in the sandbox dir
+    config.mkdir(exist_ok=True, mode=0o700)
+    env = {**os.environ, "DOCKER_CONFIG": str(config)}
+    local = f"127.0.0.1:{port}"
+    _run(["docker", "login", local, "-u", REGISTRY_USER, "--password-stdin"], "docker login to the sandbox registry", stdin=password, env=env)
+    target = f"{local}/{NGC_IMAGE_PATH}"
+    docker("tag", image, target)
+    _log(f"pushing {image} as {REGISTRY_ALIAS}:5000/{NGC_IMAGE_PATH}")
+    _run(["docker", "push", "-q", target], "docker push of the Triton stand-in", env=env)
+    docker("rmi", target, check=False)  # only the tag; the image stays
+    return f"{REGISTRY_ALIAS}:5000/{NGC_IMAGE_PATH}"
+
+
+# -- hosts --
+
+
+def host_container(name: str, host: str) -> str:
+    """Container name of sandbox host ``host`` (e.g. ``host1``)."""
+    return f"{name}-{host}"
+
+
+def _start_host(name: str, host: str, image: str, net: str) -> None:
+    container = host_container(name, host)
+    _log(f"starting host {container}")
+    docker(
+        "run", "-d", "--name", container, "--hostname", host, "--label", f"{LABEL}={name}",
+        "--label", f"{LABEL}.host={host}", *HOST_FLAGS, "--network", net, "-p", "127.0.0.1::22",
+        # Docker's data root on a volume (not the container's overlay): inner Docker can use overlay2.
+        "--mount", f"type=volume,src={container}-docker,dst=/var/lib/docker,volume-label={LABEL}={name}",
+        image,
+    )
+
+
+def _wait_ssh(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                if conn.recv(16).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SandboxError(f"sshd on 127.0.0.1:{port} did not answer within {timeout:.0f} s")
+
+
+def _ensure_host(name: str, host: str, image: str, net: str, pubkey: str) -> dict[str, Any]:
+    container = host_container(name, host)
+    current = inspect("container", container)
+    if current is not None and (current["Config"]["Image"] != image or not current["State"]["Running"]):
+        remove_host(name, host)
+        current = None
+    if current is None:
+        _start_host(name, host, image, net)
+    docker("exec", "-i", container, "sh", "-c", "umask 077; cat > /root/.ssh/authorized_keys", stdin=pubkey)
+    port = _published_port(container, "22/tcp")
+    _wait_ssh(port)
+    hostkey = docker("exec", container, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
+    return {"name": host, "container": container, "ssh_port": port, "host_key": f"{hostkey[0]} {hostkey[1]}",
+            "memlock_hard": _memlock_hard(container)}
+
+
+def _memlock_hard(container: str) -> int:
+    """The host's hard memlock limit in bytes (-1: unlimited). Without CAP_SYS_RESOURCE nothing in
+    the host can raise it, so Triton's container must ask for no more (triton_ulimit_memlock)."""
+    for line in docker("exec", container, "cat", "/proc/1/limits").splitlines():
+        if line.startswith("Max locked memory"):
+            hard = line.split()[4]
+            return -1 if hard == "unlimited" else int(hard)
+    return -1
+
+
+def remove_host(name: str, host: str) -> None:
+    """Destroy one host: its container and its Docker volume (a rebuild starts from scratch)."""
+    container = host_container(name, host)
+    docker("rm", "-f", "-v", container, check=False)
+    docker("volume", "rm", "-f", f"{container}-docker", check=False)
+
+
+# -- model mirror --
+
+
+MODEL_REPO_ID = "sandbox/tiny-embeddinggemma-onnx"  # not a Hub repository: the tiny model's name in the lock
+MODEL_LOCK = STATE_ROOT / "model.lock.json"
+
+
+def ensure_model_mirror() -> dict[str, str]:
+    """The tiny model laid out like the Hub repository (stand-in for the Hub) and its lock.
+
+    Rebuilt when tests/tinymodel.py changes; its sha1 is the "revision", and the lock records every
+    file's sha256 so the sandbox runs with ``model_require_lock: true``.
+    """
+    from deploys import model_lock  # the deploy's own lock format
+
+    source = ROOT / "tests" / "tinymodel.py"
+    if not source.exists():
+        raise SandboxError("tests/tinymodel.py is missing (the sandbox's model source)")
+    revision = hashlib.sha1(source.read_bytes()).hexdigest()
+    recipe = STATE_ROOT / "model-mirror.recipe"  # kept outside: the mirror holds the repository's files only
+    if not (MODEL_MIRROR.is_dir() and recipe.exists() and recipe.read_text() == revision and MODEL_LOCK.exists()):
+        shutil.rmtree(MODEL_MIRROR, ignore_errors=True)
+        _run([sys.executable, "-m", "tests.tinymodel", str(MODEL_MIRROR)], "python -m tests.tinymodel")
+        paths = model_lock.variant_files("fp32")
+        entries = {p: model_lock.LockEntry(model_lock.sha256_file(MODEL_MIRROR / p), (MODEL_MIRROR / p).stat().st_size) for p in paths}
+        MODEL_LOCK.unlink(missing_ok=True)
+        model_lock.write(MODEL_REPO_ID, revision, entries, MODEL_LOCK)
+        recipe.write_text(revision)
+    return {
+        "model_mirror": str(MODEL_MIRROR),
+        "model_repo_id": MODEL_REPO_ID,
+        "model_revision": revision,
+        "model_lock_file": str(MODEL_LOCK.relative_to(ROOT)),
+    }
+
+
+# -- the commands --
+
+
+def up(name: str, hosts: int) -> dict[str, Any]:
+    """Create or update the sandbox ``name`` with exactly ``hosts`` hosts; returns its state."""
+    tags = images.ensure_all()
+    images.remove_stale()  # images of older recipes (ones still in use by containers stay)
+    sdir = state_dir(name)
+    _ensure_keys(sdir)
+    password = registry_password(sdir)
+    net = _ensure_network(name)
+    port = _ensure_registry(name, tags["registry"], net, password)
+    triton_image = _push_triton(name, tags["triton"], port, password)
+    model = ensure_model_mirror()
+    pubkey = (sdir / "id_ed25519.pub").read_text()
+    wanted = [f"host{i}" for i in range(1, hosts + 1)]
+    for container in labelled("container", name):
+        host = container[len(name) + 1:]
+        if host.startswith("host") and host not in wanted:
+            remove_host(name, host)
+    fleet = [_ensure_host(name, host, tags["host"], net, pubkey) for host in wanted]
+    (sdir / "known_hosts").write_text("".join(f"[127.0.0.1]:{h['ssh_port']} {h['host_key']}\n" for h in fleet))
+    state = {
+        "name": name,
+        "network": net,
+        "images": tags,
+        "registry": {"container": f"{name}-registry", "port": port, "host": f"{REGISTRY_ALIAS}:5000", "user": REGISTRY_USER},
+        "triton_image": triton_image,
+        "ssh_key": str(sdir / "id_ed25519"),
+        "known_hosts": str(sdir / "known_hosts"),
+        "age_key": str(sdir / "age.key"),
+        "secrets_file": str((sdir / "secrets.sops.yaml").relative_to(ROOT)),
+        "model": model,
+        "hosts": fleet,
+    }
+    _write_private(sdir / "state.json", json.dumps(state, indent=2) + "\n")
+    return state
+
+
+def down(name: str | None) -> None:
+    """Remove the sandbox ``name`` (or every sandbox when None) by label; images stay for reuse."""
+    for container in labelled("container", name):
+        docker("rm", "-f", "-v", container, check=False)
+    for volume in labelled("volume", name):
+        docker("volume", "rm", "-f", volume, check=False)
+    for network in labelled("network", name):
+        docker("network", "rm", network, check=False)
+    targets = [state_dir(name)] if name else [p for p in STATE_ROOT.glob("*") if (p / "state.json").exists() or (p / "age.key").exists()]
+    for path in targets:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def status(name: str) -> str:
+    """One line per container of the sandbox: name, state, SSH port."""
+    state = load_state(name)
+    if state is None:
+        return f"sandbox {name}: not up (run make sandbox / python -m tests.sandbox up)"
+    lines = [f"sandbox {name}: registry 127.0.0.1:{state['registry']['port']} (hosts: {state['registry']['host']}), image {state['triton_image']}"]
+    for host in state["hosts"]:
+        info = inspect("container", host["container"])
+        running = "running" if info and info["State"]["Running"] else "missing"
+        lines.append(f"  {host['name']:8} {host['container']:24} {running:8} ssh root@127.0.0.1 -p {host['ssh_port']}")
+    return "\n".join(lines)

@@ -1,0 +1,210 @@
+"""End to end: the real deploy (deploys/all.py) on a 2-host sandbox fleet (tests/sandbox).
+
+One fleet (sandbox ``e2e``) serves every test in this module, in order: converge, no-op re-run,
+one setting changed, one host rebuilt, secret audit, bad input. The registry's password (the
+sandbox's NGC key) is a canary generated per run: it must never show up in pyinfra's output or in
+the hosts' process command lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.sandbox import fleet
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+NAME = "e2e"
+HOSTS = ("host1", "host2")
+CANARY = "canary-ngc-" + secrets.token_hex(12)
+MODEL = "embeddinggemma"
+HTTP_PORT = 6000  # triton_http_port default, inside each host
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY")}
+    env.update({"SANDBOX_NAME": NAME, "NGC_API_KEY": CANARY, "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def deploy(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """``pyinfra inventories/sandbox.py deploys/all.py -y ARGS`` against the e2e fleet."""
+    cmd = [PYINFRA, "inventories/sandbox.py", "deploys/all.py", "-y", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def results(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The ``--json`` results block (stdout is pure JSON with --json)."""
+    assert proc.returncode == 0, f"deploy failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout)["results"]
+
+
+def changed(res: dict[str, Any], host: str) -> list[str]:
+    """Names of the operations that changed ``host``."""
+    return [op["name"] for op in res["operations"] if host in op["success"]]
+
+
+def host_sh(host: str, command: str) -> str:
+    """Run ``command`` in a sandbox host (docker exec: out of band, not through the deploy)."""
+    proc = subprocess.run(["docker", "exec", fleet.host_container(NAME, host), "sh", "-c", command], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{host}: {command}: {proc.stderr}"
+    return proc.stdout
+
+
+def triton_get(host: str, path: str) -> str:
+    """GET Triton's HTTP endpoint inside ``host`` (the port binds to the host's loopback)."""
+    return host_sh(host, f"curl -fsS http://127.0.0.1:{HTTP_PORT}{path}")
+
+
+def compose_digests() -> dict[str, str]:
+    """sha256 of every host's Triton directory files (compose file, config.pbtxt), by host."""
+    out = {}
+    for host in HOSTS:
+        listing = host_sh(host, "cd /opt/triton-embeddinggemma 2>/dev/null && find . -maxdepth 3 -type f \\( -name '*.yml' -o -name '*.yaml' -o -name '*.pbtxt' \\) | sort | xargs -r sha256sum")
+        out[host] = hashlib.sha256(listing.encode()).hexdigest() + f" ({len(listing.splitlines())} files)"
+    return out
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[dict[str, Any]]:
+    """A fresh 2-host e2e fleet (images reused when built before); removed afterwards."""
+    subprocess.run(["bash", str(ROOT / "tests/sandbox/docker_daemon.sh")], check=True)
+    fleet.down(NAME)
+    old = os.environ.get("NGC_API_KEY")
+    os.environ["NGC_API_KEY"] = CANARY  # the sandbox registry's password is the canary
+    try:
+        state = fleet.up(NAME, len(HOSTS))
+    finally:
+        if old is None:
+            os.environ.pop("NGC_API_KEY", None)
+        else:
+            os.environ["NGC_API_KEY"] = old
+    yield state
+    if os.environ.get("SANDBOX_KEEP") != "1":
+        fleet.down(NAME)
+
+
+def test_fresh_fleet_converges(sandbox: dict[str, Any]) -> None:
+    proc = deploy("--json")
+    res = results(proc)
+    assert res["failed_hosts"] == []
+    for host in HOSTS:
+        assert changed(res, host), f"{host}: a fresh host should change"
+        assert re.search(rf"\[{host}\] parity PASS", proc.stderr), f"{host}: no parity PASS line"
+        assert host_sh(host, f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/v2/health/ready") == "200"
+        config = json.loads(triton_get(host, f"/v2/models/{MODEL}/config"))
+        assert config["platform"] == "onnxruntime_onnx"
+        assert config["instance_group"][0]["kind"] == "KIND_CPU"
+
+
+def test_rerun_changes_nothing(sandbox: dict[str, Any]) -> None:
+    res = results(deploy("--json"))
+    for host in HOSTS:
+        assert changed(res, host) == [], f"{host}: a re-run changed {changed(res, host)}"
+
+
+def test_setting_change_touches_only_dependents(sandbox: dict[str, Any]) -> None:
+    started = {h: host_sh(h, "docker inspect -f '{{.State.StartedAt}}' $(docker ps -q --filter label=com.docker.compose.service)").strip() for h in HOSTS}
+    res = results(deploy("--json", "--data", "triton_max_batch_size=16"))
+    for host in HOSTS:
+        ops = changed(res, host)
+        assert ops, f"{host}: changing triton_max_batch_size changed nothing"
+        unrelated = [op for op in ops if re.search(r"(?i)apt|docker\.io|daemon\.json|login|pull|model file|upload .*onnx", op)]
+        assert unrelated == [], f"{host}: operations unrelated to max_batch_size changed: {unrelated}"
+        config = json.loads(triton_get(host, f"/v2/models/{MODEL}/config"))
+        assert config["max_batch_size"] == 16
+        now = host_sh(host, "docker inspect -f '{{.State.StartedAt}}' $(docker ps -q --filter label=com.docker.compose.service)").strip()
+        assert now != started[host], f"{host}: Triton was not recreated"
+    # back to the defaults (the following tests expect them)
+    res = results(deploy("--json"))
+    for host in HOSTS:
+        assert json.loads(triton_get(host, f"/v2/models/{MODEL}/config"))["max_batch_size"] == 8
+
+
+def test_rebuilt_host_converges_other_unchanged(sandbox: dict[str, Any]) -> None:
+    fleet.remove_host(NAME, "host2")
+    old = os.environ.get("NGC_API_KEY")
+    os.environ["NGC_API_KEY"] = CANARY
+    try:
+        fleet.up(NAME, len(HOSTS))  # host2 from scratch; host1 untouched
+    finally:
+        os.environ.pop("NGC_API_KEY") if old is None else os.environ.__setitem__("NGC_API_KEY", old)
+    res = results(deploy("--json"))
+    assert changed(res, "host1") == [], f"host1 changed: {changed(res, 'host1')}"
+    assert changed(res, "host2"), "the rebuilt host2 did not change"
+    assert json.loads(triton_get("host2", f"/v2/models/{MODEL}/config"))["max_batch_size"] == 8
+
+
+class CommandLineSampler(threading.Thread):
+    """Samples every process command line inside the hosts while a run goes on."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.samples: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for host in HOSTS:
+                proc = subprocess.run(
+                    ["docker", "exec", fleet.host_container(NAME, host), "sh", "-c", "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done 2>/dev/null"],
+                    capture_output=True, text=True,
+                )
+                self.samples.append(proc.stdout)
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("flags", [("-vvv",), ("--debug",)], ids=["vvv", "debug"])
+def test_secret_never_shown(sandbox: dict[str, Any], flags: tuple[str, ...]) -> None:
+    for host in HOSTS:  # forget the login so the run has to use the key
+        host_sh(host, "rm -f /root/.docker/config.json")
+    sampler = CommandLineSampler()
+    sampler.start()
+    try:
+        proc = deploy(*flags)
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    output = proc.stdout + proc.stderr
+    row = re.search(r"Docker login to \S+ \(password on stdin\)\s+(\d+)\s+(\d+)", output)
+    assert row and row.group(2) == str(len(HOSTS)), "the run did not log in on every host: the audit saw nothing"
+    assert output.count(CANARY) == 0, "the NGC key appeared in pyinfra's output"
+    assert len(sampler.samples) > 2
+    assert not any(CANARY in s for s in sampler.samples), "the NGC key appeared in a host's process command line"
+    for host in HOSTS:
+        assert host_sh(host, "test -s /root/.docker/config.json && echo ok").strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ("triton_max_batch_size=0", "triton_max_batch_size"),
+        ("model_variant=fp16", "model_variant"),
+        ("triton_max_batch=4", "triton_max_batch"),
+        ("triton_bind_address=localhost", "triton_bind_address"),
+    ],
+)
+def test_bad_setting_fails_cleanly(sandbox: dict[str, Any], data: str, key: str) -> None:
+    before = compose_digests()
+    proc = deploy("--data", data, timeout=300)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if key in line and "host" in line]
+    assert lines, f"no line names {key}:\n{output[-2000:]}"
+    assert compose_digests() == before
