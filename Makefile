@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	bash tests/system_deps.sh
+	bash tests/sandbox/docker_daemon.sh
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
