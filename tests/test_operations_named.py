@@ -1,0 +1,43 @@
+"""Every pyinfra operation in deploys/ carries `name=`: an unnamed one prints its arguments (secrets
+included) as its label."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+DEPLOYS = sorted((Path(__file__).resolve().parent.parent / "deploys").glob("*.py"))
+OPERATION_MODULES = {"apt", "files", "pip", "python", "server", "systemd", "docker"}
+
+
+def operation_calls(path: Path):
+    """(line, call text) of each `module.op(...)` call on a pyinfra operations module."""
+    tree = ast.parse(path.read_text())
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "pyinfra.operations"
+        for alias in node.names
+    }
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in imported & OPERATION_MODULES
+        ):
+            yield node
+
+
+@pytest.mark.parametrize("path", DEPLOYS, ids=[p.name for p in DEPLOYS])
+def test_every_operation_is_named(path):
+    unnamed = [
+        f"{path.name}:{call.lineno} {ast.unparse(call.func)}"
+        for call in operation_calls(path)
+        if not any(keyword.arg == "name" for keyword in call.keywords)
+    ]
+    assert not unnamed, unnamed
+
+
+def test_the_check_sees_operations():
+    assert sum(1 for path in DEPLOYS for _ in operation_calls(path)) > 20
