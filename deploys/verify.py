@@ -35,7 +35,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, pip, server
 
-from deploys import settings
+from deploys import render, settings
 from deploys.preflight import is_gpu_host
 from deploys.settings import Settings, SettingsError
 from facts._shell import RC_MARKER, split_rc
@@ -81,23 +81,17 @@ def pip_install_command(s: Settings, layout: Layout) -> str:
     )
 
 
-def graph_file(s: Settings) -> str:
-    """The graph's file name in the version directory (q8/q4 keep their repository names)."""
-    from deploys.model import onnx_filename  # the model step owns the layout
-
-    return onnx_filename(s.model_variant)
-
-
 def parity_command(s: Settings, layout: Layout, device: str) -> str:
     """The check on the host; always exits 0 and prints rc, report and log tail between markers."""
     from deploys.triton import probe_address  # where the host reaches Triton's published ports
 
     address = probe_address(s)
+    model_paths = render.layout(s)
     args = [
         f"{layout.venv}/bin/python", "-m", "verify.parity",
-        "--model-dir", f"{s.triton_dir}/models/{s.model_name}/1",
-        "--model-file", graph_file(s),
-        "--tokenizer-dir", f"{s.triton_dir}/tokenizer",
+        "--model-dir", model_paths.version_dir,
+        "--model-file", render.onnx_filename(s.model_variant),
+        "--tokenizer-dir", model_paths.tokenizer_dir,
         "--url", f"{address}:{s.triton_http_port}",
         "--grpc-url", f"{address}:{s.triton_grpc_port}",
         "--model-name", s.model_name,
