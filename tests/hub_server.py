@@ -160,6 +160,23 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 return repo.commit
             return repo.branches.get(revision)
 
+        def _api_target(self, path: str, method: str, pattern: str) -> tuple[Repo, str] | None:
+            """Repository and commit an /api/models/{repo}/<pattern with the revision> call names;
+            answers the error itself (404, 401/403 for gated repos) and returns None when refused."""
+            repo, rest = self._repo_and_rest(path, "/api/models/")
+            match = re.fullmatch(pattern, rest)
+            hub.record({"method": method, "path": path, "auth": self.headers.get("Authorization")})
+            if repo is None or not match:
+                self._error(404, "RepoNotFound", "Repository not found")
+                return None
+            if not self._authorised(repo):
+                return None
+            commit = self._commit(repo, match.group(1))
+            if commit is None:
+                self._error(404, "RevisionNotFound", f"Invalid rev id: {match.group(1)}")
+                return None
+            return repo, commit
+
         # -- routes --
         def do_HEAD(self) -> None:
             self._resolve()
@@ -175,16 +192,10 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             path = urlsplit(self.path).path
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
-            repo, rest = self._repo_and_rest(path, "/api/models/")
-            match = re.fullmatch(r"paths-info/(.+)", rest)
-            hub.record({"method": "POST", "path": path, "auth": self.headers.get("Authorization")})
-            if repo is None or not match:
-                return self._error(404, "RepoNotFound", "Repository not found")
-            if not self._authorised(repo):
+            found = self._api_target(path, "POST", r"paths-info/(.+)")
+            if found is None:
                 return
-            commit = self._commit(repo, match.group(1))
-            if commit is None:
-                return self._error(404, "RevisionNotFound", f"Invalid rev id: {match.group(1)}")
+            repo, commit = found
             if "json" in (self.headers.get("Content-Type") or ""):
                 paths = json.loads(body or "{}").get("paths", [])
             else:
@@ -201,16 +212,10 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._send(200, {"Content-Type": "application/json"}, json.dumps(items).encode())
 
         def _revision_info(self, path: str) -> None:
-            repo, rest = self._repo_and_rest(path, "/api/models/")
-            hub.record({"method": "GET", "path": path, "auth": self.headers.get("Authorization")})
-            match = re.fullmatch(r"revision/(.+)", rest)
-            if repo is None or not match:
-                return self._error(404, "RepoNotFound", "Repository not found")
-            if not self._authorised(repo):
+            found = self._api_target(path, "GET", r"revision/(.+)")
+            if found is None:
                 return
-            commit = self._commit(repo, match.group(1))
-            if commit is None:
-                return self._error(404, "RevisionNotFound", f"Invalid rev id: {match.group(1)}")
+            repo, commit = found
             info = {"id": repo.repo_id, "modelId": repo.repo_id, "sha": commit, "private": False,
                     "gated": "auto" if repo.gated else False, "siblings": [{"rfilename": p} for p in sorted(repo.files)]}
             self._send(200, {"Content-Type": "application/json"}, json.dumps(info).encode())
