@@ -21,7 +21,7 @@ from tests.test_vault import encrypt, make_key
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/age-keygen").exists(), reason="needs age-keygen")
 
 KEY = "nvapi-REGCANARY-0a1b2c3d"
-ROTATED = "nvapi-REGCANARY-rotated-9z8y"
+ROTATED = "canary-REGCANARY-rotated-9z8y"
 IMAGE = "nvcr.io/nvidia/tritonserver:25.05-py3"
 LOGIN = f"Registry login and image pull | Docker login to nvcr.io (password on stdin)"
 PULL = f"Registry login and image pull | Pull image {IMAGE}"

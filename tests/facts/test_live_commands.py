@@ -135,7 +135,7 @@ def test_daemon_json(
 
 # -- DockerRegistryAuth: the digest is computed on the host, the secret never printed ----------
 
-USER, KEY = "$oauthtoken", "nvapi-Zx9_live-test-key-0123456789"
+USER, KEY = "$oauthtoken", "canary-ngc-Zx9_live-test-key-0123456789"
 
 
 @pytest.fixture
