@@ -20,7 +20,7 @@ from typing import Any, Callable
 from pyinfra.api.exceptions import PyinfraError
 
 # Host-data keys with these prefixes belong to us: an unknown one is a typo, not someone else's data.
-OWNED_PREFIXES = ("model_", "triton_", "docker_", "nvidia_", "registry_", "verify_", "preflight_", "secrets_")
+OWNED_PREFIXES = ("model_", "triton_", "docker_", "nvidia_", "registry_", "verify_", "preflight_", "secrets_", "rollout_")
 # Plain names we own as well.
 OWNED_NAMES = ("gpu",)
 
@@ -202,6 +202,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("triton_ulimit_memlock", -1, "Container memlock ulimit in bytes (-1: unlimited, as NVIDIA recommends; lower it where raising it is not permitted, e.g. hosts that are containers without CAP_SYS_RESOURCE).", "int", _int(-1, 2**62)),
     Setting("triton_ready_timeout_s", 600, "Seconds to wait for the model READY after a start.", "int", _int(10, 7200)),
     Setting("triton_log_verbose", 0, "tritonserver --log-verbose level.", "int", _int(0, 3)),
+    Setting("triton_releases_keep", 3, "Releases kept under {triton_dir}/releases (current and previous are never pruned).", "int", _int(2, 100)),
+    Setting("triton_config_template", "config.pbtxt.j2", "Template under templates/ rendered as config.pbtxt (a site-specific config; checked against Triton's schema).", "str", _text(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*\.j2", "a .j2 file name under templates/")),
+    # -- rollouts (python -m deploys.rollout; the canary host's values are used) --
+    Setting("rollout_canary", "", "Canary of a rollout: an inventory group or host name; empty: the first host.", "str", _text(r"[A-Za-z0-9_.@/\-]*", "a group or host name, or empty")),
+    Setting("rollout_batch_size", 1, "Hosts deployed at once after the canary, each batch verified before the next.", "int", _int(1, 10_000)),
+    Setting("rollout_max_failures", 0, "Failed hosts tolerated after the canary before the rollout stops (a failed canary always stops it).", "int", _int(0, 10_000)),
     # -- verification --
     Setting("verify_enabled", True, "Run the Triton-vs-ONNX-Runtime parity check after the deploy.", "bool", _bool),
     Setting("verify_min_cosine", 0.9999, "Lowest accepted cosine between Triton and local ONNX Runtime embeddings.", "float", _float(0.0, 1.0)),

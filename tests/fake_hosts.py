@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from deploys import model, model_lock, render, settings
-from deploys.docker import COMPOSE_V2_PACKAGE, DAEMON_JSON, DROPIN
+from deploys.docker import DAEMON_JSON, DISTRO_PACKAGES, DROPIN
 from deploys.nvidia_toolkit import KEYRING, TOOLKIT_PACKAGES, repo_source
-from deploys.triton import deploy_hash, probe_address
+from deploys import triton
+from deploys.triton import probe_address
 from facts.docker import registry_auth_digest
 
 UBUNTU_2404_RELEASE = """\
@@ -141,10 +142,13 @@ DOCKER_INFO_RUNTIMES = {
     "runc": {"path": "runc"},
     "nvidia": {"path": "nvidia-container-runtime"},
 }
-# Installed versions of docker.io, the compose v2 plugin, containerd and runc per distribution.
+# Installed versions of what deploys/docker.py installs (and containerd, runc) per distribution.
 DISTRO_DOCKER_VERSIONS = {
-    "ubuntu": ("27.5.1-0ubuntu3~24.04.2", "2.33.0+ds1-0ubuntu1~24.04.1", "1.7.27-0ubuntu1~24.04.1", "1.2.5-0ubuntu1~24.04.1"),
-    "debian": ("26.1.5+dfsg1-9+b9", "2.32.4-3", "1.7.24~ds1-6+b4", "1.1.15+ds1-2+b4"),
+    "ubuntu": {"docker.io": "27.5.1-0ubuntu3~24.04.2", "docker-compose-v2": "2.33.0+ds1-0ubuntu1~24.04.1",
+               "apparmor": "4.0.1really4.0.1-0ubuntu0.24.04.4", "containerd": "1.7.27-0ubuntu1~24.04.1",
+               "runc": "1.2.5-0ubuntu1~24.04.1"},
+    "debian": {"docker.io": "26.1.5+dfsg1-9+b9", "docker-cli": "26.1.5+dfsg1-9+b9", "docker-compose": "2.32.4-3",
+               "containerd": "1.7.24~ds1-6+b4", "runc": "1.1.15+ds1-2+b4"},
 }
 TRITON_IMAGE_ID = "sha256:" + "3f1b" * 16
 CONTAINER_ID = "9c2e" * 16
@@ -205,8 +209,8 @@ def converged_responses(
 
     # Docker step: packages, daemon.json (plus nvidia-ctk's runtime on GPU hosts), service.
     distro = os_release_key(release)
-    names = ("docker.io", COMPOSE_V2_PACKAGE[distro], "containerd", "runc")  # what deploys/docker.py installs + deps
-    packages = dict(zip(names, DISTRO_DOCKER_VERSIONS[distro[0]]))
+    versions = DISTRO_DOCKER_VERSIONS[distro[0]]
+    packages = {name: versions[name] for name in (*DISTRO_PACKAGES[distro], "containerd", "runc")}
     daemon = render.merged_daemon_config({"runtimes": NVIDIA_CTK_RUNTIMES} if gpu else None, s)
     daemon_text = render.daemon_json(daemon)
     table[f"cat {DAEMON_JSON}"] = ["__FACT_FILE_PRESENT__", *daemon_text.splitlines()]
@@ -243,17 +247,28 @@ def converged_responses(
     for path in (paths.root, paths.models_dir, paths.model_dir, paths.version_dir, paths.tokenizer_dir):
         stat(path, "directory", 755)
 
-    # Triton step: config and compose file as rendered, the container running with their labels.
-    wanted_hash = deploy_hash(s, gpu)
+    # Triton step: the release of these settings (config, compose file, model files linked from the
+    # store) is current, and the container runs it with its labels.
+    weights = {
+        PurePosixPath(repo_path).name: lock[repo_path].sha256 or ""
+        for repo_path in model_lock.variant_files(s.model_variant) if repo_path.startswith("onnx/")
+    }
+    live = triton.release_paths(paths, s.model_name, triton.release_id(s, gpu, weights))
+    table["readlink current"] = [f"current releases/{live.id}", "previous ", f"release {STAT_TIME} releases/{live.id}/"]
     if s.triton_tensorrt:
         stat(paths.trt_cache_dir, "directory", 755)
-    stat(paths.config_file, "file", 644, render.model_config(s, gpu).encode())
-    stat(paths.compose_file, "file", 644, render.compose_file(s, gpu, deploy_hash=wanted_hash).encode())
+    stat(f"{paths.root}/releases", "directory", 755)
+    for path in (live.dir, live.config_file.rsplit("/", 1)[0], live.version_dir):
+        stat(path, "directory", 755)
+    for name in weights:
+        stat(f"{live.version_dir}/{name}", "file", 644)
+    stat(live.config_file, "file", 644, triton.model_config(s, gpu).encode())
+    stat(live.compose_file, "file", 644, triton.release_compose_file(s, gpu, live).encode())
     labels = {
         "com.docker.compose.project": render.COMPOSE_PROJECT,
         "com.docker.compose.service": "triton",
-        "com.docker.compose.project.config_files": paths.compose_file,
-        **render.compose_labels(s, gpu, wanted_hash),
+        "com.docker.compose.project.config_files": live.compose_file,
+        **triton.release_labels(s, gpu, live.id),
     }
     container = [{
         "Id": CONTAINER_ID,

@@ -124,25 +124,45 @@ def test_converged_hosts_plan_zero_changes(tmp_path, hub):
 
 
 TRITON_RESTART = ("Triton | Start Triton (docker compose up -d)", "Triton | Wait for model embeddinggemma READY (≤ 600s)")
-
-
-@pytest.mark.parametrize(
-    "change,files",
-    [
-        ("triton_max_batch_size=16", ("Triton | Triton model config (config.pbtxt)", "Triton | Triton compose file")),
-        ("triton_http_port=7000", ("Triton | Triton compose file",)),
-    ],
-    ids=["max-batch-size", "http-port"],
+# A new release: its directory, config, compose file, the model files linked from the store, the switch.
+NEW_RELEASE = (
+    "Triton | Release model directory", "Triton | Triton model config (config.pbtxt)", "Triton | Triton compose file",
+    "Triton | Hard-link model.onnx into the release", "Triton | Hard-link model.onnx_data into the release",
+    "Triton | Switch current to this release",
 )
-def test_one_setting_changes_only_what_depends_on_it(tmp_path, hub, change, files):
+
+
+@pytest.mark.parametrize("change", ["triton_max_batch_size=16", "triton_http_port=7000"], ids=["max-batch-size", "http-port"])
+def test_one_setting_changes_only_what_depends_on_it(tmp_path, hub, change):
+    # A config (max batch size) or compose input (port) change is a new release: it is built beside
+    # the live one, switched to and started; nothing before the Triton step moves.
     result = run_fleet(tmp_path, hub, CONVERGED_GPU + ",\n" + CONVERGED_CPU, "--data", change)
     assert result.returncode == 0, result.stderr[-3000:]
     gpu, cpu = "@fake/gpu-ubuntu", "@fake/cpu-debian"
-    expected = {name: [cpu, gpu] for name in (*files, *TRITON_RESTART)}
+    expected = {name: [cpu, gpu] for name in (*NEW_RELEASE, *TRITON_RESTART)}
     expected["Triton | GPU smoke test: the Triton image sees the GPUs"] = [gpu]  # before any GPU (re)start
     changed = {name: sorted(hosts) for name, hosts in changed_ops(result).items()}
     assert changed == expected, f"changed operations: {sorted(changed)}"
     assert not [name for name in changed if name.split(" | ")[0] in STEPS[:4]], "docker/toolkit/login/model must stay untouched"
+    assert result.stderr.count(" goes live (was ") == 2
+
+
+def test_old_releases_are_pruned_but_never_current_or_previous(tmp_path, hub):
+    # Four releases on the host, keep 3 (default): a new release prunes the two oldest, keeping the
+    # one that was live (it becomes previous).
+    releases = '["current releases/cafe00000001", "previous releases/cafe00000002", "release 1760000400 releases/cafe00000001/", "release 1760000300 releases/cafe00000003/", "release 1760000200 releases/cafe00000002/", "release 1760000100 releases/cafe00000004/"]'
+    result = run_fleet(tmp_path, hub, f'f.drifted({CONVERGED_CPU}, "readlink current", {releases})', "--data", "triton_max_batch_size=16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    changed = changed_ops(result)
+    assert "Triton | Prune old releases (keep 3)" in changed
+    payload = json.loads(result.stdout)
+    prune = [op for op in payload["results"]["operations"] if op["name"] == "Triton | Prune old releases (keep 3)"]
+    assert prune and prune[0]["success"] == ["@fake/cpu-debian"]
+    # The exact command is in the debug output: releases 2 (old previous) and 4 go; 1 (now previous) and 3 stay.
+    verbose = run_fleet(tmp_path, hub, f'f.drifted({CONVERGED_CPU}, "readlink current", {releases})', "--data", "triton_max_batch_size=16", "-vv")
+    line = next(line for line in verbose.stderr.splitlines() if "rm -rf releases/" in line)
+    assert "releases/cafe00000002" in line and "releases/cafe00000004" in line
+    assert "cafe00000001" not in line and "cafe00000003" not in line
 
 
 @pytest.mark.parametrize(
