@@ -122,8 +122,11 @@ def parse_model_config(text: str, source: str = "config.pbtxt") -> model_config_
         raise RenderError(f"{source} does not parse as Triton's ModelConfig: {error}") from None
 
 
-def model_config(s: Settings, gpu: bool, template_name: str = "config.pbtxt.j2") -> str:
-    """The model's config.pbtxt for a GPU (``gpu=True``) or CPU host, checked against the schema."""
+def model_config(s: Settings, gpu: bool, template_name: str | None = None) -> str:
+    """The model's config.pbtxt for a GPU (``gpu=True``) or CPU host, checked against the schema.
+
+    The template is ``triton_config_template`` unless ``template_name`` names another."""
+    template_name = template_name or s.triton_config_template
     text = render(
         template_name, s=s, gpu=gpu, tensorrt=_tensorrt(s, gpu), trt_cache_path=TRT_CACHE_MOUNT,
         onnx_filename=onnx_filename(s.model_variant),
@@ -153,11 +156,12 @@ def compose_labels(s: Settings, gpu: bool, deploy_hash: str | None = None) -> di
     return labels
 
 
-def compose_file(s: Settings, gpu: bool, deploy_hash: str | None = None) -> str:
-    """``{triton_dir}/docker-compose.yml`` for a GPU (``gpu=True``) or CPU host.
+def compose_file(s: Settings, gpu: bool, deploy_hash: str | None = None, models_dir: str | None = None) -> str:
+    """The compose file for a GPU (``gpu=True``) or CPU host.
 
     ``deploy_hash`` (optional) becomes the DEPLOY_HASH_LABEL label, so the container is recreated
-    when something compose cannot see (the model files) changes.
+    when something compose cannot see (the model files) changes. ``models_dir`` is the host's
+    model repository mounted at /models (default: the layout's; a release passes its own).
     """
     paths = layout(s)
     labels = compose_labels(s, gpu, deploy_hash)
@@ -170,7 +174,7 @@ def compose_file(s: Settings, gpu: bool, deploy_hash: str | None = None) -> str:
         container_name=container_name(s),
         labels=labels,
         bind_host=_bind_host(s.triton_bind_address),
-        models_dir=paths.models_dir,
+        models_dir=models_dir or paths.models_dir,
         models_mount=MODELS_MOUNT,
         trt_cache_dir=paths.trt_cache_dir,
         trt_cache_mount=TRT_CACHE_MOUNT,

@@ -31,7 +31,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
 from deploys import model, render, settings
-from deploys.render import COMPOSE_PROJECT, MODELS_MOUNT, TRT_CACHE_MOUNT, Layout, container_name
+from deploys.render import COMPOSE_PROJECT, Layout, container_name
 from deploys.preflight import is_gpu_host
 from deploys.settings import Settings
 
@@ -70,7 +70,7 @@ def release_paths(layout: Layout, model_name: str, release_id: str) -> Release:
 
 def model_config(s: Settings, gpu: bool) -> str:
     """config.pbtxt of this host's release (``triton_config_template``, schema-checked)."""
-    return render.model_config(s, gpu, template_name=s.triton_config_template)
+    return render.model_config(s, gpu)
 
 
 def release_id(s: Settings, gpu: bool, model_sha256: dict[str, str]) -> str:
@@ -93,35 +93,14 @@ def version_files(s: Settings, token: str | None) -> dict[str, str]:
 
 
 def release_compose_file(s: Settings, gpu: bool, release: Release) -> str:
-    """The release's compose file: as render.compose_file, but mounting the release's models dir.
-
-    The deploy-hash label carries the release id, so a container can be matched to its release.
-    """
-    paths = render.layout(s)
-    tensorrt = bool(s.triton_tensorrt and gpu)
-    labels = render.compose_labels(s, gpu, release.id)
-    labels[render.LABEL_PREFIX + ".config-sha256"] = hashlib.sha256(model_config(s, gpu).encode()).hexdigest()
-    return render.render(
-        "docker-compose.yml.j2",
-        s=s,
-        gpu=gpu,
-        tensorrt=tensorrt,
-        project=COMPOSE_PROJECT,
-        container_name=container_name(s),
-        labels=labels,
-        bind_host=f"[{s.triton_bind_address}]" if ":" in s.triton_bind_address else s.triton_bind_address,
-        models_dir=release.models_dir,
-        models_mount=MODELS_MOUNT,
-        trt_cache_dir=paths.trt_cache_dir,
-        trt_cache_mount=TRT_CACHE_MOUNT,
-    )
+    """The release's compose file: it mounts the release's models dir, and its deploy-hash label
+    carries the release id, so a container can be matched to its release."""
+    return render.compose_file(s, gpu, deploy_hash=release.id, models_dir=release.models_dir)
 
 
 def release_labels(s: Settings, gpu: bool, release_id_: str) -> dict[str, str]:
     """The labels the container of a release carries (as in :func:`release_compose_file`)."""
-    labels = render.compose_labels(s, gpu, release_id_)
-    labels[render.LABEL_PREFIX + ".config-sha256"] = hashlib.sha256(model_config(s, gpu).encode()).hexdigest()
-    return labels
+    return render.compose_labels(s, gpu, release_id_)
 
 
 # -- the releases on a host --
