@@ -46,6 +46,7 @@ VERIFY_SRC = REPO_ROOT / "verify"
 # One directory of reports per pyinfra run (UTC start time of the controller process).
 RUN_ID = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 REPORT_MARKER, LOG_MARKER = "__VERIFY_REPORT__", "__VERIFY_LOG__"
+CURRENT_RELEASE = "current"  # {triton_dir}/current -> releases/<id> (deploys/triton.py)
 
 
 class Layout:
@@ -91,7 +92,9 @@ def parity_command(s: Settings, layout: Layout, device: str) -> str:
     model_paths = render.layout(s)
     args = [
         f"{layout.venv}/bin/python", "-m", "verify.parity",
-        "--model-dir", model_paths.version_dir,
+        # The served release's files (hard links), not the model store: after a rollback across a
+        # model revision the two differ, and parity must check what Triton actually serves.
+        "--model-dir", f"{model_paths.root}/{CURRENT_RELEASE}/models/{s.model_name}/1",
         "--model-file", render.onnx_filename(s.model_variant),
         "--tokenizer-dir", model_paths.tokenizer_dir,
         "--url", f"{address}:{s.triton_http_port}",

@@ -32,7 +32,7 @@ def test_parity_command_points_at_the_deploy_layout() -> None:
     s = _settings(triton_dir="/srv/triton", triton_http_port=7000, triton_grpc_port=7001, triton_metrics_port=7002, model_variant="q8", verify_min_cosine=0.999)
     command = step.parity_command(s, step.Layout(s), "cpu")
     assert "/srv/triton/verify/venv/bin/python -m verify.parity" in command
-    assert "--model-dir /srv/triton/models/embeddinggemma/1" in command and "--report /srv/triton/verify/last-report.json" in command
+    assert "--model-dir /srv/triton/current/models/embeddinggemma/1" in command and "--report /srv/triton/verify/last-report.json" in command
     assert "--model-file model_quantized.onnx" in command and "--tokenizer-dir /srv/triton/tokenizer" in command
     assert "--url 127.0.0.1:7000 --grpc-url 127.0.0.1:7001" in command and "--min-cosine 0.999" in command
     assert command.rstrip().endswith("true")  # a fact command must not fail the host by itself

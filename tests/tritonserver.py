@@ -85,6 +85,10 @@ def triton_dir(root: Path, hub_dir: Path, config_text: str, model_name: str = "e
     from ``hub_dir/onnx`` and ``tokenizer/`` from the tokenizer files of a Hub-shaped ``hub_dir``
     (what ``python -m tests.tinymodel`` writes). Returns ``root``."""
     model_repository(root / "models", config_text, hub_dir / "onnx", model_name)
+    # The deploy serves {triton_dir}/current -> releases/<id>, whose models/ holds hard links of
+    # the store; here the store itself plays the one release.
+    if not (root / "current").exists():
+        (root / "current").symlink_to(".")
     (root / "tokenizer").mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:
         shutil.copy2(hub_dir / name, root / "tokenizer" / name)
