@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,11 +22,11 @@ from typing import Any, Iterator
 import pytest
 
 from tests.sandbox import fleet
+from tests.sandbox.deploy import run_deploy, sandbox_env
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 NAME = "e2e"
 HOSTS = ("host1", "host2")
 CANARY = "canary-ngc-" + secrets.token_hex(12)
@@ -36,15 +35,12 @@ HTTP_PORT = 6000  # triton_http_port default, inside each host
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY")}
-    env.update({"SANDBOX_NAME": NAME, "NGC_API_KEY": CANARY, "PYTHONUNBUFFERED": "1"})
-    return env
+    return sandbox_env(NAME, CANARY)
 
 
 def deploy(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    """``pyinfra inventories/sandbox.py deploys/all.py -y ARGS`` against the e2e fleet."""
-    cmd = [PYINFRA, "inventories/sandbox.py", "deploys/all.py", "-y", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+    """``pyinfra inventories/sandbox.py deploys/all.py -y ARGS`` against this fleet."""
+    return run_deploy(NAME, CANARY, *args, timeout=timeout)
 
 
 def results(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -28,11 +28,11 @@ from typing import Any, Iterator
 import pytest
 
 from tests.sandbox import fleet
+from tests.sandbox.deploy import run_deploy, sandbox_env
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 NAME = "faults"
 HOSTS = ("host1", "host2")
 CANARY = "canary-ngc-" + secrets.token_hex(12)
@@ -47,15 +47,12 @@ WRONG_OUTPUT = "sentence_embedding_wrong"
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY")}
-    env.update({"SANDBOX_NAME": NAME, "NGC_API_KEY": CANARY, "PYTHONUNBUFFERED": "1"})
-    return env
+    return sandbox_env(NAME, CANARY)
 
 
 def deploy(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     """``pyinfra inventories/sandbox.py deploys/all.py -y ARGS`` against this fleet."""
-    cmd = [PYINFRA, "inventories/sandbox.py", "deploys/all.py", "-y", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return run_deploy(NAME, CANARY, *args, timeout=timeout)
 
 
 def host_sh(host: str, command: str, check: bool = True) -> str:
