@@ -31,7 +31,7 @@ sandbox: $(STAMP)
 down: $(STAMP)
 	$(BIN)/python -m tests.sandbox down
 
-# Converge 1 and 3 hosts, a no-op re-run, model bytes; ends with one JSON line.
+# Converge 1, 2 and 3 hosts, a no-op re-run, model bytes, busy CPU-seconds; ends with one JSON line.
 bench: $(STAMP)
 	bash tests/system_deps.sh
 	bash tests/sandbox/docker_daemon.sh

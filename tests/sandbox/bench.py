@@ -1,9 +1,14 @@
-"""``make bench``: converge 1 host, converge 3 hosts, a no-op re-run, model bytes; one JSON line at the end.
+"""``make bench``: converge 1, 2 and 3 hosts, a no-op re-run, model bytes; one JSON line at the end.
 
 Runs on its own sandbox (``bench``), fresh hosts each time (images reused). The model comes through
 ``model_fetch: controller`` from tests/hub_server.py (a local Hub stand-in serving the tiny model)
 so ``upstream_model_bytes`` counts the bytes the Hub really served; ``sent_model_bytes`` adds up
 the model-file uploads that changed a host (sizes from the sandbox's lock).
+
+The sandbox's hosts share this machine's cores, so each converge also records the machine's busy
+CPU-seconds (``/proc/stat``: every process, hosts and controller alike) and, on stderr, the
+operations whose wall time grew most from 1 to 3 hosts. ``converge_3_cpu_s / cpu_cores`` is the
+least time 3 hosts can take here, however well the deploy runs them in parallel.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,24 +30,80 @@ from tests.sandbox import fleet
 NAME = "bench"
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 UPLOAD = re.compile(r"Upload model file (\S+)")  # the name carries the deploy's prefix: search, not match
+OPERATION_START = "--> Starting operation: "  # pyinfra's line on stderr as each operation begins
+GROWTH_ROWS = 5
 
 
 def _log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def _deploy(hub: HubServer, cache: Path) -> tuple[float, dict[str, Any]]:
-    """One timed ``pyinfra ... --json`` run on the bench fleet; returns (seconds, results)."""
-    env = {**os.environ, "SANDBOX_NAME": NAME, "HF_ENDPOINT": hub.url}
+@dataclass
+class Converge:
+    """One timed deploy: wall seconds, the machine's busy CPU-seconds, wall seconds per operation."""
+
+    seconds: float
+    cpu_seconds: float
+    operation_seconds: dict[str, float]
+    results: dict[str, Any]
+
+
+def busy_cpu_seconds(proc_stat: str, ticks_per_second: int) -> float:
+    """CPU-seconds the machine spent busy since boot, from /proc/stat's aggregate ``cpu`` line
+    (user, nice, system, irq, softirq, steal; idle and iowait are not busy, guest is in user)."""
+    for line in proc_stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+            return (user + nice + system + irq + softirq + steal) / ticks_per_second
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def _machine_cpu_seconds() -> float:
+    return busy_cpu_seconds(Path("/proc/stat").read_text(), os.sysconf("SC_CLK_TCK"))
+
+
+def operation_seconds(starts: list[tuple[float, str]], end: float) -> dict[str, float]:
+    """Wall seconds per operation from ``(time, stderr line)`` pairs: an operation lasts until the
+    next one starts (pyinfra waits for every host at each operation) or the run ends. Operations of
+    the same name add up."""
+    marks = [(t, line.split(OPERATION_START, 1)[1].strip()) for t, line in starts if OPERATION_START in line]
+    durations: dict[str, float] = {}
+    for index, (started, name) in enumerate(marks):
+        finished = marks[index + 1][0] if index + 1 < len(marks) else end
+        durations[name] = durations.get(name, 0.0) + finished - started
+    return durations
+
+
+def growth(one: dict[str, float], many: dict[str, float], rows: int = GROWTH_ROWS) -> list[tuple[str, float, float]]:
+    """The ``rows`` operations whose wall time grew most from ``one`` to ``many``: (name, s1, sN)."""
+    names = set(one) | set(many)
+    grown = sorted(names, key=lambda n: many.get(n, 0.0) - one.get(n, 0.0), reverse=True)
+    return [(n, one.get(n, 0.0), many.get(n, 0.0)) for n in grown[:rows]]
+
+
+def _deploy(hub: HubServer, cache: Path) -> Converge:
+    """One timed ``pyinfra ... --json`` run on the bench fleet."""
+    env = {**os.environ, "SANDBOX_NAME": NAME, "HF_ENDPOINT": hub.url, "PYTHONUNBUFFERED": "1"}
     cmd = [PYINFRA, "inventories/sandbox.py", "deploys/all.py", "-y", "--json",
            "--data", "model_fetch=controller", "--data", f"model_cache_dir={cache}"]
-    started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=fleet.ROOT, env=env, capture_output=True, text=True)
-    elapsed = time.monotonic() - started
+    starts: list[tuple[float, str]] = []
+    tail: list[str] = []
+    # stdout (the JSON) goes to a file: read from a pipe only at the end, it could fill and stall pyinfra.
+    with tempfile.TemporaryFile("w+") as stdout:
+        cpu_before, started = _machine_cpu_seconds(), time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=fleet.ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
+        for line in proc.stderr:  # type: ignore[union-attr]
+            starts.append((time.monotonic() - started, line))
+            tail = (tail + [line])[-60:]
+        proc.wait()
+        elapsed, cpu = time.monotonic() - started, _machine_cpu_seconds() - cpu_before
+        stdout.seek(0)
+        output = stdout.read()
     if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
+        sys.stderr.write("".join(tail))
         raise SystemExit(f"bench: the deploy failed (rc {proc.returncode}); see above")
-    return elapsed, json.loads(proc.stdout)["results"]
+    return Converge(elapsed, cpu, operation_seconds(starts, elapsed), json.loads(output)["results"])
 
 
 def _changed(results: dict[str, Any]) -> int:
@@ -73,25 +136,34 @@ def main() -> int:
     sizes = {path: entry["size"] for path, entry in lock.items()}
     repo = Repo(model["model_repo_id"], {p: (mirror / p).read_bytes() for p in sizes}, commit=model["model_revision"])
     work = fleet.state_dir(NAME)
+    converged: dict[int, Converge] = {}
     with HubServer([repo]) as hub:
-        _log("converge 1 host")
-        converge_1, _ = _deploy(hub, work / "cache-1")
-        state = _fresh_fleet(3)
-        hub.body_bytes = 0
-        _log("converge 3 hosts")
-        converge_3, results = _deploy(hub, work / "cache-3")
-        upstream = hub.body_bytes
-        sent = _sent_bytes(results, sizes)
+        for hosts in (1, 2, 3):
+            if hosts > 1:
+                _fresh_fleet(hosts)
+            hub.body_bytes = 0
+            _log(f"converge {hosts} host{'s' if hosts > 1 else ''}")
+            converged[hosts] = _deploy(hub, work / f"cache-{hosts}")
+        upstream = hub.body_bytes  # of the 3-host converge
         _log("no-op re-run on 3 hosts")
-        noop, again = _deploy(hub, work / "cache-3")
+        noop = _deploy(hub, work / "cache-3")
     fleet.down(NAME)
+    cores = os.cpu_count() or 1
+    one, three = converged[1], converged[3]
+    _log(f"{cores} cores; 3 hosts kept them busy {three.cpu_seconds:.1f} CPU-s: at least {three.cpu_seconds / cores:.1f} s here")
+    _log("operations that grew most from 1 to 3 hosts (wall s):")
+    for name, s1, s3 in growth(one.operation_seconds, three.operation_seconds):
+        _log(f"  {s1:6.1f} -> {s3:6.1f}  {name}")
     line = {
-        "converge_1_s": round(converge_1, 1),
-        "converge_3_s": round(converge_3, 1),
-        "noop_3_s": round(noop, 1),
-        "noop_3_changed": _changed(again),
+        "converge_1_s": round(one.seconds, 1),
+        "converge_3_s": round(three.seconds, 1),
+        "noop_3_s": round(noop.seconds, 1),
+        "noop_3_changed": _changed(noop.results),
         "upstream_model_bytes": upstream,
-        "sent_model_bytes": sent,
+        "sent_model_bytes": _sent_bytes(three.results, sizes),
+        "converge_2_s": round(converged[2].seconds, 1),
+        "cpu_cores": cores,
+        **{f"converge_{n}_cpu_s": round(c.cpu_seconds, 1) for n, c in converged.items()},
     }
     print(json.dumps(line))
     return 0
