@@ -63,11 +63,11 @@ def _machine_cpu_seconds() -> float:
     return busy_cpu_seconds(Path("/proc/stat").read_text(), os.sysconf("SC_CLK_TCK"))
 
 
-def operation_seconds(starts: list[tuple[float, str]], end: float) -> dict[str, float]:
-    """Wall seconds per operation from ``(time, stderr line)`` pairs: an operation lasts until the
-    next one starts (pyinfra waits for every host at each operation) or the run ends. Operations of
-    the same name add up."""
-    marks = [(t, line.split(OPERATION_START, 1)[1].strip()) for t, line in starts if OPERATION_START in line]
+def operation_seconds(lines: list[tuple[float, str]], end: float) -> dict[str, float]:
+    """Wall seconds per operation from pyinfra's ``(time, stderr line)`` pairs: an operation lasts
+    until the next one starts (pyinfra waits for every host at each operation) or the run ends.
+    Operations of the same name add up."""
+    marks = [(t, line.split(OPERATION_START, 1)[1].strip()) for t, line in lines if OPERATION_START in line]
     durations: dict[str, float] = {}
     for index, (started, name) in enumerate(marks):
         finished = marks[index + 1][0] if index + 1 < len(marks) else end
@@ -87,23 +87,21 @@ def _deploy(hub: HubServer, cache: Path) -> Converge:
     env = {**os.environ, "SANDBOX_NAME": NAME, "HF_ENDPOINT": hub.url, "PYTHONUNBUFFERED": "1"}
     cmd = [PYINFRA, "inventories/sandbox.py", "deploys/all.py", "-y", "--json",
            "--data", "model_fetch=controller", "--data", f"model_cache_dir={cache}"]
-    starts: list[tuple[float, str]] = []
-    tail: list[str] = []
+    lines: list[tuple[float, str]] = []  # every stderr line with its time since the start
     # stdout (the JSON) goes to a file: read from a pipe only at the end, it could fill and stall pyinfra.
     with tempfile.TemporaryFile("w+") as stdout:
         cpu_before, started = _machine_cpu_seconds(), time.monotonic()
         proc = subprocess.Popen(cmd, cwd=fleet.ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
         for line in proc.stderr:  # type: ignore[union-attr]
-            starts.append((time.monotonic() - started, line))
-            tail = (tail + [line])[-60:]
+            lines.append((time.monotonic() - started, line))
         proc.wait()
         elapsed, cpu = time.monotonic() - started, _machine_cpu_seconds() - cpu_before
         stdout.seek(0)
         output = stdout.read()
     if proc.returncode != 0:
-        sys.stderr.write("".join(tail))
+        sys.stderr.write("".join(line for _, line in lines[-60:]))
         raise SystemExit(f"bench: the deploy failed (rc {proc.returncode}); see above")
-    return Converge(elapsed, cpu, operation_seconds(starts, elapsed), json.loads(output)["results"])
+    return Converge(elapsed, cpu, operation_seconds(lines, elapsed), json.loads(output)["results"])
 
 
 def _changed(results: dict[str, Any]) -> int:
