@@ -38,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.sandbox.bench
 
 readme: $(STAMP)
-	$(BIN)/python -m deploys.readme
+	$(BIN)/python -m deploys.tools.readme
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,18 +1,19 @@
 """The whole chain, per host: `pyinfra inventories/prod.py deploys/all.py`.
 
-Each step is an @deploy in its own module under deploys/, importable by other pyinfra projects.
+Each step is an @deploy in its own module under deploys/steps/, importable by other pyinfra projects;
+what they share lives in deploys/lib/.
 """
 
 from pyinfra import state
 
-from deploys import settings
-from deploys.docker import docker
-from deploys.model import model
-from deploys.nvidia_toolkit import nvidia_toolkit
-from deploys.preflight import preflight
-from deploys.registry_login import registry_login
-from deploys.triton import triton
-from deploys.verify import verify
+from deploys.lib import settings
+from deploys.steps.docker import docker
+from deploys.steps.model import model
+from deploys.steps.nvidia_toolkit import nvidia_toolkit
+from deploys.steps.preflight import preflight
+from deploys.steps.registry_login import registry_login
+from deploys.steps.triton import triton
+from deploys.steps.verify import verify
 
 settings.validate_fleet(state)  # every host's settings, before any host is planned
 

@@ -14,10 +14,9 @@ from typing import Any, TypedDict
 
 from pyinfra.api import FactBase
 
+from deploys.lib.paths import DOCKER_CLIENT_CONFIG, DOCKER_DAEMON_JSON
 from facts._shell import quote, when_present
 
-DAEMON_JSON = "/etc/docker/daemon.json"
-DOCKER_CONFIG = "/root/.docker/config.json"
 # A wedged daemon makes every docker call hang; facts give up instead.
 DOCKER_TIMEOUT_S = 30
 # Printed before daemon.json's content so an empty (but present) file reads as {} not "missing".
@@ -44,7 +43,7 @@ class DockerDaemonJson(FactBase[dict[str, Any] | None]):
     can refuse to overwrite a file it cannot merge into.
     """
 
-    def command(self, path: str = DAEMON_JSON) -> str:
+    def command(self, path: str = DOCKER_DAEMON_JSON) -> str:
         path_q = quote(path)
         return f"if [ -f {path_q} ]; then echo {_PRESENT}; cat {path_q}; fi"
 
@@ -174,7 +173,7 @@ class DockerRegistryAuth(FactBase[str | None]):
     hashed on the host: it never appears in the fact's output.
     """
 
-    def command(self, registry: str, config_path: str = DOCKER_CONFIG) -> str:
+    def command(self, registry: str, config_path: str = DOCKER_CLIENT_CONFIG) -> str:
         script = quote(_AUTH_DIGEST_SCRIPT)
         return when_present(
             "python3", f"python3 -I -c {script} {quote(registry)} {quote(config_path)}"
@@ -185,18 +184,4 @@ class DockerRegistryAuth(FactBase[str | None]):
             line = line.strip()
             if re.fullmatch(r"[0-9a-f]{64}", line):
                 return line
-        return None
-
-
-class DockerComposeVersion(FactBase[str | None]):
-    """``2.26.1``-style version of the ``docker compose`` v2 plugin; None when it is missing."""
-
-    def command(self) -> str:
-        return _docker("compose version --short")
-
-    def process(self, output: list[str]) -> str | None:
-        for line in output:
-            match = re.fullmatch(r"v?(\d+\.\d+\.\d+[^\s]*)", line.strip())
-            if match:
-                return match.group(1)
         return None

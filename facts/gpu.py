@@ -141,16 +141,3 @@ def is_datacenter_gpu(name: str) -> bool:
         return True
     tokens = re.split(r"[\s\-_/]+", name.strip())
     return any(_DATACENTER_MODEL.match(token) for token in tokens)
-
-
-def summarize(inventory: dict[str, Any]) -> str:
-    """One line for logs: ``8x NVIDIA H100 80GB HBM3 (driver 575.57.08, cc 9.0)``."""
-    gpus = inventory.get("gpus") or []
-    if not gpus:
-        return inventory.get("error") or ("no GPU" if inventory.get("smi") else "no nvidia-smi")
-    names = sorted({gpu["name"] for gpu in gpus})
-    first = gpus[0]
-    return (
-        f"{len(gpus)}x {' + '.join(names)} "
-        f"(driver {first['driver_version']}, cc {first['compute_capability']})"
-    )

@@ -1,13 +1,14 @@
-"""Triton readiness and served model config, read over HTTP from the host itself with curl."""
+"""Triton on a host: readiness over HTTP (curl on the host itself) and the releases under triton_dir."""
 
 from __future__ import annotations
 
-import json
+from pathlib import PurePosixPath
 from typing import Any, TypedDict
 from urllib.parse import quote as url_quote
 
 from pyinfra.api import FactBase
 
+from deploys.lib.paths import CURRENT, PREVIOUS, RELEASES
 from facts._shell import quote, when_present
 
 # Short timeouts: these facts are polled while waiting for the model to load.
@@ -63,19 +64,36 @@ class TritonHealth(FactBase[TritonHealthInfo]):
         return result
 
 
-class TritonModelConfig(FactBase[dict[str, Any] | None]):
+class TritonReleases(FactBase[dict[str, Any]]):
     """
-    The config Triton actually serves for ``model`` (JSON from ``/v2/models/MODEL/config``), or
-    None when curl is absent, nothing listens, or the model is unknown.
+    ``{"current": id | None, "previous": id | None, "releases": [ids, most recently activated first]}``
+    from ``{triton_dir}`` (deploys/lib/paths.py); all empty when the directory is missing.
     """
 
-    def command(self, port: int, model: str, address: str = "127.0.0.1") -> str:
-        url = f"{_base_url(port, address)}{_model_path(model)}/config"
-        return when_present("curl", f"{_CURL} --fail {quote(url)} || true")
+    def command(self, root: str) -> str:
+        return (
+            f"cd {quote(root)} 2>/dev/null || exit 0; "
+            f'echo "{CURRENT} $(readlink {CURRENT} 2>/dev/null)"; echo "{PREVIOUS} $(readlink {PREVIOUS} 2>/dev/null)"; '
+            f'for d in {RELEASES}/*/; do [ -d "$d" ] && stat -c "release %Y %n" "$d"; done; true'
+        )
 
-    def process(self, output: list[str]) -> dict[str, Any] | None:
-        try:
-            data = json.loads("\n".join(output))
-        except ValueError:
-            return None
-        return data if isinstance(data, dict) else None
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"current": None, "previous": None, "releases": []}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        return parse_releases(output)
+
+
+def parse_releases(output: list[str]) -> dict[str, Any]:
+    """Parse :class:`TritonReleases`'s output (pure; tests feed it real shell output)."""
+    result = TritonReleases.default()
+    found: list[tuple[int, str]] = []
+    for line in output:
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in (CURRENT, PREVIOUS):
+            result[parts[0]] = PurePosixPath(parts[1]).name or None
+        elif len(parts) == 3 and parts[0] == "release" and parts[1].isdigit():
+            found.append((int(parts[1]), PurePosixPath(parts[2].rstrip("/")).name))
+    result["releases"] = [name for _, name in sorted(found, key=lambda item: (-item[0], item[1]))]
+    return result

@@ -16,11 +16,14 @@ import hashlib
 import json
 from pathlib import Path, PurePosixPath
 
-from deploys import model, model_lock, render, settings
-from deploys.docker import DAEMON_JSON, DISTRO_PACKAGES, DROPIN
-from deploys.nvidia_toolkit import KEYRING, TOOLKIT_PACKAGES, repo_source
-from deploys import triton
-from deploys.triton import probe_address
+from deploys.lib import model_files, model_lock, paths, render, settings
+from deploys.lib.docker_engine import DISTRO_PACKAGES
+from deploys.lib.nvidia import TOOLKIT_PACKAGES, repo_source
+from deploys.lib.release import build as build_release
+from deploys.lib.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
+from deploys.lib.paths import DOCKER_DROPIN as DROPIN
+from deploys.lib.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
+from deploys.lib.triton_service import probe_address
 from facts.docker import registry_auth_digest
 
 UBUNTU_2404_RELEASE = """\
@@ -238,13 +241,13 @@ def converged_responses(
     table["python3 -I -c"] = [registry_auth_digest(s.registry_username, ngc_key)]
 
     # Model step: each file of the variant carries the sha256 the lock pins.
-    paths = render.layout(s)
+    layout = paths.layout(s)
     lock = model_lock.read(s.model_repo_id, s.model_revision, Path(s.model_lock_file))
     for repo_path in model_lock.variant_files(s.model_variant):
-        dest = model.destination(s, repo_path)
+        dest = model_files.destination(s, repo_path)
         matcher, line = hash_answer("sha256sum", dest, lock[repo_path].sha256 or "")
         table[matcher] = line
-    for path in (paths.root, paths.models_dir, paths.model_dir, paths.version_dir, paths.tokenizer_dir):
+    for path in (layout.root, layout.models_dir, layout.model_dir, layout.version_dir, layout.tokenizer_dir):
         stat(path, "directory", 755)
 
     # Triton step: the release of these settings (config, compose file, model files linked from the
@@ -253,22 +256,23 @@ def converged_responses(
         PurePosixPath(repo_path).name: lock[repo_path].sha256 or ""
         for repo_path in model_lock.variant_files(s.model_variant) if repo_path.startswith("onnx/")
     }
-    live = triton.release_paths(paths, s.model_name, triton.release_id(s, gpu, weights))
+    spec = build_release(s, gpu, weights, layout)
+    live = spec.paths
     table["readlink current"] = [f"current releases/{live.id}", "previous ", f"release {STAT_TIME} releases/{live.id}/"]
     if s.triton_tensorrt:
-        stat(paths.trt_cache_dir, "directory", 755)
-    stat(f"{paths.root}/releases", "directory", 755)
+        stat(layout.trt_cache_dir, "directory", 755)
+    stat(layout.releases_dir, "directory", 755)
     for path in (live.dir, live.config_file.rsplit("/", 1)[0], live.version_dir):
         stat(path, "directory", 755)
     for name in weights:
         stat(f"{live.version_dir}/{name}", "file", 644)
-    stat(live.config_file, "file", 644, triton.model_config(s, gpu).encode())
-    stat(live.compose_file, "file", 644, triton.release_compose_file(s, gpu, live).encode())
+    stat(live.config_file, "file", 644, spec.config.encode())
+    stat(live.compose_file, "file", 644, spec.compose.encode())
     labels = {
         "com.docker.compose.project": render.COMPOSE_PROJECT,
         "com.docker.compose.service": "triton",
         "com.docker.compose.project.config_files": live.compose_file,
-        **triton.release_labels(s, gpu, live.id),
+        **spec.labels,
     }
     container = [{
         "Id": CONTAINER_ID,

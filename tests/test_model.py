@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from deploys import model, model_lock, settings
-from deploys.model_lock import LockEntry
+from deploys.lib import model_files, model_lock, paths, settings
+from deploys.lib.model_lock import LockEntry
 from tests import leak_probe
 from tests.hub_server import HubServer, Repo
 
 REPO = "test-org/tiny-embeddinggemma"
 COMMIT = "5090578d9565bb06545b4552f76e6bc2c93e4a66"
 TOKEN = "hf_MODELTEST_token_77"
-DEPLOY = "from deploys.model import model\nmodel()\n"
+DEPLOY = "from deploys.steps.model import model\nmodel()\n"
 
 
 def tiny_files(data_size: int = 300_000, seed: int = 7) -> dict[str, bytes]:
@@ -97,9 +97,9 @@ def gets(hub: HubServer, since: int = 0) -> list[dict]:
 
 def test_layout_keeps_repository_file_names() -> None:
     s = settings.parse("h", {"model_variant": "q8", "triton_dir": "/opt/t", "model_name": "emb"})
-    assert model.destination(s, "onnx/model_quantized.onnx_data") == "/opt/t/models/emb/1/model_quantized.onnx_data"
-    assert model.destination(s, "tokenizer.json") == "/opt/t/tokenizer/tokenizer.json"
-    assert model.onnx_filename("q8") == "model_quantized.onnx" and model.onnx_filename("fp32") == "model.onnx"
+    assert model_files.destination(s, "onnx/model_quantized.onnx_data") == "/opt/t/models/emb/1/model_quantized.onnx_data"
+    assert model_files.destination(s, "tokenizer.json") == "/opt/t/tokenizer/tokenizer.json"
+    assert paths.onnx_filename("q8") == "model_quantized.onnx" and paths.onnx_filename("fp32") == "model.onnx"
     assert model_lock.variant_files("q4")[:2] == ["onnx/model_q4.onnx", "onnx/model_q4.onnx_data"]
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-DEPLOYS = sorted((Path(__file__).resolve().parent.parent / "deploys").glob("*.py"))
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOYS = sorted((ROOT / "deploys").rglob("*.py"))
 OPERATION_MODULES = {"apt", "files", "pip", "python", "server", "systemd", "docker"}
 
 
@@ -29,10 +30,10 @@ def operation_calls(path: Path):
             yield node
 
 
-@pytest.mark.parametrize("path", DEPLOYS, ids=[p.name for p in DEPLOYS])
+@pytest.mark.parametrize("path", DEPLOYS, ids=[str(p.relative_to(ROOT)) for p in DEPLOYS])
 def test_every_operation_is_named(path):
     unnamed = [
-        f"{path.name}:{call.lineno} {ast.unparse(call.func)}"
+        f"{path.relative_to(ROOT)}:{call.lineno} {ast.unparse(call.func)}"
         for call in operation_calls(path)
         if not any(keyword.arg == "name" for keyword in call.keywords)
     ]

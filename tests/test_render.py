@@ -21,9 +21,10 @@ import pytest
 import yaml
 from tritonclient.grpc import model_config_pb2
 
-from deploys import render, settings
-from deploys.render import RenderError
-from deploys.settings import Settings, SettingsError
+from deploys.lib import paths as host_paths
+from deploys.lib import render, settings
+from deploys.lib.render import RenderError
+from deploys.lib.settings import Settings, SettingsError
 
 DATA = Path(__file__).parent / "data"
 
@@ -115,7 +116,7 @@ def test_tensorrt_config_has_fp32_profiles_and_engine_cache() -> None:
     assert params == {
         "precision_mode": "FP32",
         "trt_engine_cache_enable": "true",
-        "trt_engine_cache_path": render.TRT_CACHE_MOUNT,
+        "trt_engine_cache_path": host_paths.TRT_CACHE_MOUNT,
         "trt_profile_min_shapes": "input_ids:1x1,attention_mask:1x1",
         "trt_profile_opt_shapes": "input_ids:16x256,attention_mask:16x256",
         "trt_profile_max_shapes": "input_ids:16x1024,attention_mask:16x1024",
@@ -286,7 +287,7 @@ def test_docker_compose_config_accepts_it(name: str, docker_compose: list[str], 
                           (s.triton_bind_address, str(s.triton_grpc_port), 8001),
                           (s.triton_bind_address, str(s.triton_metrics_port), 8002)}
     models = next(v for v in service["volumes"] if v["target"] == "/models")
-    assert models["source"] == render.layout(s).models_dir and models["read_only"] is True
+    assert models["source"] == host_paths.layout(s).models_dir and models["read_only"] is True
 
 
 def test_docker_compose_config_can_fail(docker_compose: list[str], tmp_path: Path) -> None:
@@ -337,7 +338,7 @@ def test_tensorrt_engine_cache_volume_and_digest_pin() -> None:
     s, data, _ = compose("gpu-tensorrt-digest")
     service = data["services"]["triton"]
     assert service["image"] == "nvcr.io/nvidia/tritonserver:25.05-py3@sha256:" + "a" * 64
-    assert "/opt/triton-embeddinggemma/trt-cache:" + render.TRT_CACHE_MOUNT in service["volumes"]
+    assert "/opt/triton-embeddinggemma/trt-cache:" + host_paths.TRT_CACHE_MOUNT in service["volumes"]
     assert "/opt/triton-embeddinggemma/models:/models:ro" in service["volumes"]
 
 
@@ -364,7 +365,7 @@ def test_log_verbose_and_model_name_reach_the_command() -> None:
 
 
 def test_layout() -> None:
-    paths = render.layout(make(triton_dir="/srv/triton/", model_name="emb"))
+    paths = host_paths.layout(make(triton_dir="/srv/triton/", model_name="emb"))
     assert paths.compose_file == "/srv/triton/docker-compose.yml"
     assert paths.config_file == "/srv/triton/models/emb/config.pbtxt"
     assert paths.onnx_file == "/srv/triton/models/emb/1/model.onnx"

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from deploys import rollout, triton
-from deploys.settings import SettingsError
+from deploys.lib import paths, render, settings
+from deploys.lib.release import link_command, prune_command, release_compose_file, release_id, release_labels, switch_command, to_prune
+from deploys.lib.settings import SettingsError
+from deploys.tools import rollout
+from facts.triton import TritonReleases, parse_releases
 from tests.test_plan import CANARY_KEY, CONVERGED_CPU, CONVERGED_GPU, ROOT, hub  # noqa: F401 (fixture)
 
 STORE = "models/emb/1"
@@ -33,7 +36,7 @@ def sh(command: str, cwd: Path) -> str:
 
 def fact(root: Path) -> dict:
     """The TritonReleases fact's command run by bash, parsed by the fact's own parser."""
-    return triton.parse_releases(sh(triton.TritonReleases().command(str(root)), root).splitlines())
+    return parse_releases(sh(TritonReleases().command(str(root)), root).splitlines())
 
 
 def make_release(root: Path, release: str, config: str) -> None:
@@ -43,7 +46,7 @@ def make_release(root: Path, release: str, config: str) -> None:
     (rel / "config.pbtxt").write_text(config)
     (root / "releases" / release / "docker-compose.yml").write_text(f"# {release}\n")
     for name in ("model.onnx", "model.onnx_data"):
-        sh(triton.link_command(str(root / STORE / name), str(rel / "1" / name)), root)
+        sh(link_command(str(root / STORE / name), str(rel / "1" / name)), root)
 
 
 def test_release_lifecycle_on_a_real_filesystem(tmp_path: Path) -> None:
@@ -54,7 +57,7 @@ def test_release_lifecycle_on_a_real_filesystem(tmp_path: Path) -> None:
     assert fact(root) == {"current": None, "previous": None, "releases": []}
 
     make_release(root, "aaa", "config a")
-    sh(triton.switch_command(str(root), "aaa", keep_previous=False), root)
+    sh(switch_command(str(root), "aaa", keep_previous=False), root)
     assert fact(root) == {"current": "aaa", "previous": None, "releases": ["aaa"]}
     # Hard links: the release's files are the store's inodes, no copy.
     assert (root / "releases/aaa/models/emb/1/model.onnx_data").stat().st_ino == (root / STORE / "model.onnx_data").stat().st_ino
@@ -64,25 +67,25 @@ def test_release_lifecycle_on_a_real_filesystem(tmp_path: Path) -> None:
     sh(f"mv -f {STORE}/model.onnx_data.partial {STORE}/model.onnx_data", root)
     make_release(root, "bbb", "config b")
     os.utime(root / "releases/aaa", (1, 1))  # activation order is the directories' mtime
-    sh(triton.switch_command(str(root), "bbb", keep_previous=False), root)
+    sh(switch_command(str(root), "bbb", keep_previous=False), root)
     assert fact(root) == {"current": "bbb", "previous": "aaa", "releases": ["bbb", "aaa"]}
     assert (root / "releases/aaa/models/emb/1/model.onnx_data").read_text() == "v1 model.onnx_data"
     assert (root / "current/models/emb/1/model.onnx_data").read_text() == "v2 data"
     # Switching to the live release again changes nothing.
-    sh(triton.switch_command(str(root), "bbb", keep_previous=False), root)
+    sh(switch_command(str(root), "bbb", keep_previous=False), root)
     assert fact(root)["previous"] == "aaa"
 
     # Rollback: current goes back, previous stays, so a second rollback is a no-op.
-    sh(triton.switch_command(str(root), "aaa", keep_previous=True), root)
+    sh(switch_command(str(root), "aaa", keep_previous=True), root)
     assert fact(root) == {"current": "aaa", "previous": "aaa", "releases": ["aaa", "bbb"]}
     assert (root / "current/models/emb/config.pbtxt").read_text() == "config a"
     assert (root / "current/models/emb/1/model.onnx_data").read_text() == "v1 model.onnx_data"
 
     # A switch to a release that is not there fails and leaves current alone.
-    proc = subprocess.run(["bash", "-c", triton.switch_command(str(root), "zzz", keep_previous=False)], cwd=root, capture_output=True)
+    proc = subprocess.run(["bash", "-c", switch_command(str(root), "zzz", keep_previous=False)], cwd=root, capture_output=True)
     assert proc.returncode != 0 and fact(root)["current"] == "aaa"
 
-    sh(triton.prune_command(str(root), ["bbb"]), root)
+    sh(prune_command(str(root), ["bbb"]), root)
     assert fact(root)["releases"] == ["aaa"]
     assert (root / STORE / "model.onnx").read_text() == "v1 model.onnx"  # pruning never touches the store
 
@@ -97,7 +100,7 @@ def test_release_lifecycle_on_a_real_filesystem(tmp_path: Path) -> None:
     ],
 )
 def test_to_prune(releases, current, previous, keep, doomed) -> None:
-    assert triton.to_prune(releases, current, previous, keep) == doomed
+    assert to_prune(releases, current, previous, keep) == doomed
 
 
 def test_waves() -> None:
@@ -218,17 +221,15 @@ def test_rollout_bad_canary_is_one_line(tmp_path, hub) -> None:
 
 
 def test_release_id_follows_config_compose_inputs_and_model_files() -> None:
-    from deploys import settings
-
     base = settings.parse("h", {"gpu": False})
     weights = {"model.onnx": "a" * 64, "model.onnx_data": "b" * 64}
-    first = triton.release_id(base, False, weights)
-    assert first == triton.release_id(settings.parse("h", {"gpu": False}), False, dict(weights)) and len(first) == 12
+    first = release_id(base, False, weights)
+    assert first == release_id(settings.parse("h", {"gpu": False}), False, dict(weights)) and len(first) == 12
     others = {
-        triton.release_id(settings.parse("h", {"gpu": False, "triton_max_batch_size": 16}), False, weights),  # config
-        triton.release_id(settings.parse("h", {"gpu": False, "triton_http_port": 7000}), False, weights),  # compose
-        triton.release_id(base, False, {**weights, "model.onnx_data": "c" * 64}),  # model file
-        triton.release_id(base, True, weights),  # GPU profile
+        release_id(settings.parse("h", {"gpu": False, "triton_max_batch_size": 16}), False, weights),  # config
+        release_id(settings.parse("h", {"gpu": False, "triton_http_port": 7000}), False, weights),  # compose
+        release_id(base, False, {**weights, "model.onnx_data": "c" * 64}),  # model file
+        release_id(base, True, weights),  # GPU profile
     }
     assert first not in others and len(others) == 4
 
@@ -236,28 +237,25 @@ def test_release_id_follows_config_compose_inputs_and_model_files() -> None:
 def test_release_compose_file_mounts_its_own_models_read_only() -> None:
     import yaml
 
-    from deploys import render, settings
-
     s = settings.parse("h", {"gpu": False})
-    release = triton.release_paths(render.layout(s), s.model_name, "0123456789ab")
-    service = yaml.safe_load(triton.release_compose_file(s, False, release))["services"]["triton"]
+    live = paths.layout(s).release("0123456789ab")
+    service = yaml.safe_load(release_compose_file(s, False, live))["services"]["triton"]
     assert service["volumes"] == [f"{s.triton_dir}/releases/0123456789ab/models:/models:ro"]
     assert service["labels"][render.DEPLOY_HASH_LABEL] == "0123456789ab"
-    assert service["labels"] == triton.release_labels(s, False, "0123456789ab")
+    assert service["labels"] == release_labels(s, False, "0123456789ab")
     # Everything else is what render.compose_file renders for these settings.
     plain = yaml.safe_load(render.compose_file(s, False))["services"]["triton"]
     assert {k: v for k, v in service.items() if k not in ("volumes", "labels")} == {k: v for k, v in plain.items() if k not in ("volumes", "labels")}
 
 
 def test_config_template_setting() -> None:
-    from deploys import settings
-    from deploys.render import RenderError
+    from deploys.lib.render import RenderError
 
     with pytest.raises(SettingsError, match="triton_config_template='../etc/passwd.j2' is invalid"):
         settings.parse("h", {"triton_config_template": "../etc/passwd.j2"})
     s = settings.parse("h", {"gpu": False, "triton_config_template": "missing.pbtxt.j2"})
     with pytest.raises(RenderError, match="template missing.pbtxt.j2: TemplateNotFound"):
-        triton.model_config(s, False)
+        render.model_config(s, False)
 
 
 def test_rollout_stops_after_a_failed_canary(tmp_path, hub) -> None:

@@ -2,8 +2,9 @@
 
 import pytest
 
-from deploys import readme, settings
-from deploys.settings import SettingsError, parse
+from deploys.lib import settings
+from deploys.lib.settings import SettingsError, parse
+from deploys.tools import readme
 
 BAD = [
     ({"gpu": "yes"}, "setting gpu='yes' is invalid (allowed: true, false or \"auto\""),

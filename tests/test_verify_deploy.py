@@ -1,4 +1,4 @@
-"""deploys/verify.py: command building, output parsing, the fleet table's timing, and the real
+"""The verify step (deploys/steps/verify.py, deploys/lib/verify_run.py): command building, output parsing, the fleet table's timing, and the real
 pyinfra CLI running the step on this machine (``@local``) against a real tritonserver."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Iterator
 
 import pytest
 
-from deploys import settings
-from deploys import verify as step
-from deploys.settings import SettingsError
+from deploys.lib import paths, settings
+from deploys.lib import verify_run as step
+from deploys.lib.settings import SettingsError
 from facts._shell import RC_MARKER
+from facts.verify import parse_parity_output
 from tests import tinymodel
 from tests import tritonserver as ts
 from verify.fleet import HostResult
@@ -30,14 +31,14 @@ def _settings(**data: object) -> settings.Settings:
 
 def test_parity_command_points_at_the_deploy_layout() -> None:
     s = _settings(triton_dir="/srv/triton", triton_http_port=7000, triton_grpc_port=7001, triton_metrics_port=7002, model_variant="q8", verify_min_cosine=0.999)
-    command = step.parity_command(s, step.Layout(s), "cpu")
+    command = step.parity_command(s, paths.layout(s), "cpu")
     assert "/srv/triton/verify/venv/bin/python -m verify.parity" in command
     assert "--model-dir /srv/triton/current/models/embeddinggemma/1" in command and "--report /srv/triton/verify/last-report.json" in command
     assert "--model-file model_quantized.onnx" in command and "--tokenizer-dir /srv/triton/tokenizer" in command
     assert "--url 127.0.0.1:7000 --grpc-url 127.0.0.1:7001" in command and "--min-cosine 0.999" in command
     assert command.rstrip().endswith("true")  # a fact command must not fail the host by itself
     bound = _settings(triton_bind_address="10.0.0.5")
-    assert "--url 10.0.0.5:6000" in step.parity_command(bound, step.Layout(bound), "cpu")
+    assert "--url 10.0.0.5:6000" in step.parity_command(bound, paths.layout(bound), "cpu")
 
 
 def test_image_label() -> None:
@@ -47,11 +48,11 @@ def test_image_label() -> None:
 
 def test_pip_install_sources() -> None:
     s = _settings()
-    assert "--no-index" not in step.pip_install_command(s, step.Layout(s))
+    assert "--no-index" not in step.pip_install_command(s, paths.layout(s))
     mirror = _settings(verify_pip_index_url="https://pypi.example/simple")
-    assert "--index-url https://pypi.example/simple" in step.pip_install_command(mirror, step.Layout(mirror))
+    assert "--index-url https://pypi.example/simple" in step.pip_install_command(mirror, paths.layout(mirror))
     wheels = _settings(verify_wheels_dir="wheels")
-    command = step.pip_install_command(wheels, step.Layout(wheels))
+    command = step.pip_install_command(wheels, paths.layout(wheels))
     assert "--no-index --find-links /opt/triton-embeddinggemma/verify/wheels" in command
     assert command.endswith("cp /opt/triton-embeddinggemma/verify/requirements.txt /opt/triton-embeddinggemma/verify/venv/installed-requirements.txt")
 
@@ -77,14 +78,14 @@ def test_user_mistakes_name_host_key_and_fix(tmp_path: Path) -> None:
 def test_parse_parity_output_and_messages() -> None:
     report = {"verdict": "fail", "message": "parity FAIL: 2 failed checks (parity); worst sample 'd-ru' (grpc): cosine 0.9 < 0.9999"}
     lines = [f"{RC_MARKER}1", "__VERIFY_REPORT__", json.dumps(report), "", "__VERIFY_LOG__", "latency ...", "parity FAIL: ..."]
-    outcome = step.parse_parity_output(lines)
+    outcome = parse_parity_output(lines)
     assert outcome["rc"] == 1 and outcome["report"] == report and outcome["log"].endswith("parity FAIL: ...")
     message = step.outcome_message("web-1", outcome, "reports/r/web-1.json")
     assert message == f"host web-1: {report['message']} (report: reports/r/web-1.json)"
-    crashed = step.parse_parity_output([f"{RC_MARKER}127", "__VERIFY_REPORT__", "", "__VERIFY_LOG__", "sh: 1: /x/venv/bin/python: not found"])
+    crashed = parse_parity_output([f"{RC_MARKER}127", "__VERIFY_REPORT__", "", "__VERIFY_LOG__", "sh: 1: /x/venv/bin/python: not found"])
     assert crashed["report"] is None
     assert step.outcome_message("web-1", crashed, None) == "host web-1: verify did not run (exit 127): sh: 1: /x/venv/bin/python: not found"
-    passed = step.parse_parity_output([f"{RC_MARKER}0", "__VERIFY_REPORT__", '{"verdict": "pass", "message": "parity PASS"}', "__VERIFY_LOG__"])
+    passed = parse_parity_output([f"{RC_MARKER}0", "__VERIFY_REPORT__", '{"verdict": "pass", "message": "parity PASS"}', "__VERIFY_LOG__"])
     assert step.outcome_message("web-1", passed, "x") is None
 
 

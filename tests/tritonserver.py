@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from deploys.lib import render, settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STANDIN = Path(__file__).resolve().parent / "standin" / "onnxruntime" / "model.py"
 
@@ -218,7 +220,5 @@ def serve(repository: Path, work_dir: Path, ready_timeout_s: float = 90.0, exit_
 
 
 def cpu_config(model_name: str = "embeddinggemma", **data: object) -> str:
-    """The deploy's own CPU-profile config.pbtxt (deploys.render), for host data ``data``."""
-    from deploys import render, settings
-
+    """The deploy's own CPU-profile config.pbtxt (deploys.lib.render), for host data ``data``."""
     return render.model_config(settings.parse("test", {"model_name": model_name, **data}), gpu=False)

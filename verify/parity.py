@@ -15,7 +15,7 @@ several scripts, one text longer than the max length) and checks, per sample:
 - Matryoshka 512/256/128: truncated and re-normalised, Triton vs local (same thresholds).
 
 It also measures latency (p50/p95, batch 1 and the max batch) and, when NVML is available, GPU
-memory before and after. One JSON report (fields: verify/REPORT.md). Exit status: 0 pass,
+memory before and after. One JSON report (fields: the README's "Report fields"). Exit status: 0 pass,
 1 mismatch (the message names the worst sample), 2 error (Triton unreachable or not ready within
 --timeout, wrong model contract, missing files).
 """
@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from verify import options
 from verify.client import EMBEDDING_DIM, MATRYOSHKA_DIMS, EmbeddingError, TextEncoder, TritonBackend, truncate
 from verify.samples import Sample, samples
 
@@ -48,11 +49,11 @@ LONG_SAMPLE = "d-long-max"
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Acceptance limits; they come from the verify_* settings."""
+    """Acceptance limits; they come from the verify_* settings (defaults: verify/options.py)."""
 
-    min_cosine: float = 0.9999
-    max_abs_diff: float = 1e-3
-    norm_tolerance: float = 1e-3
+    min_cosine: float = options.BY_NAME["min_cosine"].default
+    max_abs_diff: float = options.BY_NAME["max_abs_diff"].default
+    norm_tolerance: float = options.BY_NAME["norm_tolerance"].default
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,116 @@ def _describe(cos: float, diff: float, limits: Thresholds) -> str:
     return ", ".join(parts) or "ok"
 
 
+@dataclass
+class _Extremes:
+    """Running worst values of one evaluation (NaN makes a minimum -inf and a maximum inf)."""
+
+    min_cos: float = math.inf
+    max_diff: float = 0.0
+    max_norm_error: float = 0.0
+    batch_min_cos: float = math.inf
+    matryoshka_min_cos: float = math.inf
+    worst: tuple[float, str, str] | None = None  # (cosine, sample, source); NaN sorts first
+
+    def note(self, cos: float, sample: str, source: str) -> None:
+        key = -math.inf if math.isnan(cos) else cos
+        if self.worst is None or key < self.worst[0]:
+            self.worst = (key, sample, source)
+
+
+def _metrics(cos: float, diff: float, norm: float) -> dict[str, float | None]:
+    return {"cosine": _finite(cos), "max_abs_diff": _finite(diff), "norm": _finite(norm)}
+
+
+def check_local_finite(sample_id: str, reference: np.ndarray) -> list[Failure]:
+    """finite: the local ONNX Runtime output itself has no NaN/inf."""
+    if np.all(np.isfinite(reference)):
+        return []
+    return [Failure("finite", sample_id, "local", f"local ONNX Runtime output for {sample_id!r} has NaN/inf: the model itself is broken (fp16 overflow?)")]
+
+
+def check_finite(sample_id: str, source: str, vector: np.ndarray) -> list[Failure]:
+    """finite: a Triton output has no NaN/inf."""
+    if np.all(np.isfinite(vector)):
+        return []
+    return [Failure("finite", sample_id, source, f"Triton ({source}) output for {sample_id!r} has NaN/inf", None, None)]
+
+
+def check_norm(sample_id: str, source: str, norm: float, limits: Thresholds) -> list[Failure]:
+    """norm: a Triton embedding is unit-length within norm_tolerance."""
+    if abs(norm - 1.0) <= limits.norm_tolerance:
+        return []
+    return [Failure("norm", sample_id, source, f"L2 norm {norm:.6f} of {sample_id!r} ({source}) is not 1 ± {limits.norm_tolerance}")]
+
+
+def check_parity(sample_id: str, source: str, cos: float, diff: float, limits: Thresholds, batched: bool) -> list[Failure]:
+    """parity (batch, for a batched source): Triton vs local ONNX Runtime within the thresholds."""
+    if _close(cos, diff, limits):
+        return []
+    check = "batch" if batched else "parity"
+    return [Failure(check, sample_id, source, f"{sample_id!r} via {source} vs local ONNX Runtime: {_describe(cos, diff, limits)}", _finite(cos), _finite(diff))]
+
+
+def check_batch_invariance(
+    index: int, sample_id: str, row: dict[str, Any], triton: dict[str, np.ndarray], batched: dict[str, np.ndarray], limits: Thresholds, extremes: _Extremes
+) -> list[Failure]:
+    """batch: the same server, a sample alone vs inside a padded batch."""
+    failures = []
+    for source, arrays in batched.items():
+        alone = triton.get(source.split("-")[0])
+        if alone is None:
+            continue
+        cos, diff = cosine(alone[index], arrays[index]), max_abs_diff(alone[index], arrays[index])
+        row[source]["cosine_vs_alone"], row[source]["max_abs_diff_vs_alone"] = _finite(cos), _finite(diff)
+        extremes.batch_min_cos = min(extremes.batch_min_cos, cos) if not math.isnan(cos) else -math.inf
+        if not _close(cos, diff, limits) and np.all(np.isfinite(arrays[index])) and np.all(np.isfinite(alone[index])):
+            failures.append(Failure("batch", sample_id, source, f"{sample_id!r} inside a padded batch vs alone: {_describe(cos, diff, limits)}", _finite(cos), _finite(diff)))
+            extremes.note(cos, sample_id, source)
+    return failures
+
+
+def check_matryoshka(
+    sample_id: str, row: dict[str, Any], reference: np.ndarray, first: str, served: np.ndarray, limits: Thresholds, extremes: _Extremes
+) -> list[Failure]:
+    """matryoshka: truncated to 512/256/128 and re-normalised, Triton (first protocol) vs local."""
+    failures = []
+    row["matryoshka"] = {}
+    for dim in MATRYOSHKA_DIMS[1:]:
+        a, b = truncate(reference[None], dim)[0], truncate(served[None], dim)[0]
+        cos, diff = cosine(a, b), max_abs_diff(a, b)
+        norm = float(np.linalg.norm(np.asarray(b, np.float64)))
+        row["matryoshka"][str(dim)] = _metrics(cos, diff, norm)
+        extremes.matryoshka_min_cos = min(extremes.matryoshka_min_cos, cos) if not math.isnan(cos) else -math.inf
+        if np.all(np.isfinite(b)) and (not _close(cos, diff, limits) or not abs(norm - 1.0) <= limits.norm_tolerance):
+            message = f"{sample_id!r} truncated to {dim}: {_describe(cos, diff, limits)}, norm {norm:.6f}"
+            failures.append(Failure("matryoshka", sample_id, f"{first}-{dim}", message, _finite(cos), _finite(diff)))
+    return failures
+
+
+def _compare_sources(
+    index: int, sample_id: str, row: dict[str, Any], reference: np.ndarray, triton: dict[str, np.ndarray], batched: dict[str, np.ndarray],
+    limits: Thresholds, extremes: _Extremes,
+) -> list[Failure]:
+    """Each source (alone and batched) vs local: finite, then norm and parity."""
+    failures = []
+    for source, arrays in list(triton.items()) + list(batched.items()):
+        vector = arrays[index]
+        cos, diff = cosine(reference, vector), max_abs_diff(reference, vector)
+        norm = float(np.linalg.norm(np.asarray(vector, np.float64)))
+        row[source] = _metrics(cos, diff, norm)
+        extremes.note(cos, sample_id, source)
+        extremes.min_cos = min(extremes.min_cos, cos) if not math.isnan(cos) else -math.inf
+        extremes.max_diff = max(extremes.max_diff, diff) if not math.isnan(diff) else math.inf
+        not_finite = check_finite(sample_id, source, vector)
+        if not_finite:
+            failures += not_finite
+            continue
+        extremes.max_norm_error = max(extremes.max_norm_error, abs(norm - 1.0))
+        failures += check_norm(sample_id, source, norm, limits)
+        failures += check_parity(sample_id, source, cos, diff, limits, batched=source in batched)
+    return failures
+
+
 def evaluate(
     ids: Sequence[str],
     local: np.ndarray,
@@ -120,71 +231,27 @@ def evaluate(
     """Compare embeddings ``[n, 768]``: ``local`` (ONNX Runtime, each sample alone), ``triton``
     ({protocol: each sample alone}) and ``batched`` ({source: the samples inside padded batches}).
 
-    Pure function: the parity verdict is decided here."""
+    Pure function: the parity verdict is decided here, one ``check_*`` function per check kind."""
     result = Evaluation()
-    worst: tuple[float, str, str] | None = None  # (cosine, sample, source); NaN sorts first
-    min_cos, max_diff, max_norm_error, batch_min_cos, matryoshka_min_cos = math.inf, 0.0, 0.0, math.inf, math.inf
-
-    def note(cos: float, sample: str, source: str) -> None:
-        nonlocal worst
-        key = -math.inf if math.isnan(cos) else cos
-        if worst is None or key < worst[0]:
-            worst = (key, sample, source)
-
+    extremes = _Extremes()
+    first = next(iter(triton))
     for index, sample_id in enumerate(ids):
         row: dict[str, Any] = {"id": sample_id}
         reference = local[index]
-        if not np.all(np.isfinite(reference)):
-            result.failures.append(Failure("finite", sample_id, "local", f"local ONNX Runtime output for {sample_id!r} has NaN/inf: the model itself is broken (fp16 overflow?)"))
-        for source, arrays in list(triton.items()) + list(batched.items()):
-            vector = arrays[index]
-            cos, diff = cosine(reference, vector), max_abs_diff(reference, vector)
-            norm = float(np.linalg.norm(np.asarray(vector, np.float64)))
-            row[source] = {"cosine": _finite(cos), "max_abs_diff": _finite(diff), "norm": _finite(norm)}
-            note(cos, sample_id, source)
-            min_cos = min(min_cos, cos) if not math.isnan(cos) else -math.inf
-            max_diff = max(max_diff, diff) if not math.isnan(diff) else math.inf
-            if not np.all(np.isfinite(vector)):
-                result.failures.append(Failure("finite", sample_id, source, f"Triton ({source}) output for {sample_id!r} has NaN/inf", None, None))
-                continue
-            norm_error = abs(norm - 1.0)
-            max_norm_error = max(max_norm_error, norm_error)
-            if norm_error > limits.norm_tolerance:
-                result.failures.append(Failure("norm", sample_id, source, f"L2 norm {norm:.6f} of {sample_id!r} ({source}) is not 1 ± {limits.norm_tolerance}"))
-            if not _close(cos, diff, limits):
-                check = "batch" if source in batched else "parity"
-                result.failures.append(Failure(check, sample_id, source, f"{sample_id!r} via {source} vs local ONNX Runtime: {_describe(cos, diff, limits)}", _finite(cos), _finite(diff)))
-        # Batch invariance proper: the same server, alone vs inside a padded batch.
-        for source, arrays in batched.items():
-            alone = triton.get(source.split("-")[0])
-            if alone is None:
-                continue
-            cos, diff = cosine(alone[index], arrays[index]), max_abs_diff(alone[index], arrays[index])
-            row[source]["cosine_vs_alone"], row[source]["max_abs_diff_vs_alone"] = _finite(cos), _finite(diff)
-            batch_min_cos = min(batch_min_cos, cos) if not math.isnan(cos) else -math.inf
-            if not _close(cos, diff, limits) and np.all(np.isfinite(arrays[index])) and np.all(np.isfinite(alone[index])):
-                result.failures.append(Failure("batch", sample_id, source, f"{sample_id!r} inside a padded batch vs alone: {_describe(cos, diff, limits)}", _finite(cos), _finite(diff)))
-                note(cos, sample_id, source)
-        # Matryoshka: truncate + re-normalise both, compare (first protocol's embedding).
-        first = next(iter(triton))
-        row["matryoshka"] = {}
-        for dim in MATRYOSHKA_DIMS[1:]:
-            a, b = truncate(reference[None], dim)[0], truncate(triton[first][index][None], dim)[0]
-            cos, diff = cosine(a, b), max_abs_diff(a, b)
-            norm = float(np.linalg.norm(np.asarray(b, np.float64)))
-            row["matryoshka"][str(dim)] = {"cosine": _finite(cos), "max_abs_diff": _finite(diff), "norm": _finite(norm)}
-            matryoshka_min_cos = min(matryoshka_min_cos, cos) if not math.isnan(cos) else -math.inf
-            if np.all(np.isfinite(b)) and (not _close(cos, diff, limits) or not abs(norm - 1.0) <= limits.norm_tolerance):
-                result.failures.append(Failure("matryoshka", sample_id, f"{first}-{dim}", f"{sample_id!r} truncated to {dim}: {_describe(cos, diff, limits)}, norm {norm:.6f}", _finite(cos), _finite(diff)))
+        result.failures += check_local_finite(sample_id, reference)
+        result.failures += _compare_sources(index, sample_id, row, reference, triton, batched, limits, extremes)
+        result.failures += check_batch_invariance(index, sample_id, row, triton, batched, limits, extremes)
+        result.failures += check_matryoshka(sample_id, row, reference, first, triton[first][index], limits, extremes)
         result.rows.append(row)
 
+    worst = extremes.worst
     result.summary = {
         "samples": len(ids),
-        "min_cosine": _finite(min_cos),
-        "max_abs_diff": _finite(max_diff),
-        "max_norm_error": _finite(max_norm_error),
-        "batch_min_cosine_vs_alone": _finite(batch_min_cos),
-        "matryoshka_min_cosine": _finite(matryoshka_min_cos),
+        "min_cosine": _finite(extremes.min_cos),
+        "max_abs_diff": _finite(extremes.max_diff),
+        "max_norm_error": _finite(extremes.max_norm_error),
+        "batch_min_cosine_vs_alone": _finite(extremes.batch_min_cos),
+        "matryoshka_min_cosine": _finite(extremes.matryoshka_min_cos),
         "worst": None if worst is None else {"sample": worst[1], "source": worst[2], "cosine": _finite(worst[0])},
     }
     return result
@@ -387,15 +454,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default="127.0.0.1:6000", help="Triton HTTP host:port ('' to skip HTTP)")
     p.add_argument("--grpc-url", default="127.0.0.1:6001", help="Triton gRPC host:port ('' to skip gRPC)")
     p.add_argument("--model-name", default="embeddinggemma")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="local ONNX Runtime device (auto: CUDA when onnxruntime-gpu can use it)")
+    options.add_arguments(p)  # device, thresholds, max length, latency iterations, timeout
     p.add_argument("--threads", type=int, default=0, help="local ONNX Runtime intra-op threads (0: its default)")
-    p.add_argument("--min-cosine", type=float, default=Thresholds.min_cosine)
-    p.add_argument("--max-abs-diff", type=float, default=Thresholds.max_abs_diff)
-    p.add_argument("--norm-tolerance", type=float, default=Thresholds.norm_tolerance)
-    p.add_argument("--max-length", type=int, default=2048, help="tokens per text (EmbeddingGemma: 2048)")
     p.add_argument("--max-batch", type=int, default=0, help="batch size for the batch checks and latency (0: the server's max_batch_size)")
-    p.add_argument("--latency-iterations", type=int, default=20)
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for Triton and the model to be ready")
     p.add_argument("--request-timeout", type=float, default=300.0, help="seconds per request")
     p.add_argument("--report", type=Path, help="write the JSON report here ('-': stdout)")
     p.add_argument("--no-hash", action="store_true", help="skip hashing the model files")

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from facts.docker import registry_auth_digest
-from facts.gpu import is_datacenter_gpu, parse_gpu_line, summarize
+from facts.gpu import is_datacenter_gpu, parse_gpu_line
 
 # Names exactly as nvidia-smi prints them.
 DATACENTER = [
@@ -89,15 +89,3 @@ def test_registry_auth_digest_is_sha256_of_docker_auth_field() -> None:
 )
 def test_parse_gpu_line_rejects_non_rows(line: str) -> None:
     assert parse_gpu_line(line) is None
-
-
-def test_summarize() -> None:
-    row = parse_gpu_line("0, NVIDIA H100 80GB HBM3, GPU-x, 575.57.08, 81559, 9.0")
-    assert row is not None
-    inventory = {"smi": True, "error": None, "gpus": [row, {**row, "index": 1}]}
-    assert summarize(inventory) == "2x NVIDIA H100 80GB HBM3 (driver 575.57.08, cc 9.0)"
-    assert (
-        summarize({"smi": True, "error": "No devices were found", "gpus": []})
-        == "No devices were found"
-    )
-    assert summarize({"smi": False, "error": None, "gpus": []}) == "no nvidia-smi"

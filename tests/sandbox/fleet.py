@@ -292,7 +292,7 @@ def ensure_model_mirror() -> dict[str, str]:
     Rebuilt when tests/tinymodel.py changes; its sha1 is the "revision", and the lock records every
     file's sha256 so the sandbox runs with ``model_require_lock: true``.
     """
-    from deploys import model_lock  # the deploy's own lock format
+    from deploys.lib import model_lock  # the deploy's own lock format
 
     source = ROOT / "tests" / "tinymodel.py"
     if not source.exists():

@@ -1,0 +1,163 @@
+"""Every path the deploy uses on a host, spelled once; every step, fact and renderer asks this module.
+
+Under ``{triton_dir}`` (:func:`layout`)::
+
+    models/{model_name}/1/<model files>              the model store (the model step keeps it)
+    tokenizer/                                        tokenizer.json & co. (the verify step reads it)
+    trt-cache/                                        TensorRT engines (GPU hosts with triton_tensorrt)
+    releases/<id>/docker-compose.yml                  mounts releases/<id>/models read-only
+    releases/<id>/models/{model_name}/config.pbtxt
+    releases/<id>/models/{model_name}/1/<files>       hard links of the store's files (no extra space)
+    current  -> releases/<id>                         the live release
+    previous -> releases/<id>                         the one before (deploys/rollback.py goes back to it)
+    verify/venv, verify/verify, verify/wheels, ...    the verify runtime (:class:`VerifyPaths`)
+
+System files the deploy manages (Docker, apt) are the module constants below. A new host path (a
+new role's directory under ``{triton_dir}``, a lock file) is a new attribute here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from deploys.lib.model_lock import VARIANT_ONNX
+from deploys.lib.settings import Settings
+
+# -- system files --
+APT_KEYRINGS_DIR = "/etc/apt/keyrings"
+DOCKER_CE_KEYRING = f"{APT_KEYRINGS_DIR}/docker.asc"
+NVIDIA_TOOLKIT_KEYRING = f"{APT_KEYRINGS_DIR}/nvidia-container-toolkit.asc"
+DOCKER_CONFIG_DIR = "/etc/docker"
+DOCKER_DAEMON_JSON = f"{DOCKER_CONFIG_DIR}/daemon.json"
+DOCKER_DROPIN_DIR = "/etc/systemd/system/docker.service.d"
+DOCKER_DROPIN = f"{DOCKER_DROPIN_DIR}/10-triton-deploy.conf"
+DOCKER_DATA_ROOT = "/var/lib/docker"
+DOCKER_CLIENT_CONFIG = "/root/.docker/config.json"  # where `docker login` (as root) stores credentials
+
+# -- names relative to {triton_dir} (shell commands run there: ``cd {triton_dir} && ...``) --
+RELEASES = "releases"
+CURRENT = "current"
+PREVIOUS = "previous"
+
+# -- inside the Triton container: the compose file mounts the host directories here --
+MODELS_MOUNT = "/models"
+TRT_CACHE_MOUNT = "/trt-cache"
+
+
+def onnx_filename(variant: str) -> str:
+    """The variant's graph file name inside ``1/`` (config.pbtxt ``default_model_filename``)."""
+    return PurePosixPath(VARIANT_ONNX[variant]).name
+
+
+@dataclass(frozen=True)
+class Release:
+    """Host paths of one release (absolute); ``id`` is the release id, or ``current``."""
+
+    id: str
+    dir: str
+    compose_file: str
+    models_dir: str
+    config_file: str
+    version_dir: str
+
+
+@dataclass(frozen=True)
+class VerifyPaths:
+    """Host paths of the verify runtime."""
+
+    base: str
+    venv: str
+    code: str
+    wheels: str
+    requirements: str
+    installed: str  # copy of what pip last installed
+    report: str
+    log: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the deploy puts things on a host (absolute paths, all under ``triton_dir``)."""
+
+    root: str
+    model_name: str
+    compose_file: str  # before releases (removed by the triton step)
+    models_dir: str  # the model store
+    model_dir: str
+    config_file: str  # before releases (removed by the triton step)
+    version_dir: str
+    onnx_file: str
+    onnx_data_file: str  # name recorded inside the graph: never rename it
+    tokenizer_dir: str
+    trt_cache_dir: str  # only used when TensorRT is on
+    releases_dir: str
+    current: str
+    previous: str
+    verify: VerifyPaths
+
+    def release(self, release_id: str) -> Release:
+        """Where release ``release_id`` lives."""
+        return _release(release_id, f"{self.releases_dir}/{release_id}", self.model_name)
+
+    @property
+    def current_release(self) -> Release:
+        """The live release, through the ``current`` link (what Triton serves)."""
+        return _release(CURRENT, self.current, self.model_name)
+
+
+def _release(release_id: str, base: str, model_name: str) -> Release:
+    return Release(
+        id=release_id,
+        dir=base,
+        compose_file=f"{base}/docker-compose.yml",
+        models_dir=f"{base}/models",
+        config_file=f"{base}/models/{model_name}/config.pbtxt",
+        version_dir=f"{base}/models/{model_name}/1",
+    )
+
+
+def _verify(root: str) -> VerifyPaths:
+    base = f"{root}/verify"
+    return VerifyPaths(
+        base=base,
+        venv=f"{base}/venv",
+        code=f"{base}/verify",
+        wheels=f"{base}/wheels",
+        requirements=f"{base}/requirements.txt",
+        installed=f"{base}/venv/installed-requirements.txt",
+        report=f"{base}/last-report.json",
+        log=f"{base}/last-run.log",
+    )
+
+
+def layout(s: Settings) -> Layout:
+    """The host layout for ``s``."""
+    root = s.triton_dir.rstrip("/") or "/"
+    models = f"{root}/models"
+    model = f"{models}/{s.model_name}"
+    graph = onnx_filename(s.model_variant)
+    return Layout(
+        root=root,
+        model_name=s.model_name,
+        compose_file=f"{root}/docker-compose.yml",
+        models_dir=models,
+        model_dir=model,
+        config_file=f"{model}/config.pbtxt",
+        version_dir=f"{model}/1",
+        onnx_file=f"{model}/1/{graph}",
+        onnx_data_file=f"{model}/1/{graph}_data",
+        tokenizer_dir=f"{root}/tokenizer",
+        trt_cache_dir=f"{root}/trt-cache",
+        releases_dir=f"{root}/{RELEASES}",
+        current=f"{root}/{CURRENT}",
+        previous=f"{root}/{PREVIOUS}",
+        verify=_verify(root),
+    )
+
+
+def release_paths(paths: Layout, model_name: str, release_id: str) -> Release:
+    """Where release ``release_id`` lives under ``paths.root`` (``model_name``: the layout's)."""
+    if model_name != paths.model_name:
+        raise ValueError(f"release_paths: model {model_name!r} is not the layout's {paths.model_name!r}")
+    return paths.release(release_id)

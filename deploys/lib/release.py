@@ -1,0 +1,120 @@
+"""Releases: what one Triton configuration is (the release spec) and the shell commands that make a
+release live, link its model files and prune old ones.
+
+A release is a directory ``{triton_dir}/releases/<id>`` (deploys/lib/paths.py spells the paths)
+holding config.pbtxt, the compose file and hard links of the model store's files; ``current``
+points at the live one, ``previous`` at the one before.
+
+``<id>`` is a short content hash of config.pbtxt, the compose inputs and the model files' sha256, so
+the same settings and model always give the same release and a converged re-run changes nothing.
+The model step replaces store files by rename, so an older release keeps its own inodes (its files
+stay intact). The last ``triton_releases_keep`` releases are kept; current and previous never go.
+
+:func:`build` makes the :class:`ReleaseSpec` of a host once per run: config.pbtxt is rendered once
+and every other part (id, compose file, labels) is derived from that text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from deploys.lib import model_files, paths, render
+from deploys.lib.paths import CURRENT, PREVIOUS, RELEASES, Layout, Release
+from deploys.lib.settings import Settings
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """Everything one host's release is made of, rendered once per host per run."""
+
+    id: str
+    gpu: bool
+    config: str  # config.pbtxt
+    compose: str  # the release's compose file (mounts its own models, deploy-hash label = id)
+    labels: dict[str, str]  # what the container of this release carries
+    weights: dict[str, str]  # file name in 1/ -> sha256
+    paths: Release
+
+
+def build(s: Settings, gpu: bool, weights: dict[str, str], layout: Layout | None = None) -> ReleaseSpec:
+    """The release of ``s`` on a GPU or CPU host with model files ``weights`` (name → sha256)."""
+    layout = layout or paths.layout(s)
+    config = render.model_config(s, gpu)
+    release = layout.release(release_id(s, gpu, weights, config=config))
+    return ReleaseSpec(
+        id=release.id,
+        gpu=gpu,
+        config=config,
+        compose=release_compose_file(s, gpu, release, config=config),
+        labels=release_labels(s, gpu, release.id, config=config),
+        weights=dict(weights),
+        paths=release,
+    )
+
+
+def release_id(s: Settings, gpu: bool, model_sha256: dict[str, str], config: str | None = None) -> str:
+    """12 hex of sha256 over config.pbtxt, the compose inputs and the model files' digests.
+
+    ``config``: config.pbtxt when already rendered (else rendered here)."""
+    config = render.model_config(s, gpu) if config is None else config
+    digest = hashlib.sha256()
+    for part in (config, render.compose_file(s, gpu, config=config)):
+        digest.update(part.encode() + b"\0")
+    for name in sorted(model_sha256):
+        digest.update(f"{name} {model_sha256[name]}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def version_files(s: Settings, token: str | None) -> dict[str, str]:
+    """File name → sha256 of the model files in the version directory (graph and its data)."""
+    return {PurePosixPath(f.dest).name: f.sha256 for f in model_files.expected(s, token) if f.repo_path.startswith("onnx/")}
+
+
+def release_compose_file(s: Settings, gpu: bool, release: Release, config: str | None = None) -> str:
+    """The release's compose file: it mounts the release's models dir, and its deploy-hash label
+    carries the release id, so a container can be matched to its release."""
+    return render.compose_file(s, gpu, deploy_hash=release.id, models_dir=release.models_dir, config=config)
+
+
+def release_labels(s: Settings, gpu: bool, release_id_: str, config: str | None = None) -> dict[str, str]:
+    """The labels the container of a release carries (as in :func:`release_compose_file`)."""
+    return render.compose_labels(s, gpu, release_id_, config=config)
+
+
+def to_prune(releases: list[str], current: str, previous: str | None, keep: int) -> list[str]:
+    """Releases to delete after ``current`` goes live: beyond the ``keep`` most recent, never
+    ``current`` or ``previous``."""
+    ordered = [current] + ([previous] if previous else []) + [r for r in releases if r not in (current, previous)]
+    kept = set(ordered[:keep]) | {current} | ({previous} if previous else set())
+    return [r for r in releases if r not in kept]
+
+
+def switch_command(root: str, target: str, keep_previous: bool) -> str:
+    """Point ``current`` at ``releases/<target>`` atomically (rename of a new symlink).
+
+    ``keep_previous``: ``previous`` stays as it is (rollback); else it takes the old ``current``.
+    The target's mtime marks it as the most recently activated release (pruning order).
+    """
+    r, t = shlex.quote(root), shlex.quote(f"{RELEASES}/{target}")
+    cur, prev = shlex.quote(CURRENT), shlex.quote(PREVIOUS)
+    move_previous = (
+        f"old=$(readlink {cur} 2>/dev/null || true); "
+        f'if [ -n "$old" ] && [ "$old" != {t} ]; then ln -sfn "$old" {prev}.new && mv -Tf {prev}.new {prev}; fi; '
+    )
+    return (
+        f"cd {r} && test -d {t} && "
+        + ("" if keep_previous else "{ " + move_previous + "} && ")
+        + f"ln -sfn {t} {cur}.new && mv -Tf {cur}.new {cur} && touch {t}"
+    )
+
+
+def link_command(store_file: str, release_file: str) -> str:
+    """Hard-link a model store file into a release (same filesystem: no copy, no extra space)."""
+    return f"ln -f {shlex.quote(store_file)} {shlex.quote(release_file)}"
+
+
+def prune_command(root: str, doomed: list[str]) -> str:
+    return f"cd {shlex.quote(root)} && rm -rf " + " ".join(shlex.quote(f"{RELEASES}/{r}") for r in doomed)

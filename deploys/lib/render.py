@@ -1,0 +1,213 @@
+"""Render the files written on hosts from the jinja2 templates in templates/.
+
+Every renderer is a pure function of validated :class:`~deploys.lib.settings.Settings`, so the deploy
+steps and the tests render exactly the same text. The Triton model config is parsed with Triton's
+own ModelConfig protobuf before anything is uploaded: a broken config fails on the controller.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import ipaddress
+import json
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from google.protobuf import text_format
+from pyinfra.api.exceptions import PyinfraError
+from tritonclient.grpc import model_config_pb2
+
+from deploys.lib import paths
+from deploys.lib.paths import MODELS_MOUNT, TRT_CACHE_MOUNT, onnx_filename
+from deploys.lib.repo import TEMPLATES_DIR
+from deploys.lib.settings import Settings, SettingsError
+
+
+COMPOSE_PROJECT = "triton-embeddinggemma"
+LABEL_PREFIX = "io.triton-embeddinggemma"
+# Set by the triton step: a digest of what the container depends on beyond the compose file.
+DEPLOY_HASH_LABEL = f"{LABEL_PREFIX}.deploy-hash"
+
+
+class RenderError(PyinfraError):
+    """A template rendered into something its consumer would reject (printed as one line)."""
+
+
+def container_name(s: Settings) -> str:
+    """The Triton container's name (``docker logs`` target for the triton and verify steps)."""
+    return f"triton-{s.model_name}"
+
+
+@lru_cache(maxsize=4)
+def _environment(directory: str) -> jinja2.Environment:
+    """A jinja2 environment for ``directory``: StrictUndefined, so a missing value is an error."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # pbtxt/YAML/JSON/INI, not HTML
+    )
+
+
+def render(template_name: str, **context: Any) -> str:
+    """Render ``templates/<template_name>`` with ``context``; undefined names raise RenderError."""
+    try:
+        text = _environment(str(TEMPLATES_DIR)).get_template(template_name).render(**context)
+    except jinja2.TemplateError as error:
+        raise RenderError(f"template {template_name}: {type(error).__name__}: {error}") from None
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _tensorrt(s: Settings, gpu: bool) -> bool:
+    """Whether the TensorRT accelerator is on; asking for it on a CPU host is a user mistake."""
+    if s.triton_tensorrt and not gpu:
+        raise SettingsError(
+            f"host {s.host}: setting triton_tensorrt=True needs a GPU but this host has none; "
+            "set triton_tensorrt: false for it (or gpu: true if it does have one)"
+        )
+    return bool(s.triton_tensorrt)
+
+
+def parse_model_config(text: str, source: str = "config.pbtxt") -> model_config_pb2.ModelConfig:
+    """Parse ``text`` exactly as Triton does; unknown fields or bad values raise RenderError."""
+    try:
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as error:
+        raise RenderError(f"{source} does not parse as Triton's ModelConfig: {error}") from None
+
+
+def model_config(s: Settings, gpu: bool, template_name: str | None = None) -> str:
+    """The model's config.pbtxt for a GPU (``gpu=True``) or CPU host, checked against the schema.
+
+    The template is ``triton_config_template`` unless ``template_name`` names another."""
+    template_name = template_name or s.triton_config_template
+    text = render(
+        template_name, s=s, gpu=gpu, tensorrt=_tensorrt(s, gpu), trt_cache_path=TRT_CACHE_MOUNT,
+        onnx_filename=onnx_filename(s.model_variant),
+    )
+    parse_model_config(text, source=f"template {template_name}")
+    return text
+
+
+def _bind_host(address: str) -> str:
+    """The host part of a compose port mapping: IPv6 addresses need brackets."""
+    return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+
+
+def compose_labels(s: Settings, gpu: bool, deploy_hash: str | None = None, config: str | None = None) -> dict[str, str]:
+    """The Triton container's labels: what it serves, so a running container can be compared
+    with the wanted deploy (the triton step does) and recreated by compose when they differ.
+
+    ``config``: the host's config.pbtxt when the caller already rendered it (else rendered here)."""
+    if config is None:
+        config = model_config(s, gpu)
+    labels = {
+        f"{LABEL_PREFIX}.deploy": COMPOSE_PROJECT,
+        f"{LABEL_PREFIX}.model": s.model_repo_id,
+        f"{LABEL_PREFIX}.model-revision": s.model_revision,
+        f"{LABEL_PREFIX}.model-variant": s.model_variant,
+        f"{LABEL_PREFIX}.config-sha256": hashlib.sha256(config.encode()).hexdigest(),
+    }
+    if deploy_hash is not None:
+        labels[DEPLOY_HASH_LABEL] = deploy_hash
+    return labels
+
+
+def compose_file(
+    s: Settings, gpu: bool, deploy_hash: str | None = None, models_dir: str | None = None, config: str | None = None
+) -> str:
+    """The compose file for a GPU (``gpu=True``) or CPU host.
+
+    ``deploy_hash`` (optional) becomes the DEPLOY_HASH_LABEL label, so the container is recreated
+    when something compose cannot see (the model files) changes. ``models_dir`` is the host's
+    model repository mounted at /models (default: the layout's; a release passes its own).
+    ``config``: the host's config.pbtxt when the caller already rendered it (its sha256 is a label).
+    """
+    host_paths = paths.layout(s)
+    labels = compose_labels(s, gpu, deploy_hash, config=config)
+    return render(
+        "docker-compose.yml.j2",
+        s=s,
+        gpu=gpu,
+        tensorrt=_tensorrt(s, gpu),
+        project=COMPOSE_PROJECT,
+        container_name=container_name(s),
+        labels=labels,
+        bind_host=_bind_host(s.triton_bind_address),
+        models_dir=models_dir or host_paths.models_dir,
+        models_mount=MODELS_MOUNT,
+        trt_cache_dir=host_paths.trt_cache_dir,
+        trt_cache_mount=TRT_CACHE_MOUNT,
+    )
+
+
+def _union(existing: Any, wanted: list[str]) -> list[str]:
+    """``existing`` then the ``wanted`` items it lacks, order kept (a stable, idempotent union)."""
+    merged = list(existing) if isinstance(existing, list) else []
+    merged.extend(item for item in wanted if item not in merged)
+    return merged
+
+
+def merged_daemon_config(existing: dict[str, Any] | None, s: Settings, proxies: bool = True) -> dict[str, Any]:
+    """``existing`` daemon.json with our keys merged in; every other key is kept as it is.
+
+    Ours: log-driver json-file with log-opts max-size/max-file (other log-opts kept);
+    registry-mirrors and insecure-registries as a union with what is there; proxies only when a
+    proxy setting is non-empty. ``proxies=False`` leaves them out for Docker < 23, which refuses
+    an unknown ``proxies`` key (put them in the docker.service environment instead, see
+    :func:`docker_dropin`). The same input always gives the same dict, so a re-run is a no-op.
+    """
+    config: dict[str, Any] = copy.deepcopy(existing) if existing else {}
+    # max-size/max-file are json-file (or local) options: another driver would refuse them.
+    config["log-driver"] = "json-file"
+    log_opts = config.get("log-opts") if isinstance(config.get("log-opts"), dict) else {}
+    config["log-opts"] = {**log_opts, "max-size": s.docker_log_max_size, "max-file": str(s.docker_log_max_file)}
+    for key, wanted in (("registry-mirrors", s.docker_registry_mirrors), ("insecure-registries", s.docker_insecure_registries)):
+        if wanted or key in config:
+            config[key] = _union(config.get(key), wanted)
+    wanted_proxies = _proxy_settings(s)
+    if proxies and wanted_proxies:
+        current = config.get("proxies") if isinstance(config.get("proxies"), dict) else {}
+        config["proxies"] = {**current, **wanted_proxies}
+    return config
+
+
+def _proxy_settings(s: Settings) -> dict[str, str]:
+    """daemon.json ``proxies`` keys for the non-empty proxy settings."""
+    pairs = (("http-proxy", s.docker_http_proxy), ("https-proxy", s.docker_https_proxy), ("no-proxy", s.docker_no_proxy))
+    return {key: value for key, value in pairs if value}
+
+
+def daemon_json(config: dict[str, Any]) -> str:
+    """daemon.json text for ``config``: sorted keys, 4-space indent (as nvidia-ctk writes it)."""
+    text = render("daemon.json.j2", config=config)
+    json.loads(text)  # tojson always gives JSON; keep the invariant checked where it is made
+    return text
+
+
+def _systemd_quote(name: str, value: str) -> str:
+    """``"NAME=value"`` quoted for a systemd Environment= line (specifiers and quotes escaped)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{name}={escaped}"'
+
+
+def docker_dropin(s: Settings, proxy_env: bool = False) -> str:
+    """The docker.service drop-in with ``Environment=`` lines from docker_service_env.
+
+    ``proxy_env=True`` adds HTTP_PROXY/HTTPS_PROXY/NO_PROXY from the proxy settings, for Docker
+    versions that do not read ``proxies`` from daemon.json (< 23).
+    """
+    env: dict[str, str] = dict(s.docker_service_env)
+    if proxy_env:
+        names = {"http-proxy": "HTTP_PROXY", "https-proxy": "HTTPS_PROXY", "no-proxy": "NO_PROXY"}
+        env.update({names[key]: value for key, value in _proxy_settings(s).items()})
+    for name, value in env.items():
+        if "\n" in value or "\r" in value:
+            raise SettingsError(
+                f"host {s.host}: setting docker_service_env[{name!r}] contains a line break; "
+                "systemd Environment= values must be one line, fix it in the inventory or group_data/"
+            )
+    assignments = [_systemd_quote(name, env[name]) for name in sorted(env)]
+    return render("docker-service-env.conf.j2", assignments=assignments)

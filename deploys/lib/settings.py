@@ -1,0 +1,343 @@
+"""Every tunable of the deploy: name, type, default and a one-line doc.
+
+Values come from pyinfra host data (inventory, ``group_data/``, ``--data``). This module is the
+single place where defaults live (like an Ansible role's ``defaults/main.yml``); the README's
+tunables table is generated from it (``python -m deploys.lib.settings --markdown``).
+
+``load(host)`` returns a validated, typed :class:`Settings` for one host. ``validate_fleet`` checks
+every active host before any operation runs, so a typo ends the run before any host changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pyinfra.api.exceptions import PyinfraError
+
+from verify import options
+
+# Host-data keys with these prefixes belong to us: an unknown one is a typo, not someone else's data.
+OWNED_PREFIXES = ("model_", "triton_", "docker_", "nvidia_", "registry_", "verify_", "preflight_", "secrets_", "rollout_")
+# Plain names we own as well.
+OWNED_NAMES = ("gpu",)
+
+REFUSED_VARIANTS = {
+    "fp16": "EmbeddingGemma's activations reach ~8e5, past float16's 65504: fp16 serves NaNs",
+    "q4f16": "its float16 activations overflow like fp16 (EmbeddingGemma needs fp32 activations)",
+}
+
+
+class SettingsError(PyinfraError):
+    """A user mistake in host data: printed as one line by the pyinfra CLI, no traceback."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    doc: str
+    kind: str  # shown in the README: bool, int, str, list[int], ...
+    check: Callable[[Any], Any]  # returns the normalised value or raises ValueError("allowed: ...")
+
+
+# -- value checkers: each returns the normalised value or raises ValueError with what is allowed --
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError("allowed: true or false")
+
+
+def _gpu(value: Any) -> bool | str:
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise ValueError('allowed: true, false or "auto" (read the GPU fact)')
+
+
+def _int(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"allowed: an integer from {low} to {high}")
+        return value
+
+    return check
+
+
+def _float(low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(f"allowed: a number from {low} to {high}")
+        return float(value)
+
+    return check
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError("allowed: " + ", ".join(choices))
+        return value
+
+    return check
+
+
+def _text(pattern: str, allowed: str) -> Callable[[Any], str]:
+    regex = re.compile(pattern)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise ValueError(f"allowed: {allowed}")
+        return value
+
+    return check
+
+
+def _ip(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except (ValueError, TypeError):
+        raise ValueError("allowed: an IP address such as 127.0.0.1 or 0.0.0.0") from None
+
+
+def _subnet(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_network(value))
+    except (ValueError, TypeError):
+        raise ValueError("allowed: a CIDR network such as 10.57.0.0/24 (host bits zero)") from None
+
+
+def _str_list(value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("allowed: a list of non-empty strings")
+    return list(value)
+
+
+def _batch_sizes(value: Any) -> list[int]:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+    ):
+        raise ValueError("allowed: a list of positive integers, e.g. [4, 8]")
+    return sorted(set(value))
+
+
+def _env_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and isinstance(v, str)
+        for k, v in value.items()
+    ):
+        raise ValueError("allowed: a mapping of environment variable names to strings")
+    return dict(value)
+
+
+def _model_variant(value: Any) -> str:
+    if value in REFUSED_VARIANTS:
+        raise ValueError(f"refused: {REFUSED_VARIANTS[value]}; allowed: fp32, q8, q4")
+    return _choice("fp32", "q8", "q4")(value)
+
+
+def _verify(option: str, kind: str, check: Callable[[Any], Any]) -> Setting:
+    """A setting that is an option of the host program: name, default and doc from verify/options.py."""
+    o = options.BY_NAME[option]
+    return Setting(o.setting, o.default, o.doc, kind, check)
+
+
+_SHA = r"[0-9a-f]{40}"
+_IMAGE = r"[a-z0-9.\-]+(:[0-9]+)?(/[a-z0-9._\-]+)+:[A-Za-z0-9._\-]+"
+
+SETTINGS: tuple[Setting, ...] = (
+    # -- host and GPU --
+    Setting("gpu", "auto", 'GPU host? true, false or "auto" (auto: true when nvidia-smi lists a GPU).', "bool | auto", _gpu),
+    Setting("preflight_min_free_gib", 25, "Free disk (GiB) needed under Docker's data root and triton_dir on GPU hosts.", "int", _int(1, 10_000)),
+    Setting("preflight_min_free_gib_cpu", 5, "Free disk (GiB) needed on CPU hosts (smaller images).", "int", _int(1, 10_000)),
+    Setting("nvidia_min_driver", 575, "Minimum NVIDIA driver branch for the pinned image (Triton 25.05 needs CUDA 12.9: 575).", "int", _int(400, 10_000)),
+    Setting("nvidia_datacenter_compat_branches", [470, 525, 535, 545, 560, 565, 570], "Older driver branches accepted on data-centre GPUs via CUDA forward compatibility.", "list[int]", _batch_sizes),
+    Setting("nvidia_min_compute_capability", 7.5, "Minimum GPU compute capability (Triton 25.05 needs 7.5).", "float", _float(5.0, 20.0)),
+    # -- Docker --
+    Setting("docker_source", "distro", "Where Docker comes from: distro (docker.io + compose v2 plugin) or docker-ce (Docker's apt repo).", "str", _choice("distro", "docker-ce")),
+    Setting("docker_ce_version", "", 'docker-ce version pin for apt (e.g. "5:28.3.3-1~ubuntu.24.04~noble"); empty: latest.', "str", _text(r"[A-Za-z0-9.:~+\-]*", "an apt version string or empty")),
+    Setting("docker_ce_apt_url", "https://download.docker.com/linux", "Docker apt repository base URL (override for a mirror); /<distro> is appended.", "str", _text(r"https?://\S+", "an http(s) URL")),
+    Setting("docker_log_max_size", "10m", "json-file log rotation: size of one log file.", "str", _text(r"[0-9]+[kmg]", "a size such as 10m")),
+    Setting("docker_log_max_file", 3, "json-file log rotation: number of files kept.", "int", _int(1, 100)),
+    Setting("docker_registry_mirrors", [], "daemon.json registry-mirrors.", "list[str]", _str_list),
+    Setting("docker_insecure_registries", [], "daemon.json insecure-registries (host:port).", "list[str]", _str_list),
+    Setting("docker_http_proxy", "", "daemon.json proxies.http-proxy for image pulls.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
+    Setting("docker_https_proxy", "", "daemon.json proxies.https-proxy for image pulls.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
+    Setting("docker_no_proxy", "", "daemon.json proxies.no-proxy (comma separated).", "str", _text(r"\S*", "a comma-separated host list or empty")),
+    Setting("docker_service_env", {}, "Extra environment for docker.service (systemd drop-in), e.g. for Docker-in-container hosts.", "dict[str, str]", _env_map),
+    # -- NVIDIA Container Toolkit --
+    Setting("nvidia_toolkit_version", "1.17.8-1", "nvidia-container-toolkit apt version pin.", "str", _text(r"[0-9][A-Za-z0-9.:~+\-]*", "an apt version such as 1.17.8-1")),
+    Setting("nvidia_toolkit_apt_url", "https://nvidia.github.io/libnvidia-container", "NVIDIA container toolkit apt repository base URL (override for a mirror).", "str", _text(r"https?://\S+", "an http(s) URL")),
+    # -- registry --
+    Setting("registry_host", "nvcr.io", "Registry that serves triton_image; docker login target.", "str", _text(r"[a-z0-9.\-]+(:[0-9]+)?", "a registry host[:port]")),
+    Setting("registry_username", "$oauthtoken", "Registry user ($oauthtoken for NGC API keys).", "str", _text(r"\S+", "a non-empty user name")),
+    Setting("registry_auth", "vault", "Registry credentials: vault (ngc_api_key, or registries[registry_host] in secrets_file; NGC_API_KEY overrides) or none (anonymous pulls, e.g. a local mirror).", "str", _choice("vault", "none")),
+    Setting("registry_logout_after_pull", False, "Log out after the image is pulled: no credential left on disk.", "bool", _bool),
+    Setting("secrets_file", "inventories/group_data/secrets.sops.yaml", "SOPS-encrypted YAML with ngc_api_key (and hf_token), relative to the repository root.", "str", _text(r"\S+", "a file path")),
+    # -- model --
+    Setting("model_repo_id", "onnx-community/embeddinggemma-300m-ONNX", "Hugging Face repository of the ONNX export.", "str", _text(r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+", "owner/name")),
+    Setting("model_revision", "5090578d9565bb06545b4552f76e6bc2c93e4a66", "Commit sha of model_repo_id (a branch name is refused: rebuilds must be reproducible).", "str", _text(_SHA, "a 40-character commit sha (not a branch name)")),
+    Setting("model_variant", "fp32", "ONNX variant: fp32, q8 or q4 (fp16 and q4f16 are refused: fp16 overflow).", "str", _model_variant),
+    Setting("model_name", "embeddinggemma", "Triton model name.", "str", _text(r"[A-Za-z0-9_\-]+", "letters, digits, _ and -")),
+    Setting("model_fetch", "controller", "Where the model is downloaded: controller (once, then pushed), host, or mirror.", "str", _choice("controller", "host", "mirror")),
+    Setting("model_mirror", "", "For model_fetch=mirror: an HF-compatible endpoint URL or a local directory.", "str", _text(r"\S*", "a URL, a directory or empty")),
+    Setting("model_require_lock", False, "Refuse model files whose sha256 deploys/model.lock.json marks unknown (instead of trusting the Hub's LFS metadata for the run).", "bool", _bool),
+    Setting("model_lock_file", "deploys/model.lock.json", "Model lock (sha256 + size per file and commit), relative to the repository root; fill it with `python -m deploys.model_lock refresh`.", "str", _text(r"\S+", "a file path")),
+    Setting("model_cache_dir", ".cache/models", "Controller-side download cache (model_fetch=controller).", "str", _text(r"\S+", "a directory path")),
+    # -- Triton --
+    Setting("triton_image", "nvcr.io/nvidia/tritonserver:25.05-py3", "Triton image, pinned by tag.", "str", _text(_IMAGE, "registry/repository:tag")),
+    Setting("triton_image_digest", "", "Optional sha256 digest pin for triton_image.", "str", _text(r"(sha256:[0-9a-f]{64})?", "sha256:<64 hex> or empty")),
+    Setting("triton_dir", "/opt/triton-embeddinggemma", "Host directory for the model repository and compose file.", "str", _text(r"/[A-Za-z0-9_./\-]+", "an absolute path")),
+    Setting("triton_max_batch_size", 8, "config.pbtxt max_batch_size.", "int", _int(1, 1024)),
+    Setting("triton_preferred_batch_sizes", [4, 8], "dynamic_batching preferred_batch_size (each ≤ triton_max_batch_size).", "list[int]", _batch_sizes),
+    Setting("triton_max_queue_delay_us", 100, "dynamic_batching max_queue_delay_microseconds.", "int", _int(0, 10_000_000)),
+    Setting("triton_instance_count", 1, "instance_group count (per GPU on GPU hosts).", "int", _int(1, 64)),
+    Setting("triton_intra_op_thread_count", 0, "onnxruntime intra_op_thread_count (0: ONNX Runtime's default).", "int", _int(0, 1024)),
+    Setting("triton_tensorrt", False, "Use the TensorRT execution accelerator (FP32, cached engines) on GPU hosts.", "bool", _bool),
+    Setting("triton_tensorrt_opt_seq_len", 512, "TensorRT profile: optimal sequence length.", "int", _int(1, 2048)),
+    Setting("triton_tensorrt_max_seq_len", 2048, "TensorRT profile: maximum sequence length.", "int", _int(1, 2048)),
+    Setting("triton_bind_address", "127.0.0.1", "Host address the ports bind to (0.0.0.0 exposes Triton on every interface).", "str", _ip),
+    Setting("triton_http_port", 6000, "Host port for HTTP (container 8000).", "int", _int(1, 65535)),
+    Setting("triton_grpc_port", 6001, "Host port for gRPC (container 8001).", "int", _int(1, 65535)),
+    Setting("triton_metrics_port", 6002, "Host port for metrics (container 8002).", "int", _int(1, 65535)),
+    Setting("triton_subnet", "10.57.0.0/24", "Subnet of the compose network (pick one that no VPN uses).", "str", _subnet),
+    Setting("triton_shm_size", "1g", "Container shm size.", "str", _text(r"[0-9]+[kmg]", "a size such as 1g")),
+    Setting("triton_ulimit_memlock", -1, "Container memlock ulimit in bytes (-1: unlimited, as NVIDIA recommends; lower it where raising it is not permitted, e.g. hosts that are containers without CAP_SYS_RESOURCE).", "int", _int(-1, 2**62)),
+    Setting("triton_ready_timeout_s", 600, "Seconds to wait for the model READY after a start.", "int", _int(10, 7200)),
+    Setting("triton_log_verbose", 0, "tritonserver --log-verbose level.", "int", _int(0, 3)),
+    Setting("triton_releases_keep", 3, "Releases kept under {triton_dir}/releases (current and previous are never pruned).", "int", _int(2, 100)),
+    Setting("triton_config_template", "config.pbtxt.j2", "Template under templates/ rendered as config.pbtxt (a site-specific config; checked against Triton's schema).", "str", _text(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*\.j2", "a .j2 file name under templates/")),
+    # -- rollouts (python -m deploys.rollout; the canary host's values are used) --
+    Setting("rollout_canary", "", "Canary of a rollout: an inventory group or host name; empty: the first host.", "str", _text(r"[A-Za-z0-9_.@/\-]*", "a group or host name, or empty")),
+    Setting("rollout_batch_size", 1, "Hosts deployed at once after the canary, each batch verified before the next.", "int", _int(1, 10_000)),
+    Setting("rollout_max_failures", 0, "Failed hosts tolerated after the canary before the rollout stops (a failed canary always stops it).", "int", _int(0, 10_000)),
+    # -- verification --
+    Setting("verify_enabled", True, "Run the Triton-vs-ONNX-Runtime parity check after the deploy.", "bool", _bool),
+    _verify("min_cosine", "float", _float(0.0, 1.0)),
+    _verify("max_abs_diff", "float", _float(0.0, 10.0)),
+    _verify("norm_tolerance", "float", _float(0.0, 1.0)),
+    _verify("device", "str", _choice(*options.BY_NAME["device"].choices or ())),
+    _verify("max_length", "int", _int(16, 2048)),
+    _verify("latency_iterations", "int", _int(1, 10_000)),
+    _verify("timeout", "int", _int(1, 3600)),
+    Setting("verify_wheels_dir", "", "Controller directory of wheels for the verify venv (pushed; pip uses no index). Empty: the host's package index.", "str", _text(r"\S*", "a directory path or empty")),
+    Setting("verify_pip_index_url", "", "Package index for the verify venv (a mirror); empty: pip's default.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
+    Setting("verify_report_dir", "reports", "Controller directory for the JSON reports: <dir>/<run>/<host>.json.", "str", _text(r"\S+", "a directory path")),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings of one host; attribute names are the setting names."""
+
+    host: str
+    values: dict[str, Any] = field(repr=False)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def triton_image_ref(self) -> str:
+        """The image as compose and docker pull see it: tag, plus digest when pinned."""
+        digest = self.values["triton_image_digest"]
+        return f"{self.values['triton_image']}@{digest}" if digest else self.values["triton_image"]
+
+
+def _owned(key: str) -> bool:
+    return key in OWNED_NAMES or key.startswith(OWNED_PREFIXES)
+
+
+def _fail(host: str, key: str, value: Any, why: str) -> SettingsError:
+    return SettingsError(f"host {host}: setting {key}={value!r} is invalid ({why}); fix it in the inventory, group_data/ or --data")
+
+
+def parse(host: str, data: dict[str, Any]) -> Settings:
+    """Validate the host data ``data`` of ``host`` and return its settings (defaults filled in)."""
+    for key in sorted(data):
+        if _owned(key) and key not in BY_NAME:
+            close = difflib.get_close_matches(key, BY_NAME, n=1)
+            hint = f"did you mean {close[0]}?" if close else "see the README's tunables table"
+            raise SettingsError(f"host {host}: unknown setting {key!r}; {hint}")
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = data.get(setting.name, setting.default)
+        try:
+            values[setting.name] = setting.check(value)
+        except ValueError as error:
+            raise _fail(host, setting.name, value, str(error)) from None
+    _check_together(host, values)
+    return Settings(host=host, values=values)
+
+
+def _check_together(host: str, v: dict[str, Any]) -> None:
+    """Rules that span several settings."""
+    ports = [v["triton_http_port"], v["triton_grpc_port"], v["triton_metrics_port"]]
+    if len(set(ports)) != 3:
+        raise _fail(host, "triton_http_port", ports, "the HTTP, gRPC and metrics ports must differ")
+    too_big = [b for b in v["triton_preferred_batch_sizes"] if b > v["triton_max_batch_size"]]
+    if too_big:
+        raise _fail(host, "triton_preferred_batch_sizes", v["triton_preferred_batch_sizes"], f"each must be ≤ triton_max_batch_size={v['triton_max_batch_size']}")
+    if v["triton_tensorrt_opt_seq_len"] > v["triton_tensorrt_max_seq_len"]:
+        raise _fail(host, "triton_tensorrt_opt_seq_len", v["triton_tensorrt_opt_seq_len"], "must be ≤ triton_tensorrt_max_seq_len")
+    if v["triton_tensorrt"] and v["gpu"] is False:
+        raise _fail(host, "triton_tensorrt", True, "TensorRT needs a GPU host; set gpu: true or triton_tensorrt: false")
+    if v["model_fetch"] == "mirror" and not v["model_mirror"]:
+        raise _fail(host, "model_mirror", "", "model_fetch=mirror needs a mirror URL or directory")
+    if v["docker_ce_version"] and v["docker_source"] != "docker-ce":
+        raise _fail(host, "docker_ce_version", v["docker_ce_version"], "only used with docker_source: docker-ce")
+
+
+def load(host: Any) -> Settings:
+    """Settings of a pyinfra ``Host`` (validated; raises SettingsError)."""
+    return parse(host.name, host.data.dict())
+
+
+_fleet_checked: set[int] = set()
+
+
+def validate_fleet(state: Any) -> None:
+    """Validate every host in the inventory once per run, before any operation is planned.
+
+    pyinfra runs the deploy file for all hosts before executing anything, so raising here ends the
+    run with nothing changed on any host.
+    """
+    if id(state) in _fleet_checked:
+        return
+    targets = [host for host in state.inventory if state.is_host_in_limit(host)]
+    for host in targets:
+        load(host)
+    # pyinfra carries on without hosts it could not connect to; a fleet deploy must not silently
+    # skip a box, so the operator decides (fix access, or leave it out with --limit).
+    unreachable = sorted(host.name for host in targets if host in state.failed_hosts)
+    if unreachable:
+        raise SettingsError(
+            f"host {unreachable[0]}: unreachable over SSH ({len(unreachable)} host(s): {', '.join(unreachable)}); "
+            "fix SSH access (ssh_hostname, ssh_user, ssh_key) or leave them out with --limit"
+        )
+    _fleet_checked.add(id(state))
+
+
+def markdown_table() -> str:
+    """The README's tunables table."""
+    rows = ["| setting | type | default | what it does |", "| --- | --- | --- | --- |"]
+    for s in SETTINGS:
+        default = repr(s.default) if not isinstance(s.default, bool) else str(s.default).lower()
+        rows.append(f"| `{s.name}` | {s.kind} | `{default}` | {s.doc.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--markdown"]:
+        sys.stdout.write(markdown_table())
+    else:
+        sys.exit("usage: python -m deploys.lib.settings --markdown")

@@ -1,0 +1,82 @@
+"""The Triton container on a host: where the host reaches it, whether it serves a release READY, and
+the operations that (re)start it (the triton and rollback steps share them)."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from pyinfra import host, logger
+from pyinfra.operations import server
+
+from deploys.lib import paths
+from deploys.lib.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name
+from deploys.lib.settings import Settings
+from facts.docker import DockerContainer
+from facts.triton import TritonHealth, TritonReleases
+
+
+def probe_address(s: Settings) -> str:
+    """Where the host itself reaches Triton's published ports."""
+    return "127.0.0.1" if s.triton_bind_address in ("0.0.0.0", "::", "127.0.0.1") else s.triton_bind_address
+
+
+def compose_command(compose_file: str, *args: str) -> str:
+    return " ".join(["docker compose", "-p", COMPOSE_PROJECT, "-f", shlex.quote(compose_file), *args])
+
+
+def wait_ready_command(s: Settings) -> str:
+    """Poll the model's readiness; on timeout print the container's last log lines and fail."""
+    url = f"http://{probe_address(s)}:{s.triton_http_port}/v2/models/{s.model_name}/ready"
+    return (
+        f"for i in $(seq 1 {s.triton_ready_timeout_s}); do "
+        f'[ "$(curl -s -o /dev/null -w "%{{http_code}}" {url})" = 200 ] && exit 0; sleep 1; done; '
+        f'echo "Triton model {s.model_name} not READY after {s.triton_ready_timeout_s}s; last log lines:" >&2; '
+        f"docker logs --tail 40 {container_name(s)} >&2; exit 1"
+    )
+
+
+def model_ready(s: Settings) -> bool:
+    """The host's Triton answers READY for the model on its published HTTP port (a fact)."""
+    return host.get_fact(TritonHealth, port=s.triton_http_port, model=s.model_name, address=probe_address(s))["model_ready"]
+
+
+def needs_start(s: Settings, release: str, wanted_labels: dict[str, str] | None = None) -> str | None:
+    """Why the container must be (re)started to serve ``release``, or None when it already does."""
+    container = host.get_fact(DockerContainer, container=container_name(s))
+    if container is None:
+        return "not created"
+    if container["labels"].get(DEPLOY_HASH_LABEL) != release:
+        return f"serves release {container['labels'].get(DEPLOY_HASH_LABEL) or 'none'}"
+    if wanted_labels and any(container["labels"].get(key) != value for key, value in wanted_labels.items()):
+        return "configuration changed"
+    if container["status"] != "running":
+        return f"container {container['status']}"
+    if not model_ready(s):
+        return "model not ready"
+    return None
+
+
+def start(s: Settings, compose_file: str, reason: str) -> None:
+    """`docker compose up -d` the release's compose file, then wait for READY."""
+    logger.info(f"{host.print_prefix}Triton (re)start: {reason}")
+    # A running container that is not READY is recreated: `up -d` alone leaves it as it is.
+    force = ["--force-recreate"] if reason == "model not ready" else []
+    server.shell(name="Start Triton (docker compose up -d)", commands=[compose_command(compose_file, "up", "-d", "--remove-orphans", *force)])
+    server.shell(name=f"Wait for model {s.model_name} READY (≤ {s.triton_ready_timeout_s}s)", commands=[wait_ready_command(s)])
+
+
+def releases_state(s: Settings) -> dict[str, Any]:
+    """``current``, ``previous`` and ``releases`` on the host (the TritonReleases fact)."""
+    return host.get_fact(TritonReleases, root=paths.layout(s).root)
+
+
+def read_state(s: Settings) -> dict[str, Any]:
+    """This host's releases and what its Triton container serves (facts only)."""
+    state = dict(releases_state(s))
+    container = host.get_fact(DockerContainer, container=container_name(s))
+    running = bool(container) and container["status"] == "running"
+    state["serving"] = container["labels"].get(DEPLOY_HASH_LABEL) if running else None
+    ready = model_ready(s)
+    state["model_ready"] = running and ready
+    return state

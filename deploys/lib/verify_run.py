@@ -1,0 +1,194 @@
+"""The verify step's parts: the pinned runtime, the parity command run on the host, its outcome, the
+reports saved on the controller and the fleet table (deploys/steps/verify.py routes through these).
+
+Per host (all idempotent; a converged host reports 0 changed operations):
+
+1. the verify runtime in its own venv ``{triton_dir}/verify/venv`` with pinned versions
+   (verify/requirements-{cpu,gpu}.txt), from the package index or from wheels pushed from the
+   controller (``verify_wheels_dir``); pip runs only when the pins changed;
+2. verify/ uploaded to ``{triton_dir}/verify/verify``;
+3. the parity check (``python -m verify.parity``) against Triton's published ports, on the served
+   release's model files (``{triton_dir}/current/models/{model_name}/1/``) and the tokenizer in
+   ``{triton_dir}/tokenizer/``.
+
+The check is read-only, so it is not a change: the operation plans nothing, and at execution time
+reads the report through a fact (a command that changes nothing on the host) and yields a command
+only to fail the host. The report is saved on the controller as
+``{verify_report_dir}/<run>/<host>.json``; when the last host has reported, the fleet table (host,
+GPU, driver, image, model sha, min cosine, max diff, p50 latency, cross-host cosine, verdict) is
+logged, to stderr like all pyinfra logging (``--json`` output stays clean).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, operation
+from pyinfra.api.state import StateStage
+
+from deploys.lib import paths
+from deploys.lib.paths import Layout
+from deploys.lib.repo import VERIFY_SRC
+from deploys.lib.settings import Settings, SettingsError
+from deploys.lib.triton_service import probe_address
+from facts._shell import RC_MARKER
+from facts.verify import LOG_MARKER, REPORT_MARKER, ParityRun
+from verify import options
+from verify.fleet import HostResult, drift, table
+
+# One directory of reports per pyinfra run (UTC start time of the controller process).
+RUN_ID = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def requirements_file(cuda: bool) -> Path:
+    """The pinned runtime: onnxruntime-gpu with its CUDA wheels when the local run may use CUDA."""
+    return VERIFY_SRC / f"requirements-{'gpu' if cuda else 'cpu'}.txt"
+
+
+def pip_install_command(s: Settings, layout: Layout) -> str:
+    """pip install of the pinned requirements, then the marker that makes the next run skip it."""
+    v = layout.verify
+    source = ""
+    if s.verify_wheels_dir:
+        source = f"--no-index --find-links {shlex.quote(v.wheels)} "
+    elif s.verify_pip_index_url:
+        source = f"--index-url {shlex.quote(s.verify_pip_index_url)} "
+    pip_bin = shlex.quote(f"{v.venv}/bin/pip")
+    return (
+        # --no-compile: the check runs with PYTHONDONTWRITEBYTECODE=1, so byte-compiling every
+        # installed file (most of the install's CPU time: sympy) would buy nothing.
+        f"{pip_bin} install --quiet --disable-pip-version-check --no-compile {source}-r {shlex.quote(v.requirements)} "
+        f"&& cp {shlex.quote(v.requirements)} {shlex.quote(v.installed)}"
+    )
+
+
+def parity_command(s: Settings, layout: Layout, device: str) -> str:
+    """The check on the host; always exits 0 and prints rc, report and log tail between markers."""
+    address = probe_address(s)
+    v = layout.verify
+    settings_values = {option.name: getattr(s, option.setting) for option in options.OPTIONS}
+    args = [
+        f"{v.venv}/bin/python", "-m", "verify.parity",
+        # The served release's files (hard links), not the model store: after a rollback across a
+        # model revision the two differ, and parity must check what Triton actually serves.
+        "--model-dir", layout.current_release.version_dir,
+        "--model-file", paths.onnx_filename(s.model_variant),
+        "--tokenizer-dir", layout.tokenizer_dir,
+        "--url", f"{address}:{s.triton_http_port}",
+        "--grpc-url", f"{address}:{s.triton_grpc_port}",
+        "--model-name", s.model_name,
+        *options.argv({**settings_values, "device": device}),
+        "--report", v.report,
+    ]  # fmt: skip
+    q = shlex.quote
+    return (
+        f"rm -f {q(v.report)}; "
+        f"cd {q(v.base)} && PYTHONDONTWRITEBYTECODE=1 {' '.join(q(a) for a in args)} > {q(v.log)} 2>&1; "
+        f"echo {RC_MARKER}$?; echo {REPORT_MARKER}; cat {q(v.report)} 2>/dev/null; echo; "
+        f"echo {LOG_MARKER}; tail -n 20 {q(v.log)} 2>/dev/null; true"
+    )
+
+
+def outcome_message(host_name: str, outcome: dict[str, Any], saved: str | None) -> str | None:
+    """None when the host passed; else one line naming the host, what failed and where to look."""
+    report = outcome.get("report") or {}
+    where = f" (report: {saved})" if saved else ""
+    if outcome.get("rc") == 0 and report.get("verdict") == "pass":
+        return None
+    if report.get("message"):
+        return f"host {host_name}: {report['message']}{where}"
+    last = (outcome.get("log") or "").strip().splitlines()
+    detail = last[-1] if last else "no output"
+    return f"host {host_name}: verify did not run (exit {outcome.get('rc')}): {detail}{where}"
+
+
+def save_report(s: Settings, host_name: str, report: dict[str, Any]) -> str:
+    """Write the host's report on the controller: {verify_report_dir}/<run>/<host>.json."""
+    path = Path(s.verify_report_dir) / RUN_ID / f"{host_name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return str(path)
+
+
+# Reports gathered during one run (keyed by id(state): tests may run several states in one process).
+_FLEET: dict[int, dict[str, HostResult]] = {}
+_FLEET_LOCK = threading.Lock()
+_PRINTED: set[int] = set()
+
+
+def record(state: Any, op_hash: str | None, result: HostResult, min_cosine: float) -> None:
+    """Keep ``result``; when every host running this operation has reported, log the fleet table."""
+    with _FLEET_LOCK:
+        gathered = _FLEET.setdefault(id(state), {})
+        gathered[result.host] = result
+        expected = {
+            h.name
+            for h in state.inventory.iter_activated_hosts()
+            if op_hash is None or op_hash in state.ops.get(h, {})
+        } - {h.name for h in state.failed_hosts}
+        if not expected <= set(gathered) or id(state) in _PRINTED:
+            return
+        _PRINTED.add(id(state))
+        results = list(gathered.values())
+    logger.info("Verify: fleet parity (run %s)\n%s", RUN_ID, table(results))
+    for line in drift(results, min_cosine):
+        logger.warning(line)
+
+
+def _fail(state: Any, host: Any, message: str) -> bool:  # pyinfra passes state and host
+    """FunctionCommand body failing the host with the parity message."""
+    logger.error(f"{host.print_prefix}{message}")
+    return False
+
+
+@operation(is_idempotent=True)
+def parity_check(s: Settings, device: str):
+    """Run the parity check at execution time; yields a command only to fail the host.
+
+    While pyinfra plans (diff stage) nothing runs and nothing is yielded: the check is not a
+    change. At execution, the fact runs the check and its report is saved on the controller."""
+    state = host.state
+    if state.current_stage != StateStage.Execute:
+        return
+    outcome = host.get_fact(ParityRun, command=parity_command(s, paths.layout(s), device))
+    report = outcome.get("report") or {"verdict": "error", "message": None}
+    saved = save_report(s, host.name, report) if outcome.get("report") else None
+    result = HostResult(host=host.name, report=report, image=image_label(s))
+    record(state, host.executing_op_hash, result, s.verify_min_cosine)
+    message = outcome_message(host.name, outcome, saved)
+    if message:
+        yield FunctionCommand(_fail, (message,), {})
+    else:
+        logger.info(f"{host.print_prefix}{report.get('message')} (report: {saved})")
+
+
+def image_label(s: Settings) -> str:
+    """The image for the table: repository:tag, plus the digest's first 12 hex when pinned."""
+    label = s.triton_image.split("/")[-1]
+    return f"{label}@{s.triton_image_digest[7:19]}" if s.triton_image_digest else label
+
+
+def local_device(s: Settings, gpu: bool) -> str:
+    """Device for the local ONNX Runtime: cuda needs a GPU host."""
+    if s.verify_device == "cuda" and not gpu:
+        raise SettingsError(f"host {s.host}: setting verify_device='cuda' on a host without a GPU; set verify_device: auto or cpu")
+    return "cpu" if not gpu else s.verify_device
+
+
+def check_wheels_dir(s: Settings) -> Path | None:
+    """The controller's wheel directory, checked; None when pip uses a package index."""
+    if not s.verify_wheels_dir:
+        return None
+    path = Path(s.verify_wheels_dir)
+    if not path.is_dir() or not any(path.glob("*.whl")):
+        raise SettingsError(
+            f"host {s.host}: setting verify_wheels_dir={s.verify_wheels_dir!r} has no wheels; fill it with "
+            f"`pip download -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` (gpu: requirements-gpu.txt) or set it to ''"
+        )
+    return path

@@ -1,0 +1,41 @@
+"""NVIDIA Container Toolkit step on GPU hosts: NVIDIA's apt repo (signed-by keyring), a pinned version,
+the nvidia runtime registered with Docker only when missing, Docker restarted only on change."""
+
+from __future__ import annotations
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from deploys.lib import settings
+from deploys.lib.host import is_gpu_host
+from deploys.lib.nvidia import TOOLKIT_PACKAGES, has_nvidia_runtime, pinned_packages, repo_source
+from deploys.lib.paths import APT_KEYRINGS_DIR, NVIDIA_TOOLKIT_KEYRING
+
+
+@deploy("NVIDIA Container Toolkit")
+def nvidia_toolkit() -> None:
+    """Install and register the NVIDIA container runtime (GPU hosts only)."""
+    s = settings.load(host)
+    if not is_gpu_host(s):
+        logger.info(f"{host.print_prefix}CPU host: NVIDIA Container Toolkit skipped")
+        return
+    files.directory(name="apt keyrings directory", path=APT_KEYRINGS_DIR, mode="755")
+    keyring = files.download(name="NVIDIA toolkit apt key (signed-by keyring)", src=f"{s.nvidia_toolkit_apt_url}/gpgkey", dest=NVIDIA_TOOLKIT_KEYRING, mode="644")
+    repo = apt.repo(
+        name="NVIDIA toolkit apt repository",
+        src=repo_source(s),
+        filename="nvidia-container-toolkit",
+    )
+    installed = host.get_fact(DebPackages) or {}
+    wanted = pinned_packages(s)
+    if keyring.will_change or repo.will_change or any(
+        s.nvidia_toolkit_version not in installed.get(name, []) for name in TOOLKIT_PACKAGES
+    ):
+        apt.update(name="Refresh apt index (toolkit repository or packages changed)")
+    packages = apt.packages(name="NVIDIA Container Toolkit packages (pinned)", packages=wanted)
+    if not has_nvidia_runtime():
+        configure = server.shell(name="Register the nvidia runtime with Docker (nvidia-ctk)", commands=["nvidia-ctk runtime configure --runtime=docker"])
+        systemd.service(name="Restart Docker (nvidia runtime added)", service="docker", restarted=True, _if=any_changed(configure, packages))

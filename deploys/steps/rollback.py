@@ -1,0 +1,41 @@
+"""Rollback step: point ``current`` back to ``previous``, `docker compose up -d` that release, wait
+for READY (deploys/rollback.py runs it, then the verify step).
+
+``previous`` is left as it is, so a second rollback finds ``current`` already there and changes
+nothing (it only restarts Triton when the container does not serve that release READY). A host
+without a previous release ends the run with one line.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from deploys.lib import paths, release, settings
+from deploys.lib.settings import SettingsError
+from deploys.lib.triton_service import needs_start, releases_state, start
+
+
+@deploy("Rollback")
+def rollback() -> None:
+    """Make the previous release live again and wait until Triton serves it READY."""
+    s = settings.load(host)
+    layout = paths.layout(s)
+    state = releases_state(s)
+    target = state["previous"]
+    if not target or target not in state["releases"]:
+        raise SettingsError(
+            f"host {host.name}: no previous release to roll back to under {layout.root} "
+            f"(current: {state['current'] or 'none'}, previous: {target or 'none'}); redeploy a known-good configuration instead"
+        )
+    if state["current"] != target:
+        logger.info(f"{host.print_prefix}rollback: release {state['current'] or 'none'} -> {target}")
+        server.shell(name="Switch current back to the previous release", commands=[release.switch_command(layout.root, target, keep_previous=True)])
+    else:
+        logger.info(f"{host.print_prefix}rollback: release {target} is already current")
+    reason = needs_start(s, target)
+    if reason is None:
+        logger.info(f"{host.print_prefix}Triton already READY with release {target}")
+    else:
+        start(s, layout.release(target).compose_file, reason)

@@ -1,0 +1,65 @@
+"""Triton step: this configuration's release on the host, `current` pointing at it, `docker compose
+up -d` only when the live release changes (or the container does not serve it), then READY.
+
+The release (config.pbtxt, compose file, labels, id, paths) is built once per host per run by
+deploys/lib/release.py; host paths come from deploys/lib/paths.py.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra.operations import files, server
+
+from deploys.lib import model_files, paths, release, settings
+from deploys.lib.host import is_gpu_host
+from deploys.lib.triton_service import needs_start, releases_state, start
+
+
+@deploy("Triton")
+def triton() -> None:
+    """This configuration's release on the host, live; start or recreate Triton only on change."""
+    s = settings.load(host)
+    gpu = is_gpu_host(s)
+    layout = paths.layout(s)
+    spec = release.build(s, gpu, release.version_files(s, model_files.hub_token(s)), layout)
+    live = spec.paths
+    state = releases_state(s)
+
+    # The model step lays out the store (version directory, tokenizer); the release links to it.
+    files.directory(name=f"Directory {layout.releases_dir}", path=layout.releases_dir, mode="755")
+    files.directory(name="Release model directory", path=live.version_dir, mode="755")
+    if s.triton_tensorrt and gpu:
+        files.directory(name="TensorRT engine cache directory", path=layout.trt_cache_dir, mode="755")
+    files.put(name="Triton model config (config.pbtxt)", src=StringIO(spec.config), dest=live.config_file, mode="644")
+    files.put(name="Triton compose file", src=StringIO(spec.compose), dest=live.compose_file, mode="644")
+    for name in sorted(spec.weights):
+        target = f"{live.version_dir}/{name}"
+        if not host.get_fact(File, path=target):
+            server.shell(name=f"Hard-link {name} into the release", commands=[release.link_command(f"{layout.version_dir}/{name}", target)])
+    # Files of the layout before releases: Triton no longer reads them.
+    for stale in (layout.compose_file, layout.config_file):
+        files.file(name=f"Remove {stale} (now in releases/)", path=stale, present=False)
+
+    previous = state["previous"]
+    if state["current"] != spec.id:
+        logger.info(f"{host.print_prefix}release {spec.id} goes live (was {state['current'] or 'none'})")
+        server.shell(name="Switch current to this release", commands=[release.switch_command(layout.root, spec.id, keep_previous=False)])
+        previous = state["current"] or previous
+    doomed = release.to_prune([r for r in state["releases"] if r != spec.id], spec.id, previous, s.triton_releases_keep)
+    if doomed:
+        server.shell(name=f"Prune old releases (keep {s.triton_releases_keep})", commands=[release.prune_command(layout.root, doomed)])
+
+    reason = needs_start(s, spec.id, spec.labels)
+    if reason is None:
+        logger.info(f"{host.print_prefix}Triton already READY with this configuration (release {spec.id})")
+        return
+    if gpu:
+        server.shell(
+            name="GPU smoke test: the Triton image sees the GPUs",
+            commands=[f"docker run --rm --gpus all --entrypoint nvidia-smi {s.triton_image_ref} -L"],
+        )
+    start(s, live.compose_file, reason)

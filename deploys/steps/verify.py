@@ -1,0 +1,50 @@
+"""Verify step: Triton against local ONNX Runtime on every host, JSON reports and a fleet table
+(deploys/lib/verify_run.py: the runtime, the parity command, reports and the table)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.files import Sha256File
+from pyinfra.operations import apt, files, pip, server
+
+from deploys.lib import paths, settings
+from deploys.lib.host import is_gpu_host
+from deploys.lib.repo import VERIFY_SRC
+from deploys.lib.verify_run import check_wheels_dir, local_device, parity_check, pip_install_command, requirements_file
+
+
+@deploy("Verify")
+def verify() -> None:
+    """Parity of Triton against local ONNX Runtime on this host; fails the host on a mismatch."""
+    s = settings.load(host)
+    if not s.verify_enabled:
+        logger.info(f"{host.print_prefix}verify skipped (verify_enabled: false)")
+        return
+    gpu = is_gpu_host(s)
+    device = local_device(s, gpu)
+    wheels = check_wheels_dir(s)
+    layout = paths.layout(s)
+    v = layout.verify
+    requirements = requirements_file(cuda=device != "cpu")
+
+    apt.packages(name="Install python3-venv (verify runtime)", packages=["python3-venv"])
+    files.directory(name=f"Directory {v.base}", path=v.base, mode="755")
+    if wheels is not None:
+        files.sync(name=f"Push verify wheels from {wheels}", src=str(wheels), dest=v.wheels, delete=True)
+    files.put(name="Upload the verify runtime pins", src=str(requirements), dest=v.requirements, mode="644")
+    pip.virtualenv(name=f"Verify venv {v.venv}", path=v.venv, python="python3", venv=True)
+    wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if host.get_fact(Sha256File, path=v.installed) != wanted:
+        server.shell(name="Install the verify runtime (pinned)", commands=[pip_install_command(s, layout)])
+    files.sync(
+        name="Upload verify/",
+        src=str(VERIFY_SRC),
+        dest=v.code,
+        exclude=["*.pyc", "*.json", "*.log"],
+        exclude_dir=["__pycache__"],
+        delete=False,
+    )
+    parity_check(name="Parity: Triton (HTTP, gRPC) vs local ONNX Runtime", s=s, device=device)
