@@ -1,5 +1,8 @@
 """Settings: every bad value ends with one line naming host, key, value and what is allowed."""
 
+import types
+import typing
+
 import pytest
 
 from deploys.lib import settings
@@ -70,3 +73,17 @@ def test_every_setting_is_documented():
 def test_readme_table_is_generated_from_settings():
     text = readme.README.read_text()
     assert readme.with_table(text) == text, "README.md tunables table is stale: run `make readme`"
+
+
+def test_settings_attributes_are_the_table() -> None:
+    """Settings declares one typed attribute per row of SETTINGS: same names, order and types."""
+    hints = typing.get_type_hints(settings.Settings)
+    assert list(hints) == ["host", *(s.name for s in settings.SETTINGS)]
+    for s in settings.SETTINGS:
+        kind = settings.KIND_TYPES.get(s.kind, s.kind)
+        assert hints[s.name] == eval(kind), s.name  # the README's type column, as a Python type
+        origin = typing.get_origin(hints[s.name])
+        runtime = hints[s.name] if origin in (None, types.UnionType) else origin  # list[int] -> list
+        assert isinstance(getattr(parse("h", {}), s.name), runtime), s.name
+    with pytest.raises(AttributeError):
+        parse("h", {}).triton_max_batchsize  # noqa: B018 - a typo is an AttributeError (and a type checker's error)

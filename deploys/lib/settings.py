@@ -14,7 +14,8 @@ import difflib
 import ipaddress
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from pyinfra.api.exceptions import PyinfraError
@@ -233,24 +234,106 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME = {s.name: s for s in SETTINGS}
 
 
-@dataclass(frozen=True)
+# How the README's type column reads as a Python type (tests/test_settings.py checks Settings).
+KIND_TYPES = {"bool | auto": "bool | str"}
+
+
+@dataclass(frozen=True, init=False)
 class Settings:
-    """Validated settings of one host; attribute names are the setting names."""
+    """Validated settings of one host: one typed attribute per row of SETTINGS (same names and
+    order; tests/test_settings.py checks the two agree), so editors and type checkers see them."""
 
     host: str
-    values: dict[str, Any] = field(repr=False)
+    gpu: bool | str
+    preflight_min_free_gib: int
+    preflight_min_free_gib_cpu: int
+    nvidia_min_driver: int
+    nvidia_datacenter_compat_branches: list[int]
+    nvidia_min_compute_capability: float
+    docker_source: str
+    docker_ce_version: str
+    docker_ce_apt_url: str
+    docker_log_max_size: str
+    docker_log_max_file: int
+    docker_registry_mirrors: list[str]
+    docker_insecure_registries: list[str]
+    docker_http_proxy: str
+    docker_https_proxy: str
+    docker_no_proxy: str
+    docker_service_env: dict[str, str]
+    nvidia_toolkit_version: str
+    nvidia_toolkit_apt_url: str
+    registry_host: str
+    registry_username: str
+    registry_auth: str
+    registry_logout_after_pull: bool
+    secrets_file: str
+    model_repo_id: str
+    model_revision: str
+    model_variant: str
+    model_name: str
+    model_fetch: str
+    model_mirror: str
+    model_require_lock: bool
+    model_lock_file: str
+    model_cache_dir: str
+    triton_image: str
+    triton_image_digest: str
+    triton_dir: str
+    triton_max_batch_size: int
+    triton_preferred_batch_sizes: list[int]
+    triton_max_queue_delay_us: int
+    triton_instance_count: int
+    triton_intra_op_thread_count: int
+    triton_tensorrt: bool
+    triton_tensorrt_opt_seq_len: int
+    triton_tensorrt_max_seq_len: int
+    triton_bind_address: str
+    triton_http_port: int
+    triton_grpc_port: int
+    triton_metrics_port: int
+    triton_subnet: str
+    triton_shm_size: str
+    triton_ulimit_memlock: int
+    triton_ready_timeout_s: int
+    triton_log_verbose: int
+    triton_releases_keep: int
+    triton_config_template: str
+    rollout_canary: str
+    rollout_batch_size: int
+    rollout_max_failures: int
+    verify_enabled: bool
+    verify_min_cosine: float
+    verify_max_abs_diff: float
+    verify_norm_tolerance: float
+    verify_device: str
+    verify_max_length: int
+    verify_latency_iterations: int
+    verify_timeout_s: int
+    verify_wheels_dir: str
+    verify_pip_index_url: str
+    verify_report_dir: str
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def __init__(self, host: str, values: Mapping[str, Any]) -> None:
+        """``values``: exactly one value per setting, already validated (see :func:`parse`)."""
+        if set(values) != set(BY_NAME):
+            raise TypeError(f"Settings needs exactly the settings of SETTINGS; got extra {sorted(set(values) - set(BY_NAME))}, missing {sorted(set(BY_NAME) - set(values))}")
+        object.__setattr__(self, "host", host)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"Settings(host={self.host!r})"
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Setting name → value."""
+        return {name: getattr(self, name) for name in BY_NAME}
 
     @property
     def triton_image_ref(self) -> str:
         """The image as compose and docker pull see it: tag, plus digest when pinned."""
-        digest = self.values["triton_image_digest"]
-        return f"{self.values['triton_image']}@{digest}" if digest else self.values["triton_image"]
+        return f"{self.triton_image}@{self.triton_image_digest}" if self.triton_image_digest else self.triton_image
 
 
 def _owned(key: str) -> bool:
