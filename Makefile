@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test unit sandbox down bench readme clean
+.PHONY: test unit lint sandbox down bench readme clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,13 +12,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	bash tests/system_deps.sh
 	bash tests/sandbox/docker_daemon.sh
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m 'not e2e'
+
+# ruff (config in pyproject.toml): lint rules, then the formatter in check mode.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The demo: a 3-host sandbox fleet, the real deploy on it, the fleet's verification table.
 sandbox: $(STAMP)

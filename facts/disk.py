@@ -23,11 +23,7 @@ class FreeDiskBytes(FactBase[int | None]):
     """
 
     def command(self, path: str) -> str:
-        return (
-            f"p={quote(path)}; "
-            'while [ ! -e "$p" ]; do p=$(dirname -- "$p"); done; '
-            'df -PB1 -- "$p" 2>/dev/null || true'
-        )
+        return f'p={quote(path)}; while [ ! -e "$p" ]; do p=$(dirname -- "$p"); done; df -PB1 -- "$p" 2>/dev/null || true'
 
     def process(self, output: list[str]) -> int | None:
         for line in reversed(output):

@@ -175,9 +175,7 @@ class DockerRegistryAuth(FactBase[str | None]):
 
     def command(self, registry: str, config_path: str = DOCKER_CLIENT_CONFIG) -> str:
         script = quote(_AUTH_DIGEST_SCRIPT)
-        return when_present(
-            "python3", f"python3 -I -c {script} {quote(registry)} {quote(config_path)}"
-        )
+        return when_present("python3", f"python3 -I -c {script} {quote(registry)} {quote(config_path)}")
 
     def process(self, output: list[str]) -> str | None:
         for line in output:

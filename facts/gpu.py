@@ -8,7 +8,7 @@ scripted ``nvidia-smi`` on PATH); the parsing is the same code that runs on real
 from __future__ import annotations
 
 import re
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from pyinfra.api import FactBase
 
@@ -81,10 +81,7 @@ class NvidiaGpus(FactBase[GpuInventory]):
 
     def command(self) -> str:
         query = ",".join(QUERY_FIELDS)
-        smi = (
-            f"timeout {SMI_TIMEOUT_S} nvidia-smi --query-gpu={query} "
-            "--format=csv,noheader,nounits 2>&1"
-        )
+        smi = f"timeout {SMI_TIMEOUT_S} nvidia-smi --query-gpu={query} --format=csv,noheader,nounits 2>&1"
         # The exit status goes on its own line so that a failure is reported, not fatal.
         return when_present("nvidia-smi", f'{smi}; echo "{RC_MARKER}$?"')
 
@@ -109,9 +106,7 @@ class NvidiaGpus(FactBase[GpuInventory]):
         if rc == 124:
             error = f"nvidia-smi did not answer within {SMI_TIMEOUT_S}s (driver hung?)"
         elif rc not in (0, None) or not gpus:
-            error = " ".join(messages) or (
-                f"nvidia-smi exited with status {rc}" if rc else "nvidia-smi listed no GPU"
-            )
+            error = " ".join(messages) or (f"nvidia-smi exited with status {rc}" if rc else "nvidia-smi listed no GPU")
         return {"smi": True, "error": error, "gpus": gpus}
 
 

@@ -45,10 +45,7 @@ class TritonHealth(FactBase[TritonHealthInfo]):
             "ready": f"{base}/v2/health/ready",
             "model_ready": f"{base}{_model_path(model)}/ready",
         }
-        probes = "; ".join(
-            f"echo \"{check} $({_CURL} -o /dev/null -w '%{{http_code}}' {quote(url)})\""
-            for check, url in checks.items()
-        )
+        probes = "; ".join(f"echo \"{check} $({_CURL} -o /dev/null -w '%{{http_code}}' {quote(url)})\"" for check, url in checks.items())
         return when_present("curl", probes)
 
     @staticmethod

@@ -19,10 +19,10 @@ from pathlib import Path, PurePosixPath
 from deploys.lib import model_files, model_lock, paths, render, settings
 from deploys.lib.docker_engine import DISTRO_PACKAGES
 from deploys.lib.nvidia import TOOLKIT_PACKAGES, repo_source
-from deploys.lib.release import build as build_release
 from deploys.lib.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
 from deploys.lib.paths import DOCKER_DROPIN as DROPIN
 from deploys.lib.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
+from deploys.lib.release import build as build_release
 from deploys.lib.triton_service import probe_address
 from facts.docker import registry_auth_digest
 
@@ -63,9 +63,12 @@ SUPPORT_URL="https://www.debian.org/support"
 BUG_REPORT_URL="https://bugs.debian.org/"
 ---"""
 
-DEBIAN_12_RELEASE = DEBIAN_13_RELEASE.replace("13 (trixie)", "12 (bookworm)").replace(
-    'VERSION_ID="13"', 'VERSION_ID="12"'
-).replace("trixie", "bookworm").replace("13.1", "12.12")
+DEBIAN_12_RELEASE = (
+    DEBIAN_13_RELEASE.replace("13 (trixie)", "12 (bookworm)")
+    .replace('VERSION_ID="13"', 'VERSION_ID="12"')
+    .replace("trixie", "bookworm")
+    .replace("13.1", "12.12")
+)
 
 H100_X2 = [
     "0, NVIDIA H100 80GB HBM3, GPU-5d0b4c2e-6a3f-9a1e-8c57-2f0d8e3b1a44, 575.57.08, 81559, 9.0",
@@ -147,11 +150,20 @@ DOCKER_INFO_RUNTIMES = {
 }
 # Installed versions of what deploys/docker.py installs (and containerd, runc) per distribution.
 DISTRO_DOCKER_VERSIONS = {
-    "ubuntu": {"docker.io": "27.5.1-0ubuntu3~24.04.2", "docker-compose-v2": "2.33.0+ds1-0ubuntu1~24.04.1",
-               "apparmor": "4.0.1really4.0.1-0ubuntu0.24.04.4", "containerd": "1.7.27-0ubuntu1~24.04.1",
-               "runc": "1.2.5-0ubuntu1~24.04.1"},
-    "debian": {"docker.io": "26.1.5+dfsg1-9+b9", "docker-cli": "26.1.5+dfsg1-9+b9", "docker-compose": "2.32.4-3",
-               "containerd": "1.7.24~ds1-6+b4", "runc": "1.1.15+ds1-2+b4"},
+    "ubuntu": {
+        "docker.io": "27.5.1-0ubuntu3~24.04.2",
+        "docker-compose-v2": "2.33.0+ds1-0ubuntu1~24.04.1",
+        "apparmor": "4.0.1really4.0.1-0ubuntu0.24.04.4",
+        "containerd": "1.7.27-0ubuntu1~24.04.1",
+        "runc": "1.2.5-0ubuntu1~24.04.1",
+    },
+    "debian": {
+        "docker.io": "26.1.5+dfsg1-9+b9",
+        "docker-cli": "26.1.5+dfsg1-9+b9",
+        "docker-compose": "2.32.4-3",
+        "containerd": "1.7.24~ds1-6+b4",
+        "runc": "1.1.15+ds1-2+b4",
+    },
 }
 TRITON_IMAGE_ID = "sha256:" + "3f1b" * 16
 CONTAINER_ID = "9c2e" * 16
@@ -167,8 +179,7 @@ def os_release_key(release: str) -> tuple[str, int]:
 def _mode_string(kind: str, mode: int) -> str:
     """``stat -c %A`` text for an octal-looking int such as 755: ``drwxr-xr-x``."""
     bits = "".join(
-        ("r" if digit & 4 else "-") + ("w" if digit & 2 else "-") + ("x" if digit & 1 else "-")
-        for digit in (int(d) for d in f"{mode:03d}")
+        ("r" if digit & 4 else "-") + ("w" if digit & 2 else "-") + ("x" if digit & 1 else "-") for digit in (int(d) for d in f"{mode:03d}")
     )
     return ("d" if kind == "directory" else "-") + bits
 
@@ -176,8 +187,7 @@ def _mode_string(kind: str, mode: int) -> str:
 def stat_answer(path: str, kind: str, mode: int, size: int = 4096) -> tuple[str, list[str]]:
     """(matcher, output) for pyinfra's File/Directory fact on ``path`` (a GNU ``stat -c`` line)."""
     line = (
-        f"user=root group=root mode={_mode_string(kind, mode)} atime={STAT_TIME} mtime={STAT_TIME} "
-        f"ctime={STAT_TIME} size={size} '{path}'"
+        f"user=root group=root mode={_mode_string(kind, mode)} atime={STAT_TIME} mtime={STAT_TIME} ctime={STAT_TIME} size={size} '{path}'"
     )
     # The fact's command starts `! (test -e PATH || test -L PATH )`: " ||" right after the path
     # keeps /etc/docker from matching /etc/docker/daemon.json.
@@ -189,9 +199,7 @@ def hash_answer(tool: str, path: str, digest: str) -> tuple[str, list[str]]:
     return f"{tool} {path} 2>", [f"{digest}  {path}"]
 
 
-def converged_responses(
-    release: str, smi: list[str] | None, df: list[str], data: dict, ngc_key: str, name: str = "converged"
-) -> dict:
+def converged_responses(release: str, smi: list[str] | None, df: list[str], data: dict, ngc_key: str, name: str = "converged") -> dict:
     """fake_responses of a host on which `deploys/all.py` already ran with host data ``data``.
 
     ``data`` is the host's data as the inventory gives it (SETTINGS, the hub fixture's model keys,
@@ -254,7 +262,8 @@ def converged_responses(
     # store) is current, and the container runs it with its labels.
     weights = {
         PurePosixPath(repo_path).name: lock[repo_path].sha256 or ""
-        for repo_path in model_lock.variant_files(s.model_variant) if repo_path.startswith("onnx/")
+        for repo_path in model_lock.variant_files(s.model_variant)
+        if repo_path.startswith("onnx/")
     }
     spec = build_release(s, gpu, weights, layout)
     live = spec.paths
@@ -274,14 +283,16 @@ def converged_responses(
         "com.docker.compose.project.config_files": live.compose_file,
         **spec.labels,
     }
-    container = [{
-        "Id": CONTAINER_ID,
-        "Name": "/" + render.container_name(s),
-        "Image": TRITON_IMAGE_ID,
-        "RestartCount": 0,
-        "State": {"Status": "running", "Running": True, "Health": {"Status": "healthy"}},
-        "Config": {"Image": s.triton_image_ref, "Labels": labels},
-    }]
+    container = [
+        {
+            "Id": CONTAINER_ID,
+            "Name": "/" + render.container_name(s),
+            "Image": TRITON_IMAGE_ID,
+            "RestartCount": 0,
+            "State": {"Status": "running", "Running": True, "Health": {"Status": "healthy"}},
+            "Config": {"Image": s.triton_image_ref, "Labels": labels},
+        }
+    ]
     table[f"docker container inspect {render.container_name(s)}"] = json.dumps(container, indent=4).splitlines()
     # Only the published HTTP port answers: a run that moves the port finds nothing listening there.
     table[f"{probe_address(s)}:{s.triton_http_port}/v2/health/live"] = ["live 200", "ready 200", "model_ready 200"]

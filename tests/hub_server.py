@@ -81,7 +81,7 @@ class HubServer:
     def add(self, repo: Repo) -> None:
         self.repos[repo.repo_id] = repo
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
@@ -92,7 +92,7 @@ class HubServer:
             self._httpd.shutdown()
             self._httpd.server_close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -144,11 +144,15 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             if token in repo.tokens:
                 return True
             status = 403 if token else 401
-            self._error(status, "GatedRepo", f"Access to model {repo.repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.")
+            self._error(
+                status,
+                "GatedRepo",
+                f"Access to model {repo.repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.",
+            )
             return False
 
         def _repo_and_rest(self, path: str, prefix: str = "") -> tuple[Repo | None, str]:
-            path = path[len(prefix):]
+            path = path[len(prefix) :]
             for repo_id in sorted(hub.repos, key=len, reverse=True):
                 if path.startswith(repo_id + "/"):
                     return hub.repos[repo_id], path[len(repo_id) + 1 :]
@@ -195,7 +199,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             found = self._api_target(path, "POST", r"paths-info/(.+)")
             if found is None:
                 return
-            repo, commit = found
+            repo, _commit = found
             if "json" in (self.headers.get("Content-Type") or ""):
                 paths = json.loads(body or "{}").get("paths", [])
             else:
@@ -216,16 +220,27 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             if found is None:
                 return
             repo, commit = found
-            info = {"id": repo.repo_id, "modelId": repo.repo_id, "sha": commit, "private": False,
-                    "gated": "auto" if repo.gated else False, "siblings": [{"rfilename": p} for p in sorted(repo.files)]}
+            info = {
+                "id": repo.repo_id,
+                "modelId": repo.repo_id,
+                "sha": commit,
+                "private": False,
+                "gated": "auto" if repo.gated else False,
+                "siblings": [{"rfilename": p} for p in sorted(repo.files)],
+            }
             self._send(200, {"Content-Type": "application/json"}, json.dumps(info).encode())
 
         def _resolve(self) -> None:
             path = unquote(urlsplit(self.path).path)
             repo, rest = self._repo_and_rest(path, "/")
             match = re.fullmatch(r"resolve/([^/]+)/(.+)", rest)
-            entry: dict[str, Any] = {"method": self.command, "path": path, "range": self.headers.get("Range"),
-                                     "auth": self.headers.get("Authorization"), "file": match.group(2) if match else None}
+            entry: dict[str, Any] = {
+                "method": self.command,
+                "path": path,
+                "range": self.headers.get("Range"),
+                "auth": self.headers.get("Authorization"),
+                "file": match.group(2) if match else None,
+            }
             hub.record(entry)
             if repo is None or not match:
                 return self._error(404, "RepoNotFound", "Repository not found")
@@ -240,8 +255,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             data = hub.tamper.get(file_path, repo.files[file_path])
             size = len(repo.files[file_path])
             etag = repo.etag(file_path)
-            headers = {"X-Repo-Commit": commit, "ETag": f'"{etag}"', "Accept-Ranges": "bytes",
-                       "Content-Type": "application/octet-stream"}
+            headers = {"X-Repo-Commit": commit, "ETag": f'"{etag}"', "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
             if repo.is_lfs(file_path):
                 headers["X-Linked-Etag"] = f'"{etag}"'
                 headers["X-Linked-Size"] = str(size)
@@ -295,7 +309,12 @@ def start_with_lock(tmp: Path, files: dict[str, bytes], repo_id: str = "test-org
     entries = {p: model_lock.LockEntry(hashlib.sha256(d).hexdigest(), len(d)) for p, d in files.items()}
     lock = tmp / "model.lock.json"
     model_lock.write(repo_id, repo.commit, entries, lock)
-    data = {"model_repo_id": repo_id, "model_revision": repo.commit, "model_lock_file": str(lock), "model_cache_dir": str(tmp / "model-cache")}
+    data = {
+        "model_repo_id": repo_id,
+        "model_revision": repo.commit,
+        "model_lock_file": str(lock),
+        "model_cache_dir": str(tmp / "model-cache"),
+    }
     return HubServer([repo]).start(), data
 
 

@@ -39,7 +39,14 @@ def _patch() -> None:
         def run_shell_command(self, command, print_output=False, print_input=False, _orig=run_shell, **arguments):
             raw = command if isinstance(command, str) else command.get_raw_value()
             stdin = arguments.get("_stdin")
-            _record({"host": self.host.name, "kind": "command", "command": raw, "stdin": stdin if isinstance(stdin, (str, type(None))) else str(stdin)})
+            _record(
+                {
+                    "host": self.host.name,
+                    "kind": "command",
+                    "command": raw,
+                    "stdin": stdin if isinstance(stdin, (str, type(None))) else str(stdin),
+                }
+            )
             return _orig(self, command, print_output=print_output, print_input=print_input, **arguments)
 
         def put_file(self, filename_or_io, remote_filename, *args, _orig=put, **kwargs):
@@ -79,10 +86,21 @@ def run(tmp: Path, args: list[str], env: dict[str, str] | None = None, timeout: 
     """Run ``pyinfra -y ARGS`` from the repository root through this probe."""
     record = tmp / f"probe-{len(list(tmp.glob('probe-*.jsonl')))}.jsonl"
     record.touch()
-    full_env = {**os.environ, **(env or {}), "PYINFRA_PROBE_RECORD": str(record), "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}
+    full_env = {
+        **os.environ,
+        **(env or {}),
+        "PYINFRA_PROBE_RECORD": str(record),
+        "PYINFRA_FAKE_DELAY": "0",
+        "PYINFRA_FAKE_DELAY_JITTER": "0",
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "tests.leak_probe", "-y", *args],
-        cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     records = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
     return Result(proc.returncode, proc.stdout + proc.stderr, proc.stdout, records)

@@ -53,9 +53,11 @@ def test_growth_orders_by_added_seconds_and_keeps_operations_only_one_run_has() 
 
 def test_sent_bytes_count_each_changed_upload_once_per_host() -> None:
     sizes = {"onnx/model.onnx": 100, "onnx/model.onnx_data": 1000, "tokenizer.json": 10}
-    results = {"operations": [
-        {"name": "Model files (pinned, checksummed) | Upload model file model.onnx_data (1.0 kB)", "success": ["host1", "host2"]},
-        {"name": "Model files (pinned, checksummed) | Upload model file tokenizer.json (10 B)", "success": []},
-        {"name": "Docker | Docker packages", "success": ["host1", "host2"]},
-    ]}
+    results = {
+        "operations": [
+            {"name": "Model files (pinned, checksummed) | Upload model file model.onnx_data (1.0 kB)", "success": ["host1", "host2"]},
+            {"name": "Model files (pinned, checksummed) | Upload model file tokenizer.json (10 B)", "success": []},
+            {"name": "Docker | Docker packages", "success": ["host1", "host2"]},
+        ]
+    }
     assert bench._sent_bytes(results, sizes) == 2000

@@ -16,8 +16,9 @@ import secrets
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -56,7 +57,9 @@ def changed(res: dict[str, Any], host: str) -> list[str]:
 
 def host_sh(host: str, command: str) -> str:
     """Run ``command`` in a sandbox host (docker exec: out of band, not through the deploy)."""
-    proc = subprocess.run(["docker", "exec", fleet.host_container(NAME, host), "sh", "-c", command], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["docker", "exec", fleet.host_container(NAME, host), "sh", "-c", command], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, f"{host}: {command}: {proc.stderr}"
     return proc.stdout
 
@@ -70,7 +73,10 @@ def compose_digests() -> dict[str, str]:
     """sha256 of every host's Triton directory files (compose file, config.pbtxt), by host."""
     out = {}
     for host in HOSTS:
-        listing = host_sh(host, "cd /opt/triton-embeddinggemma 2>/dev/null && find . -maxdepth 3 -type f \\( -name '*.yml' -o -name '*.yaml' -o -name '*.pbtxt' \\) | sort | xargs -r sha256sum")
+        listing = host_sh(
+            host,
+            "cd /opt/triton-embeddinggemma 2>/dev/null && find . -maxdepth 3 -type f \\( -name '*.yml' -o -name '*.yaml' -o -name '*.pbtxt' \\) | sort | xargs -r sha256sum",
+        )
         out[host] = hashlib.sha256(listing.encode()).hexdigest() + f" ({len(listing.splitlines())} files)"
     return out
 
@@ -114,7 +120,10 @@ def test_rerun_changes_nothing(sandbox: dict[str, Any]) -> None:
 
 
 def test_setting_change_touches_only_dependents(sandbox: dict[str, Any]) -> None:
-    started = {h: host_sh(h, "docker inspect -f '{{.State.StartedAt}}' $(docker ps -q --filter label=com.docker.compose.service)").strip() for h in HOSTS}
+    started = {
+        h: host_sh(h, "docker inspect -f '{{.State.StartedAt}}' $(docker ps -q --filter label=com.docker.compose.service)").strip()
+        for h in HOSTS
+    }
     res = results(deploy("--json", "--data", "triton_max_batch_size=16"))
     for host in HOSTS:
         ops = changed(res, host)
@@ -157,8 +166,16 @@ class CommandLineSampler(threading.Thread):
         while not self.stop.is_set():
             for host in HOSTS:
                 proc = subprocess.run(
-                    ["docker", "exec", fleet.host_container(NAME, host), "sh", "-c", "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done 2>/dev/null"],
-                    capture_output=True, text=True,
+                    [
+                        "docker",
+                        "exec",
+                        fleet.host_container(NAME, host),
+                        "sh",
+                        "-c",
+                        "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done 2>/dev/null",
+                    ],
+                    capture_output=True,
+                    text=True,
                 )
                 self.samples.append(proc.stdout)
             time.sleep(0.2)

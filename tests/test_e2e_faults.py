@@ -22,8 +22,9 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,9 @@ def deploy(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
 
 def host_sh(host: str, command: str, check: bool = True) -> str:
     """Run ``command`` in a sandbox host (docker exec: out of band, not through the deploy)."""
-    proc = subprocess.run(["docker", "exec", fleet.host_container(NAME, host), "sh", "-c", command], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["docker", "exec", fleet.host_container(NAME, host), "sh", "-c", command], capture_output=True, text=True, timeout=60
+    )
     if check:
         assert proc.returncode == 0, f"{host}: {command}: {proc.stderr}"
     return proc.stdout
@@ -138,10 +141,25 @@ def test_broken_release_canary_rolled_back(sandbox: dict[str, Any], broken_templ
     host2_started = started_at("host2")
 
     proc = subprocess.run(
-        [sys.executable, "-m", "deploys.rollout", "inventories/sandbox.py", "--batch-size", "1",
-         "--data", f"triton_config_template={broken_template}", "--data", "triton_ready_timeout_s=60",
-         "--report-dir", str(tmp_path)],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "deploys.rollout",
+            "inventories/sandbox.py",
+            "--batch-size",
+            "1",
+            "--data",
+            f"triton_config_template={broken_template}",
+            "--data",
+            "triton_ready_timeout_s=60",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 1, proc.stderr[-6000:]
     assert "not READY after 60s" in proc.stderr  # the canary failed its READY gate
@@ -154,7 +172,7 @@ def test_broken_release_canary_rolled_back(sandbox: dict[str, Any], broken_templ
     assert canary["old"] == good["host1"] and canary["new"] and canary["new"] != canary["old"], canary
     assert canary["verdict"] == "rolled back" and canary["rolled_back"] is True, canary
     assert canary["serving"] == good["host1"] and canary["ready"] is True, canary
-    summary = proc.stderr[proc.stderr.index("Rollout summary"):]
+    summary = proc.stderr[proc.stderr.index("Rollout summary") :]
     print(summary)  # shown with pytest -s
     assert f"host1  {good['host1']}  {canary['new']}  rolled back  yes" in summary, summary
     # Read back from Triton itself: the previous release's config, READY.

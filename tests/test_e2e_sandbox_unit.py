@@ -17,7 +17,9 @@ PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 
 def test_inventory_without_sandbox_says_how_to_start_one() -> None:
     env = {**os.environ, "SANDBOX_NAME": "no-such-sandbox-for-tests"}
-    proc = subprocess.run([PYINFRA, "inventories/sandbox.py", "exec", "-y", "--", "true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [PYINFRA, "inventories/sandbox.py", "exec", "-y", "--", "true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output

@@ -63,14 +63,22 @@ class Env:
         self.env.update(HF_ENDPOINT=hub.url, HOME=str(tmp / "home"))
 
     def data(self, **extra: object) -> dict[str, object]:
-        return {"model_repo_id": REPO, "model_revision": COMMIT, "model_lock_file": str(self.lock),
-                "model_cache_dir": str(self.tmp / "cache"), "triton_dir": str(self.triton_dir),
-                "secrets_file": str(self.tmp / "no-vault.sops.yaml"), **extra}
+        return {
+            "model_repo_id": REPO,
+            "model_revision": COMMIT,
+            "model_lock_file": str(self.lock),
+            "model_cache_dir": str(self.tmp / "cache"),
+            "triton_dir": str(self.triton_dir),
+            "secrets_file": str(self.tmp / "no-vault.sops.yaml"),
+            **extra,
+        }
 
     def run(self, *args: str, env: dict[str, str] | None = None, **data: object) -> leak_probe.Result:
         (self.tmp / "inventory.py").write_text(f"hosts = [('@local', {self.data(**data)!r})]\n")
         (self.tmp / "deploy.py").write_text(DEPLOY)
-        return leak_probe.run(self.tmp, [*args, str(self.tmp / "inventory.py"), str(self.tmp / "deploy.py")], env={**self.env, **(env or {})})
+        return leak_probe.run(
+            self.tmp, [*args, str(self.tmp / "inventory.py"), str(self.tmp / "deploy.py")], env={**self.env, **(env or {})}
+        )
 
     def host_file(self, repo_path: str) -> Path:
         name = Path(repo_path).name
@@ -294,8 +302,22 @@ def test_mirror_directory_pushes_from_the_controller(world: Env) -> None:
 
 def test_lock_refresh_fills_from_lfs_metadata(world: Env) -> None:
     lock = world.tmp / "fresh.lock.json"
-    cmd = [sys.executable, "-m", "deploys.model_lock", "refresh", "--repo-id", REPO, "--revision", COMMIT,
-           "--endpoint", world.hub.url, "--lock", str(lock), "--secrets-file", str(world.tmp / "none.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deploys.model_lock",
+        "refresh",
+        "--repo-id",
+        REPO,
+        "--revision",
+        COMMIT,
+        "--endpoint",
+        world.hub.url,
+        "--lock",
+        str(lock),
+        "--secrets-file",
+        str(world.tmp / "none.yaml"),
+    ]
     env = {**world.env}
     proc = subprocess.run(cmd, cwd=leak_probe.REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

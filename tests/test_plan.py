@@ -56,7 +56,11 @@ def run_fleet(tmp_path: Path, hub, hosts_code: str, *args: str, deploy: str = "d
     env = {**os.environ, "NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}
     return subprocess.run(
         [PYINFRA, str(inventory), deploy, "-y", "--json", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -76,9 +80,13 @@ def test_fresh_hosts_plan_the_whole_chain(tmp_path, hub):
     assert result.returncode == 0, result.stderr[-3000:]
     ops = changed_ops(result)
     gpu, cpu = "@fake/gpu-ubuntu", "@fake/cpu-debian"
-    for step in ("Docker | Docker packages", "Docker | Docker daemon config /etc/docker/daemon.json (merged)",
-                 "Triton | Triton model config (config.pbtxt)", "Triton | Triton compose file",
-                 "Triton | Start Triton (docker compose up -d)"):
+    for step in (
+        "Docker | Docker packages",
+        "Docker | Docker daemon config /etc/docker/daemon.json (merged)",
+        "Triton | Triton model config (config.pbtxt)",
+        "Triton | Triton compose file",
+        "Triton | Start Triton (docker compose up -d)",
+    ):
         assert sorted(ops[step]) == [cpu, gpu], step
     toolkit = [name for name in ops if name.startswith("NVIDIA Container Toolkit |")]
     assert toolkit and all(ops[name] == [gpu] for name in toolkit), "toolkit only on the GPU host"
@@ -95,8 +103,12 @@ def test_fresh_hosts_plan_the_whole_chain(tmp_path, hub):
 
 # The same two hosts after a successful deploy: every fact answers what the deploy left behind,
 # computed by tests/fake_hosts.py:converged_responses from the deploy's own renderers and lock.
-CONVERGED_GPU = 'f.converged_host("gpu-ubuntu", {"gpu": True, **f.SETTINGS}, f.UBUNTU_2404_RELEASE, f.H100_X2, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
-CONVERGED_CPU = 'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
+CONVERGED_GPU = (
+    'f.converged_host("gpu-ubuntu", {"gpu": True, **f.SETTINGS}, f.UBUNTU_2404_RELEASE, f.H100_X2, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
+)
+CONVERGED_CPU = (
+    'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
+)
 STEPS = ("Docker", "NVIDIA Container Toolkit", "Registry login and image pull", "Model files (pinned, checksummed)", "Triton")
 
 
@@ -111,9 +123,13 @@ def test_converged_hosts_plan_zero_changes(tmp_path, hub):
     # Not vacuous: every step planned its operations on both hosts and found them in place.
     untouched = {op["name"]: sorted(op["no_change"]) for op in payload["results"]["operations"]}
     both = ["@fake/cpu-debian", "@fake/gpu-ubuntu"]
-    for name in ("Docker | Docker packages", "Docker | Docker enabled and running",
-                 "Model files (pinned, checksummed) | Directory /opt/triton-embeddinggemma/models/embeddinggemma/1",
-                 "Triton | Triton model config (config.pbtxt)", "Triton | Triton compose file"):
+    for name in (
+        "Docker | Docker packages",
+        "Docker | Docker enabled and running",
+        "Model files (pinned, checksummed) | Directory /opt/triton-embeddinggemma/models/embeddinggemma/1",
+        "Triton | Triton model config (config.pbtxt)",
+        "Triton | Triton compose file",
+    ):
         assert untouched.get(name) == both, name
     assert untouched.get("NVIDIA Container Toolkit | NVIDIA Container Toolkit packages (pinned)") == ["@fake/gpu-ubuntu"]
     # The facts that decide login, pull, model upload and (re)start were read, and said "in place".
@@ -126,8 +142,11 @@ def test_converged_hosts_plan_zero_changes(tmp_path, hub):
 TRITON_RESTART = ("Triton | Start Triton (docker compose up -d)", "Triton | Wait for model embeddinggemma READY (≤ 600s)")
 # A new release: its directory, config, compose file, the model files linked from the store, the switch.
 NEW_RELEASE = (
-    "Triton | Release model directory", "Triton | Triton model config (config.pbtxt)", "Triton | Triton compose file",
-    "Triton | Hard-link model.onnx into the release", "Triton | Hard-link model.onnx_data into the release",
+    "Triton | Release model directory",
+    "Triton | Triton model config (config.pbtxt)",
+    "Triton | Triton compose file",
+    "Triton | Hard-link model.onnx into the release",
+    "Triton | Hard-link model.onnx_data into the release",
     "Triton | Switch current to this release",
 )
 
@@ -159,7 +178,9 @@ def test_old_releases_are_pruned_but_never_current_or_previous(tmp_path, hub):
     prune = [op for op in payload["results"]["operations"] if op["name"] == "Triton | Prune old releases (keep 3)"]
     assert prune and prune[0]["success"] == ["@fake/cpu-debian"]
     # The exact command is in the debug output: releases 2 (old previous) and 4 go; 1 (now previous) and 3 stay.
-    verbose = run_fleet(tmp_path, hub, f'f.drifted({CONVERGED_CPU}, "readlink current", {releases})', "--data", "triton_max_batch_size=16", "-vv")
+    verbose = run_fleet(
+        tmp_path, hub, f'f.drifted({CONVERGED_CPU}, "readlink current", {releases})', "--data", "triton_max_batch_size=16", "-vv"
+    )
     line = next(line for line in verbose.stderr.splitlines() if "rm -rf releases/" in line)
     assert "releases/cafe00000002" in line and "releases/cafe00000004" in line
     assert "cafe00000001" not in line and "cafe00000003" not in line
@@ -171,7 +192,10 @@ def test_old_releases_are_pruned_but_never_current_or_previous(tmp_path, hub):
         (
             # One model file on the host no longer has the locked sha256.
             '"sha256sum /opt/triton-embeddinggemma/tokenizer/tokenizer.json 2>", ["0" * 64 + "  /opt/triton-embeddinggemma/tokenizer/tokenizer.json"]',
-            ["Model files (pinned, checksummed) | Check sha256 and install tokenizer.json", "Model files (pinned, checksummed) | Upload model file tokenizer.json (18 B)"],
+            [
+                "Model files (pinned, checksummed) | Check sha256 and install tokenizer.json",
+                "Model files (pinned, checksummed) | Upload model file tokenizer.json (18 B)",
+            ],
         ),
         (
             # The container runs with the right labels but the model is not READY: recreate it.
@@ -251,7 +275,9 @@ def test_commands_carry_no_secret_and_every_operation_is_named(tmp_path, hub):
 def test_unreachable_host_ends_the_run_before_any_change(tmp_path, hub):
     result = run_fleet(tmp_path, hub, FRESH_CPU + ',\n    ("unreachable.invalid", {})')
     assert result.returncode != 0
-    assert "host unreachable.invalid: unreachable over SSH (1 host(s): unreachable.invalid); fix SSH access" in result.stderr, result.stderr[-2000:]
+    assert "host unreachable.invalid: unreachable over SSH (1 host(s): unreachable.invalid); fix SSH access" in result.stderr, (
+        result.stderr[-2000:]
+    )
     assert "Traceback" not in result.stderr
     assert "--> Beginning operation run" not in result.stderr
 
@@ -259,7 +285,10 @@ def test_unreachable_host_ends_the_run_before_any_change(tmp_path, hub):
 def test_example_inventory_fails_cleanly_when_nothing_answers():
     result = subprocess.run(
         [PYINFRA, "inventories/prod.py", "deploys/all.py", "--dry", "-y"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr

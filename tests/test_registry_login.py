@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not Path("/usr/bin/age-keygen").exists(), reason
 KEY = "nvapi-REGCANARY-0a1b2c3d"
 ROTATED = "canary-REGCANARY-rotated-9z8y"
 IMAGE = "nvcr.io/nvidia/tritonserver:25.05-py3"
-LOGIN = f"Registry login and image pull | Docker login to nvcr.io (password on stdin)"
+LOGIN = "Registry login and image pull | Docker login to nvcr.io (password on stdin)"
 PULL = f"Registry login and image pull | Pull image {IMAGE}"
 LOGOUT = "Registry login and image pull | Docker logout from nvcr.io (no credential left on disk)"
 
@@ -61,7 +61,9 @@ def test_first_run_logs_in_by_stdin_and_pulls(tmp_path: Path, vault_file) -> Non
     result = run(tmp_path, secrets, env, stored=None, image=False)
     assert result.changed_ops() == {LOGIN: 1, PULL: 1}
     login = [r for r in result.records if r.get("command", "").startswith("docker login")]
-    assert login == [{"host": "@fake/h1", "kind": "command", "command": "docker login --username '$oauthtoken' --password-stdin nvcr.io", "stdin": KEY}]
+    assert login == [
+        {"host": "@fake/h1", "kind": "command", "command": "docker login --username '$oauthtoken' --password-stdin nvcr.io", "stdin": KEY}
+    ]
     assert f"docker pull --quiet {IMAGE}" in result.commands()
 
 
@@ -94,17 +96,34 @@ def test_logout_after_pull(tmp_path: Path, vault_file) -> None:
 
 def test_anonymous_registry_skips_the_vault(tmp_path: Path) -> None:
     env = base_env(tmp_path)
-    result = run(tmp_path, tmp_path / "absent.sops.yaml", env, stored=None, image=False, registry_auth="none",
-                 triton_image="localhost:5000/triton:1", triton_image_digest="sha256:" + "c" * 64)
+    result = run(
+        tmp_path,
+        tmp_path / "absent.sops.yaml",
+        env,
+        stored=None,
+        image=False,
+        registry_auth="none",
+        triton_image="localhost:5000/triton:1",
+        triton_image_digest="sha256:" + "c" * 64,
+    )
     assert result.changed_ops() == {"Registry login and image pull | Pull image localhost:5000/triton:1@sha256:" + "c" * 64: 1}
 
 
 def test_other_registry_uses_vault_registries_map(tmp_path: Path) -> None:
     key = tmp_path / "keys.txt"
-    secrets = encrypt(f"registries:\n  registry.example.com:5000:\n    username: ci\n    password: {KEY}\n", make_key(key), tmp_path / "s.sops.yaml")
+    secrets = encrypt(
+        f"registries:\n  registry.example.com:5000:\n    username: ci\n    password: {KEY}\n", make_key(key), tmp_path / "s.sops.yaml"
+    )
     env = {**base_env(tmp_path), "SOPS_AGE_KEY_FILE": str(key)}
-    result = run(tmp_path, secrets, env, stored=None, image=True, registry_host="registry.example.com:5000",
-                 triton_image="registry.example.com:5000/nvidia/tritonserver:25.05-py3")
+    result = run(
+        tmp_path,
+        secrets,
+        env,
+        stored=None,
+        image=True,
+        registry_host="registry.example.com:5000",
+        triton_image="registry.example.com:5000/nvidia/tritonserver:25.05-py3",
+    )
     assert result.stdins() == [KEY]
     assert "docker login --username ci --password-stdin registry.example.com:5000" in result.commands()
 
@@ -124,8 +143,13 @@ model()
 @pytest.fixture(scope="module")
 def gated_hub():
     """A gated tiny repository that only the canary HF token opens."""
-    files = {"onnx/model.onnx": b"tiny graph " * 50, "onnx/model.onnx_data": os.urandom(200_000),
-             "tokenizer.json": b'{"version": "1.0"}', "tokenizer_config.json": b"{}", "special_tokens_map.json": b"{}"}
+    files = {
+        "onnx/model.onnx": b"tiny graph " * 50,
+        "onnx/model.onnx_data": os.urandom(200_000),
+        "tokenizer.json": b'{"version": "1.0"}',
+        "tokenizer_config.json": b"{}",
+        "special_tokens_map.json": b"{}",
+    }
     with HubServer([Repo("test-org/gated-tiny", files, gated=True, tokens=(HF_CANARY,))]) as hub:
         yield hub
 
@@ -145,8 +169,12 @@ def test_canary_secrets_never_leak(tmp_path: Path, gated_hub: HubServer, path: s
         env.update(NGC_API_KEY=NGC_CANARY, HF_TOKEN=HF_CANARY, SOPS_AGE_KEY_FILE=str(key))
     env["HF_ENDPOINT"] = gated_hub.url
     host_data = {
-        "secrets_file": str(secrets), "model_repo_id": "test-org/gated-tiny", "model_lock_file": str(tmp_path / "lock.json"),
-        "model_cache_dir": str(tmp_path / "cache"), "triton_dir": "/srv/triton", "model_fetch": fetch,
+        "secrets_file": str(secrets),
+        "model_repo_id": "test-org/gated-tiny",
+        "model_lock_file": str(tmp_path / "lock.json"),
+        "model_cache_dir": str(tmp_path / "cache"),
+        "triton_dir": "/srv/triton",
+        "model_fetch": fetch,
         "fake_responses": {"python3 -I -c": registry_auth_digest("$oauthtoken", "an-old-key")},
     }
     (tmp_path / "inventory.py").write_text(f"hosts = [('@fake/h1', {host_data!r})]\n")
@@ -206,7 +234,9 @@ class LocalRegistry:
         line = subprocess.run(["htpasswd", "-iBn", "ci"], input=password, capture_output=True, text=True, check=True).stdout
         (self.tmp / "htpasswd").write_text(line)
         self.stop()
-        self.proc = subprocess.Popen(["docker-registry", "serve", str(self.tmp / "registry.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["docker-registry", "serve", str(self.tmp / "registry.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         for _ in range(100):
             try:
                 urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
@@ -228,7 +258,9 @@ class LocalRegistry:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
         subprocess.run(["docker", "import", "-", self.image], input=buf.getvalue(), capture_output=True, check=True)
-        subprocess.run(["docker", "login", "-u", "ci", "--password-stdin", self.host], input=password.encode(), capture_output=True, check=True)
+        subprocess.run(
+            ["docker", "login", "-u", "ci", "--password-stdin", self.host], input=password.encode(), capture_output=True, check=True
+        )
         subprocess.run(["docker", "push", self.image], capture_output=True, check=True)
         self.cleanup_client()
 
@@ -264,7 +296,9 @@ def test_real_docker_login_rotation_and_logout(tmp_path: Path) -> None:
         (tmp_path / "inventory.py").write_text(f"hosts = [('@local', {host_data!r})]\n")
         (tmp_path / "deploy.py").write_text("from deploys.steps.registry_login import registry_login\nregistry_login()\n")
         env = {k: v for k, v in os.environ.items() if k not in ("NGC_API_KEY", "HF_TOKEN")}
-        result = leak_probe.run(tmp_path, ["--json", str(tmp_path / "inventory.py"), str(tmp_path / "deploy.py")], env={**env, "SOPS_AGE_KEY_FILE": str(key)})
+        result = leak_probe.run(
+            tmp_path, ["--json", str(tmp_path / "inventory.py"), str(tmp_path / "deploy.py")], env={**env, "SOPS_AGE_KEY_FILE": str(key)}
+        )
         assert result.rc == 0, result.output
         assert first not in result.output and second not in result.output
         assert not [c for c in result.commands() if first in c or second in c]

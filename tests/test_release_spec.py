@@ -44,7 +44,11 @@ def test_config_is_rendered_once_per_host_per_run(tmp_path: Path, hub) -> None:
     env = {**os.environ, "NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}
     proc = subprocess.run(
         [sys.executable, "-c", COUNTING_CLI, str(inventory), "deploys/all.py", "-y", "--json", str(counts_file)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     planned = {op["name"]: sorted(op["success"]) for op in json.loads(proc.stdout)["results"]["operations"]}

@@ -32,24 +32,52 @@ DATA = Path(__file__).parent / "data"
 # error ("unknown parameter ... is provided for TensorRT Execution Accelerator"). From
 # triton-inference-server/onnxruntime_backend src/onnxruntime.cc (ModelState::LoadModel).
 TRT_ACCEPTED_KEYS = {
-    "precision_mode", "max_workspace_size_bytes", "trt_max_partition_iterations",
-    "trt_min_subgraph_size", "int8_calibration_table_name", "int8_use_native_calibration_table",
-    "trt_dla_enable", "trt_dla_core", "trt_engine_cache_enable", "trt_engine_cache_path",
-    "trt_engine_cache_prefix", "trt_dump_subgraphs", "trt_force_sequential_engine_build",
-    "trt_context_memory_sharing_enable", "trt_layer_norm_fp32_fallback", "trt_timing_cache_enable",
-    "trt_timing_cache_path", "trt_force_timing_cache", "trt_detailed_build_log",
-    "trt_build_heuristics_enable", "trt_sparsity_enable", "trt_builder_optimization_level",
-    "trt_auxiliary_streams", "trt_tactic_sources", "trt_extra_plugin_lib_paths",
-    "trt_profile_min_shapes", "trt_profile_max_shapes", "trt_profile_opt_shapes",
-    "trt_cuda_graph_enable", "trt_dump_ep_context_model", "trt_ep_context_file_path",
+    "precision_mode",
+    "max_workspace_size_bytes",
+    "trt_max_partition_iterations",
+    "trt_min_subgraph_size",
+    "int8_calibration_table_name",
+    "int8_use_native_calibration_table",
+    "trt_dla_enable",
+    "trt_dla_core",
+    "trt_engine_cache_enable",
+    "trt_engine_cache_path",
+    "trt_engine_cache_prefix",
+    "trt_dump_subgraphs",
+    "trt_force_sequential_engine_build",
+    "trt_context_memory_sharing_enable",
+    "trt_layer_norm_fp32_fallback",
+    "trt_timing_cache_enable",
+    "trt_timing_cache_path",
+    "trt_force_timing_cache",
+    "trt_detailed_build_log",
+    "trt_build_heuristics_enable",
+    "trt_sparsity_enable",
+    "trt_builder_optimization_level",
+    "trt_auxiliary_streams",
+    "trt_tactic_sources",
+    "trt_extra_plugin_lib_paths",
+    "trt_profile_min_shapes",
+    "trt_profile_max_shapes",
+    "trt_profile_opt_shapes",
+    "trt_cuda_graph_enable",
+    "trt_dump_ep_context_model",
+    "trt_ep_context_file_path",
     "trt_ep_context_embed_mode",
 }
 # Model-level `parameters` keys the onnxruntime backend reads (it ignores others silently, which is
 # why the recipe's `onnx_opset` is dead weight).
 ORT_MODEL_PARAMETERS = {
-    "execution_mode", "intra_op_thread_count", "inter_op_thread_count", "enable_mem_arena",
-    "enable_mem_pattern", "cudnn_conv_algo_search", "gpu_mem_limit", "arena_extend_strategy",
-    "do_copy_in_default_stream", "share_session_between_instances",
+    "execution_mode",
+    "intra_op_thread_count",
+    "inter_op_thread_count",
+    "enable_mem_arena",
+    "enable_mem_pattern",
+    "cudnn_conv_algo_search",
+    "gpu_mem_limit",
+    "arena_extend_strategy",
+    "do_copy_in_default_stream",
+    "share_session_between_instances",
 }
 
 
@@ -96,8 +124,14 @@ def test_cpu_config_matches_the_model_io() -> None:
 
 
 def test_gpu_config_uses_settings() -> None:
-    s = make(gpu=True, triton_instance_count=2, triton_max_batch_size=32,
-             triton_preferred_batch_sizes=[16, 32], triton_max_queue_delay_us=2500, model_name="gemma_embed")
+    s = make(
+        gpu=True,
+        triton_instance_count=2,
+        triton_max_batch_size=32,
+        triton_preferred_batch_sizes=[16, 32],
+        triton_max_queue_delay_us=2500,
+        model_name="gemma_embed",
+    )
     config = parsed(render.model_config(s, gpu=True))
     (group,) = config.instance_group
     assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
@@ -110,8 +144,14 @@ def test_gpu_config_uses_settings() -> None:
 
 
 def test_tensorrt_config_has_fp32_profiles_and_engine_cache() -> None:
-    s = make(gpu=True, triton_tensorrt=True, triton_max_batch_size=16, triton_preferred_batch_sizes=[16],
-             triton_tensorrt_opt_seq_len=256, triton_tensorrt_max_seq_len=1024)
+    s = make(
+        gpu=True,
+        triton_tensorrt=True,
+        triton_max_batch_size=16,
+        triton_preferred_batch_sizes=[16],
+        triton_tensorrt_opt_seq_len=256,
+        triton_tensorrt_max_seq_len=1024,
+    )
     params = trt_params(parsed(render.model_config(s, gpu=True)))
     assert params == {
         "precision_mode": "FP32",
@@ -136,8 +176,9 @@ def test_intra_op_threads_is_an_onnxruntime_parameter() -> None:
     assert config.parameters["intra_op_thread_count"].string_value == "4"
 
 
-@pytest.mark.parametrize("gpu,extra", [(False, {}), (True, {}), (True, {"triton_tensorrt": True}),
-                                       (False, {"triton_intra_op_thread_count": 2})])
+@pytest.mark.parametrize(
+    "gpu,extra", [(False, {}), (True, {}), (True, {"triton_tensorrt": True}), (False, {"triton_intra_op_thread_count": 2})]
+)
 def test_no_onnx_opset_and_only_parameters_the_backend_reads(gpu: bool, extra: dict[str, Any]) -> None:
     text = render.model_config(make(**extra), gpu=gpu)
     assert "onnx_opset" not in text
@@ -162,11 +203,14 @@ def template_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("old,new,error", [
-    ("kind: {{", "kind: KIND_TPU # {{", "KIND_TPU"),  # no such enum value
-    ('backend: "onnxruntime"', 'backend: "onnxruntime"\nonnx_opset: 21', "onnx_opset"),  # no such field
-    ("dims: [ 768 ] }", "dims: [ 768 ] ", ""),  # unbalanced braces
-])
+@pytest.mark.parametrize(
+    "old,new,error",
+    [
+        ("kind: {{", "kind: KIND_TPU # {{", "KIND_TPU"),  # no such enum value
+        ('backend: "onnxruntime"', 'backend: "onnxruntime"\nonnx_opset: 21', "onnx_opset"),  # no such field
+        ("dims: [ 768 ] }", "dims: [ 768 ] ", ""),  # unbalanced braces
+    ],
+)
 def test_broken_template_raises_render_error(template_copy: Path, old: str, new: str, error: str) -> None:
     path = template_copy / "config.pbtxt.j2"
     text = path.read_text()
@@ -269,8 +313,9 @@ def docker_compose() -> list[str]:
 def compose_config(command: list[str], text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     # An empty working directory and no COMPOSE_* variables: nothing but the rendered text counts.
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
-    return subprocess.run([*command, "-f", "-", "config", "--format", "json"], input=text, capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path, env=env)
+    return subprocess.run(
+        [*command, "-f", "-", "config", "--format", "json"], input=text, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env
+    )
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -283,9 +328,11 @@ def test_docker_compose_config_accepts_it(name: str, docker_compose: list[str], 
     service = normal["services"]["triton"]
     assert service["image"] == s.triton_image_ref
     published = {(p["host_ip"], p["published"], p["target"]) for p in service["ports"]}
-    assert published == {(s.triton_bind_address, str(s.triton_http_port), 8000),
-                          (s.triton_bind_address, str(s.triton_grpc_port), 8001),
-                          (s.triton_bind_address, str(s.triton_metrics_port), 8002)}
+    assert published == {
+        (s.triton_bind_address, str(s.triton_http_port), 8000),
+        (s.triton_bind_address, str(s.triton_grpc_port), 8001),
+        (s.triton_bind_address, str(s.triton_metrics_port), 8002),
+    }
     models = next(v for v in service["volumes"] if v["target"] == "/models")
     assert models["source"] == host_paths.layout(s).models_dir and models["read_only"] is True
 
@@ -316,14 +363,19 @@ def test_ports_bind_to_the_bind_address() -> None:
 
 
 def test_compose_service_shape() -> None:
-    s, data, _ = compose("gpu")
+    _s, data, _ = compose("gpu")
     assert data["name"] == "triton-embeddinggemma"
     service = data["services"]["triton"]
     assert service["image"] == "nvcr.io/nvidia/tritonserver:25.05-py3"
     assert service["container_name"] == "triton-embeddinggemma"
     assert service["restart"] == "unless-stopped"
-    assert service["command"] == ["tritonserver", "--model-repository=/models", "--model-control-mode=explicit",
-                                  "--load-model=embeddinggemma", "--log-verbose=0"]
+    assert service["command"] == [
+        "tritonserver",
+        "--model-repository=/models",
+        "--model-control-mode=explicit",
+        "--load-model=embeddinggemma",
+        "--log-verbose=0",
+    ]
     assert service["healthcheck"]["test"] == ["CMD", "curl", "-fsS", "http://localhost:8000/v2/health/ready"]
     assert service["volumes"] == ["/opt/triton-embeddinggemma/models:/models:ro"]  # no TensorRT: no cache
     assert service["shm_size"] == "1g"
@@ -335,7 +387,7 @@ def test_compose_service_shape() -> None:
 
 
 def test_tensorrt_engine_cache_volume_and_digest_pin() -> None:
-    s, data, _ = compose("gpu-tensorrt-digest")
+    _s, data, _ = compose("gpu-tensorrt-digest")
     service = data["services"]["triton"]
     assert service["image"] == "nvcr.io/nvidia/tritonserver:25.05-py3@sha256:" + "a" * 64
     assert "/opt/triton-embeddinggemma/trt-cache:" + host_paths.TRT_CACHE_MOUNT in service["volumes"]
@@ -413,8 +465,11 @@ def test_daemon_config_proxies_only_when_set() -> None:
     assert "proxies" not in render.merged_daemon_config({}, make())
     s = make(docker_https_proxy="http://proxy.example:3128", docker_no_proxy="localhost,127.0.0.1")
     merged = render.merged_daemon_config({"proxies": {"http-proxy": "http://old:3128"}}, s)
-    assert merged["proxies"] == {"http-proxy": "http://old:3128", "https-proxy": "http://proxy.example:3128",
-                                 "no-proxy": "localhost,127.0.0.1"}
+    assert merged["proxies"] == {
+        "http-proxy": "http://old:3128",
+        "https-proxy": "http://proxy.example:3128",
+        "no-proxy": "localhost,127.0.0.1",
+    }
     assert "proxies" not in render.merged_daemon_config({}, s, proxies=False)
 
 

@@ -132,7 +132,11 @@ def fake_env(url: str) -> dict[str, str]:
 def pyinfra(inventory: Path, deploy: str, url: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(Path(sys.executable).parent / "pyinfra"), str(inventory), deploy, "-y", *args],
-        cwd=ROOT, env={**fake_env(url), **(env or {})}, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env={**fake_env(url), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -189,7 +193,11 @@ def test_rollout_driver_on_a_converged_fleet(tmp_path, hub) -> None:
     inventory = write_inventory(tmp_path, data, CONVERGED_GPU + ",\n" + CONVERGED_CPU)
     proc = subprocess.run(
         [sys.executable, "-m", "deploys.rollout", str(inventory), "--report-dir", str(tmp_path / "reports"), "--batch-size", "5"],
-        cwd=ROOT, env=fake_env(url), capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=fake_env(url),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rollout: canary: @fake/gpu-ubuntu" in proc.stderr and "rollout: batch 1: @fake/cpu-debian" in proc.stderr
@@ -200,7 +208,7 @@ def test_rollout_driver_on_a_converged_fleet(tmp_path, hub) -> None:
         assert h["verdict"] == "pass" and not h["rolled_back"]
         assert h["old"] == h["new"] == h["serving"] and h["ready"]
     assert hosts["@fake/gpu-ubuntu"]["new"] != hosts["@fake/cpu-debian"]["new"]  # GPU and CPU configs differ
-    summary = proc.stderr[proc.stderr.index("Rollout summary"):]
+    summary = proc.stderr[proc.stderr.index("Rollout summary") :]
     assert "host" in summary and "old release" in summary and summary.count(" pass ") == 2
 
 
@@ -209,7 +217,11 @@ def test_rollout_bad_canary_is_one_line(tmp_path, hub) -> None:
     inventory = write_inventory(tmp_path, data, CONVERGED_CPU)
     proc = subprocess.run(
         [sys.executable, "-m", "deploys.rollout", str(inventory), "--canary", "nope"],
-        cwd=ROOT, env=fake_env(url), capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=fake_env(url),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
@@ -245,7 +257,9 @@ def test_release_compose_file_mounts_its_own_models_read_only() -> None:
     assert service["labels"] == release_labels(s, False, "0123456789ab")
     # Everything else is what render.compose_file renders for these settings.
     plain = yaml.safe_load(render.compose_file(s, False))["services"]["triton"]
-    assert {k: v for k, v in service.items() if k not in ("volumes", "labels")} == {k: v for k, v in plain.items() if k not in ("volumes", "labels")}
+    assert {k: v for k, v in service.items() if k not in ("volumes", "labels")} == {
+        k: v for k, v in plain.items() if k not in ("volumes", "labels")
+    }
 
 
 def test_config_template_setting() -> None:
@@ -270,9 +284,21 @@ def test_rollout_stops_after_a_failed_canary(tmp_path, hub) -> None:
     other = CONVERGED_CPU.replace('"cpu-debian"', '"cpu-other"')
     inventory = write_inventory(tmp_path, data, failing + ",\n" + other)
     proc = subprocess.run(
-        [sys.executable, "-m", "deploys.rollout", str(inventory), "--report-dir", str(tmp_path / "reports"),
-         "--data", "triton_max_batch_size=16"],
-        cwd=ROOT, env=fake_env(url), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "deploys.rollout",
+            str(inventory),
+            "--report-dir",
+            str(tmp_path / "reports"),
+            "--data",
+            "triton_max_batch_size=16",
+        ],
+        cwd=ROOT,
+        env=fake_env(url),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "rollout: the canary failed; stopping (hosts left untouched: 1)" in proc.stderr
@@ -289,7 +315,11 @@ def test_rollout_bad_setting_is_one_line_before_anything_runs(tmp_path, hub) -> 
     inventory = write_inventory(tmp_path, data, CONVERGED_CPU)
     proc = subprocess.run(
         [sys.executable, "-m", "deploys.rollout", str(inventory), "--data", "triton_max_batch_size=0"],
-        cwd=ROOT, env=fake_env(url), capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=fake_env(url),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

@@ -24,7 +24,10 @@ BAD = [
     ({"docker_source": "snap"}, "docker_source='snap' is invalid (allowed: distro, docker-ce)"),
     ({"triton_image": "tritonserver"}, "triton_image='tritonserver' is invalid (allowed: registry/repository:tag)"),
     ({"triton_image_digest": "sha256:abc"}, "triton_image_digest='sha256:abc' is invalid"),
-    ({"docker_registry_mirrors": "https://mirror"}, "docker_registry_mirrors='https://mirror' is invalid (allowed: a list of non-empty strings)"),
+    (
+        {"docker_registry_mirrors": "https://mirror"},
+        "docker_registry_mirrors='https://mirror' is invalid (allowed: a list of non-empty strings)",
+    ),
     ({"triton_grpc_port": 6000}, "triton_http_port=[6000, 6000, 6002] is invalid (the HTTP, gRPC and metrics ports must differ)"),
     ({"triton_preferred_batch_sizes": [4, 16]}, "triton_preferred_batch_sizes=[4, 16] is invalid (each must be ≤ triton_max_batch_size=8)"),
     ({"triton_tensorrt": True, "gpu": False}, "triton_tensorrt=True is invalid (TensorRT needs a GPU host"),

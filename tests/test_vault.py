@@ -31,7 +31,10 @@ def encrypt(plain_yaml: str, recipient: str, dest: Path) -> Path:
     """``sops --encrypt`` of ``plain_yaml`` for ``recipient`` into ``dest`` (plaintext only on a pipe)."""
     proc = subprocess.run(
         [vault.sops_binary(), "--encrypt", "--age", recipient, "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"],
-        input=plain_yaml, capture_output=True, text=True, check=True,
+        input=plain_yaml,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     dest.write_text(proc.stdout)
     return dest
@@ -44,7 +47,8 @@ def vaulted(tmp_path: Path) -> dict:
     public = make_key(key)
     secrets = encrypt(
         f"ngc_api_key: {NGC}\nhf_token: {HF}\nregistries:\n  registry.example.com:5000:\n    username: ci\n    password: pw-{NGC}\n",
-        public, tmp_path / "secrets.sops.yaml",
+        public,
+        tmp_path / "secrets.sops.yaml",
     )
     env = {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "SOPS_AGE_KEY_FILE": str(key)}
     return {"key": key, "public": public, "file": secrets, "env": env, "tmp": tmp_path}

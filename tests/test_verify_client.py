@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -108,8 +108,15 @@ def test_client_matches_local_onnx_runtime(server: ts.Server, hub: Path, protoco
         got_q = client.embed_queries(queries)
         got_d = client.embed_documents(docs, titles=titles, dim=256)
         assert client.backend.max_batch_size() == 8
-    expected_q = np.stack([local.infer(*encoder.pad([ids], length=len(ids)))[0] for ids in encoder.encode([query_text(q) for q in queries])])
-    expected_d = np.stack([local.infer(*encoder.pad([ids], length=len(ids)))[0] for ids in encoder.encode([document_text(d, t) for d, t in zip(docs, titles)])])
+    expected_q = np.stack(
+        [local.infer(*encoder.pad([ids], length=len(ids)))[0] for ids in encoder.encode([query_text(q) for q in queries])]
+    )
+    expected_d = np.stack(
+        [
+            local.infer(*encoder.pad([ids], length=len(ids)))[0]
+            for ids in encoder.encode([document_text(d, t) for d, t in zip(docs, titles, strict=True)])
+        ]
+    )
     assert got_q.shape == (3, 768) and got_d.shape == (2, 256)
     np.testing.assert_allclose(got_q, expected_q, atol=1e-5)  # input order kept despite length sorting
     np.testing.assert_allclose(got_d, truncate(expected_d, 256), atol=1e-5)

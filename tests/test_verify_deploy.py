@@ -7,9 +7,9 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
 
 import pytest
 
@@ -30,10 +30,19 @@ def _settings(**data: object) -> settings.Settings:
 
 
 def test_parity_command_points_at_the_deploy_layout() -> None:
-    s = _settings(triton_dir="/srv/triton", triton_http_port=7000, triton_grpc_port=7001, triton_metrics_port=7002, model_variant="q8", verify_min_cosine=0.999)
+    s = _settings(
+        triton_dir="/srv/triton",
+        triton_http_port=7000,
+        triton_grpc_port=7001,
+        triton_metrics_port=7002,
+        model_variant="q8",
+        verify_min_cosine=0.999,
+    )
     command = step.parity_command(s, paths.layout(s), "cpu")
     assert "/srv/triton/verify/venv/bin/python -m verify.parity" in command
-    assert "--model-dir /srv/triton/current/models/embeddinggemma/1" in command and "--report /srv/triton/verify/last-report.json" in command
+    assert (
+        "--model-dir /srv/triton/current/models/embeddinggemma/1" in command and "--report /srv/triton/verify/last-report.json" in command
+    )
     assert "--model-file model_quantized.onnx" in command and "--tokenizer-dir /srv/triton/tokenizer" in command
     assert "--url 127.0.0.1:7000 --grpc-url 127.0.0.1:7001" in command and "--min-cosine 0.999" in command
     assert command.rstrip().endswith("true")  # a fact command must not fail the host by itself
@@ -54,7 +63,9 @@ def test_pip_install_sources() -> None:
     wheels = _settings(verify_wheels_dir="wheels")
     command = step.pip_install_command(wheels, paths.layout(wheels))
     assert "--no-index --find-links /opt/triton-embeddinggemma/verify/wheels" in command
-    assert command.endswith("cp /opt/triton-embeddinggemma/verify/requirements.txt /opt/triton-embeddinggemma/verify/venv/installed-requirements.txt")
+    assert command.endswith(
+        "cp /opt/triton-embeddinggemma/verify/requirements.txt /opt/triton-embeddinggemma/verify/venv/installed-requirements.txt"
+    )
 
 
 def test_runtime_pins_are_exact() -> None:

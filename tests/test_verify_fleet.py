@@ -24,7 +24,10 @@ H100 = {"driver": "575.57.08", "devices": [{"index": 0, "name": "NVIDIA H100 80G
 
 
 def test_identical_hosts_agree_and_the_table_has_every_column() -> None:
-    results = [HostResult("gpu-b", _report(BASE, gpu=H100), image="tritonserver:25.05-py3"), HostResult("gpu-a", _report(BASE.copy(), gpu=H100), image="tritonserver:25.05-py3")]
+    results = [
+        HostResult("gpu-b", _report(BASE, gpu=H100), image="tritonserver:25.05-py3"),
+        HostResult("gpu-a", _report(BASE.copy(), gpu=H100), image="tritonserver:25.05-py3"),
+    ]
     fleet = cross_host(results)
     assert fleet["reference"] == "gpu-a"
     assert abs(fleet["hosts"]["gpu-b"]["min_cosine"] - 1.0) < 1e-12

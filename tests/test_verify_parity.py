@@ -12,8 +12,8 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -37,7 +37,9 @@ def _embeddings(n: int = 4, seed: int = 0) -> np.ndarray:
 
 def test_identical_embeddings_pass() -> None:
     local = _embeddings()
-    result = parity.evaluate(["a", "b", "c", "d"], local, {"http": local.copy(), "grpc": local.copy()}, {"http-batch": local.copy()}, LIMITS)
+    result = parity.evaluate(
+        ["a", "b", "c", "d"], local, {"http": local.copy(), "grpc": local.copy()}, {"http-batch": local.copy()}, LIMITS
+    )
     assert result.failures == []
     assert result.summary["min_cosine"] == pytest.approx(1.0)
     assert parity.verdict_message(result).startswith("parity PASS")
@@ -113,11 +115,26 @@ def good_server(hubs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
         yield server, root
 
 
-def run_parity(http: str, grpc: str, model_dir: Path, tokenizer_dir: Path, report: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_parity(
+    http: str, grpc: str, model_dir: Path, tokenizer_dir: Path, report: Path, *extra: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
     command = [
-        sys.executable, "-m", "verify.parity",
-        "--model-dir", str(model_dir), "--tokenizer-dir", str(tokenizer_dir),
-        "--url", http, "--grpc-url", grpc, "--report", str(report), "--latency-iterations", "5", *extra,
+        sys.executable,
+        "-m",
+        "verify.parity",
+        "--model-dir",
+        str(model_dir),
+        "--tokenizer-dir",
+        str(tokenizer_dir),
+        "--url",
+        http,
+        "--grpc-url",
+        grpc,
+        "--report",
+        str(report),
+        "--latency-iterations",
+        "5",
+        *extra,
     ]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
@@ -167,7 +184,9 @@ def test_wrong_output_name_is_a_clear_error(hubs: dict[str, Path], tmp_path: Pat
         ts.start(root / "models", tmp_path / "strict")
     # A server that stays up without the model: verify says why it is not ready.
     with ts.serve(root / "models", tmp_path / "work", exit_on_error=False, wait="live") as server:
-        result = run_parity(server.http_url, server.grpc_url, root / "models/embeddinggemma/1", root / "tokenizer", tmp_path / "r.json", "--timeout", "3")
+        result = run_parity(
+            server.http_url, server.grpc_url, root / "models/embeddinggemma/1", root / "tokenizer", tmp_path / "r.json", "--timeout", "3"
+        )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "not ready" in result.stderr and "unexpected inference output 'sentence_embeddings'" in result.stderr
     assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "error"

@@ -38,13 +38,22 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_same_call_writes_same_bytes(hub: Path, tmp_path: Path) -> None:
     tinymodel.write_all(tmp_path)
     assert _digests(tmp_path) == _digests(hub)
-    assert set(_digests(hub)) == {"onnx/model.onnx", "onnx/model.onnx_data", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+    assert set(_digests(hub)) == {
+        "onnx/model.onnx",
+        "onnx/model.onnx_data",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
 
 
 def test_io_contract_is_embeddinggemmas(hub: Path) -> None:
     model = onnx.load(str(hub / "onnx" / "model.onnx"), load_external_data=False)
     inputs = {i.name: (i.type.tensor_type.elem_type, len(i.type.tensor_type.shape.dim)) for i in model.graph.input}
-    outputs = {o.name: (o.type.tensor_type.elem_type, [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim]) for o in model.graph.output}
+    outputs = {
+        o.name: (o.type.tensor_type.elem_type, [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim])
+        for o in model.graph.output
+    }
     assert inputs == {"input_ids": (onnx.TensorProto.INT64, 2), "attention_mask": (onnx.TensorProto.INT64, 2)}
     assert outputs["last_hidden_state"][0] == onnx.TensorProto.FLOAT and outputs["last_hidden_state"][1][2] == 768
     assert outputs["sentence_embedding"][0] == onnx.TensorProto.FLOAT and outputs["sentence_embedding"][1][1] == 768
@@ -98,6 +107,12 @@ def test_tokenizer_has_gemmas_special_ids(hub: Path) -> None:
 
 
 def test_cli_writes_hub_layout(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "tests.tinymodel", str(tmp_path / "out"), "--perturb", "0.01"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.tinymodel", str(tmp_path / "out"), "--perturb", "0.01"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "onnx" / "model.onnx_data").is_file() and (tmp_path / "out" / "tokenizer.json").is_file()

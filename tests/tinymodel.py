@@ -91,7 +91,7 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def train_tokenizer() -> "tokenizers.Tokenizer":  # noqa: F821 - imported lazily below
+def train_tokenizer() -> tokenizers.Tokenizer:  # noqa: F821 - imported lazily below
     """A byte-level BPE tokenizer with Gemma's special-token ids; every string is encodable."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 

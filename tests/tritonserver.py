@@ -22,9 +22,9 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from deploys.lib import render, settings
 
@@ -210,7 +210,9 @@ def start(repository: Path, work_dir: Path, ready_timeout_s: float = 90.0, exit_
 
 
 @contextlib.contextmanager
-def serve(repository: Path, work_dir: Path, ready_timeout_s: float = 90.0, exit_on_error: bool = True, wait: str = "ready") -> Iterator[Server]:
+def serve(
+    repository: Path, work_dir: Path, ready_timeout_s: float = 90.0, exit_on_error: bool = True, wait: str = "ready"
+) -> Iterator[Server]:
     """Context manager: a tritonserver on ``repository`` (READY unless ``wait`` says otherwise), stopped on exit."""
     server = start(repository, work_dir, ready_timeout_s=ready_timeout_s, exit_on_error=exit_on_error, wait=wait)
     try:

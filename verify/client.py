@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -176,7 +177,7 @@ class TritonBackend:
             kwargs["client_timeout"] = self.timeout_s
         try:
             return getattr(self.client, method)(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - tritonclient raises many types (socket, gevent, grpc)
+        except Exception as error:
             message = str(error).strip() or type(error).__name__
             raise TritonUnavailable(f"{what} failed at {self.protocol}://{self.url}: {message}") from None
 
@@ -261,7 +262,7 @@ class TritonBackend:
         if self._client is not None:
             try:
                 self._client.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection is fine
+            except Exception:
                 pass
             self._client = None
 
@@ -303,7 +304,7 @@ class EmbeddingClient:
         titles = list(titles) if titles is not None else [None] * len(texts)
         if len(titles) != len(texts):
             raise ValueError(f"{len(titles)} titles for {len(texts)} documents")
-        return self.embed_texts([document_text(t, title) for t, title in zip(texts, titles)], dim=dim)
+        return self.embed_texts([document_text(t, title) for t, title in zip(texts, titles, strict=True)], dim=dim)
 
     def embed_texts(self, texts: Sequence[str], dim: int = EMBEDDING_DIM) -> np.ndarray:
         """Embeddings of already-prefixed texts. Texts of similar length share a request (less
@@ -325,7 +326,7 @@ class EmbeddingClient:
         if close:
             close()
 
-    def __enter__(self) -> "EmbeddingClient":
+    def __enter__(self) -> EmbeddingClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

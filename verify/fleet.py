@@ -9,8 +9,9 @@ that per-host parity cannot see (each host compares Triton with itself). Pure fu
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -99,18 +100,20 @@ def rows(results: list[HostResult]) -> list[tuple[str, ...]]:
             fleet_cos = "ref"
         else:
             fleet_cos = _number(cross["min_cosine"], 6)
-        out.append((
-            result.host,
-            gpu,
-            driver,
-            result.image or "-",
-            sha,
-            _number(summary.get("min_cosine"), 6) if summary else "-",
-            _number(summary.get("max_abs_diff"), -2) if summary else "-",
-            _number(p50, 1) if p50 is not None else "-",
-            fleet_cos,
-            str(report.get("verdict", "?")).upper(),
-        ))
+        out.append(
+            (
+                result.host,
+                gpu,
+                driver,
+                result.image or "-",
+                sha,
+                _number(summary.get("min_cosine"), 6) if summary else "-",
+                _number(summary.get("max_abs_diff"), -2) if summary else "-",
+                _number(p50, 1) if p50 is not None else "-",
+                fleet_cos,
+                str(report.get("verdict", "?")).upper(),
+            )
+        )
     return out
 
 
@@ -118,7 +121,7 @@ def table(results: list[HostResult]) -> str:
     """The fleet table as aligned text (for the log)."""
     body = [COLUMNS, *rows(results)]
     widths = [max(len(row[i]) for row in body) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in body]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in body]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

@@ -47,7 +47,7 @@ class LocalBackend:
         if self.device != "cpu" and hasattr(ort, "preload_dlls"):
             try:  # onnxruntime-gpu ≥ 1.21 finds CUDA/cuDNN from the nvidia-* wheels this way
                 ort.preload_dlls()
-            except Exception:  # noqa: BLE001 - system CUDA libraries may still work
+            except Exception:
                 pass
         providers = choose_providers(self.device, ort.get_available_providers())
         options = ort.SessionOptions()
@@ -55,7 +55,7 @@ class LocalBackend:
             options.intra_op_num_threads = self.threads
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except Exception as error:  # noqa: BLE001 - ORT raises its own exception types
+        except Exception as error:
             raise EmbeddingError(f"ONNX Runtime cannot load {path}: {error}") from None
         active = self.session.get_providers()
         if self.device == "cuda" and CUDA not in active:

@@ -29,9 +29,10 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,14 @@ def check_local_finite(sample_id: str, reference: np.ndarray) -> list[Failure]:
     """finite: the local ONNX Runtime output itself has no NaN/inf."""
     if np.all(np.isfinite(reference)):
         return []
-    return [Failure("finite", sample_id, "local", f"local ONNX Runtime output for {sample_id!r} has NaN/inf: the model itself is broken (fp16 overflow?)")]
+    return [
+        Failure(
+            "finite",
+            sample_id,
+            "local",
+            f"local ONNX Runtime output for {sample_id!r} has NaN/inf: the model itself is broken (fp16 overflow?)",
+        )
+    ]
 
 
 def check_finite(sample_id: str, source: str, vector: np.ndarray) -> list[Failure]:
@@ -158,11 +166,26 @@ def check_parity(sample_id: str, source: str, cos: float, diff: float, limits: T
     if _close(cos, diff, limits):
         return []
     check = "batch" if batched else "parity"
-    return [Failure(check, sample_id, source, f"{sample_id!r} via {source} vs local ONNX Runtime: {_describe(cos, diff, limits)}", _finite(cos), _finite(diff))]
+    return [
+        Failure(
+            check,
+            sample_id,
+            source,
+            f"{sample_id!r} via {source} vs local ONNX Runtime: {_describe(cos, diff, limits)}",
+            _finite(cos),
+            _finite(diff),
+        )
+    ]
 
 
 def check_batch_invariance(
-    index: int, sample_id: str, row: dict[str, Any], triton: dict[str, np.ndarray], batched: dict[str, np.ndarray], limits: Thresholds, extremes: _Extremes
+    index: int,
+    sample_id: str,
+    row: dict[str, Any],
+    triton: dict[str, np.ndarray],
+    batched: dict[str, np.ndarray],
+    limits: Thresholds,
+    extremes: _Extremes,
 ) -> list[Failure]:
     """batch: the same server, a sample alone vs inside a padded batch."""
     failures = []
@@ -174,7 +197,16 @@ def check_batch_invariance(
         row[source]["cosine_vs_alone"], row[source]["max_abs_diff_vs_alone"] = _finite(cos), _finite(diff)
         extremes.batch_min_cos = min(extremes.batch_min_cos, cos) if not math.isnan(cos) else -math.inf
         if not _close(cos, diff, limits) and np.all(np.isfinite(arrays[index])) and np.all(np.isfinite(alone[index])):
-            failures.append(Failure("batch", sample_id, source, f"{sample_id!r} inside a padded batch vs alone: {_describe(cos, diff, limits)}", _finite(cos), _finite(diff)))
+            failures.append(
+                Failure(
+                    "batch",
+                    sample_id,
+                    source,
+                    f"{sample_id!r} inside a padded batch vs alone: {_describe(cos, diff, limits)}",
+                    _finite(cos),
+                    _finite(diff),
+                )
+            )
             extremes.note(cos, sample_id, source)
     return failures
 
@@ -198,8 +230,14 @@ def check_matryoshka(
 
 
 def _compare_sources(
-    index: int, sample_id: str, row: dict[str, Any], reference: np.ndarray, triton: dict[str, np.ndarray], batched: dict[str, np.ndarray],
-    limits: Thresholds, extremes: _Extremes,
+    index: int,
+    sample_id: str,
+    row: dict[str, Any],
+    reference: np.ndarray,
+    triton: dict[str, np.ndarray],
+    batched: dict[str, np.ndarray],
+    limits: Thresholds,
+    extremes: _Extremes,
 ) -> list[Failure]:
     """Each source (alone and batched) vs local: finite, then norm and parity."""
     failures = []
@@ -276,7 +314,12 @@ def verdict_message(evaluation: Evaluation) -> str:
 def percentiles(durations_s: Sequence[float]) -> dict[str, float]:
     """p50/p95/mean in milliseconds."""
     ms = np.asarray(durations_s, np.float64) * 1000.0
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3), "mean_ms": round(float(ms.mean()), 3), "n": int(ms.size)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+        "n": int(ms.size),
+    }
 
 
 def time_calls(call: Callable[[], object], iterations: int, warmup: int = 2) -> list[float]:
@@ -297,7 +340,7 @@ def gpu_snapshot() -> dict[str, Any] | None:
         import pynvml  # nvidia-ml-py
 
         pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no library, no driver, no GPU: all mean "no NVML"
+    except Exception:
         return None
     try:
         driver = pynvml.nvmlSystemGetDriverVersion()
@@ -306,12 +349,14 @@ def gpu_snapshot() -> dict[str, Any] | None:
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
             name = pynvml.nvmlDeviceGetName(handle)
-            devices.append({
-                "index": index,
-                "name": name.decode() if isinstance(name, bytes) else name,
-                "memory_used_mib": round(memory.used / 2**20, 1),
-                "memory_total_mib": round(memory.total / 2**20, 1),
-            })
+            devices.append(
+                {
+                    "index": index,
+                    "name": name.decode() if isinstance(name, bytes) else name,
+                    "memory_used_mib": round(memory.used / 2**20, 1),
+                    "memory_total_mib": round(memory.total / 2**20, 1),
+                }
+            )
         return {"driver": driver.decode() if isinstance(driver, bytes) else driver, "devices": devices}
     finally:
         pynvml.nvmlShutdown()
@@ -353,7 +398,9 @@ def _embed_alone(backend: Any, encoder: TextEncoder, id_lists: Sequence[Sequence
     return np.stack([backend.infer(*encoder.pad([ids], length=len(ids)))[0] for ids in id_lists])
 
 
-def _embed_batched(backend: Any, encoder: TextEncoder, id_lists: Sequence[Sequence[int]], groups: list[tuple[list[int], int]]) -> np.ndarray:
+def _embed_batched(
+    backend: Any, encoder: TextEncoder, id_lists: Sequence[Sequence[int]], groups: list[tuple[list[int], int]]
+) -> np.ndarray:
     out = np.full((len(id_lists), EMBEDDING_DIM), np.nan, dtype=np.float32)
     for chunk, length in groups:
         out[chunk] = backend.infer(*encoder.pad([id_lists[i] for i in chunk], length=length))
@@ -369,7 +416,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Evaluation]:
     id_lists = encoder.encode(texts)
     lengths = [len(ids) for ids in id_lists]
     urls = {"http": args.url, "grpc": args.grpc_url}
-    servers = {p: TritonBackend(urls[p], model_name=args.model_name, protocol=p, timeout_s=args.request_timeout) for p in PROTOCOLS if urls[p]}
+    servers = {
+        p: TritonBackend(urls[p], model_name=args.model_name, protocol=p, timeout_s=args.request_timeout) for p in PROTOCOLS if urls[p]
+    }
     if not servers:
         raise EmbeddingError("give --url and/or --grpc-url")
     first = next(iter(servers.values()))
@@ -391,8 +440,16 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Evaluation]:
     full = encoder.pad([id_lists[index[LATENCY_BATCH_SAMPLE]]] * max_batch)
     latency = {
         "protocol": protocol,
-        "batch_1": {**percentiles(time_calls(lambda: backend.infer(*single), args.latency_iterations)), "batch_size": 1, "seq_len": int(single[0].shape[1])},
-        "batch_max": {**percentiles(time_calls(lambda: backend.infer(*full), args.latency_iterations)), "batch_size": max_batch, "seq_len": int(full[0].shape[1])},
+        "batch_1": {
+            **percentiles(time_calls(lambda: backend.infer(*single), args.latency_iterations)),
+            "batch_size": 1,
+            "seq_len": int(single[0].shape[1]),
+        },
+        "batch_max": {
+            **percentiles(time_calls(lambda: backend.infer(*full), args.latency_iterations)),
+            "batch_size": max_batch,
+            "seq_len": int(full[0].shape[1]),
+        },
     }
     gpu_after = gpu_snapshot()
     triton_seconds = time.monotonic() - started
@@ -400,7 +457,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Evaluation]:
     local_backend = _local_backend(args)
     local = _embed_alone(local_backend, encoder, id_lists)
     evaluation = evaluate([s.id for s in sample_list], local, triton, batched, limits)
-    for row, sample, count in zip(evaluation.rows, sample_list, lengths):
+    for row, sample, count in zip(evaluation.rows, sample_list, lengths, strict=True):
         row.update({"kind": sample.kind, "tokens": count, "at_max_length": count >= encoder.max_length})
 
     model_files = file_digests(args.model_dir, [args.model_file, args.model_file + "_data"]) if not args.no_hash else {}
@@ -429,11 +486,17 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Evaluation]:
             "graph": args.model_file,
             "sha256": model_files.get(args.model_file + "_data") or model_files.get(args.model_file),
         },
-        "tokenizer": {"dir": str(args.tokenizer_dir), "max_length": encoder.max_length, "sha256": file_digests(args.tokenizer_dir, ["tokenizer.json"]).get("tokenizer.json")},
+        "tokenizer": {
+            "dir": str(args.tokenizer_dir),
+            "max_length": encoder.max_length,
+            "sha256": file_digests(args.tokenizer_dir, ["tokenizer.json"]).get("tokenizer.json"),
+        },
         "latency": latency,
         "gpu": {"before": gpu_before, "after": gpu_after},
         # Triton's embedding of every sample (first protocol, alone): the fleet compares these across hosts.
-        "embeddings": {s.id: [round(float(x), 7) if math.isfinite(x) else None for x in triton[protocol][i]] for i, s in enumerate(sample_list)},
+        "embeddings": {
+            s.id: [round(float(x), 7) if math.isfinite(x) else None for x in triton[protocol][i]] for i, s in enumerate(sample_list)
+        },
     }
     for backend in servers.values():
         backend.close()
@@ -481,7 +544,16 @@ def main(argv: list[str] | None = None) -> int:
         report, evaluation = run(args)
     except EmbeddingError as error:
         message = f"parity ERROR: {error}"
-        write_report({"report_version": REPORT_VERSION, "verdict": "error", "message": message, "created_unix": int(time.time()), "host": platform.node()}, args.report)
+        write_report(
+            {
+                "report_version": REPORT_VERSION,
+                "verdict": "error",
+                "message": message,
+                "created_unix": int(time.time()),
+                "host": platform.node(),
+            },
+            args.report,
+        )
         print(message, file=sys.stderr)
         return EXIT_ERROR
     write_report(report, args.report)

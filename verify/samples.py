@@ -37,7 +37,11 @@ def samples(long_repeats: int = 120) -> list[Sample]:
         Sample("q-ja", "query", query_text("東京で一番おいしいラーメンはどこですか？")),
         Sample("q-emoji", "query", query_text("rocket 🚀 vs check ✓ — what do they mean?", task="sentence similarity")),
         Sample("d-no-title", "document", document_text("Triton serves models over HTTP and gRPC and reports Prometheus metrics.")),
-        Sample("d-title", "document", document_text("Truncate to 512, 256 or 128 components and normalise again.", title="Matryoshka embeddings")),
+        Sample(
+            "d-title",
+            "document",
+            document_text("Truncate to 512, 256 or 128 components and normalise again.", title="Matryoshka embeddings"),
+        ),
         Sample("d-ar", "document", document_text("البحث الدلالي يعمل مع النصوص العربية أيضا", title="بحث")),
         Sample("d-ru", "document", document_text("Поиск документов по смыслу работает на любом языке, даже с ошибками.")),
         Sample("d-medium", "document", document_text(_LONG_PARAGRAPH * 2, title="Padding")),

@@ -95,7 +95,9 @@ def configure_daemon(s: Settings):
         )
     if s.docker_service_env:
         files.directory(name="docker.service drop-in directory", path=DOCKER_DROPIN_DIR, mode="755")
-        dropin = files.put(name="docker.service drop-in (environment)", src=StringIO(render.docker_dropin(s)), dest=DOCKER_DROPIN, mode="644")
+        dropin = files.put(
+            name="docker.service drop-in (environment)", src=StringIO(render.docker_dropin(s)), dest=DOCKER_DROPIN, mode="644"
+        )
     else:
         dropin = files.file(name="docker.service drop-in absent", path=DOCKER_DROPIN, present=False)
     return ops, dropin

@@ -67,7 +67,9 @@ def check_gpus(s: Settings) -> None:
             "install or reload the NVIDIA driver (README: GPU not visible), or set gpu: false"
         )
     if not fact["gpus"]:
-        raise PreflightError(f"host {s.host}: gpu=true but no NVIDIA GPU is visible (nvidia-smi missing or lists none); install the driver or set gpu: false")
+        raise PreflightError(
+            f"host {s.host}: gpu=true but no NVIDIA GPU is visible (nvidia-smi missing or lists none); install the driver or set gpu: false"
+        )
     for gpu in fact["gpus"]:
         branch = gpu["driver_major"]
         compat = is_datacenter_gpu(gpu["name"]) and branch in s.nvidia_datacenter_compat_branches

@@ -28,9 +28,10 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
 from huggingface_hub import constants, hf_hub_download, hf_hub_url
 from pyinfra import logger
@@ -111,13 +112,19 @@ _digests: dict[tuple, dict[str, LockEntry]] = {}
 def expected(s: Settings, token: str | None) -> list[ModelFile]:
     """The host's files with the digest each must have: the lock's, else the source's metadata."""
     paths = model_lock.variant_files(s.model_variant)
-    key = (s.model_repo_id, s.model_revision, tuple(paths), s.model_fetch, s.model_mirror, s.model_require_lock, s.model_lock_file, endpoint(s))
+    key = (
+        s.model_repo_id,
+        s.model_revision,
+        tuple(paths),
+        s.model_fetch,
+        s.model_mirror,
+        s.model_require_lock,
+        s.model_lock_file,
+        endpoint(s),
+    )
     if key not in _digests:
         _digests[key] = _resolve(s, paths, token)
-    return [
-        ModelFile(p, destination(s, p), e.sha256 or "", e.size or 0, locked=_locked(s, p))
-        for p, e in _digests[key].items()
-    ]
+    return [ModelFile(p, destination(s, p), e.sha256 or "", e.size or 0, locked=_locked(s, p)) for p, e in _digests[key].items()]
 
 
 def _locked(s: Settings, repo_path: str) -> bool:
@@ -126,9 +133,8 @@ def _locked(s: Settings, repo_path: str) -> bool:
 
 def refresh_hint(s: Settings) -> str:
     """The exact lock command for this host's model."""
-    return (
-        f"python -m deploys.model_lock refresh --repo-id {s.model_repo_id} --revision {s.model_revision} "
-        f"--lock {s.model_lock_file}" + (f" --endpoint {endpoint(s)}" if s.model_fetch == "mirror" and mirror_directory(s) is None else "")
+    return f"python -m deploys.model_lock refresh --repo-id {s.model_repo_id} --revision {s.model_revision} --lock {s.model_lock_file}" + (
+        f" --endpoint {endpoint(s)}" if s.model_fetch == "mirror" and mirror_directory(s) is None else ""
     )
 
 
@@ -213,9 +219,7 @@ def _check_local(f: ModelFile, local: Path, source: str, memo_file: Path, remove
         local.unlink(missing_ok=True)
     what = "the lock" if f.locked else "the source's metadata"
     removed = "; the bad copy was removed from the cache" if remove_bad else ""
-    raise ModelError(
-        f"model file {f.repo_path} from {source} has sha256 {got}, {what} says {f.sha256}: refusing to deploy{removed}"
-    )
+    raise ModelError(f"model file {f.repo_path} from {source} has sha256 {got}, {what} says {f.sha256}: refusing to deploy{removed}")
 
 
 def _counting_bar() -> tuple[type, list[int]]:
@@ -247,10 +251,15 @@ def fetch_to_controller(s: Settings, wanted: list[ModelFile], token: str | None)
     for f in wanted:
         try:
             path = hf_hub_download(
-                s.model_repo_id, f.repo_path, revision=s.model_revision, cache_dir=s.model_cache_dir,
-                endpoint=url, token=token or False, **extra,
+                s.model_repo_id,
+                f.repo_path,
+                revision=s.model_revision,
+                cache_dir=s.model_cache_dir,
+                endpoint=url,
+                token=token or False,
+                **extra,
             )
-        except Exception as error:  # noqa: BLE001 - translated into one line
+        except Exception as error:
             raise model_lock.hub_error(error, s.model_repo_id, s.model_revision, url, bool(token)) from None
         local[f.repo_path] = Path(path)
         _check_local(f, Path(path), url, _memo_file(s), remove_bad=True)
@@ -271,7 +280,9 @@ def from_mirror_directory(s: Settings, wanted: list[ModelFile]) -> dict[str, Pat
     if key not in _fetched:
         for f in wanted:
             if not (directory / f.repo_path).is_file():
-                raise ModelError(f"model mirror {directory}: {f.repo_path} is missing; copy the repository's files there (hf download --local-dir)")
+                raise ModelError(
+                    f"model mirror {directory}: {f.repo_path} is missing; copy the repository's files there (hf download --local-dir)"
+                )
             _check_local(f, directory / f.repo_path, f"mirror directory {directory}", _memo_file(s), remove_bad=False)
         _fetched[key] = {f.repo_path: directory / f.repo_path for f in wanted}
         _say_once(f"model: {len(wanted)} files from mirror directory {directory}; 0 B came from upstream")
@@ -301,7 +312,7 @@ def download_command(f: ModelFile, url: str, with_token: bool) -> str:
     part = shlex.quote(f.dest + ".partial")
     curl = f"curl --fail --silent --show-error --location --retry 5 --retry-delay 2 -o {part}"
     if with_token:
-        head, feed = "IFS= read -r auth_header || true; ", 'printf \'%s\\n\' "$auth_header" | '
+        head, feed = "IFS= read -r auth_header || true; ", "printf '%s\\n' \"$auth_header\" | "
         curl += " -H @-"
     else:
         head, feed = "", ""
@@ -309,8 +320,7 @@ def download_command(f: ModelFile, url: str, with_token: bool) -> str:
     return (
         "command -v curl >/dev/null || { echo 'model_fetch needs curl on the host' >&2; exit 1; }; "
         f"mkdir -p {shlex.quote(str(PurePosixPath(f.dest).parent))}; {head}"
-        f"{feed}{curl} -C - {url_q} || {{ rm -f {part}; {feed}{curl} {url_q}; }} && "
-        + install_command(f)
+        f"{feed}{curl} -C - {url_q} || {{ rm -f {part}; {feed}{curl} {url_q}; }} && " + install_command(f)
     )
 
 

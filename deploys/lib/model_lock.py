@@ -80,9 +80,9 @@ def _entry(raw: Any, where: str) -> LockEntry:
         raise ModelError(f"model lock {where}: needs exactly sha256 and size; run `python -m deploys.model_lock refresh`")
     sha, size = raw["sha256"], raw["size"]
     if sha != UNKNOWN and not (isinstance(sha, str) and SHA256.fullmatch(sha)):
-        raise ModelError(f"model lock {where}: sha256 must be 64 lowercase hex digits or \"unknown\"")
+        raise ModelError(f'model lock {where}: sha256 must be 64 lowercase hex digits or "unknown"')
     if size != UNKNOWN and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ModelError(f"model lock {where}: size must be a byte count or \"unknown\"")
+        raise ModelError(f'model lock {where}: size must be a byte count or "unknown"')
     return LockEntry(None if sha == UNKNOWN else sha, None if size == UNKNOWN else size)
 
 
@@ -95,7 +95,7 @@ def read_document(path: Path = LOCK_PATH) -> dict[str, Any]:
     except ValueError as error:
         raise ModelError(f"model lock {path}: not valid JSON ({error}); restore it from git") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
-        raise ModelError(f"model lock {path}: top level needs a \"models\" mapping; restore it from git")
+        raise ModelError(f'model lock {path}: top level needs a "models" mapping; restore it from git')
     return doc
 
 
@@ -127,15 +127,21 @@ def hub_error(error: Exception, repo_id: str, revision: str, endpoint: str, toke
     where = f"model {repo_id}@{revision[:12]} at {endpoint}"
     if isinstance(error, errors.GatedRepoError):
         if token_given:
-            return ModelError(f"{where}: the repository is gated and this HF token has no access; accept its terms on the Hub with the token's account")
-        return ModelError(f"{where}: the repository is gated and no HF token was given; accept its terms on the Hub, then add hf_token to the vault (sops edit) or export HF_TOKEN")
+            return ModelError(
+                f"{where}: the repository is gated and this HF token has no access; accept its terms on the Hub with the token's account"
+            )
+        return ModelError(
+            f"{where}: the repository is gated and no HF token was given; accept its terms on the Hub, then add hf_token to the vault (sops edit) or export HF_TOKEN"
+        )
     if isinstance(error, errors.RevisionNotFoundError):
         return ModelError(f"{where}: revision not found; set model_revision to a commit sha of {repo_id}")
     if isinstance(error, errors.RepositoryNotFoundError):
         hint = "check model_repo_id" if token_given else "check model_repo_id, or give an HF token if it is private"
         return ModelError(f"{where}: repository not found or not accessible; {hint}")
     if isinstance(error, errors.EntryNotFoundError):
-        return ModelError(f"{where}: a file is missing at this revision ({error.__class__.__name__}); check model_variant and model_revision")
+        return ModelError(
+            f"{where}: a file is missing at this revision ({error.__class__.__name__}); check model_variant and model_revision"
+        )
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return ModelError(f"{where}: {type(error).__name__}: {first[:200]}; check the network or the endpoint, or use model_fetch: mirror")
 
@@ -144,7 +150,7 @@ def resolve_commit(repo_id: str, revision: str, endpoint: str, token: str | None
     """The commit sha ``revision`` points at on the Hub (``/api/models/{repo}/revision/{rev}``)."""
     try:
         return HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, token=token or False).sha or ""
-    except Exception as error:  # noqa: BLE001 - translated into one line
+    except Exception as error:
         raise hub_error(error, repo_id, revision, endpoint, bool(token)) from None
 
 
@@ -153,7 +159,7 @@ def hub_metadata(repo_id: str, revision: str, paths: list[str], endpoint: str, t
     else the small file is fetched into a throwaway cache and hashed."""
     try:
         infos = HfApi(endpoint=endpoint).get_paths_info(repo_id, paths, revision=revision, token=token or False)
-    except Exception as error:  # noqa: BLE001 - translated into one line
+    except Exception as error:
         raise hub_error(error, repo_id, revision, endpoint, bool(token)) from None
     found: dict[str, LockEntry] = {}
     with tempfile.TemporaryDirectory(prefix="model-lock-") as scratch:
@@ -166,10 +172,12 @@ def hub_metadata(repo_id: str, revision: str, paths: list[str], endpoint: str, t
             if size is None:  # a folder
                 continue
             if size > SMALL_FILE_LIMIT:
-                raise ModelError(f"model {repo_id}@{revision[:12]}: {info.path} is {size} bytes and not in LFS; the lock command will not download it")
+                raise ModelError(
+                    f"model {repo_id}@{revision[:12]}: {info.path} is {size} bytes and not in LFS; the lock command will not download it"
+                )
             try:
                 local = hf_hub_download(repo_id, info.path, revision=revision, cache_dir=scratch, endpoint=endpoint, token=token or False)
-            except Exception as error:  # noqa: BLE001 - translated into one line
+            except Exception as error:
                 raise hub_error(error, repo_id, revision, endpoint, bool(token)) from None
             found[info.path] = LockEntry(sha256_file(Path(local)), int(size))
     return found

@@ -24,7 +24,6 @@ from deploys.lib.paths import MODELS_MOUNT, TRT_CACHE_MOUNT, onnx_filename
 from deploys.lib.repo import TEMPLATES_DIR
 from deploys.lib.settings import Settings, SettingsError
 
-
 COMPOSE_PROJECT = "triton-embeddinggemma"
 LABEL_PREFIX = "io.triton-embeddinggemma"
 # Set by the triton step: a digest of what the container depends on beyond the compose file.
@@ -84,7 +83,11 @@ def model_config(s: Settings, gpu: bool, template_name: str | None = None) -> st
     The template is ``triton_config_template`` unless ``template_name`` names another."""
     template_name = template_name or s.triton_config_template
     text = render(
-        template_name, s=s, gpu=gpu, tensorrt=_tensorrt(s, gpu), trt_cache_path=TRT_CACHE_MOUNT,
+        template_name,
+        s=s,
+        gpu=gpu,
+        tensorrt=_tensorrt(s, gpu),
+        trt_cache_path=TRT_CACHE_MOUNT,
         onnx_filename=onnx_filename(s.model_variant),
     )
     parse_model_config(text, source=f"template {template_name}")
@@ -115,9 +118,7 @@ def compose_labels(s: Settings, gpu: bool, deploy_hash: str | None = None, confi
     return labels
 
 
-def compose_file(
-    s: Settings, gpu: bool, deploy_hash: str | None = None, models_dir: str | None = None, config: str | None = None
-) -> str:
+def compose_file(s: Settings, gpu: bool, deploy_hash: str | None = None, models_dir: str | None = None, config: str | None = None) -> str:
     """The compose file for a GPU (``gpu=True``) or CPU host.
 
     ``deploy_hash`` (optional) becomes the DEPLOY_HASH_LABEL label, so the container is recreated

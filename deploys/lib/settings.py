@@ -14,9 +14,9 @@ import difflib
 import ipaddress
 import re
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
@@ -120,17 +120,14 @@ def _str_list(value: Any) -> list[str]:
 
 
 def _batch_sizes(value: Any) -> list[int]:
-    if not isinstance(value, (list, tuple)) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
-    ):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
         raise ValueError("allowed: a list of positive integers, e.g. [4, 8]")
     return sorted(set(value))
 
 
 def _env_map(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
-        isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and isinstance(v, str)
-        for k, v in value.items()
+        isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and isinstance(v, str) for k, v in value.items()
     ):
         raise ValueError("allowed: a mapping of environment variable names to strings")
     return dict(value)
@@ -151,6 +148,8 @@ def _verify(option: str, kind: str, check: Callable[[Any], Any]) -> Setting:
 _SHA = r"[0-9a-f]{40}"
 _IMAGE = r"[a-z0-9.\-]+(:[0-9]+)?(/[a-z0-9._\-]+)+:[A-Za-z0-9._\-]+"
 
+# One row per setting, like the README's table (the formatter leaves it alone).
+# fmt: off
 SETTINGS: tuple[Setting, ...] = (
     # -- host and GPU --
     Setting("gpu", "auto", 'GPU host? true, false or "auto" (auto: true when nvidia-smi lists a GPU).', "bool | auto", _gpu),
@@ -230,6 +229,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("verify_pip_index_url", "", "Package index for the verify venv (a mirror); empty: pip's default.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
     Setting("verify_report_dir", "reports", "Controller directory for the JSON reports: <dir>/<run>/<host>.json.", "str", _text(r"\S+", "a directory path")),
 )
+# fmt: on
 
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -317,7 +317,9 @@ class Settings:
     def __init__(self, host: str, values: Mapping[str, Any]) -> None:
         """``values``: exactly one value per setting, already validated (see :func:`parse`)."""
         if set(values) != set(BY_NAME):
-            raise TypeError(f"Settings needs exactly the settings of SETTINGS; got extra {sorted(set(values) - set(BY_NAME))}, missing {sorted(set(BY_NAME) - set(values))}")
+            raise TypeError(
+                f"Settings needs exactly the settings of SETTINGS; got extra {sorted(set(values) - set(BY_NAME))}, missing {sorted(set(BY_NAME) - set(values))}"
+            )
         object.__setattr__(self, "host", host)
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -369,7 +371,12 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
         raise _fail(host, "triton_http_port", ports, "the HTTP, gRPC and metrics ports must differ")
     too_big = [b for b in v["triton_preferred_batch_sizes"] if b > v["triton_max_batch_size"]]
     if too_big:
-        raise _fail(host, "triton_preferred_batch_sizes", v["triton_preferred_batch_sizes"], f"each must be ≤ triton_max_batch_size={v['triton_max_batch_size']}")
+        raise _fail(
+            host,
+            "triton_preferred_batch_sizes",
+            v["triton_preferred_batch_sizes"],
+            f"each must be ≤ triton_max_batch_size={v['triton_max_batch_size']}",
+        )
     if v["triton_tensorrt_opt_seq_len"] > v["triton_tensorrt_max_seq_len"]:
         raise _fail(host, "triton_tensorrt_opt_seq_len", v["triton_tensorrt_opt_seq_len"], "must be ≤ triton_tensorrt_max_seq_len")
     if v["triton_tensorrt"] and v["gpu"] is False:

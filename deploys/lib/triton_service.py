@@ -62,7 +62,9 @@ def start(s: Settings, compose_file: str, reason: str) -> None:
     logger.info(f"{host.print_prefix}Triton (re)start: {reason}")
     # A running container that is not READY is recreated: `up -d` alone leaves it as it is.
     force = ["--force-recreate"] if reason == "model not ready" else []
-    server.shell(name="Start Triton (docker compose up -d)", commands=[compose_command(compose_file, "up", "-d", "--remove-orphans", *force)])
+    server.shell(
+        name="Start Triton (docker compose up -d)", commands=[compose_command(compose_file, "up", "-d", "--remove-orphans", *force)]
+    )
     server.shell(name=f"Wait for model {s.model_name} READY (≤ {s.triton_ready_timeout_s}s)", commands=[wait_ready_command(s)])
 
 

@@ -26,9 +26,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from pyinfra.api.hiddenvalue import HiddenValue
 
@@ -141,7 +141,9 @@ def _explain(path: Path, rc: int, stderr: str, env: Mapping[str, str]) -> VaultE
             f"or put your key at ~/.config/sops/age/keys.txt ({README_HINT})"
         )
     if "metadata not found" in stderr:
-        return VaultError(f"{where}: not a SOPS-encrypted file; encrypt it with `sops --encrypt --age AGE_PUBLIC_KEY --in-place {path}` ({README_HINT})")
+        return VaultError(
+            f"{where}: not a SOPS-encrypted file; encrypt it with `sops --encrypt --age AGE_PUBLIC_KEY --in-place {path}` ({README_HINT})"
+        )
     if "unmarshal" in stderr.lower() or "yaml:" in stderr:
         return VaultError(f"{where}: not valid YAML (garbled?); restore it from git or re-create it with sops ({README_HINT})")
     if "authentication failed" in stderr or "MAC mismatch" in stderr:

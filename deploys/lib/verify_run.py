@@ -127,11 +127,9 @@ def record(state: Any, op_hash: str | None, result: HostResult, min_cosine: floa
     with _FLEET_LOCK:
         gathered = _FLEET.setdefault(id(state), {})
         gathered[result.host] = result
-        expected = {
-            h.name
-            for h in state.inventory.iter_activated_hosts()
-            if op_hash is None or op_hash in state.ops.get(h, {})
-        } - {h.name for h in state.failed_hosts}
+        expected = {h.name for h in state.inventory.iter_activated_hosts() if op_hash is None or op_hash in state.ops.get(h, {})} - {
+            h.name for h in state.failed_hosts
+        }
         if not expected <= set(gathered) or id(state) in _PRINTED:
             return
         _PRINTED.add(id(state))

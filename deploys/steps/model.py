@@ -49,14 +49,25 @@ def model() -> None:
     size = sum(f.size for f in stale)
     if s.model_fetch == "controller" or mirror_directory(s) is not None:
         local = fetch_to_controller(s, wanted, token) if s.model_fetch == "controller" else from_mirror_directory(s, wanted)
-        logger.info(f"{host.print_prefix}model: sending {len(stale)} files ({human(size)}) to this host; {len(wanted) - len(stale)} already match")
+        logger.info(
+            f"{host.print_prefix}model: sending {len(stale)} files ({human(size)}) to this host; {len(wanted) - len(stale)} already match"
+        )
         for f in stale:
             rel = PurePosixPath(f.dest).name
-            files.put(name=f"Upload model file {rel} ({human(f.size)})", src=str(local[f.repo_path]), dest=f.dest + ".partial", mode="644", force=True, add_deploy_dir=False)
+            files.put(
+                name=f"Upload model file {rel} ({human(f.size)})",
+                src=str(local[f.repo_path]),
+                dest=f.dest + ".partial",
+                mode="644",
+                force=True,
+                add_deploy_dir=False,
+            )
             server.shell(name=f"Check sha256 and install {rel}", commands=[install_command(f)])
         return
     url = endpoint(s)
-    logger.info(f"{host.print_prefix}model: this host downloads {len(stale)} files ({human(size)}) from {url} itself; 0 B sent from the controller")
+    logger.info(
+        f"{host.print_prefix}model: this host downloads {len(stale)} files ({human(size)}) from {url} itself; 0 B sent from the controller"
+    )
     for f in stale:
         rel = PurePosixPath(f.dest).name
         extra = {"_stdin": f"Authorization: Bearer {token}"} if token else {}

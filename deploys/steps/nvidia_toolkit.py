@@ -23,7 +23,9 @@ def nvidia_toolkit() -> None:
         logger.info(f"{host.print_prefix}CPU host: NVIDIA Container Toolkit skipped")
         return
     files.directory(name="apt keyrings directory", path=APT_KEYRINGS_DIR, mode="755")
-    keyring = files.download(name="NVIDIA toolkit apt key (signed-by keyring)", src=f"{s.nvidia_toolkit_apt_url}/gpgkey", dest=NVIDIA_TOOLKIT_KEYRING, mode="644")
+    keyring = files.download(
+        name="NVIDIA toolkit apt key (signed-by keyring)", src=f"{s.nvidia_toolkit_apt_url}/gpgkey", dest=NVIDIA_TOOLKIT_KEYRING, mode="644"
+    )
     repo = apt.repo(
         name="NVIDIA toolkit apt repository",
         src=repo_source(s),
@@ -31,11 +33,13 @@ def nvidia_toolkit() -> None:
     )
     installed = host.get_fact(DebPackages) or {}
     wanted = pinned_packages(s)
-    if keyring.will_change or repo.will_change or any(
-        s.nvidia_toolkit_version not in installed.get(name, []) for name in TOOLKIT_PACKAGES
-    ):
+    if keyring.will_change or repo.will_change or any(s.nvidia_toolkit_version not in installed.get(name, []) for name in TOOLKIT_PACKAGES):
         apt.update(name="Refresh apt index (toolkit repository or packages changed)")
     packages = apt.packages(name="NVIDIA Container Toolkit packages (pinned)", packages=wanted)
     if not has_nvidia_runtime():
-        configure = server.shell(name="Register the nvidia runtime with Docker (nvidia-ctk)", commands=["nvidia-ctk runtime configure --runtime=docker"])
-        systemd.service(name="Restart Docker (nvidia runtime added)", service="docker", restarted=True, _if=any_changed(configure, packages))
+        configure = server.shell(
+            name="Register the nvidia runtime with Docker (nvidia-ctk)", commands=["nvidia-ctk runtime configure --runtime=docker"]
+        )
+        systemd.service(
+            name="Restart Docker (nvidia runtime added)", service="docker", restarted=True, _if=any_changed(configure, packages)
+        )

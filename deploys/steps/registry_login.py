@@ -38,7 +38,9 @@ def registry_login() -> None:
     if cred and not (s.registry_logout_after_pull and image_present):
         wanted = registry_auth_digest(cred.username, cred.password.unmask())
         if stored != wanted:
-            logger.info(f"{host.print_prefix}registry: {'no stored login' if stored is None else 'stored login differs (rotated key?)'} for {s.registry_host}: logging in")
+            logger.info(
+                f"{host.print_prefix}registry: {'no stored login' if stored is None else 'stored login differs (rotated key?)'} for {s.registry_host}: logging in"
+            )
             server.shell(
                 name=f"Docker login to {s.registry_host} (password on stdin)",
                 commands=[login_command(s, cred.username)],
@@ -50,4 +52,7 @@ def registry_login() -> None:
         server.shell(name=f"Pull image {image}", commands=[f"docker pull --quiet {shlex.quote(image)}"])
 
     if cred and s.registry_logout_after_pull and stored is not None:
-        server.shell(name=f"Docker logout from {s.registry_host} (no credential left on disk)", commands=[f"docker logout {shlex.quote(s.registry_host)}"])
+        server.shell(
+            name=f"Docker logout from {s.registry_host} (no credential left on disk)",
+            commands=[f"docker logout {shlex.quote(s.registry_host)}"],
+        )

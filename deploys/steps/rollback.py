@@ -31,7 +31,9 @@ def rollback() -> None:
         )
     if state["current"] != target:
         logger.info(f"{host.print_prefix}rollback: release {state['current'] or 'none'} -> {target}")
-        server.shell(name="Switch current back to the previous release", commands=[release.switch_command(layout.root, target, keep_previous=True)])
+        server.shell(
+            name="Switch current back to the previous release", commands=[release.switch_command(layout.root, target, keep_previous=True)]
+        )
     else:
         logger.info(f"{host.print_prefix}rollback: release {target} is already current")
     reason = needs_start(s, target)

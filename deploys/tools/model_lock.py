@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("refresh", "show"))
     parser.add_argument("--repo-id", default=defaults["model_repo_id"])
     parser.add_argument("--revision", default=defaults["model_revision"])
-    parser.add_argument("--endpoint", default=constants.ENDPOINT, help="Hub or HF-compatible mirror (default: HF_ENDPOINT or huggingface.co)")
+    parser.add_argument(
+        "--endpoint", default=constants.ENDPOINT, help="Hub or HF-compatible mirror (default: HF_ENDPOINT or huggingface.co)"
+    )
     parser.add_argument("--lock", type=Path, default=LOCK_PATH)
     parser.add_argument("--secrets-file", default=defaults["secrets_file"])
     args = parser.parse_args(argv)

@@ -31,9 +31,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pyinfra.api import State
 from pyinfra.context import ctx_state
@@ -91,9 +92,11 @@ def load_inventory(path: str, data: dict[str, Any]) -> Inventory:
     if not hosts:
         raise SettingsError(f"inventory {path}: no hosts")
     groups = {name: [host.name for host in inventory.get_group(name)] for name in inventory.groups}
-    first = list(inventory)[0]
+    first = next(iter(inventory))
     s = settings.parse(first.name, first.data.dict())
-    return Inventory(hosts, groups, {"canary": s.rollout_canary, "batch_size": s.rollout_batch_size, "max_failures": s.rollout_max_failures})
+    return Inventory(
+        hosts, groups, {"canary": s.rollout_canary, "batch_size": s.rollout_batch_size, "max_failures": s.rollout_max_failures}
+    )
 
 
 def waves(inv: Inventory, canary: str, batch_size: int) -> list[list[str]]:
@@ -105,9 +108,11 @@ def waves(inv: Inventory, canary: str, batch_size: int) -> list[list[str]]:
     elif canary in inv.hosts:
         first = [canary]
     else:
-        raise SettingsError(f"setting rollout_canary={canary!r} names no host or group of the inventory; use one of {', '.join(sorted(inv.groups))} or a host name")
+        raise SettingsError(
+            f"setting rollout_canary={canary!r} names no host or group of the inventory; use one of {', '.join(sorted(inv.groups))} or a host name"
+        )
     rest = [h for h in inv.hosts if h not in first]
-    return [first] + [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
+    return [first] + [rest[i : i + batch_size] for i in range(0, len(rest), batch_size)]
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -175,7 +180,10 @@ class Rollout:
         """Deploy wave after wave; roll back failed hosts; stop past the threshold."""
         everyone = [h for wave in plan for h in wave]
         before = self.states(everyone)
-        outcomes = {h: Outcome(host=h, old=before[h].get("current"), serving=before[h].get("serving"), ready=bool(before[h].get("model_ready"))) for h in everyone}
+        outcomes = {
+            h: Outcome(host=h, old=before[h].get("current"), serving=before[h].get("serving"), ready=bool(before[h].get("model_ready")))
+            for h in everyone
+        }
         failures = 0
         for index, wave in enumerate(plan):
             label = "canary" if index == 0 else f"batch {index}"
@@ -191,7 +199,11 @@ class Rollout:
                 if host not in failed and o.ready and o.serving == current:
                     o.verdict = "pass"
                     continue
-                o.verdict, o.message = "failed", message or ("deploy failed" if host in failed else f"serves {o.serving or 'nothing'}, not the current release {current}")
+                o.verdict, o.message = (
+                    "failed",
+                    message
+                    or ("deploy failed" if host in failed else f"serves {o.serving or 'nothing'}, not the current release {current}"),
+                )
                 failures += 1
                 if current and current != o.old and o.old:
                     self.roll_back(o)
@@ -222,7 +234,7 @@ def table(outcomes: list[Outcome]) -> str:
         serving = f"{o.serving or '-'}{' READY' if o.ready else ''}"
         rows.append((o.host, o.old or "-", o.new or "-", o.verdict, "yes" if o.rolled_back else "no", serving))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def save(outcomes: list[Outcome], report_dir: str, meta: dict[str, Any]) -> Path:
@@ -249,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         if batch < 1 or max_failures < 0:
             raise SettingsError("--batch-size must be ≥ 1 and --max-failures ≥ 0")
         plan = waves(inv, args.canary if args.canary is not None else inv.defaults["canary"], batch)
-    except Exception as error:  # noqa: BLE001 - one line, like the pyinfra CLI
+    except Exception as error:
         print(f"rollout error: {error}", file=sys.stderr)
         return 2
     outcomes = Rollout(args.inventory, args.data).run(plan, max_failures)

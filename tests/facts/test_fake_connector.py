@@ -42,29 +42,21 @@ def test_fresh_fake_host_reads_defaults() -> None:
     assert get_fact(state, host, DockerDaemonJson) is None
     assert get_fact(state, host, DockerRuntimes) == []
     assert get_fact(state, host, DockerContainer, args=["triton"]) is None
-    assert (
-        get_fact(state, host, TritonHealth, args=[6000, "embeddinggemma"]) == TritonHealth.default()
-    )
+    assert get_fact(state, host, TritonHealth, args=[6000, "embeddinggemma"]) == TritonHealth.default()
 
 
 def test_converged_fake_host() -> None:
     state, host = fake_host(
         {
             "nvidia-smi --query-gpu": [ROW],
-            "/etc/docker/daemon.json": [
-                '{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}'
-            ],
-            "docker info --format": [
-                '{"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}'
-            ],
+            "/etc/docker/daemon.json": ['{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}'],
+            "docker info --format": ['{"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}'],
             "/v2/health/live": ["live 200", "ready 200", "model_ready 200"],
         }
     )
     gpus = get_fact(state, host, NvidiaGpus)
     assert gpus["error"] is None and gpus["gpus"][0]["driver_major"] == 575
-    assert get_fact(state, host, DockerDaemonJson) == {
-        "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}
-    }
+    assert get_fact(state, host, DockerDaemonJson) == {"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}
     assert get_fact(state, host, DockerRuntimes) == ["nvidia", "runc"]
     assert get_fact(state, host, TritonHealth, args=[6000, "embeddinggemma"]) == {
         "live": True,

@@ -68,13 +68,8 @@ def test_registry_auth_digest_is_sha256_of_docker_auth_field() -> None:
     # Docker's config.json auth field for user "$oauthtoken", key "nvapi-example":
     stored = "JG9hdXRodG9rZW46bnZhcGktZXhhbXBsZQ=="
     assert base64.b64decode(stored) == b"$oauthtoken:nvapi-example"
-    assert (
-        registry_auth_digest("$oauthtoken", "nvapi-example")
-        == hashlib.sha256(stored.encode()).hexdigest()
-    )
-    assert registry_auth_digest("$oauthtoken", "nvapi-example") == (
-        "7a27e2a53ea1bd5dcc606965a77d99e1867a6a47042091b26ac9ea3ba7f75451"
-    )
+    assert registry_auth_digest("$oauthtoken", "nvapi-example") == hashlib.sha256(stored.encode()).hexdigest()
+    assert registry_auth_digest("$oauthtoken", "nvapi-example") == ("7a27e2a53ea1bd5dcc606965a77d99e1867a6a47042091b26ac9ea3ba7f75451")
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -35,9 +35,7 @@ from facts.gpu import NvidiaGpus
 from facts.triton import TritonHealth
 
 LoadFact = Callable[..., Any]
-H100_ROW = (
-    "0, NVIDIA H100 80GB HBM3, GPU-3f6e5a1b-9c2d-4e7f-8a0b-1c2d3e4f5a6b, 575.57.08, 81559, 9.0"
-)
+H100_ROW = "0, NVIDIA H100 80GB HBM3, GPU-3f6e5a1b-9c2d-4e7f-8a0b-1c2d3e4f5a6b, 575.57.08, 81559, 9.0"
 NO_DRIVER = (
     "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
     "Make sure that the latest NVIDIA driver is installed and running."
@@ -91,9 +89,7 @@ def test_nvidia_smi_gpus(local_fact: LoadFact, smi_bin: Path) -> None:
 
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
-def test_nvidia_smi_failure_is_reported_not_fatal(
-    local_fact: LoadFact, smi_bin: Path, stream: str
-) -> None:
+def test_nvidia_smi_failure_is_reported_not_fatal(local_fact: LoadFact, smi_bin: Path, stream: str) -> None:
     out, err = (NO_DRIVER + "\n", "") if stream == "stdout" else ("", NO_DRIVER + "\n")
     install_nvidia_smi(smi_bin, out, err, 9)
     assert local_fact(NvidiaGpus) == {"smi": True, "error": NO_DRIVER, "gpus": []}
@@ -117,9 +113,7 @@ def test_nvidia_smi_no_devices(local_fact: LoadFact, smi_bin: Path) -> None:
     ],
     ids=["missing", "empty", "valid", "invalid"],
 )
-def test_daemon_json(
-    local_fact: LoadFact, tmp_path: Path, content: str | None, expected: Any
-) -> None:
+def test_daemon_json(local_fact: LoadFact, tmp_path: Path, content: str | None, expected: Any) -> None:
     path = tmp_path / "docker dir" / "daemon.json"  # a space: the path must be quoted
     if content is not None:
         path.parent.mkdir()
@@ -173,16 +167,12 @@ def test_registry_auth_digest_matches(local_fact: LoadFact, docker_config: Path)
         ("quay.io", None),
     ],
 )
-def test_registry_auth_lookup(
-    local_fact: LoadFact, docker_config: Path, registry: str, expected: str | None
-) -> None:
+def test_registry_auth_lookup(local_fact: LoadFact, docker_config: Path, registry: str, expected: str | None) -> None:
     assert local_fact(DockerRegistryAuth, registry, config_path=str(docker_config)) == expected
 
 
 @pytest.mark.parametrize("content", [None, "not json", '["a list"]', '{"auths": null}'])
-def test_registry_auth_unreadable_config(
-    local_fact: LoadFact, tmp_path: Path, content: str | None
-) -> None:
+def test_registry_auth_unreadable_config(local_fact: LoadFact, tmp_path: Path, content: str | None) -> None:
     path = tmp_path / "config.json"
     if content is not None:
         path.write_text(content)
@@ -214,13 +204,12 @@ def test_free_disk_bytes_walks_up(local_fact: LoadFact, tmp_path: Path) -> None:
 # -- Triton facts against a stand-in HTTP endpoint ----------------------------------------------
 
 
-
 class _TritonLike(BaseHTTPRequestHandler):
     """Answers Triton's health/config routes with the status codes Triton uses (200 / 400)."""
 
-    routes: dict[str, tuple[int, bytes]] = {}
+    routes: ClassVar[dict[str, tuple[int, bytes]]] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         code, body = self.routes.get(self.path, (400, b'{"error":"unknown"}'))
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -253,9 +242,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.skipif(
-    not shutil.which("curl"), reason="curl missing (tests/system_deps.sh installs it)"
-)
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl missing (tests/system_deps.sh installs it)")
 def test_triton_health_status_codes(local_fact: LoadFact, triton_like: int) -> None:
     assert local_fact(TritonHealth, triton_like, "embeddinggemma") == {
         "live": True,
@@ -264,9 +251,7 @@ def test_triton_health_status_codes(local_fact: LoadFact, triton_like: int) -> N
     }
 
 
-@pytest.mark.skipif(
-    not shutil.which("curl"), reason="curl missing (tests/system_deps.sh installs it)"
-)
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl missing (tests/system_deps.sh installs it)")
 def test_triton_refused(local_fact: LoadFact) -> None:
     port = free_port()
     assert local_fact(TritonHealth, port, "embeddinggemma") == TritonHealth.default()
@@ -292,9 +277,7 @@ def test_docker_facts_tolerate_missing_objects(local_fact: LoadFact) -> None:
         assert runtimes == []
 
 
-def test_docker_facts_without_daemon(
-    local_fact: LoadFact, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_docker_facts_without_daemon(local_fact: LoadFact, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     if not shutil.which("docker"):
         pytest.skip("no docker client")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")

@@ -17,7 +17,9 @@ DAEMON_SCRIPT = Path(__file__).resolve().parent / "docker_daemon.sh"
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command; errors end in one line on stderr."""
     parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description=__doc__)
-    parser.add_argument("--name", default=os.environ.get("SANDBOX_NAME", "default"), help="sandbox name (env SANDBOX_NAME; default: default)")
+    parser.add_argument(
+        "--name", default=os.environ.get("SANDBOX_NAME", "default"), help="sandbox name (env SANDBOX_NAME; default: default)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="create or update the sandbox (re-runnable; images are reused)")
     up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")

@@ -85,8 +85,17 @@ def growth(one: dict[str, float], many: dict[str, float], rows: int = GROWTH_ROW
 def _deploy(hub: HubServer, cache: Path) -> Converge:
     """One timed ``pyinfra ... --json`` run on the bench fleet."""
     env = {**os.environ, "SANDBOX_NAME": NAME, "HF_ENDPOINT": hub.url, "PYTHONUNBUFFERED": "1"}
-    cmd = [PYINFRA, "inventories/sandbox.py", "deploys/all.py", "-y", "--json",
-           "--data", "model_fetch=controller", "--data", f"model_cache_dir={cache}"]
+    cmd = [
+        PYINFRA,
+        "inventories/sandbox.py",
+        "deploys/all.py",
+        "-y",
+        "--json",
+        "--data",
+        "model_fetch=controller",
+        "--data",
+        f"model_cache_dir={cache}",
+    ]
     lines: list[tuple[float, str]] = []  # every stderr line with its time since the start
     # stdout (the JSON) goes to a file: read from a pipe only at the end, it could fill and stall pyinfra.
     with tempfile.TemporaryFile("w+") as stdout:

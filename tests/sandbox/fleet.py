@@ -36,10 +36,23 @@ SOPS = Path(sys.executable).parent / "sops"
 
 # Container flags that run systemd here without --privileged (see the field notes).
 HOST_FLAGS = (
-    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--stop-signal", "SIGRTMIN+3",
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--cgroupns=host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "--stop-signal",
+    "SIGRTMIN+3",
 )
 
 
@@ -103,9 +116,22 @@ def _write_vault(sdir: Path, values: dict[str, str]) -> None:
     """Encrypt ``values`` with the sandbox's age key; the plaintext goes through stdin only."""
     recipient = _run(["age-keygen", "-y", str(sdir / "age.key")], "age-keygen -y").strip()
     out = _run(
-        [str(SOPS), "encrypt", "--age", recipient, "--input-type", "json", "--output-type", "yaml",
-         "--filename-override", "secrets.sops.yaml", "/dev/stdin"],
-        "sops encrypt of the sandbox vault", stdin=json.dumps(values), env=_sops_env(sdir),
+        [
+            str(SOPS),
+            "encrypt",
+            "--age",
+            recipient,
+            "--input-type",
+            "json",
+            "--output-type",
+            "yaml",
+            "--filename-override",
+            "secrets.sops.yaml",
+            "/dev/stdin",
+        ],
+        "sops encrypt of the sandbox vault",
+        stdin=json.dumps(values),
+        env=_sops_env(sdir),
     )
     _write_private(sdir / "secrets.sops.yaml", out)
 
@@ -116,7 +142,7 @@ def registry_password(sdir: Path) -> str:
     key = os.environ.get("NGC_API_KEY") or vaulted.get("ngc_api_key") or secrets.token_urlsafe(32)
     # The deploy's vault (deploys/vault.py) looks a registry other than nvcr.io up in `registries`.
     login = {f"{REGISTRY_ALIAS}:5000": {"username": REGISTRY_USER, "password": key}}
-    if vaulted.get("ngc_api_key") != key or vaulted.get("registries") != login or "hf_token" in vaulted and not vaulted["hf_token"]:
+    if vaulted.get("ngc_api_key") != key or vaulted.get("registries") != login or ("hf_token" in vaulted and not vaulted["hf_token"]):
         values = {"ngc_api_key": key, "registries": login}
         if vaulted.get("hf_token"):
             values["hf_token"] = vaulted["hf_token"]
@@ -138,9 +164,24 @@ def _htpasswd_ok(image: str, auth_dir: Path, password: str) -> bool:
     if not (auth_dir / "htpasswd").exists():
         return False
     proc = subprocess.run(
-        ["docker", "run", "--rm", "-i", "--network", "none", "-v", f"{auth_dir}:/auth:ro", image,
-         "htpasswd", "-vi", "/auth/htpasswd", REGISTRY_USER],
-        input=password, capture_output=True, text=True,
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "-v",
+            f"{auth_dir}:/auth:ro",
+            image,
+            "htpasswd",
+            "-vi",
+            "/auth/htpasswd",
+            REGISTRY_USER,
+        ],
+        input=password,
+        capture_output=True,
+        text=True,
     )
     return proc.returncode == 0
 
@@ -164,11 +205,26 @@ def _ensure_registry(name: str, image: str, net: str, password: str) -> int:
     if current is None or stale:
         _log(f"starting registry {container}")
         docker(
-            "run", "-d", "--name", container, "--label", f"{LABEL}={name}", "--restart", "unless-stopped",
-            "--network", net, "--network-alias", REGISTRY_ALIAS, "-p", "127.0.0.1::5000",
-            "-v", f"{images.RECIPES / 'registry' / 'config.yml'}:/etc/docker/registry/config.yml:ro",
-            "-v", f"{auth_dir}:/auth:ro",
-            "--mount", f"type=volume,src={name}-registry-data,dst=/var/lib/docker-registry,volume-label={LABEL}={name}",
+            "run",
+            "-d",
+            "--name",
+            container,
+            "--label",
+            f"{LABEL}={name}",
+            "--restart",
+            "unless-stopped",
+            "--network",
+            net,
+            "--network-alias",
+            REGISTRY_ALIAS,
+            "-p",
+            "127.0.0.1::5000",
+            "-v",
+            f"{images.RECIPES / 'registry' / 'config.yml'}:/etc/docker/registry/config.yml:ro",
+            "-v",
+            f"{auth_dir}:/auth:ro",
+            "--mount",
+            f"type=volume,src={name}-registry-data,dst=/var/lib/docker-registry,volume-label={LABEL}={name}",
             image,
         )
     port = _published_port(container, "5000/tcp")
@@ -204,7 +260,9 @@ def _push_triton(name: str, image: str, port: int, password: str) -> str:
     config.mkdir(exist_ok=True, mode=0o700)
     env = {**os.environ, "DOCKER_CONFIG": str(config)}
     local = f"127.0.0.1:{port}"
-    _run(["docker", "login", local, "-u", REGISTRY_USER, "--password-stdin"], "docker login to the sandbox registry", stdin=password, env=env)
+    _run(
+        ["docker", "login", local, "-u", REGISTRY_USER, "--password-stdin"], "docker login to the sandbox registry", stdin=password, env=env
+    )
     target = f"{local}/{NGC_IMAGE_PATH}"
     docker("tag", image, target)
     _log(f"pushing {image} as {REGISTRY_ALIAS}:5000/{NGC_IMAGE_PATH}")
@@ -225,10 +283,24 @@ def _start_host(name: str, host: str, image: str, net: str) -> None:
     container = host_container(name, host)
     _log(f"starting host {container}")
     docker(
-        "run", "-d", "--name", container, "--hostname", host, "--label", f"{LABEL}={name}",
-        "--label", f"{LABEL}.host={host}", *HOST_FLAGS, "--network", net, "-p", "127.0.0.1::22",
+        "run",
+        "-d",
+        "--name",
+        container,
+        "--hostname",
+        host,
+        "--label",
+        f"{LABEL}={name}",
+        "--label",
+        f"{LABEL}.host={host}",
+        *HOST_FLAGS,
+        "--network",
+        net,
+        "-p",
+        "127.0.0.1::22",
         # Docker's data root on a volume (not the container's overlay): inner Docker can use overlay2.
-        "--mount", f"type=volume,src={container}-docker,dst=/var/lib/docker,volume-label={LABEL}={name}",
+        "--mount",
+        f"type=volume,src={container}-docker,dst=/var/lib/docker,volume-label={LABEL}={name}",
         image,
     )
 
@@ -258,8 +330,13 @@ def _ensure_host(name: str, host: str, image: str, net: str, pubkey: str) -> dic
     port = _published_port(container, "22/tcp")
     _wait_ssh(port)
     hostkey = docker("exec", container, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
-    return {"name": host, "container": container, "ssh_port": port, "host_key": f"{hostkey[0]} {hostkey[1]}",
-            "memlock_hard": _memlock_hard(container)}
+    return {
+        "name": host,
+        "container": container,
+        "ssh_port": port,
+        "host_key": f"{hostkey[0]} {hostkey[1]}",
+        "memlock_hard": _memlock_hard(container),
+    }
 
 
 def _memlock_hard(container: str) -> int:
@@ -332,7 +409,7 @@ def up(name: str, hosts: int) -> dict[str, Any]:
     pubkey = (sdir / "id_ed25519.pub").read_text()
     wanted = [f"host{i}" for i in range(1, hosts + 1)]
     for container in labelled("container", name):
-        host = container[len(name) + 1:]
+        host = container[len(name) + 1 :]
         if host.startswith("host") and host not in wanted:
             remove_host(name, host)
     fleet = [_ensure_host(name, host, tags["host"], net, pubkey) for host in wanted]
@@ -372,7 +449,9 @@ def status(name: str) -> str:
     state = load_state(name)
     if state is None:
         return f"sandbox {name}: not up (run make sandbox / python -m tests.sandbox up)"
-    lines = [f"sandbox {name}: registry 127.0.0.1:{state['registry']['port']} (hosts: {state['registry']['host']}), image {state['triton_image']}"]
+    lines = [
+        f"sandbox {name}: registry 127.0.0.1:{state['registry']['port']} (hosts: {state['registry']['host']}), image {state['triton_image']}"
+    ]
     for host in state["hosts"]:
         info = inspect("container", host["container"])
         running = "running" if info and info["State"]["Running"] else "missing"

@@ -96,7 +96,10 @@ def _debootstrap(recipe: Recipe, rootfs: Path) -> None:
     if shutil.which("debootstrap") is None:
         raise SandboxError("debootstrap is missing; run: bash tests/sandbox/docker_daemon.sh (installs it)")
     _log(f"debootstrap {recipe.suite} for {recipe.name} (about a minute)")
-    _run(["debootstrap", "--variant=minbase", f"--include={','.join(recipe.packages)}", recipe.suite, str(rootfs), MIRROR], f"debootstrap {recipe.suite}")
+    _run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(recipe.packages)}", recipe.suite, str(rootfs), MIRROR],
+        f"debootstrap {recipe.suite}",
+    )
 
 
 def _slim(rootfs: Path) -> None:
@@ -149,7 +152,10 @@ def _finish_triton(rootfs: Path) -> None:
         _run([*pip, "download", "-d", wheels, "--only-binary=:all:", "--no-deps", pins[0]], "pip download nvidia-pytriton")
         # The controller runs python 3.11 on x86_64 like the image: its wheels fit the image.
         _run([*pip, "install", "--no-index", "--find-links", wheels, "--target", str(site), *pins[1:]], "pip install onnxruntime/numpy")
-        _run([*pip, "install", "--no-index", "--find-links", wheels, "--target", str(site), "--no-deps", pins[0]], "pip install nvidia-pytriton")
+        _run(
+            [*pip, "install", "--no-index", "--find-links", wheels, "--target", str(site), "--no-deps", pins[0]],
+            "pip install nvidia-pytriton",
+        )
     server = site / "pytriton/tritonserver"
     python_backend = rootfs / "opt/tritonserver/backends/python"
     python_backend.mkdir(parents=True)
@@ -167,7 +173,11 @@ _FINISH = {"host": _finish_host, "registry": _finish_registry, "triton": _finish
 _CHANGES = {
     "host": ["ENV container=docker", 'CMD ["/sbin/init"]'],  # stop signal: given at docker run
     "registry": ['CMD ["/usr/bin/docker-registry", "serve", "/etc/docker/registry/config.yml"]'],
-    "triton": ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "WORKDIR /opt/tritonserver", 'CMD ["tritonserver", "--help"]'],
+    "triton": [
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "WORKDIR /opt/tritonserver",
+        'CMD ["tritonserver", "--help"]',
+    ],
 }
 
 

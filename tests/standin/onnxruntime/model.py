@@ -127,15 +127,18 @@ class TritonPythonModel:
         for indexes in groups.values():
             batch = {name: np.concatenate([inputs[i][name] for i in indexes]) for name in self.input_names}
             try:
-                results = dict(zip(self.output_names, self.session.run(self.output_names, batch)))
-            except Exception as error:  # noqa: BLE001 - reported to the client, as the real backend does
+                results = dict(zip(self.output_names, self.session.run(self.output_names, batch), strict=True))
+            except Exception as error:
                 for i in indexes:
                     responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"onnx runtime error: {error}"))
                 continue
             start = 0
             for i in indexes:
                 size = inputs[i][self.input_names[0]].shape[0]
-                tensors = [pb_utils.Tensor(name, np.ascontiguousarray(results[name][start : start + size])) for name in self._requested(requests[i])]
+                tensors = [
+                    pb_utils.Tensor(name, np.ascontiguousarray(results[name][start : start + size]))
+                    for name in self._requested(requests[i])
+                ]
                 responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
                 start += size
         return responses
