@@ -38,8 +38,6 @@ from typing import Any
 
 from pyinfra.api import State
 from pyinfra.context import ctx_state
-from pyinfra_cli.inventory import make_inventory
-from pyinfra_cli.util import parse_cli_arg
 
 from deploys.lib import settings
 from deploys.lib.repo import REPO_ROOT
@@ -75,6 +73,10 @@ class Inventory:
 
 def parse_data(items: list[str]) -> dict[str, Any]:
     """``--data key=value`` as pyinfra parses it (same value parsing)."""
+    # Imported here, not at the top: importing pyinfra_cli monkey-patches the whole process with
+    # gevent (pyinfra_cli/__init__.py), which the importers of this module (tests) must not get.
+    from pyinfra_cli.util import parse_cli_arg
+
     data: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -86,6 +88,8 @@ def parse_data(items: list[str]) -> dict[str, Any]:
 
 def load_inventory(path: str, data: dict[str, Any]) -> Inventory:
     """Read the inventory like the pyinfra CLI (group_data/ included); validate the first host."""
+    from pyinfra_cli.inventory import make_inventory  # gevent: see parse_data
+
     with ctx_state.use(State()):
         inventory = make_inventory(path, override_data=data, cwd=str(REPO_ROOT))
     hosts = [host.name for host in inventory]
