@@ -1,0 +1,709 @@
+"""The embeddings gateway (verify/gateway.py) as a real process in front of a real tritonserver.
+
+Judges: the official openai SDK against local ONNX Runtime on the same tiny model files; httpx for
+bad requests; Triton's own metrics for batching. Three gateways run for the module: ``main``
+(auth on, the real Triton), ``hang`` (Triton is a socket that accepts and never answers:
+deadlines and the concurrency limit) and ``dead`` (nothing listens: unavailability; truncation off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from tests import tinymodel
+from tests import tritonserver as ts
+from tests.gateway_bench import GatewayProcess, triton_counts
+from tests.load import TargetRefused, check_targets, run_async, run_threads
+from tests.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, cosines, too_many_inputs
+from verify.client import QUERY_TASKS, document_text, query_text
+from verify.gateway_api import ConfigError, parse_config, plan_batches
+
+KEY = "sk-gateway-test-key-1"
+MODEL = "embeddinggemma"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hub")
+    tinymodel.write_all(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def triton_root(hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ts.triton_dir(tmp_path_factory.mktemp("triton"), hub, ts.cpu_config())  # the deploy's own CPU config
+
+
+@pytest.fixture(scope="module")
+def server(triton_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ts.Server]:
+    with ts.serve(triton_root / "models", tmp_path_factory.mktemp("work")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def black_hole() -> Iterator[str]:
+    """host:port of a socket that completes TCP handshakes and never answers (a hung Triton)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def gateways(
+    server: ts.Server, triton_root: Path, black_hole: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, GatewayProcess]]:
+    """The three gateways, started together (each takes about a second to import and load)."""
+    tokenizer = triton_root / "tokenizer"
+    work = tmp_path_factory.mktemp("gateways")
+    started = {
+        "main": GatewayProcess.start(work / "main", server.grpc_url, tokenizer, api_key=KEY, max_inputs=32, max_body_bytes=256 * 1024),
+        "hang": GatewayProcess.start(work / "hang", black_hole, tokenizer, max_concurrency=1, max_queue=0, triton_timeout_s=2),
+        "dead": GatewayProcess.start(
+            work / "dead", f"127.0.0.1:{ts.free_port()}", tokenizer, truncate=False, max_tokens=64, length_buckets=[16, 64]
+        ),
+    }
+    try:
+        for gateway in started.values():
+            gateway.wait_healthy()
+        yield started
+    finally:
+        for gateway in started.values():
+            gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def main_gw(gateways: dict[str, GatewayProcess]) -> GatewayProcess:
+    return gateways["main"]
+
+
+@pytest.fixture(scope="module")
+def reference(hub: Path) -> Reference:
+    return Reference(hub)
+
+
+def post(
+    gateway: GatewayProcess, body: Any = None, key: str | None = KEY, raw: bytes | None = None, timeout: float = 10, **kwargs: Any
+) -> Any:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    content = raw if raw is not None else json.dumps(body).encode()
+    return httpx.post(f"{gateway.url}/v1/embeddings", content=content, headers=headers, timeout=timeout, **kwargs)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """A sample's value from Prometheus text, labels in any order (0 when absent)."""
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$", line)
+        if match and match.group(1) == name and dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or "")) == labels:
+            return float(match.group(3))
+    return 0.0
+
+
+def gateway_metrics(gateway: GatewayProcess) -> str:
+    return httpx.get(f"{gateway.url}/metrics", timeout=5).text
+
+
+# ---------------------------------------------------------------------------------------------
+# Parity through the official SDK
+
+
+@pytest.mark.parametrize("encoding", ["sdk-default", "float"])
+def test_openai_sdk_matches_local_onnx_runtime(main_gw: GatewayProcess, reference: Reference, encoding: str) -> None:
+    check_sdk_parity(main_gw.url, KEY, reference, encoding)
+
+
+def test_float_and_base64_carry_the_same_float32(main_gw: GatewayProcess) -> None:
+    import base64
+
+    body = {"model": MODEL, "input": ["What is Triton?", "Straße"], "dimensions": 256}
+    floats = post(main_gw, {**body, "encoding_format": "float"}).json()
+    encoded = post(main_gw, {**body, "encoding_format": "base64"}).json()
+    for a, b in zip(floats["data"], encoded["data"], strict=True):
+        assert np.array_equal(np.array(a["embedding"], np.float32), np.frombuffer(base64.b64decode(b["embedding"]), "<f4"))
+    assert list(floats) == ["object", "data", "model", "usage"] and floats["object"] == "list"
+    assert floats["data"][0]["object"] == "embedding" and floats["usage"] == encoded["usage"]
+
+
+def test_prompt_extensions_and_token_ids(main_gw: GatewayProcess, reference: Reference) -> None:
+    raw = ["how do I rotate a key?", "東京の天気"]
+    cases = [
+        ({"input_type": "query"}, [query_text(t) for t in raw]),
+        ({"task": "code retrieval"}, [query_text(t, task="code retrieval") for t in raw]),
+        ({"input_type": "document", "titles": ["Keys", None]}, [document_text(raw[0], "Keys"), document_text(raw[1])]),
+        ({"input_type": "document"}, [document_text(t) for t in raw]),
+        ({}, raw),  # default_prompt none
+    ]
+    for extra, prompted in cases:
+        response = post(main_gw, {"model": MODEL, "input": raw, "encoding_format": "float", **extra})
+        assert response.status_code == 200, (extra, response.text)
+        expected, tokens = reference.embed(prompted)
+        got = np.array([item["embedding"] for item in response.json()["data"]], np.float32)
+        assert cosines(got, expected).min() >= 0.9999, extra
+        assert response.json()["usage"]["prompt_tokens"] == tokens, extra
+    # Token ids are sent as given: the same ids embed like the text they came from.
+    encoder = reference.encoder
+    ids = encoder.encode([query_text(raw[0])])[0]
+    text_vector = np.array(
+        post(main_gw, {"model": MODEL, "input": query_text(raw[0]), "encoding_format": "float"}).json()["data"][0]["embedding"]
+    )
+    for tokens_input in (ids, [ids, ids]):
+        response = post(main_gw, {"model": MODEL, "input": tokens_input, "encoding_format": "float"})
+        assert response.status_code == 200, response.text
+        data = response.json()
+        assert len(data["data"]) == (1 if tokens_input is ids else 2)
+        assert data["usage"]["prompt_tokens"] == len(ids) * len(data["data"])
+        assert cosines(np.array([data["data"][0]["embedding"]]), text_vector[None]).min() >= 0.9999
+    assert set(QUERY_TASKS) >= {"search result", "code retrieval"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad requests, auth, models
+
+
+def test_bad_requests_get_openai_errors_then_a_good_request_works(main_gw: GatewayProcess, gateways: dict[str, GatewayProcess]) -> None:
+    good = {"model": MODEL, "input": "hello"}
+    cases = [*BAD_REQUESTS, too_many_inputs(32)]  # the main gateway allows 32 inputs
+    for name, body, status, code, param in cases:
+        raw = body if isinstance(body, bytes) else None
+        response = post(main_gw, body, raw=raw)
+        try:
+            assert_error(response, status, code, param)
+        except AssertionError as error:
+            raise AssertionError(f"case {name!r}: {error}") from None
+    # 413, declared by Content-Length and found while reading a chunked body.
+    big = json.dumps({**good, "input": ["word " * 1000] * 60}).encode()
+    assert len(big) > 256 * 1024
+    assert_error(post(main_gw, raw=big), 413, "request_too_large")
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(big), 16384):
+            yield big[start : start + 16384]
+
+    assert_error(post(main_gw, raw=chunks()), 413, "request_too_large")  # type: ignore[arg-type]
+    assert_error(httpx.get(f"{main_gw.url}/v1/embeddings", headers={"Authorization": f"Bearer {KEY}"}), 405, "method_not_allowed")
+    assert_error(httpx.post(f"{main_gw.url}/v1/completions", json=good), 404, "unknown_url")
+    assert_error(httpx.get(f"{main_gw.url}/nothing/here"), 404, "unknown_url")
+    # Over max_tokens with truncation off (the "dead" gateway: validated before any Triton call).
+    long_input = {"model": MODEL, "input": ["short", "word " * 200]}
+    error = assert_error(post(gateways["dead"], long_input, key=None), 400, "context_length_exceeded", "input[1]")
+    assert "input[1]" in error["message"] and "64" in error["message"]
+    # ...and right after all of them, a good request.
+    response = post(main_gw, good)
+    assert response.status_code == 200 and len(response.json()["data"][0]["embedding"]) == 768
+
+
+def test_auth_and_open_endpoints(main_gw: GatewayProcess) -> None:
+    assert_error(post(main_gw, {"model": MODEL, "input": "x"}, key=None), 401, "invalid_api_key")
+    assert_error(post(main_gw, {"model": MODEL, "input": "x"}, key="sk-wrong"), 401, "invalid_api_key")
+    assert_error(httpx.get(f"{main_gw.url}/v1/models"), 401, "invalid_api_key")
+    bad = httpx.post(f"{main_gw.url}/v1/embeddings", json={"model": MODEL, "input": "x"}, headers={"Authorization": f"Basic {KEY}"})
+    assert_error(bad, 401, "invalid_api_key")
+    for path in ("/health", "/ready", "/metrics"):
+        assert httpx.get(f"{main_gw.url}{path}", timeout=5).status_code == 200, path
+    assert httpx.get(f"{main_gw.url}/ready", timeout=5).json()["ready"] is True
+    models = httpx.get(f"{main_gw.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert models["object"] == "list" and [m["id"] for m in models["data"]] == [MODEL] and models["data"][0]["object"] == "model"
+    client = openai.OpenAI(base_url=f"{main_gw.url}/v1", api_key=KEY, max_retries=0, timeout=10)
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{main_gw.url}/v1", api_key="sk-nope", max_retries=0, timeout=10).embeddings.create(input="x", model=MODEL)
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(input="x", model="other")
+
+
+def test_rotated_key_file_takes_effect_on_sighup(main_gw: GatewayProcess) -> None:
+    assert main_gw.key_file is not None
+    original = main_gw.key_file.read_text()
+    new_key = "sk-gateway-test-key-2"
+    pid = main_gw.process.pid
+    try:
+        main_gw.key_file.write_text(f"# rotated\n{hashlib.sha256(new_key.encode()).hexdigest()}\n")
+        main_gw.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while post(main_gw, {"model": MODEL, "input": "x"}, key=new_key).status_code != 200:
+            assert time.monotonic() < deadline, "the new key was not accepted within 10 s of SIGHUP"
+            time.sleep(0.05)
+        assert_error(post(main_gw, {"model": MODEL, "input": "x"}, key=KEY), 401, "invalid_api_key")
+        # A broken file on SIGHUP keeps the keys loaded before (logged), never locks everyone out by accident.
+        main_gw.key_file.write_text("not-a-hash\n")
+        main_gw.process.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert post(main_gw, {"model": MODEL, "input": "x"}, key=new_key).status_code == 200
+        assert main_gw.process.poll() is None and main_gw.process.pid == pid
+    finally:
+        main_gw.key_file.write_text(original)
+        main_gw.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while post(main_gw, {"model": MODEL, "input": "x"}).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------------------
+# Triton away, deadlines, concurrency
+
+
+def test_triton_unreachable_is_503_fast(gateways: dict[str, GatewayProcess]) -> None:
+    dead = gateways["dead"]
+    start = time.monotonic()
+    ready = httpx.get(f"{dead.url}/ready", timeout=5)
+    assert ready.status_code == 503 and ready.json()["ready"] is False
+    assert_error(post(dead, {"model": MODEL, "input": "x"}, key=None), 503, "triton_unavailable", type_="server_error")
+    assert time.monotonic() - start < 10  # the gRPC deadline is 10 s; refused connections answer at once
+    assert httpx.get(f"{dead.url}/health", timeout=5).status_code == 200
+
+
+def test_hung_triton_hits_the_deadline_and_the_concurrency_limit_answers_429(gateways: dict[str, GatewayProcess]) -> None:
+    hang = gateways["hang"]
+    first: dict[str, Any] = {}
+
+    def slow() -> None:
+        t0 = time.monotonic()
+        first["response"] = post(hang, {"model": MODEL, "input": "x"}, key=None, timeout=20)
+        first["seconds"] = time.monotonic() - t0
+
+    thread = threading.Thread(target=slow, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while metric(gateway_metrics(hang), "embeddings_gateway_in_flight") < 1:
+        assert time.monotonic() < deadline, "the first request never got in flight"
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    assert_error(post(hang, {"model": MODEL, "input": "y"}, key=None), 429, "rate_limit_exceeded", type_="requests")
+    assert time.monotonic() - t0 < 1.0
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+    assert_error(first["response"], 503, "triton_timeout", type_="server_error")
+    assert 1.5 <= first["seconds"] < 5.0  # triton_timeout_s is 2
+    t0 = time.monotonic()
+    assert httpx.get(f"{hang.url}/ready", timeout=5).status_code == 503
+    assert time.monotonic() - t0 < 2.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and bucketing
+
+
+def test_request_counter_grows_by_the_requests_made(main_gw: GatewayProcess) -> None:
+    labels = {"endpoint": "embeddings", "code": "200"}
+    before = gateway_metrics(main_gw)
+    for i in range(5):
+        assert post(main_gw, {"model": MODEL, "input": ["a" * (i + 1), "b"]}).status_code == 200
+    assert_error(post(main_gw, {"model": MODEL, "input": []}), 400, "invalid_value")
+    after = gateway_metrics(main_gw)
+    assert metric(after, "embeddings_gateway_requests_total", **labels) - metric(before, "embeddings_gateway_requests_total", **labels) == 5
+    bad = {"endpoint": "embeddings", "code": "400"}
+    assert metric(after, "embeddings_gateway_requests_total", **bad) - metric(before, "embeddings_gateway_requests_total", **bad) == 1
+    assert metric(after, "embeddings_gateway_inputs_total") - metric(before, "embeddings_gateway_inputs_total") == 10
+    for name in ("tokenize_seconds_count", "infer_seconds_count", "request_seconds_count", "triton_batch_size_count"):
+        assert metric(after, f"embeddings_gateway_{name}") > metric(before, f"embeddings_gateway_{name}"), name
+    assert metric(after, "embeddings_gateway_in_flight") == 0 and metric(after, "embeddings_gateway_api_keys") == 1
+
+
+def test_plan_batches_groups_by_bucket_and_chunks() -> None:
+    plan = plan_batches([5, 70, 64, 3, 200, 65, 9, 10, 11], (64, 128, 256), 3)
+    assert plan == [(64, [0, 2, 3]), (64, [6, 7, 8]), (128, [1, 5]), (256, [4])]
+    assert plan_batches([300], (64, 128), 8) == [(300, [0])]
+
+
+def test_different_lengths_in_one_bucket_share_shapes_and_merge_in_triton(main_gw: GatewayProcess, server: ts.Server) -> None:
+    """Callers with inputs of different lengths (all within the 64 bucket) reach Triton with equal
+    shapes, so its dynamic batcher executes fewer batches than requests. Without buckets no two of
+    these could ever merge (every length differs)."""
+    texts = [" ".join(["the"] * n) for n in range(1, 33)]  # 32 distinct token counts (4 to 35), all within 64
+    metrics_url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    before_lengths = gateway_metrics(main_gw)
+
+    async def burst() -> tuple[float, float]:
+        before = triton_counts(metrics_url, MODEL)
+        async with httpx.AsyncClient(base_url=main_gw.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
+            responses = await asyncio.gather(*(client.post("/v1/embeddings", json={"model": MODEL, "input": t}) for t in texts))
+        assert all(r.status_code == 200 for r in responses)
+        after = triton_counts(metrics_url, MODEL)
+        return after[0] - before[0], after[1] - before[1]
+
+    merged = False
+    for _ in range(3):  # the batcher's timing varies; a merge in any of 3 bursts is proof enough
+        inferences, executions = asyncio.run(burst())
+        assert inferences == len(texts)
+        if executions < inferences:
+            merged = True
+            break
+    assert merged, "Triton never merged same-bucket requests of different lengths"
+    after_lengths = gateway_metrics(main_gw)
+    name = "embeddings_gateway_triton_sequence_length"
+    sent = metric(after_lengths, f"{name}_count") - metric(before_lengths, f"{name}_count")
+    padded = metric(after_lengths, f"{name}_sum") - metric(before_lengths, f"{name}_sum")
+    assert sent >= len(texts) and padded == 64 * sent  # every Triton request of these was [b, 64]
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+
+
+def base_config(**overrides: Any) -> dict[str, Any]:
+    return {"model_name": MODEL, "triton_grpc_url": "127.0.0.1:6001", "tokenizer_dir": "/tmp/tok", **overrides}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"listen_port": 0}, "key 'listen_port'=0 is invalid (allowed: an integer from 1 to 65535)"),
+        ({"listen_port": "6080"}, "key 'listen_port'=\"6080\" is invalid"),
+        ({"truncate": "yes"}, "key 'truncate'=\"yes\" is invalid (allowed: true or false)"),
+        ({"length_buckets": [128, 64, 2048]}, "strictly ascending"),
+        ({"length_buckets": [64, 512]}, "must be at least max_tokens (2048)"),
+        ({"default_prompt": "passage"}, "one of none, query, document"),
+        ({"triton_grpc_url": "http://127.0.0.1:6001"}, "host:port"),
+        ({"listen_address": "0.0.0.0"}, "beyond loopback: set api_key_sha256_file"),
+        ({"listen_address": "gateway.example"}, "an IP address"),
+        ({"max_tokenz": 5}, "unknown key 'max_tokenz'"),
+        ({"triton_timeout_s": 0}, "a number above 0"),
+        ({"max_concurrency": True}, "an integer from 1 to 4096"),
+    ],
+)
+def test_config_refuses_bad_values(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match="^config: .*") as caught:
+        parse_config(base_config(**overrides))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_config_defaults_and_required_keys() -> None:
+    config = parse_config(base_config(listen_address="::1", length_buckets=[32, 2048]))
+    assert config.max_tokens == 2048 and config.truncate is True and config.length_buckets == (32, 2048) and config.default_prompt == "none"
+    with pytest.raises(ConfigError, match="missing key 'tokenizer_dir'"):
+        parse_config({"model_name": MODEL, "triton_grpc_url": "127.0.0.1:1"})
+    assert parse_config(base_config(listen_address="0.0.0.0", api_key_sha256_file="/etc/keys")).listen_address == "0.0.0.0"
+
+
+def run_gateway(config_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "verify.gateway", "--config", str(config_path), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ts.REPO_ROOT,
+    )
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path: Path, triton_root: Path) -> None:
+    tokenizer = str(triton_root / "tokenizer")
+    key_file = tmp_path / "keys"
+    key_file.write_text("sk-raw-key-pasted-by-mistake\n")
+    cases = {
+        "unknown key": json.dumps(base_config(tokenizer_dir=tokenizer, listen_prot=1)),
+        "not JSON": "{",
+        "bad key file": json.dumps(base_config(tokenizer_dir=tokenizer, api_key_sha256_file=str(key_file))),
+        "missing tokenizer": json.dumps(base_config(tokenizer_dir=str(tmp_path / "nope"))),
+    }
+    for name, text in cases.items():
+        path = tmp_path / "gateway.json"
+        path.write_text(text)
+        result = run_gateway(path)
+        assert result.returncode == 2, (name, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("gateway: "), (name, result.stderr)
+        assert "sk-raw-key" not in result.stderr
+    assert run_gateway(tmp_path / "absent.json").returncode == 2
+    (tmp_path / "good.json").write_text(json.dumps(base_config(tokenizer_dir=tokenizer)))
+    assert run_gateway(tmp_path / "good.json", "--check").returncode == 0
+
+
+def test_sigterm_lets_the_request_in_flight_finish_then_exits(gateways: dict[str, GatewayProcess]) -> None:
+    hang = gateways["hang"]  # its last user: Triton never answers there, so a request stays in flight 2 s
+    answer: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: answer.setdefault("response", post(hang, {"model": MODEL, "input": "x"}, key=None, timeout=20)), daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 5
+    while metric(gateway_metrics(hang), "embeddings_gateway_in_flight") < 1:
+        assert time.monotonic() < deadline, "the request never got in flight"
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    hang.process.send_signal(signal.SIGTERM)
+    # uvicorn drains, then re-raises SIGTERM: death by SIGTERM after a clean shutdown (systemd: success).
+    assert hang.process.wait(timeout=15) == -signal.SIGTERM
+    assert time.monotonic() - t0 < 8
+    thread.join(timeout=5)
+    assert_error(answer["response"], 503, "triton_timeout", type_="server_error")  # answered, not dropped
+    assert "Application shutdown complete" in hang.log_tail()
+
+
+# ---------------------------------------------------------------------------------------------
+# tests/load.py
+
+
+def test_load_targets_are_loopback_unless_allowed() -> None:
+    check_targets(["http://127.0.0.1:6080/v1", "127.0.0.2:6001", "http://localhost:1", "http://[::1]:80/"])
+    check_targets(["http://172.30.0.5:6080"], allow=["172.30.0.5"])
+    for target in ("http://10.0.0.1:6080", "https://api.openai.com/v1", "8.8.8.8:53", "http://[2001:db8::1]:80"):
+        with pytest.raises(TargetRefused):
+            check_targets([target])
+    with pytest.raises(TargetRefused):
+        check_targets([])
+    with pytest.raises(TargetRefused):
+        check_targets(["http://172.30.0.5:1"], allow=["sandbox-host"])
+    with pytest.raises(TargetRefused):
+        asyncio.run(run_async(lambda: asyncio.sleep(0), targets=["http://192.168.1.1"], concurrency=1, max_requests=1, max_seconds=1))
+
+
+def test_load_loops_stop_at_the_count_or_the_deadline() -> None:
+    calls = 0
+
+    async def fast() -> int:
+        nonlocal calls
+        calls += 1
+        if calls % 10 == 0:
+            raise RuntimeError("every tenth fails")
+        await asyncio.sleep(0.001)
+        return 2
+
+    result = asyncio.run(run_async(fast, targets=["127.0.0.1:1"], concurrency=4, max_requests=50, max_seconds=10))
+    assert result.count == 50 == calls and result.failures == 5 and result.items == 90
+    assert result.errors[0] == "RuntimeError: every tenth fails" and 0 < result.percentile(50) <= result.percentile(99)
+
+    async def hang() -> None:
+        await asyncio.sleep(60)
+
+    t0 = time.monotonic()
+    result = asyncio.run(run_async(hang, targets=["localhost:1"], concurrency=3, max_requests=100, max_seconds=0.3, grace_s=0.2))
+    assert time.monotonic() - t0 < 2 and result.count == 3 and result.failures == 3
+    t0 = time.monotonic()
+    result = run_threads(lambda: time.sleep(0.01), targets=["127.0.0.1:1"], concurrency=2, max_requests=1000, max_seconds=0.3)
+    assert time.monotonic() - t0 < 2 and 5 < result.count < 1000 and result.failures == 0 and result.as_dict()["p50_ms"] >= 10
+    result = run_threads(lambda: time.sleep(5), targets=["127.0.0.1:1"], concurrency=2, max_requests=10, max_seconds=0.2, grace_s=0.3)
+    assert result.failures == 2 and result.count == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-request micro-batching (verify.gateway.MicroBatcher)
+
+
+class FakeCalls:
+    """A stand-in Triton call for MicroBatcher: records each call's ids, holds it until released,
+    and answers rows whose first component is each input's first token id (or raises ``error``)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[list[int]]] = []
+        self.release: list[asyncio.Event] = []
+        self.error: Exception | None = None
+        self.hold = True  # False: calls answer at once
+
+    def release_all(self) -> None:
+        """Release the calls held now and answer later ones at once."""
+        self.hold = False
+        for event in self.release:
+            event.set()
+
+    async def __call__(self, ids: list[list[int]], length: int) -> np.ndarray:
+        assert all(len(row) <= length for row in ids)
+        self.calls.append(ids)
+        event = asyncio.Event()
+        self.release.append(event)
+        if self.hold:
+            await asyncio.wait_for(event.wait(), 5)
+        if self.error is not None:
+            raise self.error
+        rows = np.zeros((len(ids), 768), np.float32)
+        rows[:, 0] = [row[0] for row in ids]
+        return rows
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_micro_batcher_sends_at_once_when_idle_and_merges_while_busy() -> None:
+    from verify.gateway import MicroBatcher
+
+    async def scenario() -> None:
+        fake = FakeCalls()
+        batcher = MicroBatcher(fake, max_batch=8, in_flight=2)
+        first = batcher.submit([[1]], 64)
+        await settle()
+        assert fake.calls == [[[1]]]  # idle: sent on the next loop iteration, alone
+        second = batcher.submit([[2, 2]], 64)
+        other_length = batcher.submit([[9] * 100], 128)  # another bucket has calls of its own
+        await settle()
+        assert fake.calls[1:] == [[[2, 2]], [[9] * 100]]
+        # 64 now has 2 calls open: these queue...
+        queued = [batcher.submit([[10 + i] * (i + 1) for _ in range(n)], 64) for i, n in enumerate((2, 1, 3))]
+        await settle()
+        assert len(fake.calls) == 3
+        fake.release[0].set()  # ...and go as ONE call when a slot frees
+        await settle()
+        assert fake.calls[3] == [[10], [10], [11, 11], [12, 12, 12], [12, 12, 12], [12, 12, 12]]
+        assert (await first)[:, 0].tolist() == [1]
+        for event in fake.release:
+            event.set()
+        await settle()
+        assert [(await f)[:, 0].tolist() for f in queued] == [[10, 10], [11], [12, 12, 12]]
+        assert (await second)[:, 0].tolist() == [2] and (await other_length)[:, 0].tolist() == [9]
+        # A full batch goes even when the length's calls are all open; a piece never splits.
+        held = []
+        for token in (20, 21):
+            held.append(batcher.submit([[token]], 64))
+            await settle()
+        full = [batcher.submit([[30 + i]], 64) for i in range(8)]
+        await settle()
+        assert [len(c) for c in fake.calls[-3:]] == [1, 1, 8]
+        for event in fake.release:
+            event.set()
+        assert [(await f)[0, 0] for f in held + full] == [20, 21, *range(30, 38)]
+        await batcher.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_micro_batcher_failure_fails_each_member_and_cancellation_spares_the_others() -> None:
+    from verify.gateway import MicroBatcher
+    from verify.gateway_api import ApiError
+
+    async def scenario() -> None:
+        fake = FakeCalls()
+        batcher = MicroBatcher(fake, max_batch=8, in_flight=1)
+        blocker = batcher.submit([[1]], 64)
+        await settle()
+        members = [batcher.submit([[2]], 64), batcher.submit([[3], [4]], 64)]
+        gone = batcher.submit([[5]], 64)
+        gone.cancel()  # its request gave up while queued: never sent
+        fake.error = ApiError(503, "Triton or the model is not available; retry later", "triton_unavailable", type_="server_error")
+        fake.release[0].set()
+        await settle()
+        assert fake.calls[1] == [[2], [3], [4]]
+        fake.release[1].set()
+        errors = []
+        for future in [blocker, *members]:
+            with pytest.raises(ApiError) as caught:
+                await future
+            errors.append(caught.value)
+        assert [(e.status, e.code, e.type) for e in errors] == [(503, "triton_unavailable", "server_error")] * 3
+        assert len({id(e) for e in errors}) == 3  # each request its own error object
+        # A member cancelled while its call is in flight: the others still get their rows.
+        fake.error = None
+        a, b = batcher.submit([[6]], 64), batcher.submit([[7]], 64)
+        await settle()
+        c = batcher.submit([[8]], 64)
+        await settle()
+        a.cancel()
+        fake.release_all()
+        assert (await b)[0, 0] == 7 and (await c)[0, 0] == 8 and a.cancelled()
+        # An unexpected exception is a 500 internal_error for its members, not a traceback.
+        fake.error = RuntimeError("boom")
+        d = batcher.submit([[9]], 64)
+        with pytest.raises(ApiError) as caught:
+            await d
+        assert caught.value.status == 500 and caught.value.code == "internal_error"
+        await batcher.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_concurrent_requests_merged_by_the_gateway_get_their_own_embeddings(main_gw: GatewayProcess, reference: Reference) -> None:
+    """Concurrent requests of different lengths (one bucket) and sizes are merged into shared Triton
+    calls, and each gets its own rows back, in order, as local ONNX Runtime computes them."""
+    requests = [[" ".join(["word"] * (n + k)) for k in range(1 + n % 3)] for n in range(1, 25)]  # 1-3 inputs, 24 requests
+    expected = [reference.embed(texts)[0] for texts in requests]
+    name = "embeddings_gateway_triton_batch_size"
+
+    async def burst() -> list[Any]:
+        async with httpx.AsyncClient(base_url=main_gw.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
+            body = {"model": MODEL, "encoding_format": "float"}
+            return await asyncio.gather(*(client.post("/v1/embeddings", json={**body, "input": texts}) for texts in requests))
+
+    merged = False
+    for _ in range(3):  # merging depends on timing; every burst must be right, one merge is proof enough
+        before = gateway_metrics(main_gw)
+        responses = asyncio.run(burst())
+        after = gateway_metrics(main_gw)
+        for texts, want, response in zip(requests, expected, responses, strict=True):
+            assert response.status_code == 200, response.text
+            got = np.array([item["embedding"] for item in response.json()["data"]], np.float32)
+            assert got.shape == (len(texts), 768) and cosines(got, want).min() >= 0.9999
+        calls = metric(after, f"{name}_count") - metric(before, f"{name}_count")
+        inputs = metric(after, f"{name}_sum") - metric(before, f"{name}_sum")
+        assert inputs == sum(map(len, requests))
+        if calls < len(requests):
+            merged = True
+            break
+    assert merged, "the gateway never merged concurrent requests into one Triton call"
+
+
+class FailingMergedTriton:
+    """A fake Triton gRPC server: every ModelInfer is held 0.3 s (so concurrent requests queue and
+    merge in the gateway), then answers a batch of one with unit vectors and fails a larger batch
+    with UNAVAILABLE. ``sizes`` records each call's batch size."""
+
+    def __init__(self) -> None:
+        import grpc
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+        self.sizes: list[int] = []
+        outer = self
+
+        class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+            def ModelInfer(self, request: Any, context: Any) -> Any:
+                batch = int(request.inputs[0].shape[0])
+                outer.sizes.append(batch)
+                time.sleep(0.3)
+                if batch > 1:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "fake Triton: merged batches fail here")
+                rows = np.zeros((batch, 768), "<f4")
+                rows[:, 0] = 1
+                output = service_pb2.ModelInferResponse.InferOutputTensor(name="sentence_embedding", datatype="FP32", shape=[batch, 768])
+                return service_pb2.ModelInferResponse(model_name=MODEL, outputs=[output], raw_output_contents=[rows.tobytes()])
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=16))
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(), self.server)
+        self.url = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(grace=0)
+
+
+def test_a_failed_merged_triton_call_fails_exactly_its_members_with_503(triton_root: Path, tmp_path: Path) -> None:
+    fake = FailingMergedTriton()
+    try:
+        with GatewayProcess.started(tmp_path / "gw", fake.url, triton_root / "tokenizer") as gateway:
+
+            async def burst() -> list[Any]:
+                async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+                    return await asyncio.gather(
+                        *(client.post("/v1/embeddings", json={"model": MODEL, "input": f"text {i}"}) for i in range(12))
+                    )
+
+            responses = asyncio.run(burst())
+    finally:
+        fake.stop()
+    ok = [r for r in responses if r.status_code == 200]
+    failed = [r for r in responses if r.status_code != 200]
+    assert sum(fake.sizes) == 12 and max(fake.sizes) > 1, fake.sizes  # every input sent once; some merged
+    assert len(ok) == fake.sizes.count(1) and len(failed) == sum(size for size in fake.sizes if size > 1)
+    for response in failed:
+        assert_error(response, 503, "triton_unavailable", type_="server_error")
+        assert response.headers["retry-after"] == "1"
+    for response in ok:
+        assert response.json()["data"][0]["embedding"][:2] == [1.0, 0.0]

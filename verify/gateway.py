@@ -1,0 +1,754 @@
+"""OpenAI-compatible embeddings API for EmbeddingGemma on Triton: text in, vectors out.
+
+Runs next to Triton on each host (the deploy's systemd unit)::
+
+    <venv>/bin/python -m verify.gateway --config /path/gateway.json [--check]
+
+``--check`` validates the config, the key file and the tokenizer, then exits: 0 good, 2 bad (one
+line on stderr; the same as a bad start). Config keys: :class:`verify.gateway_api.GatewayConfig`.
+Needs the pins of verify/requirements-gateway.txt (starlette, uvicorn, tritonclient[grpc],
+tokenizers, numpy, prometheus_client).
+
+Endpoints
+---------
+``POST /v1/embeddings`` (bearer key)
+    OpenAI's request: ``input`` (a string, a list of strings, a list of token ids or a list of
+    token-id lists; at most ``max_inputs``), ``model`` (must be ``model_name``), ``dimensions``
+    (768, 512, 256 or 128: Matryoshka, the leading components re-normalised), ``encoding_format``
+    (``float``, the default, or ``base64``: little-endian float32, what the openai SDK asks for by
+    default), ``user`` (accepted, ignored). Extensions: ``input_type`` (``query``, ``document`` or
+    ``none``), ``task`` (one of the model card's query tasks, verify.client.QUERY_TASKS; implies
+    ``query``; default "search result"), ``titles`` (documents only: one string or null per input).
+    Text inputs get the model card's prompt (verify.client.query_text / document_text); with no
+    ``input_type``/``task`` the config's ``default_prompt`` applies. Token-id inputs are sent as
+    given (no prompt, no special tokens added). Unknown request fields are refused (400
+    ``unknown_parameter``), as OpenAI refuses unrecognised arguments: a misspelt field must not
+    pass silently. An empty string is refused unless a prompt applies (the text sent is then the
+    prompt alone, as in the verify samples).
+    Response: ``{"object": "list", "data": [{"object": "embedding", "index": i, "embedding": ...}],
+    "model": model_name, "usage": {"prompt_tokens": N, "total_tokens": N}}``, N the tokens sent
+    to the model: prompts and special tokens included, after truncation, before padding.
+``GET /v1/models``, ``GET /v1/models/{model}`` (bearer key): OpenAI's model list / model object.
+``GET /health`` (no key): 200 while the process serves. ``GET /ready`` (no key): 200 when Triton
+    says the model is READY (asked with a 1 s deadline, the answer cached 0.5 s), else 503.
+``GET /metrics`` (no key): Prometheus text, prefix ``embeddings_gateway_``: requests by endpoint
+    and status code, inputs, tokens, Triton batch sizes and padded lengths (histograms), tokenize /
+    infer / request latency histograms, requests in flight and queued, keys loaded, Triton errors.
+
+Errors: ``{"error": {"message", "type", "param", "code"}}`` (never a traceback):
+
+====== ===================== =========================== ==================================================
+status type                  code                        when
+====== ===================== =========================== ==================================================
+400    invalid_request_error invalid_json                body is not JSON
+400    invalid_request_error invalid_type                a field of the wrong type (param: the field)
+400    invalid_request_error missing_required_parameter  no ``input`` or no ``model``
+400    invalid_request_error unknown_parameter           a field this API does not know (param: its name)
+400    invalid_request_error invalid_value               empty list, empty string without prompt, bad
+                                                         dimensions / encoding_format / input_type / task /
+                                                         titles, token id outside the vocabulary
+400    invalid_request_error too_many_inputs             more than ``max_inputs`` inputs
+400    invalid_request_error context_length_exceeded     an input over ``max_tokens`` with ``truncate``
+                                                         false (param ``input[i]``, the message names i)
+401    invalid_request_error invalid_api_key             no, malformed or unknown bearer key
+404    invalid_request_error model_not_found             ``model`` is not the served name
+404    invalid_request_error unknown_url                 no such path
+405    invalid_request_error method_not_allowed          wrong method for the path
+413    invalid_request_error request_too_large           body over ``max_body_bytes`` (checked while reading)
+429    requests              rate_limit_exceeded         ``max_concurrency`` busy and the queue full, or no
+                                                         slot within ``queue_timeout_s`` (Retry-After: 1)
+503    server_error          triton_unavailable          Triton unreachable, or the model not loaded/ready
+503    server_error          triton_timeout              no answer within ``triton_timeout_s``
+500    server_error          triton_error / internal_error  anything else (details in the log only)
+====== ===================== =========================== ==================================================
+
+Signals: SIGTERM/SIGINT stop gracefully (no new connections; in-flight requests get
+``shutdown_timeout_s``). SIGHUP re-reads ``api_key_sha256_file`` (a rotated key works at once, the
+old one stops; a bad file is logged and the keys loaded before stay). Keys are compared by sha256;
+the gateway never sees a key file with raw keys.
+
+Fast path: ``POST /v1/embeddings`` is a plain ASGI handler (Starlette serves the other routes);
+one ``encode_batch`` per request (off the event loop for large requests; the Rust tokenizer
+releases the GIL), truncation at ``max_tokens``, inputs grouped into ``length_buckets`` and padded
+to the bucket, chunks of at most ``triton_max_batch_size``. Cross-request micro-batching
+(:class:`MicroBatcher`): chunks of one padded length from concurrent requests are merged into one
+Triton call of at most ``triton_max_batch_size`` inputs while that length already has Triton calls
+in flight, with no timer (nothing waits at concurrency 1), and the rows split back per request;
+Triton's dynamic batcher still merges the calls in flight (equal shapes across callers). One gRPC
+channel, only ``sentence_embedding`` asked back, numpy assembly, base64 straight from the float32
+buffer. ``triton_batch_size`` in /metrics observes each Triton call, merged ones included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from verify.client import ATTENTION_MASK, EMBEDDING_DIM, INPUT_IDS, SENTENCE_EMBEDDING, EmbeddingError, TextEncoder, truncate
+from verify.gateway_api import (
+    ApiError,
+    ConfigError,
+    EmbeddingRequest,
+    GatewayConfig,
+    fit_lengths,
+    key_hash,
+    load_config,
+    load_key_hashes,
+    parse_request,
+    plan_batches,
+    response_body,
+)
+
+log = logging.getLogger("verify.gateway")
+
+PREFIX = "embeddings_gateway_"
+# Requests whose texts add up to fewer characters are tokenized on the event loop: a thread hop
+# costs more than encoding a few short texts.
+INLINE_TOKENIZE_CHARS = 2048
+READY_DEADLINE_S = 1.0
+READY_CACHE_S = 0.5
+ENDPOINTS = {"/v1/embeddings": "embeddings", "/v1/models": "models", "/health": "health", "/ready": "ready", "/metrics": "metrics"}
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The gateway's Prometheus metrics, in a registry of its own (plus the process collector)."""
+
+    def __init__(self, length_buckets: Sequence[int]) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        self.requests = Counter(PREFIX + "requests", "HTTP requests by endpoint and status code", ["endpoint", "code"], registry=registry)
+        self.inputs = Counter(PREFIX + "inputs", "Inputs embedded", registry=registry)
+        self.tokens = Counter(PREFIX + "tokens", "Tokens sent to the model (prompts included, padding not)", registry=registry)
+        self.batch_size = Histogram(
+            PREFIX + "triton_batch_size",
+            "Inputs per Triton request",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=registry,
+        )
+        self.sequence_length = Histogram(
+            PREFIX + "triton_sequence_length",
+            "Padded sequence length of each input sent to Triton",
+            buckets=tuple(length_buckets),
+            registry=registry,
+        )
+        self.tokenize = Histogram(PREFIX + "tokenize_seconds", "Tokenizing one request", buckets=LATENCY_BUCKETS, registry=registry)
+        self.infer = Histogram(PREFIX + "infer_seconds", "One Triton request", buckets=LATENCY_BUCKETS, registry=registry)
+        self.request = Histogram(
+            PREFIX + "request_seconds",
+            "/v1/embeddings answered with 200, body read to response built",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(PREFIX + "in_flight", "Embedding requests being processed", registry=registry)
+        self.queued = Gauge(PREFIX + "queued", "Embedding requests waiting for a slot", registry=registry)
+        self.api_keys = Gauge(PREFIX + "api_keys", "API key hashes loaded (0: auth off)", registry=registry)
+        self.triton_errors = Counter(PREFIX + "triton_errors", "Failed Triton requests by reason", ["reason"], registry=registry)
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def overloaded(message: str) -> ApiError:
+    return ApiError(429, message, "rate_limit_exceeded", type_="requests")
+
+
+class Admission:
+    """At most ``limit`` requests processed at once, at most ``queue`` waiting for a slot and each
+    for at most ``timeout_s``; the rest get 429 at once. Never an unbounded wait."""
+
+    def __init__(self, limit: int, queue: int, timeout_s: float, metrics: Metrics) -> None:
+        self.limit, self.queue, self.timeout_s, self.metrics = limit, queue, timeout_s, metrics
+        self._semaphore = asyncio.Semaphore(limit)
+        self._waiting = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._semaphore.locked():
+            if self._waiting >= self.queue:
+                raise overloaded(f"Too many requests: {self.limit} in flight and {self._waiting} waiting; retry later")
+            self._waiting += 1
+            self.metrics.queued.inc()
+            try:
+                await asyncio.wait_for(self._semaphore.acquire(), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise overloaded(f"Too many requests: no slot free within {self.timeout_s:g}s; retry later") from None
+            finally:
+                self._waiting -= 1
+                self.metrics.queued.dec()
+        else:
+            await self._semaphore.acquire()  # returns at once: a slot is free
+        self.metrics.in_flight.inc()
+        try:
+            yield
+        finally:
+            self.metrics.in_flight.dec()
+            self._semaphore.release()
+
+
+def triton_error(error: Exception, timeout_s: float) -> ApiError:
+    """An ApiError for a failed Triton call: 503 when Triton is away, slow or has no ready model."""
+    status = ""
+    if callable(getattr(error, "status", None)):
+        status = str(error.status() or "")
+    text = str(error).lower()
+    if "DEADLINE_EXCEEDED" in status or isinstance(error, asyncio.TimeoutError):
+        return ApiError(503, f"Triton did not answer within {timeout_s:g}s", "triton_timeout", type_="server_error")
+    if (
+        "UNAVAILABLE" in status
+        or "NOT_FOUND" in status
+        or any(s in text for s in ("unknown model", "not ready", "no available version", "not found"))
+    ):
+        return ApiError(503, "Triton or the model is not available; retry later", "triton_unavailable", type_="server_error")
+    return ApiError(500, "The model server failed to process the request", "triton_error", type_="server_error")
+
+
+async def gather_or_cancel(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
+    """asyncio.gather that cancels the other calls when one fails (no orphan Triton calls)."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class ClientGone(Exception):
+    """The client hung up before its request body was read."""
+
+
+INTERNAL_ERROR = ApiError(500, "The server had an error while processing your request", "internal_error", type_="server_error")
+
+
+def error_headers(error: ApiError) -> dict[str, str]:
+    """Extra response headers of an error: Retry-After on 429/503, WWW-Authenticate on 401."""
+    return {"Retry-After": "1"} if error.status in (429, 503) else {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+
+
+# Triton calls a length bucket keeps open before its inputs queue and merge (MicroBatcher): two keep
+# Triton's single instance busy (one executing, one queued there) without holding inputs back.
+CALLS_IN_FLIGHT = 2
+
+
+@dataclass(slots=True)
+class Piece:
+    """One request's inputs of one padded length, waiting for (or in) a Triton call."""
+
+    ids: list[list[int]]
+    future: asyncio.Future[np.ndarray]
+
+
+class MicroBatcher:
+    """Cross-request batching, as text-embeddings-inference does: pieces (a request's inputs of one
+    padded length) queue per length; a length with fewer than ``in_flight`` Triton calls open, or
+    with ``max_batch`` inputs queued, sends what is queued (FIFO, whole pieces, at most ``max_batch``
+    inputs) in one call and splits the rows back. No timer: a piece is sent on the next loop
+    iteration when its length is idle (no added latency at concurrency 1), and waits only while
+    Triton is busy with earlier calls, which is when others join it. Triton's dynamic batcher still
+    merges the calls in flight.
+
+    ``call(ids, length)`` makes one Triton call ([len(ids), 768] or an exception). A failed call
+    fails each of its pieces with its own copy of the ApiError (anything else: 500). A cancelled
+    piece (its request gave up: timeout, disconnect) is skipped when still queued, and its rows are
+    dropped when already sent; the other pieces are not affected. Waits are bounded by the call's
+    gRPC deadline and by the caller's own timeout on the future."""
+
+    def __init__(
+        self, call: Callable[[list[list[int]], int], Awaitable[np.ndarray]], max_batch: int, in_flight: int = CALLS_IN_FLIGHT
+    ) -> None:
+        self._call, self.max_batch, self.in_flight = call, max_batch, in_flight
+        self._queues: dict[int, deque[Piece]] = {}
+        self._queued: dict[int, int] = {}  # inputs queued per length
+        self._open: dict[int, int] = {}  # Triton calls in flight per length
+        self._scheduled: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def submit(self, ids: list[list[int]], length: int) -> asyncio.Future[np.ndarray]:
+        """Queue ``ids`` (at most max_batch, each at most ``length`` tokens); the future gives their rows."""
+        assert 0 < len(ids) <= self.max_batch
+        loop = asyncio.get_running_loop()
+        piece = Piece(ids, loop.create_future())
+        self._queues.setdefault(length, deque()).append(piece)
+        self._queued[length] = self._queued.get(length, 0) + len(ids)
+        if length not in self._scheduled:  # pieces submitted in this loop iteration go together
+            self._scheduled.add(length)
+            loop.call_soon(self._flush, length)
+        return piece.future
+
+    def _flush(self, length: int) -> None:
+        self._scheduled.discard(length)
+        if self._closed:
+            return
+        queue = self._queues[length]
+        while queue and (self._open.get(length, 0) < self.in_flight or self._queued[length] >= self.max_batch):
+            batch: list[Piece] = []
+            size = 0
+            while queue and size + len(queue[0].ids) <= self.max_batch:
+                piece = queue.popleft()
+                self._queued[length] -= len(piece.ids)
+                if not piece.future.done():  # done: cancelled while queued
+                    batch.append(piece)
+                    size += len(piece.ids)
+            if batch:
+                self._open[length] = self._open.get(length, 0) + 1
+                task = asyncio.ensure_future(self._run(batch, length))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[Piece], length: int) -> None:
+        try:
+            rows = await self._call([row for piece in batch for row in piece.ids], length)
+        except Exception as error:
+            if not isinstance(error, ApiError):
+                log.error("Triton call failed unexpectedly", exc_info=error)
+                error = INTERNAL_ERROR
+            for piece in batch:
+                if not piece.future.done():
+                    piece.future.set_exception(ApiError(error.status, error.message, error.code, error.param, error.type))
+        except BaseException:  # cancelled (shutdown): the pieces' requests are cancelled with it
+            for piece in batch:
+                piece.future.cancel()
+            raise
+        else:
+            start = 0
+            for piece in batch:
+                if not piece.future.done():
+                    piece.future.set_result(rows[start : start + len(piece.ids)])
+                start += len(piece.ids)
+        finally:
+            self._open[length] -= 1
+            self._flush(length)
+
+    async def close(self) -> None:
+        """Cancel the calls in flight (after the server drained its requests)."""
+        self._closed = True
+        for queue in self._queues.values():
+            for piece in queue:
+                piece.future.cancel()
+            queue.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Gateway:
+    """State and handlers of one gateway process."""
+
+    def __init__(self, config: GatewayConfig, encoder: TextEncoder, keys: frozenset[str] | None) -> None:
+        self.config = config
+        self.encoder = encoder
+        if not config.truncate:
+            # Exact token counts for the 400 message; the body limit bounds the work.
+            encoder.tokenizer.no_truncation()
+        self.max_tokens = encoder.max_length  # a smaller model_max_length in tokenizer_config.json lowers it
+        self.vocab_size = encoder.tokenizer.get_vocab_size(with_added_tokens=True)
+        self.keys = keys
+        self.metrics = Metrics(config.length_buckets)
+        self.metrics.api_keys.set(len(keys or ()))
+        self.created = int(time.time())
+        self.client: Any = None
+        self.admission: Admission | None = None
+        self.batcher: MicroBatcher | None = None
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenize")
+        self._ready: tuple[float, bool, str] = (-math.inf, False, "not checked yet")
+        self._ready_lock: asyncio.Lock | None = None
+        self._last_error_log = -math.inf
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        import tritonclient.grpc.aio as grpcclient
+
+        self.client = grpcclient.InferenceServerClient(self.config.triton_grpc_url)  # one channel, reused
+        self.admission = Admission(self.config.max_concurrency, self.config.max_queue, self.config.queue_timeout_s, self.metrics)
+        self.batcher = MicroBatcher(self.infer, self.config.triton_max_batch_size)
+        self._ready_lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.reload_keys)
+        log.info(
+            "serving model %s on %s:%s, Triton gRPC %s, auth %s",
+            self.config.model_name,
+            self.config.listen_address,
+            self.config.listen_port,
+            self.config.triton_grpc_url,
+            f"on ({len(self.keys)} keys)" if self.keys is not None else "off (loopback only)",
+        )
+        try:
+            yield
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
+            await self.batcher.close()
+            await self.client.close()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def reload_keys(self) -> None:
+        """SIGHUP: re-read the key file; a bad file keeps the keys loaded before."""
+        if self.keys is None:
+            log.info("SIGHUP: auth is off, no key file to re-read")
+            return
+        try:
+            self.keys = load_key_hashes(self.config.api_key_sha256_file)
+        except ConfigError as error:
+            log.error("SIGHUP: %s; keeping the %d keys loaded before", error, len(self.keys))
+            return
+        self.metrics.api_keys.set(len(self.keys))
+        log.info("SIGHUP: %d API keys loaded", len(self.keys))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def authorize(self, authorization: str) -> None:
+        """401 unless auth is off or the bearer key's sha256 is in the key file (``authorization``: the header's value)."""
+        if self.keys is None:
+            return
+        scheme, _, key = authorization.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise ApiError(401, "You didn't provide an API key: send it as 'Authorization: Bearer KEY'", "invalid_api_key")
+        if key_hash(key) not in self.keys:
+            raise ApiError(401, "Incorrect API key provided", "invalid_api_key")
+
+    def log_triton_error(self, error: Exception) -> None:
+        """Log a Triton failure, at most one line every 5 s (a dead Triton must not flood journald)."""
+        now = time.monotonic()
+        if now - self._last_error_log >= 5:
+            self._last_error_log = now
+            log.warning("Triton request failed: %s", str(error).strip()[:300] or type(error).__name__)
+
+    async def tokenize(self, texts: list[str]) -> list[list[int]]:
+        if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
+            return self.encoder.encode(texts)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.encoder.encode, texts)
+
+    async def infer(self, ids: list[list[int]], length: int) -> np.ndarray:
+        """One Triton request of ``ids`` padded to ``length``; sentence_embedding float32 [batch, 768]."""
+        import tritonclient.grpc.aio as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        input_ids, attention_mask = self.encoder.pad(ids, length=length)
+        inputs = []
+        for name, array in ((INPUT_IDS, input_ids), (ATTENTION_MASK, attention_mask)):
+            tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        self.metrics.batch_size.observe(input_ids.shape[0])
+        start = time.perf_counter()
+        try:
+            result = await self.client.infer(
+                self.config.model_name,
+                inputs,
+                outputs=[grpcclient.InferRequestedOutput(SENTENCE_EMBEDDING)],  # not last_hidden_state: [b, seq, 768]
+                client_timeout=self.config.triton_timeout_s,
+            )
+        except InferenceServerException as error:
+            api_error = triton_error(error, self.config.triton_timeout_s)
+            self.metrics.triton_errors.labels(api_error.code).inc()
+            self.log_triton_error(error)
+            raise api_error from None
+        finally:
+            self.metrics.infer.observe(time.perf_counter() - start)
+        embeddings = result.as_numpy(SENTENCE_EMBEDDING)
+        if embeddings is None or embeddings.shape != (input_ids.shape[0], EMBEDDING_DIM):
+            self.metrics.triton_errors.labels("contract").inc()
+            log.error("Triton returned %s for a batch of %d", None if embeddings is None else embeddings.shape, input_ids.shape[0])
+            raise ApiError(500, "The model server returned an unexpected result", "triton_error", type_="server_error")
+        return embeddings
+
+    async def embed(self, request: EmbeddingRequest) -> tuple[np.ndarray, int]:
+        """Embeddings [n, dimensions] in input order, and the tokens sent."""
+        start = time.perf_counter()
+        ids = await self.tokenize(request.texts) if request.texts is not None else request.token_ids or []
+        ids = fit_lengths(ids, self.max_tokens, self.config.truncate)
+        self.metrics.tokenize.observe(time.perf_counter() - start)
+        lengths = [len(row) for row in ids]
+        plan = plan_batches(lengths, self.config.length_buckets, self.config.triton_max_batch_size)
+        assert self.batcher is not None
+        pieces = []
+        for length, members in plan:
+            pieces.append(self.batcher.submit([ids[i] for i in members], length))
+            for _ in members:
+                self.metrics.sequence_length.observe(length)
+        try:
+            # The gRPC deadline bounds each call; this bounds the lot (queueing included), whatever happens below it.
+            # One piece (the common case) is awaited as it is: no gather and no task.
+            waiter = pieces[0] if len(pieces) == 1 else gather_or_cancel(pieces)
+            done = await asyncio.wait_for(waiter, self.config.triton_timeout_s + 1.0)
+            results = [done] if len(pieces) == 1 else done
+        except asyncio.TimeoutError as error:
+            raise triton_error(error, self.config.triton_timeout_s) from None
+        out = np.empty((len(ids), EMBEDDING_DIM), dtype=np.float32)
+        for (_, members), embeddings in zip(plan, results, strict=True):
+            out[members] = embeddings
+        return truncate(out, request.dimensions), sum(lengths)
+
+    async def ready(self) -> tuple[bool, str]:
+        """Is the model READY in Triton? Asked with a short deadline, the answer cached briefly."""
+        assert self._ready_lock is not None
+        async with self._ready_lock:
+            checked, ok, reason = self._ready
+            if time.monotonic() - checked < READY_CACHE_S:
+                return ok, reason
+            try:
+                ok = bool(
+                    await self.client.is_model_ready(
+                        self.config.model_name, client_timeout=min(READY_DEADLINE_S, self.config.triton_timeout_s)
+                    )
+                )
+                reason = "" if ok else f"model {self.config.model_name} is not ready in Triton"
+            except Exception as error:
+                ok, reason = False, f"Triton at {self.config.triton_grpc_url} did not answer ({type(error).__name__})"
+            self._ready = (time.monotonic(), ok, reason)
+            return ok, reason
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    async def read_body(self, declared: str, receive: Any) -> bytes:
+        """The body from ASGI ``receive``, refused with 413 as soon as it passes max_body_bytes (never
+        read unbounded; ``declared``: the Content-Length header, "" when none). ClientGone when the
+        client hangs up first."""
+        limit = self.config.max_body_bytes
+        too_large = ApiError(413, f"Request body too large: the limit is {limit} bytes", "request_too_large")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            if not message.get("more_body", False):
+                return b"".join((*chunks, chunk)) if chunks else chunk
+            chunks.append(chunk)
+
+    async def embeddings(self, scope: dict[str, Any], receive: Any, send: Any) -> int:
+        """POST /v1/embeddings as a plain ASGI handler, the hot path: no Starlette request, routing or
+        response objects. Answers like the Starlette handlers do (errors in OpenAI's shape, the same
+        headers); returns the status sent (499: the client hung up before the body was read)."""
+        authorization = declared = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value.decode("latin-1")
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            self.authorize(authorization)
+            status, payload = 200, await self.embed_body(await self.read_body(declared, receive))
+        except ApiError as error:
+            status, payload = error.status, error.body()
+            headers = [(k.lower().encode(), v.encode()) for k, v in error_headers(error).items()]
+        except ClientGone:
+            return 499
+        except Exception as error:
+            log.error("unexpected error on POST /v1/embeddings", exc_info=error)
+            status, payload = 500, INTERNAL_ERROR.body()
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        return status
+
+    async def embed_body(self, body: bytes) -> bytes:
+        """The response JSON of a /v1/embeddings body (ApiError otherwise)."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ApiError(400, "We could not parse the JSON body of your request", "invalid_json") from None
+        parsed = parse_request(data, self.config.model_name, self.config.max_inputs, self.config.default_prompt, self.vocab_size)
+        assert self.admission is not None
+        async with self.admission.slot():
+            start = time.perf_counter()
+            vectors, tokens = await self.embed(parsed)
+            payload = response_body(vectors, parsed.encoding_format, self.config.model_name, tokens)
+            self.metrics.request.observe(time.perf_counter() - start)
+        self.metrics.inputs.inc(len(parsed))
+        self.metrics.tokens.inc(tokens)
+        return payload
+
+    def model_object(self) -> dict[str, Any]:
+        return {"id": self.config.model_name, "object": "model", "created": self.created, "owned_by": "triton-embeddinggemma"}
+
+    async def models(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        self.authorize(request.headers.get("authorization", ""))
+        return JSONResponse({"object": "list", "data": [self.model_object()]})
+
+    async def model(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        self.authorize(request.headers.get("authorization", ""))
+        name = request.path_params["model"]
+        if name != self.config.model_name:
+            raise ApiError(
+                404, f"The model `{name}` does not exist; this server serves `{self.config.model_name}`", "model_not_found", "model"
+            )
+        return JSONResponse(self.model_object())
+
+    async def health(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"status": "ok"})
+
+    async def readiness(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        ok, reason = await self.ready()
+        body = {"ready": ok, "model": self.config.model_name, **({"reason": reason} if reason else {})}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    async def metrics_text(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        payload, content_type = self.metrics.exposition()
+        return Response(payload, media_type=content_type)
+
+    # -- the ASGI app ---------------------------------------------------------------------
+
+    def app(self) -> Any:
+        """The Starlette app, wrapped in the request counter."""
+        from starlette.applications import Starlette
+        from starlette.exceptions import HTTPException
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Response:
+            return Response(error.body(), status_code=error.status, media_type="application/json", headers=headers)
+
+        async def on_api_error(request: Any, error: Exception) -> Response:
+            assert isinstance(error, ApiError)
+            return error_response(error, error_headers(error) or None)
+
+        async def on_http_error(request: Any, error: Exception) -> Response:
+            assert isinstance(error, HTTPException)
+            where = f"{request.method} {request.url.path}"
+            if error.status_code == 404:
+                return error_response(ApiError(404, f"Invalid URL ({where})", "unknown_url"))
+            if error.status_code == 405:
+                return error_response(ApiError(405, f"Method not allowed ({where})", "method_not_allowed"), dict(error.headers or {}))
+            return error_response(ApiError(error.status_code, str(error.detail), None))
+
+        async def on_unexpected(request: Any, error: Exception) -> Response:
+            log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+            return error_response(INTERNAL_ERROR)
+
+        class Embeddings:  # an ASGI endpoint (not a function: Starlette passes it scope, receive and send)
+            async def __call__(inner, scope: dict[str, Any], receive: Any, send: Any) -> None:
+                await self.embeddings(scope, receive, send)
+
+        routes = [
+            Route("/v1/embeddings", Embeddings(), methods=["POST"]),  # Front answers POST before Starlette; others: 405
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", self.model, methods=["GET"]),
+            Route("/health", self.health, methods=["GET"]),
+            Route("/ready", self.readiness, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
+        ]
+        handlers = {ApiError: on_api_error, HTTPException: on_http_error, Exception: on_unexpected}
+        return Front(Starlette(routes=routes, exception_handlers=handlers, lifespan=self.lifespan), self)
+
+
+class Front:
+    """The ASGI app: ``POST /v1/embeddings`` straight to :meth:`Gateway.embeddings` (the hot path),
+    everything else to Starlette; every HTTP answer counted by endpoint and status code."""
+
+    def __init__(self, app: Any, gateway: Gateway) -> None:
+        self.app, self.gateway, self.metrics = app, gateway, gateway.metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path == "/v1/embeddings" and scope["method"] == "POST":
+            status = 500
+            try:
+                status = await self.gateway.embeddings(scope, receive, send)
+            finally:
+                self.metrics.requests.labels("embeddings", str(status)).inc()
+            return
+        endpoint = ENDPOINTS.get(path) or ("models" if path.startswith("/v1/models/") else "other")
+        status = 500
+
+        async def counting_send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+
+
+def prepare(config_path: str | Path) -> Gateway:
+    """Config, key file and tokenizer loaded and checked (ConfigError / EmbeddingError otherwise)."""
+    config = load_config(config_path)
+    keys = load_key_hashes(config.api_key_sha256_file) if config.api_key_sha256_file else None
+    if not Path(config.tokenizer_dir).is_dir():
+        raise ConfigError(f"tokenizer_dir {config.tokenizer_dir} is not a directory")
+    encoder = TextEncoder(config.tokenizer_dir, max_length=config.max_tokens)
+    return Gateway(config, encoder, keys)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verify.gateway", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="the gateway's JSON config")
+    parser.add_argument("--check", action="store_true", help="validate config, key file and tokenizer, then exit")
+    args = parser.parse_args(argv)
+    try:
+        gateway = prepare(args.config)
+    except (ConfigError, EmbeddingError) as error:
+        print(f"gateway: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"gateway: config {args.config} is valid", file=sys.stderr)
+        return 0
+    import uvicorn
+
+    config = gateway.config
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s", stream=sys.stderr)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            gateway.app(),
+            host=config.listen_address,
+            port=config.listen_port,
+            log_level=config.log_level,
+            access_log=False,  # per-request lines cost CPU at load; /metrics counts requests
+            lifespan="on",
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
+        )
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
