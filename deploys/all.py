@@ -8,6 +8,7 @@ from pyinfra import state
 
 from deploys.lib import settings
 from deploys.steps.docker import docker
+from deploys.steps.gateway import embeddings_gateway
 from deploys.steps.model import model
 from deploys.steps.nvidia_toolkit import nvidia_toolkit
 from deploys.steps.preflight import preflight
@@ -23,4 +24,5 @@ nvidia_toolkit()
 registry_login()
 model()
 triton()
+embeddings_gateway()
 verify()

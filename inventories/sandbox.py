@@ -38,6 +38,9 @@ def _host_data(host: dict) -> dict:
         "docker_insecure_registries": [_STATE["registry"]["host"]],
         # Hosts are containers without CAP_SYS_RESOURCE: memlock cannot go past their hard limit.
         "triton_ulimit_memlock": host.get("memlock_hard", -1),
+        # The gateway listens on the host's private address (published on the controller's
+        # loopback), so bearer auth is on: the key is the vault's gateway_api_keys.
+        **({"gateway_listen_address": host["address"]} if host.get("address") else {}),
     }
 
 

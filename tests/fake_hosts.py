@@ -119,6 +119,8 @@ def responses(release: str, smi: list[str] | None, df: list[str], extra: dict | 
     table["nvidia-smi --query-gpu"] = smi if smi is not None else []
     table["df -PB1"] = df
     table["dpkg --print-architecture"] = ["amd64"]
+    table["uname -s"] = ["Linux"]  # the Os fact (server.group/user ask it)
+    table["command -v useradd"] = ["/usr/sbin/useradd"]  # the Which fact (server.user asks it)
     table.setdefault("dpkg -l", DPKG_HEADER)
     return table
 
@@ -129,7 +131,8 @@ def host(name: str, data: dict, table: dict) -> tuple[str, dict]:
 
 # Settings every fake host shares; tests/test_plan.py adds the local Hub's model data. The parity
 # check needs a real Triton (tests/test_verify_*.py, the sandbox e2e), not a fake connector.
-SETTINGS: dict = {"verify_enabled": False}
+# The verify and gateway steps are modelled by the e2e tests (real hosts), not by canned answers.
+SETTINGS: dict = {"verify_enabled": False, "gateway_enabled": False}
 
 
 # -- converged hosts: what a host answers after a successful deploy --------------------------------

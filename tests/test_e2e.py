@@ -20,8 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, good_request, too_many_inputs
 from tests.sandbox import fleet
 from tests.sandbox.deploy import run_deploy, sandbox_env
 
@@ -117,6 +119,90 @@ def test_rerun_changes_nothing(sandbox: dict[str, Any]) -> None:
     res = results(deploy("--json"))
     for host in HOSTS:
         assert changed(res, host) == [], f"{host}: a re-run changed {changed(res, host)}"
+
+
+def gateway(host: str = "host1") -> tuple[str, str]:
+    """(base URL on the controller's loopback, API key) of ``host``'s embeddings gateway."""
+    status = fleet.status_json(NAME)
+    url = next(h["gateway_url"] for h in status["hosts"] if h["name"] == host)
+    return url, Path(status["api_key_file"]).read_text().strip()
+
+
+def triton_started(host: str) -> str:
+    """When ``host``'s Triton container last started (docker's StartedAt)."""
+    return host_sh(host, "docker inspect -f '{{.State.StartedAt}}' $(docker ps -q --filter label=com.docker.compose.service)").strip()
+
+
+def gateway_pid(host: str) -> str:
+    return host_sh(host, "systemctl show -p MainPID --value embeddings-gateway.service").strip()
+
+
+@pytest.mark.parametrize("encoding", ["sdk-default", "float"])
+def test_gateway_serves_the_openai_sdk_like_local_onnx_runtime(sandbox: dict[str, Any], encoding: str) -> None:
+    url, key = gateway()
+    check_sdk_parity(url, key, Reference(fleet.MODEL_MIRROR), encoding)
+
+
+def test_gateway_bad_requests_get_openai_errors(sandbox: dict[str, Any]) -> None:
+    url, key = gateway()
+    auth = {"Authorization": f"Bearer {key}"}
+    for what, body, status, code, param in [*BAD_REQUESTS, too_many_inputs(256)]:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        response = httpx.post(f"{url}/v1/embeddings", content=raw, headers=auth, timeout=30)
+        try:
+            assert_error(response, status, code, param)
+        except AssertionError as error:
+            raise AssertionError(f"case {what!r}: {error}") from None
+    assert_error(httpx.post(f"{url}/v1/embeddings", json=good_request(), timeout=30), 401, "invalid_api_key")
+    wrong = {"Authorization": "Bearer sandbox-not-the-key-0000000000"}
+    assert_error(httpx.post(f"{url}/v1/embeddings", json=good_request(), headers=wrong, timeout=30), 401, "invalid_api_key")
+    big = json.dumps({**good_request(), "input": ["word " * 1000] * 1000}).encode()  # past the 4 MiB default
+    assert_error(httpx.post(f"{url}/v1/embeddings", content=big, headers=auth, timeout=30), 413, "request_too_large")
+    assert_error(httpx.get(f"{url}/v1/nothing", headers=auth, timeout=30), 404, "unknown_url")
+    response = httpx.post(f"{url}/v1/embeddings", json=good_request(), headers=auth, timeout=30)
+    assert response.status_code == 200 and len(response.json()["data"][0]["embedding"]) == 768
+
+
+def test_gateway_setting_change_restarts_only_the_gateway(sandbox: dict[str, Any]) -> None:
+    triton = {h: triton_started(h) for h in HOSTS}
+    pids = {h: gateway_pid(h) for h in HOSTS}
+    res = results(deploy("--json", "--data", "gateway_max_inputs=64"))
+    url, key = gateway()
+    over = httpx.post(
+        f"{url}/v1/embeddings", json={**good_request(), "input": ["x"] * 65}, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    assert_error(over, 400, "too_many_inputs", "input")
+    for host in HOSTS:
+        ops = changed(res, host)
+        assert ops and all(op.startswith("Embeddings gateway |") for op in ops), f"{host}: {ops}"
+        assert "Embeddings gateway | Restart the gateway (code, pins, config or unit changed)" in ops
+        assert triton_started(host) == triton[host], f"{host}: Triton restarted for a gateway setting"
+        assert gateway_pid(host) != pids[host], f"{host}: the gateway was not restarted"
+    res = results(deploy("--json"))  # back to the defaults
+    assert all(op.startswith("Embeddings gateway |") for h in HOSTS for op in changed(res, h))
+
+
+def test_rotated_api_key_reloads_the_gateway_without_restarts(sandbox: dict[str, Any]) -> None:
+    _, old_key = gateway()
+    triton = {h: triton_started(h) for h in HOSTS}
+    pids = {h: gateway_pid(h) for h in HOSTS}
+    new_key = fleet.rotate_api_key(NAME)
+    res = results(deploy("--json"))
+    for host in HOSTS:
+        assert changed(res, host) == [
+            "Embeddings gateway | Gateway API key hashes (sha256 only)",
+            "Embeddings gateway | Reload the gateway's API keys (SIGHUP)",
+        ], f"{host}: {changed(res, host)}"
+        assert triton_started(host) == triton[host] and gateway_pid(host) == pids[host], f"{host}: something restarted"
+    for host in HOSTS:
+        host_url, _ = gateway(host)
+        ok = httpx.post(f"{host_url}/v1/embeddings", json=good_request(), headers={"Authorization": f"Bearer {new_key}"}, timeout=30)
+        assert ok.status_code == 200, ok.text
+        old = httpx.post(f"{host_url}/v1/embeddings", json=good_request(), headers={"Authorization": f"Bearer {old_key}"}, timeout=30)
+        assert_error(old, 401, "invalid_api_key")
+    mode = host_sh("host1", "stat -c '%a %U' /opt/triton-embeddinggemma/gateway/api-keys.sha256").strip()
+    assert mode == "600 embeddings-gateway"
+    assert new_key not in host_sh("host1", "cat /opt/triton-embeddinggemma/gateway/api-keys.sha256"), "a raw key on the host"
 
 
 def test_setting_change_touches_only_dependents(sandbox: dict[str, Any]) -> None:

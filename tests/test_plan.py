@@ -101,6 +101,48 @@ def test_fresh_hosts_plan_the_whole_chain(tmp_path, hub):
     assert CANARY_KEY not in result.stdout + result.stderr
 
 
+def test_fresh_host_plans_the_gateway_after_triton_and_before_verify(tmp_path, hub):
+    cpu = 'f.host("cpu-debian", {**f.SETTINGS, "gpu": False, "gateway_enabled": True}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
+    result = run_fleet(tmp_path, hub, cpu)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = list(changed_ops(result))
+    gateway = [name for name in names if name.startswith("Embeddings gateway |")]
+    for op in (
+        "Embeddings gateway | Service user embeddings-gateway",
+        "Embeddings gateway | Install the gateway runtime (pinned)",
+        "Embeddings gateway | Gateway config (gateway.json)",
+        "Embeddings gateway | Gateway API key hashes (sha256 only)",
+        "Embeddings gateway | Gateway unit embeddings-gateway.service",
+        "Embeddings gateway | Restart the gateway (code, pins, config or unit changed)",
+        "Embeddings gateway | Wait for the gateway READY (≤ 60s)",
+    ):
+        assert op in gateway, op
+    last_triton = max(i for i, name in enumerate(names) if name.startswith("Triton |"))
+    assert names.index(gateway[0]) > last_triton, names
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"gateway_listen_address": "10.0.0.5"}, "needs API keys; add gateway_api_keys"),
+        ({"gateway_listen_port": 6001}, "setting gateway_listen_port=6001 is invalid (Triton's ports"),
+        ({"gateway_max_tokens": 4096}, "setting gateway_max_tokens=4096 is invalid (allowed: an integer from 1 to 2048)"),
+        (
+            {"gateway_length_buckets": [64, 32]},
+            "setting gateway_length_buckets=[64, 32] is invalid (allowed: a non-empty, strictly ascending",
+        ),
+    ],
+    ids=["beyond-loopback-without-keys", "port-clash", "max-tokens", "buckets"],
+)
+def test_bad_gateway_settings_end_the_run_with_one_line(tmp_path, hub, data, message):
+    host = f'f.host("cpu-debian", {{**f.SETTINGS, "gpu": False, "gateway_enabled": True, **{data!r}}}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
+    result = run_fleet(tmp_path, hub, host)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert json.loads(result.stdout or "{}").get("results", {}).get("totals", {}).get("success", 0) == 0
+
+
 # The same two hosts after a successful deploy: every fact answers what the deploy left behind,
 # computed by tests/fake_hosts.py:converged_responses from the deploy's own renderers and lock.
 CONVERGED_GPU = (

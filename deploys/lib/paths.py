@@ -11,6 +11,7 @@ Under ``{triton_dir}`` (:func:`layout`)::
     current  -> releases/<id>                         the live release
     previous -> releases/<id>                         the one before (deploys/rollback.py goes back to it)
     verify/venv, verify/verify, verify/wheels, ...    the verify runtime (:class:`VerifyPaths`)
+    gateway/venv, gateway/verify, gateway/gateway.json the embeddings gateway (:class:`GatewayPaths`)
 
 System files the deploy manages (Docker, apt) are the module constants below. A new host path (a
 new role's directory under ``{triton_dir}``, a lock file) is a new attribute here.
@@ -34,6 +35,8 @@ DOCKER_DROPIN_DIR = "/etc/systemd/system/docker.service.d"
 DOCKER_DROPIN = f"{DOCKER_DROPIN_DIR}/10-triton-deploy.conf"
 DOCKER_DATA_ROOT = "/var/lib/docker"
 DOCKER_CLIENT_CONFIG = "/root/.docker/config.json"  # where `docker login` (as root) stores credentials
+GATEWAY_UNIT = "embeddings-gateway.service"
+GATEWAY_UNIT_FILE = f"/etc/systemd/system/{GATEWAY_UNIT}"
 
 # -- names relative to {triton_dir} (shell commands run there: ``cd {triton_dir} && ...``) --
 RELEASES = "releases"
@@ -77,6 +80,20 @@ class VerifyPaths:
 
 
 @dataclass(frozen=True)
+class GatewayPaths:
+    """Host paths of the embeddings gateway (its unit file is GATEWAY_UNIT_FILE)."""
+
+    base: str
+    venv: str
+    code: str  # the verify package (the gateway is verify.gateway); the unit runs in ``base``
+    requirements: str
+    installed: str  # copy of what pip last installed
+    config: str
+    api_keys: str  # sha256 of each accepted API key, 0600 for the service user
+    verify_key: str  # the verify step's own key, 0600 for root
+
+
+@dataclass(frozen=True)
 class Layout:
     """Where the deploy puts things on a host (absolute paths, all under ``triton_dir``)."""
 
@@ -95,6 +112,7 @@ class Layout:
     current: str
     previous: str
     verify: VerifyPaths
+    gateway: GatewayPaths
 
     def release(self, release_id: str) -> Release:
         """Where release ``release_id`` lives."""
@@ -131,6 +149,20 @@ def _verify(root: str) -> VerifyPaths:
     )
 
 
+def _gateway(root: str) -> GatewayPaths:
+    base = f"{root}/gateway"
+    return GatewayPaths(
+        base=base,
+        venv=f"{base}/venv",
+        code=f"{base}/verify",
+        requirements=f"{base}/requirements.txt",
+        installed=f"{base}/venv/installed-requirements.txt",
+        config=f"{base}/gateway.json",
+        api_keys=f"{base}/api-keys.sha256",
+        verify_key=f"{root}/verify/gateway.key",
+    )
+
+
 def layout(s: Settings) -> Layout:
     """The host layout for ``s``."""
     root = s.triton_dir.rstrip("/") or "/"
@@ -153,6 +185,7 @@ def layout(s: Settings) -> Layout:
         current=f"{root}/{CURRENT}",
         previous=f"{root}/{PREVIOUS}",
         verify=_verify(root),
+        gateway=_gateway(root),
     )
 
 

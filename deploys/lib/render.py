@@ -94,8 +94,8 @@ def model_config(s: Settings, gpu: bool, template_name: str | None = None) -> st
     return text
 
 
-def _bind_host(address: str) -> str:
-    """The host part of a compose port mapping: IPv6 addresses need brackets."""
+def url_host(address: str) -> str:
+    """An address as the host part of a URL or a compose port mapping: IPv6 addresses need brackets."""
     return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
 
 
@@ -136,7 +136,7 @@ def compose_file(s: Settings, gpu: bool, deploy_hash: str | None = None, models_
         project=COMPOSE_PROJECT,
         container_name=container_name(s),
         labels=labels,
-        bind_host=_bind_host(s.triton_bind_address),
+        bind_host=url_host(s.triton_bind_address),
         models_dir=models_dir or host_paths.models_dir,
         models_mount=MODELS_MOUNT,
         trt_cache_dir=host_paths.trt_cache_dir,
@@ -212,3 +212,19 @@ def docker_dropin(s: Settings, proxy_env: bool = False) -> str:
             )
     assignments = [_systemd_quote(name, env[name]) for name in sorted(env)]
     return render("docker-service-env.conf.j2", assignments=assignments)
+
+
+def gateway_config(s: Settings, triton_grpc_url: str, tokenizer_dir: str, api_key_sha256_file: str) -> str:
+    """The embeddings gateway's JSON config (templates/gateway.json.j2), parsed back as JSON."""
+    text = render(
+        "gateway.json.j2", s=s, triton_grpc_url=triton_grpc_url, tokenizer_dir=tokenizer_dir, api_key_sha256_file=api_key_sha256_file
+    )
+    json.loads(text)
+    return text
+
+
+def gateway_unit(user: str, venv: str, work_dir: str, config_file: str, stop_timeout_s: int) -> str:
+    """The embeddings gateway's systemd unit (templates/embeddings-gateway.service.j2)."""
+    return render(
+        "embeddings-gateway.service.j2", user=user, venv=venv, work_dir=work_dir, config_file=config_file, stop_timeout_s=stop_timeout_s
+    )

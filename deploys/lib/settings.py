@@ -20,10 +20,10 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
-from verify import options
+from verify import gateway_api, options
 
 # Host-data keys with these prefixes belong to us: an unknown one is a typo, not someone else's data.
-OWNED_PREFIXES = ("model_", "triton_", "docker_", "nvidia_", "registry_", "verify_", "preflight_", "secrets_", "rollout_")
+OWNED_PREFIXES = ("model_", "triton_", "docker_", "nvidia_", "registry_", "verify_", "preflight_", "secrets_", "rollout_", "gateway_")
 # Plain names we own as well.
 OWNED_NAMES = ("gpu",)
 
@@ -145,6 +145,22 @@ def _verify(option: str, kind: str, check: Callable[[Any], Any]) -> Setting:
     return Setting(o.setting, o.default, o.doc, kind, check)
 
 
+def _gateway(key: str, kind: str, doc: str) -> Setting:
+    """A setting that is a key of the gateway's config: default and check from verify/gateway_api.py,
+    so the controller refuses what the host program would refuse."""
+    check = gateway_api.CHECKS[key]
+    default = gateway_api.DEFAULTS[key]
+
+    def checked(value: Any) -> Any:
+        try:
+            value = check(list(value) if isinstance(value, tuple) else value)
+        except ValueError as error:
+            raise ValueError(f"allowed: {error}") from None
+        return list(value) if isinstance(value, tuple) else value
+
+    return Setting(f"gateway_{key}", list(default) if isinstance(default, tuple) else default, doc, kind, checked)
+
+
 _SHA = r"[0-9a-f]{40}"
 _IMAGE = r"[a-z0-9.\-]+(:[0-9]+)?(/[a-z0-9._\-]+)+:[A-Za-z0-9._\-]+"
 
@@ -228,6 +244,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("verify_wheels_dir", "", "Controller directory of wheels for the verify venv (pushed; pip uses no index). Empty: the host's package index.", "str", _text(r"\S*", "a directory path or empty")),
     Setting("verify_pip_index_url", "", "Package index for the verify venv (a mirror); empty: pip's default.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
     Setting("verify_report_dir", "reports", "Controller directory for the JSON reports: <dir>/<run>/<host>.json.", "str", _text(r"\S+", "a directory path")),
+    # -- embeddings gateway (OpenAI /v1/embeddings on every host: verify/gateway.py) --
+    Setting("gateway_enabled", True, "Run the embeddings gateway (a systemd unit) on the host.", "bool", _bool),
+    Setting("gateway_listen_address", "127.0.0.1", "Address the gateway listens on; beyond loopback (a private address the front door reaches) needs gateway_api_keys in the vault.", "str", _ip),
+    _gateway("listen_port", "int", "Port of the embeddings gateway (OpenAI /v1/embeddings, /ready, /metrics)."),
+    _gateway("max_tokens", "int", "Tokens per input, prompt and special tokens included. The export is reported (third party, not measured here) to drift from Gemma 3 past 256 tokens: cosine 0.991 at 512, 0.949 at 2048."),
+    _gateway("truncate", "bool", "Truncate inputs over gateway_max_tokens; false: such a request is a 400 naming the input."),
+    _gateway("length_buckets", "list[int]", "Pad lengths: inputs are padded to the bucket above them so Triton's batcher can merge callers (the last ≥ gateway_max_tokens)."),
+    _gateway("triton_timeout_s", "float", "gRPC deadline of each Triton call (past it: 503)."),
+    _gateway("max_inputs", "int", "Inputs per request (past it: 400)."),
+    _gateway("max_body_bytes", "int", "Request body limit in bytes (past it: 413)."),
+    _gateway("max_concurrency", "int", "Embedding requests processed at once."),
+    _gateway("max_queue", "int", "Requests waiting for a slot; past it: 429 at once."),
+    _gateway("queue_timeout_s", "float", "Longest wait for a slot, then 429."),
+    _gateway("default_prompt", "str", "Prompt for text inputs that name no input_type or task: none, query or document."),
+    _gateway("shutdown_timeout_s", "float", "On stop or restart, seconds in-flight requests get to finish."),
+    _gateway("log_level", "str", "Gateway log level: debug, info, warning or error."),
+    Setting("gateway_ready_timeout_s", 60, "Seconds to wait for the gateway's /ready after a (re)start.", "int", _int(5, 3600)),
 )
 # fmt: on
 
@@ -313,6 +346,22 @@ class Settings:
     verify_wheels_dir: str
     verify_pip_index_url: str
     verify_report_dir: str
+    gateway_enabled: bool
+    gateway_listen_address: str
+    gateway_listen_port: int
+    gateway_max_tokens: int
+    gateway_truncate: bool
+    gateway_length_buckets: list[int]
+    gateway_triton_timeout_s: float
+    gateway_max_inputs: int
+    gateway_max_body_bytes: int
+    gateway_max_concurrency: int
+    gateway_max_queue: int
+    gateway_queue_timeout_s: float
+    gateway_default_prompt: str
+    gateway_shutdown_timeout_s: float
+    gateway_log_level: str
+    gateway_ready_timeout_s: int
 
     def __init__(self, host: str, values: Mapping[str, Any]) -> None:
         """``values``: exactly one value per setting, already validated (see :func:`parse`)."""
@@ -369,6 +418,12 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
     ports = [v["triton_http_port"], v["triton_grpc_port"], v["triton_metrics_port"]]
     if len(set(ports)) != 3:
         raise _fail(host, "triton_http_port", ports, "the HTTP, gRPC and metrics ports must differ")
+    if v["gateway_enabled"] and v["gateway_listen_port"] in ports:
+        raise _fail(host, "gateway_listen_port", v["gateway_listen_port"], f"Triton's ports {ports} are taken; pick another")
+    if v["gateway_length_buckets"][-1] < v["gateway_max_tokens"]:
+        raise _fail(
+            host, "gateway_length_buckets", v["gateway_length_buckets"], f"the last must be ≥ gateway_max_tokens={v['gateway_max_tokens']}"
+        )
     too_big = [b for b in v["triton_preferred_batch_sizes"] if b > v["triton_max_batch_size"]]
     if too_big:
         raise _fail(

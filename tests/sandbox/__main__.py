@@ -1,8 +1,9 @@
-"""CLI: ``python -m tests.sandbox up [--hosts N] | down [--all] | status`` (``--name`` picks a sandbox)."""
+"""CLI: ``python -m tests.sandbox up [--hosts N] | down [--all] | status [--json]`` (``--name`` picks a sandbox)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     down = sub.add_parser("down", help="remove the sandbox's containers, volumes and network")
     down.add_argument("--all", action="store_true", help="remove every sandbox on this machine")
-    sub.add_parser("status", help="show the sandbox's containers")
+    status = sub.add_parser("status", help="show the sandbox's containers and endpoints")
+    status.add_argument("--json", action="store_true", help="one JSON object: hosts (name, ssh_port, gateway_url), api_key_file")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             print(fleet.status(args.name))
         elif args.command == "down":
             fleet.down(None if args.all else args.name)
+        elif args.json:
+            print(json.dumps(fleet.status_json(args.name)))
         else:
             print(fleet.status(args.name))
     except (SandboxError, subprocess.CalledProcessError) as error:

@@ -1,4 +1,5 @@
-"""``make bench``: converge 1, 2 and 3 hosts, a no-op re-run, model bytes; one JSON line at the end.
+"""``make bench``: converge 1, 2 and 3 hosts, a no-op re-run, model bytes, the embeddings gateway
+against Triton straight; one JSON line at the end.
 
 Runs on its own sandbox (``bench``), fresh hosts each time (images reused). The model comes through
 ``model_fetch: controller`` from tests/hub_server.py (a local Hub stand-in serving the tiny model)
@@ -9,6 +10,10 @@ The sandbox's hosts share this machine's cores, so each converge also records th
 CPU-seconds (``/proc/stat``: every process, hosts and controller alike) and, on stderr, the
 operations whose wall time grew most from 1 to 3 hosts. ``converge_3_cpu_s / cpu_cores`` is the
 least time 3 hosts can take here, however well the deploy runs them in parallel.
+
+The gateway figures come from host1 of the converged fleet: tests/gateway_bench.py runs there, in
+the gateway's own venv, against the gateway (text in) and Triton's gRPC (the same texts as token
+ids), at concurrency 1, 8 and 32, bounded in time; every request stays inside that host.
 """
 
 from __future__ import annotations
@@ -24,14 +29,26 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from deploys.lib import paths, settings
 from tests.hub_server import HubServer, Repo
 from tests.sandbox import fleet
+from tests.sandbox.dockercli import docker
 
 NAME = "bench"
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 UPLOAD = re.compile(r"Upload model file (\S+)")  # the name carries the deploy's prefix: search, not match
 OPERATION_START = "--> Starting operation: "  # pyinfra's line on stderr as each operation begins
 GROWTH_ROWS = 5
+# The load generator and what it imports from tests/ (verify/ is already on the host, in the gateway's dir).
+GATEWAY_BENCH_FILES = ("tests/__init__.py", "tests/load.py", "tests/gateway_bench.py")
+GATEWAY_BENCH_SECONDS = 5.0  # per path and concurrency: 6 runs
+GATEWAY_KEYS = (
+    "gateway_c1_eps", "direct_c1_eps", "gateway_c8_eps", "direct_c8_eps", "gateway_c32_eps", "direct_c32_eps",
+    "gateway_c1_p50_ms", "gateway_c1_p95_ms", "direct_c1_p50_ms", "direct_c1_p95_ms",
+    "gateway_c32_p50_ms", "gateway_c32_p95_ms", "direct_c32_p50_ms", "direct_c32_p95_ms",
+    "gateway_vs_direct_c1_ratio", "gateway_vs_direct_c8_ratio", "gateway_vs_direct_c32_ratio",
+    "triton_mean_batch_c32", "direct_triton_mean_batch_c32",
+)  # fmt: skip
 
 
 def _log(message: str) -> None:
@@ -129,6 +146,27 @@ def _sent_bytes(results: dict[str, Any], sizes: dict[str, int]) -> int:
     return total
 
 
+def gateway_figures(host: dict[str, Any], api_key: str, seconds: float = GATEWAY_BENCH_SECONDS) -> dict[str, Any]:
+    """tests/gateway_bench.py inside sandbox host ``host`` (its gateway venv), against its gateway on the
+    host's own address and its Triton on loopback; the bench's JSON line."""
+    container = host["container"]
+    s = settings.parse(host["name"], {"gateway_listen_address": host["address"]})
+    layout = paths.layout(s)
+    work = "/tmp/gateway-bench"
+    docker("exec", container, "sh", "-c", f"rm -rf {work} && mkdir -p {work}/tests")
+    for name in GATEWAY_BENCH_FILES:
+        docker("exec", "-i", container, "sh", "-c", f"cat > {work}/{name}", stdin=(fleet.ROOT / name).read_bytes())
+    docker("exec", "-i", container, "sh", "-c", f"umask 077; cat > {work}/key", stdin=api_key)
+    command = (
+        f"cd {layout.gateway.base} && PYTHONPATH={work} PYTHONDONTWRITEBYTECODE=1 {layout.gateway.venv}/bin/python -m tests.gateway_bench "
+        f"--gateway http://{host['address']}:{s.gateway_listen_port} --triton 127.0.0.1:{s.triton_grpc_port} "
+        f"--metrics http://127.0.0.1:{s.triton_metrics_port}/metrics --tokenizer {layout.tokenizer_dir} "
+        f"--api-key-file {work}/key --allow {host['address']} --seconds {seconds}"
+    )
+    out = docker("exec", container, "timeout", str(int(seconds * 6 + 120)), "sh", "-c", command)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def _fresh_fleet(hosts: int) -> dict[str, Any]:
     fleet.down(NAME)
     return fleet.up(NAME, hosts)
@@ -154,6 +192,9 @@ def main() -> int:
         upstream = hub.body_bytes  # of the 3-host converge
         _log("no-op re-run on 3 hosts")
         noop = _deploy(hub, work / "cache-3")
+    _log("embeddings gateway vs Triton straight, on host1 (concurrency 1, 8, 32)")
+    bench_state = fleet.load_state(NAME) or {}
+    gateway = gateway_figures(bench_state["hosts"][0], fleet.api_key_file(NAME).read_text().strip())
     fleet.down(NAME)
     cores = os.cpu_count() or 1
     one, three = converged[1], converged[3]
@@ -171,6 +212,8 @@ def main() -> int:
         "converge_2_s": round(converged[2].seconds, 1),
         "cpu_cores": cores,
         **{f"converge_{n}_cpu_s": round(c.cpu_seconds, 1) for n, c in converged.items()},
+        **{key: gateway[key] for key in GATEWAY_KEYS},
+        "gateway_failures": gateway["failures"],
     }
     print(json.dumps(line))
     return 0

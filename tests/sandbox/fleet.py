@@ -32,6 +32,8 @@ MODEL_MIRROR = STATE_ROOT / "model-mirror"
 NGC_IMAGE_PATH = "nvidia/tritonserver:25.05-py3"  # the pinned NGC image's repository path and tag
 REGISTRY_ALIAS = "sandbox-registry"  # how the hosts reach the registry on the sandbox network
 REGISTRY_USER = "$oauthtoken"  # NGC's user name for API keys, kept so the login step is unchanged
+MODEL_NAME = "embeddinggemma"  # model_name default: the served name clients send as `model`
+GATEWAY_PORT = 6080  # the embeddings gateway's port in each host (gateway_listen_port default)
 SOPS = Path(sys.executable).parent / "sops"
 
 # Container flags that run systemd here without --privileged (see the field notes).
@@ -137,17 +139,38 @@ def _write_vault(sdir: Path, values: dict[str, str]) -> None:
 
 
 def registry_password(sdir: Path) -> str:
-    """The sandbox's NGC key: NGC_API_KEY when set, else the vault's, else a new one (vaulted)."""
+    """The sandbox's NGC key: NGC_API_KEY when set, else the vault's, else a new one (vaulted).
+
+    The vault also holds one gateway API key (kept once made); a copy for clients is ``api_key``
+    (0600) in the sandbox directory, the file ``status --json`` names."""
     vaulted = _read_vault(sdir)
     key = os.environ.get("NGC_API_KEY") or vaulted.get("ngc_api_key") or secrets.token_urlsafe(32)
-    # The deploy's vault (deploys/vault.py) looks a registry other than nvcr.io up in `registries`.
+    api_keys = vaulted.get("gateway_api_keys") or ["sandbox-" + secrets.token_hex(20)]
+    # The deploy's vault (deploys/lib/vault.py) looks a registry other than nvcr.io up in `registries`.
     login = {f"{REGISTRY_ALIAS}:5000": {"username": REGISTRY_USER, "password": key}}
-    if vaulted.get("ngc_api_key") != key or vaulted.get("registries") != login or ("hf_token" in vaulted and not vaulted["hf_token"]):
-        values = {"ngc_api_key": key, "registries": login}
+    stale = vaulted.get("ngc_api_key") != key or vaulted.get("registries") != login or vaulted.get("gateway_api_keys") != api_keys
+    if stale or ("hf_token" in vaulted and not vaulted["hf_token"]):
+        values: dict[str, Any] = {"ngc_api_key": key, "registries": login, "gateway_api_keys": api_keys}
         if vaulted.get("hf_token"):
             values["hf_token"] = vaulted["hf_token"]
         _write_vault(sdir, values)
+    _write_private(api_key_file(sdir.name), api_keys[0])
     return key
+
+
+def rotate_api_key(name: str) -> str:
+    """Replace the sandbox's gateway API key with a new one (vault and ``api_key``); returns it."""
+    sdir = state_dir(name)
+    values = _read_vault(sdir)
+    values["gateway_api_keys"] = ["sandbox-" + secrets.token_hex(20)]
+    _write_vault(sdir, values)
+    _write_private(api_key_file(name), values["gateway_api_keys"][0])
+    return values["gateway_api_keys"][0]
+
+
+def api_key_file(name: str) -> Path:
+    """The file holding the sandbox's gateway API key (for curl, the openai SDK and the tests)."""
+    return state_dir(name) / "api_key"
 
 
 # -- network and registry --
@@ -298,6 +321,8 @@ def _start_host(name: str, host: str, image: str, net: str) -> None:
         net,
         "-p",
         "127.0.0.1::22",
+        "-p",
+        f"127.0.0.1::{GATEWAY_PORT}",
         # Docker's data root on a volume (not the container's overlay): inner Docker can use overlay2.
         "--mount",
         f"type=volume,src={container}-docker,dst=/var/lib/docker,volume-label={LABEL}={name}",
@@ -321,7 +346,8 @@ def _wait_ssh(port: int, timeout: float = 60) -> None:
 def _ensure_host(name: str, host: str, image: str, net: str, pubkey: str) -> dict[str, Any]:
     container = host_container(name, host)
     current = inspect("container", container)
-    if current is not None and (current["Config"]["Image"] != image or not current["State"]["Running"]):
+    gateway_published = current is not None and f"{GATEWAY_PORT}/tcp" in (current["HostConfig"].get("PortBindings") or {})
+    if current is not None and (current["Config"]["Image"] != image or not current["State"]["Running"] or not gateway_published):
         remove_host(name, host)
         current = None
     if current is None:
@@ -336,7 +362,19 @@ def _ensure_host(name: str, host: str, image: str, net: str, pubkey: str) -> dic
         "ssh_port": port,
         "host_key": f"{hostkey[0]} {hostkey[1]}",
         "memlock_hard": _memlock_hard(container),
+        # The host's private address (sandbox network): the gateway listens there, published on loopback.
+        "address": _address(container, net),
+        "gateway_port": _published_port(container, f"{GATEWAY_PORT}/tcp"),
     }
+
+
+def _address(container: str, net: str) -> str:
+    """The container's IPv4 address on the sandbox network."""
+    info = inspect("container", container) or {}
+    address = ((info.get("NetworkSettings") or {}).get("Networks") or {}).get(net, {}).get("IPAddress")
+    if not address:
+        raise SandboxError(f"{container}: no address on network {net}")
+    return address
 
 
 def _memlock_hard(container: str) -> int:
@@ -425,6 +463,7 @@ def up(name: str, hosts: int) -> dict[str, Any]:
         "age_key": str(sdir / "age.key"),
         "secrets_file": str((sdir / "secrets.sops.yaml").relative_to(ROOT)),
         "model": model,
+        "api_key_file": str(api_key_file(name)),
         "hosts": fleet,
     }
     _write_private(sdir / "state.json", json.dumps(state, indent=2) + "\n")
@@ -455,5 +494,44 @@ def status(name: str) -> str:
     for host in state["hosts"]:
         info = inspect("container", host["container"])
         running = "running" if info and info["State"]["Running"] else "missing"
-        lines.append(f"  {host['name']:8} {host['container']:24} {running:8} ssh root@127.0.0.1 -p {host['ssh_port']}")
+        gateway = f"gateway {gateway_url(host)}" if "gateway_port" in host else ""
+        lines.append(f"  {host['name']:8} {host['container']:24} {running:8} ssh root@127.0.0.1 -p {host['ssh_port']}  {gateway}".rstrip())
+    if state["hosts"] and "gateway_port" in state["hosts"][0]:
+        lines.append("Try it (the OpenAI embeddings API of host1):")
+        lines.append(curl_example(state))
     return "\n".join(lines)
+
+
+def gateway_url(host: dict[str, Any]) -> str:
+    """A host's embeddings gateway as published on the controller's loopback (OpenAI base_url: + /v1)."""
+    return f"http://127.0.0.1:{host['gateway_port']}"
+
+
+def curl_example(state: dict[str, Any]) -> str:
+    """A curl command line that embeds one text through the first host's gateway."""
+    body = json.dumps({"model": MODEL_NAME, "input": ["How do I rotate an NGC key?"], "input_type": "query", "dimensions": 128})
+    return (
+        f'  curl -sS {gateway_url(state["hosts"][0])}/v1/embeddings -H "Authorization: Bearer $(cat {state["api_key_file"]})" '
+        f"-H 'Content-Type: application/json' -d '{body}'"
+    )
+
+
+def status_json(name: str) -> dict[str, Any]:
+    """The sandbox's endpoints as one JSON object (``status --json``); later roles add their URLs."""
+    state = load_state(name)
+    if state is None:
+        raise SandboxError(f"sandbox {name}: not up (run make sandbox / python -m tests.sandbox up)")
+    return {
+        "name": name,
+        "api_key_file": state.get("api_key_file"),
+        "model": MODEL_NAME,
+        "hosts": [
+            {
+                "name": h["name"],
+                "ssh_port": h["ssh_port"],
+                "address": h.get("address"),
+                "gateway_url": gateway_url(h) if "gateway_port" in h else None,
+            }
+            for h in state["hosts"]
+        ],
+    }

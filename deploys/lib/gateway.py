@@ -1,0 +1,111 @@
+"""The embeddings gateway on a host (verify/gateway.py, a systemd unit): its API keys, its config and
+unit files, where the host reaches it, and the commands the gateway step runs.
+
+API keys live in the vault (``gateway_api_keys``); a host gets only their sha256, one a line, in a
+0600 file of the service user. The verify step needs a key of its own to call the gateway: it is
+derived on the controller (HMAC of the vault's keys and the host name), so it is stable across runs
+and changes when the keys rotate; its hash joins the file and the key itself is written 0600 for
+root (deploys/lib/verify_run.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import shlex
+from pathlib import Path
+
+from deploys.lib import paths, render, vault
+from deploys.lib.paths import Layout
+from deploys.lib.settings import Settings, SettingsError
+from deploys.lib.triton_service import probe_address
+
+SERVICE_USER = "embeddings-gateway"
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def beyond_loopback(s: Settings) -> bool:
+    """Whether the gateway listens where other machines can reach it."""
+    return s.gateway_listen_address not in LOOPBACK
+
+
+def probe_url(s: Settings) -> str:
+    """The gateway's base URL as the host itself reaches it."""
+    address = s.gateway_listen_address
+    address = "127.0.0.1" if address == "0.0.0.0" else "::1" if address == "::" else address
+    return f"http://{render.url_host(address)}:{s.gateway_listen_port}"
+
+
+def api_keys(s: Settings) -> list[str]:
+    """The vault's gateway API keys (plaintext, controller memory only); one line if auth is
+    needed and there are none."""
+    # Beyond loopback the keys are required: the vault must then decrypt (one line if it cannot).
+    exists = Path(s.secrets_file).exists()
+    needed = beyond_loopback(s)
+    keys = vault.load(s.secrets_file, required=("gateway_api_keys",) if needed and exists else ()).gateway_api_keys if exists else []
+    if not keys and needed:
+        raise SettingsError(
+            f"host {s.host}: setting gateway_listen_address={s.gateway_listen_address!r} is beyond loopback, so the gateway "
+            f"needs API keys; add gateway_api_keys (a list) with `sops edit {s.secrets_file}`, or listen on 127.0.0.1"
+        )
+    return [key.unmask() for key in keys]
+
+
+def verify_key(s: Settings, keys: list[str]) -> str:
+    """The host's own key for the verify step ('' when auth is off): HMAC-SHA256 of the host name
+    under the vault's keys, so no key of the vault ever reaches the host."""
+    if not keys:
+        return ""
+    secret = "\n".join(sorted(keys)).encode()
+    return "verify-" + hmac.new(secret, f"gateway-verify:{s.host}".encode(), hashlib.sha256).hexdigest()
+
+
+def key_hashes_text(keys: list[str], host_key: str) -> str:
+    """The gateway's key file: sha256 of every accepted key, sorted, one a line ('' when auth is off)."""
+    hashes = sorted({hashlib.sha256(k.encode()).hexdigest() for k in [*keys, host_key] if k})
+    return "".join(f"{h}\n" for h in hashes)
+
+
+def config_text(s: Settings, layout: Layout, auth: bool) -> str:
+    """The gateway's JSON config (templates/gateway.json.j2); ``auth`` false: no key file (loopback only)."""
+    return render.gateway_config(
+        s,
+        triton_grpc_url=f"{render.url_host(probe_address(s))}:{s.triton_grpc_port}",
+        tokenizer_dir=layout.tokenizer_dir,
+        api_key_sha256_file=layout.gateway.api_keys if auth else "",
+    )
+
+
+def unit_text(s: Settings, layout: Layout) -> str:
+    """The gateway's systemd unit (templates/embeddings-gateway.service.j2)."""
+    g = layout.gateway
+    return render.gateway_unit(
+        user=SERVICE_USER,
+        venv=g.venv,
+        work_dir=g.base,
+        config_file=g.config,
+        # systemd kills past this: above the gateway's own grace for requests in flight.
+        stop_timeout_s=int(s.gateway_shutdown_timeout_s) + 5,
+    )
+
+
+def pip_install_command(layout: Layout, index_url: str) -> str:
+    """pip install of the gateway's pins, then the marker that makes the next run skip it."""
+    g = layout.gateway
+    source = f"--index-url {shlex.quote(index_url)} " if index_url else ""
+    return (
+        f"{shlex.quote(g.venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {source}"
+        f"-r {shlex.quote(g.requirements)} && cp {shlex.quote(g.requirements)} {shlex.quote(g.installed)}"
+    )
+
+
+def wait_ready_command(s: Settings) -> str:
+    """Poll the gateway's /ready (each try bounded); on timeout print its journal and fail."""
+    url = shlex.quote(f"{probe_url(s)}/ready")
+    limit = s.gateway_ready_timeout_s
+    return (
+        f"for i in $(seq 1 {limit}); do "
+        f'[ "$(curl -s --max-time 2 -o /dev/null -w "%{{http_code}}" {url})" = 200 ] && exit 0; sleep 1; done; '
+        f'echo "embeddings gateway not ready after {limit}s at {probe_url(s)}/ready; last log lines:" >&2; '
+        f"journalctl -u {paths.GATEWAY_UNIT} -n 30 --no-pager >&2; exit 1"
+    )
