@@ -192,6 +192,7 @@ def test_rotated_api_key_reloads_the_gateway_without_restarts(sandbox: dict[str,
         assert changed(res, host) == [
             "Embeddings gateway | Gateway API key hashes (sha256 only)",
             "Embeddings gateway | Reload the gateway's API keys (SIGHUP)",
+            "Verify | Gateway key of the verify step (0600, root)",  # derived from the vault's keys
         ], f"{host}: {changed(res, host)}"
         assert triton_started(host) == triton[host] and gateway_pid(host) == pids[host], f"{host}: something restarted"
     for host in HOSTS:

@@ -3,6 +3,7 @@ pyinfra CLI running the step on this machine (``@local``) against a real tritons
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -13,13 +14,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploys.lib import paths, settings
+from deploys.lib import gateway, paths, settings
 from deploys.lib import verify_run as step
 from deploys.lib.settings import SettingsError
 from facts._shell import RC_MARKER
 from facts.verify import parse_parity_output
 from tests import tinymodel
 from tests import tritonserver as ts
+from verify import parity
 from verify.fleet import HostResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,6 +50,43 @@ def test_parity_command_points_at_the_deploy_layout() -> None:
     assert command.rstrip().endswith("true")  # a fact command must not fail the host by itself
     bound = _settings(triton_bind_address="10.0.0.5")
     assert "--url 10.0.0.5:6000" in step.parity_command(bound, paths.layout(bound), "cpu")
+
+
+def test_parity_command_goes_through_the_gateway() -> None:
+    s = _settings(triton_dir="/srv/triton", gateway_listen_port=6090)
+    layout = paths.layout(s)
+    command = step.parity_command(s, layout, "cpu", gateway_key_file=True)
+    assert "--gateway-url http://127.0.0.1:6090" in command and "--gateway-key-file /srv/triton/verify/gateway.key" in command
+    assert "--gateway-max-tokens 2048 --gateway-max-inputs 256" in command and "--gateway-no-truncate" not in command
+    assert "--gateway-key-file" not in step.parity_command(s, layout, "cpu")  # auth off: no key, no header
+    off = _settings(gateway_enabled=False)
+    assert "--gateway" not in step.parity_command(off, paths.layout(off), "cpu")
+    wildcard = _settings(gateway_listen_address="0.0.0.0", gateway_truncate=False, gateway_max_tokens=512, gateway_max_inputs=4)
+    flags = step.gateway_args(wildcard, paths.layout(wildcard), key_file=True)
+    # parity's parser reads the flags back as the host program will.
+    args = parity.parser().parse_args(["--model-dir", "m", "--tokenizer-dir", "t", *flags])
+    assert (args.gateway_url, args.gateway_key_file) == ("http://127.0.0.1:6080", "/opt/triton-embeddinggemma/verify/gateway.key")
+    assert (args.gateway_max_tokens, args.gateway_no_truncate, args.gateway_max_inputs) == (512, True, 4)
+
+
+def test_the_gateway_key_is_written_from_stdin_alone_0600(tmp_path: Path) -> None:
+    """key_write_command fed the way pyinfra feeds ``_stdin`` (its write_stdin adds a newline): the
+    file holds the key alone, so its sha256 is the one the verify step compares at plan time."""
+    from pyinfra.connectors.util import write_stdin
+
+    path = tmp_path / "verify" / "gateway.key"
+    path.parent.mkdir()
+    command = step.key_write_command(str(path))
+    for vault_keys in (["a-vault-key-0123456789"], ["a-rotated-key-0123456789"]):
+        key = gateway.verify_key(_settings(), vault_keys)
+        assert key.startswith("verify-") and key not in command
+        process = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE)
+        write_stdin(key, process.stdin)
+        assert process.wait(timeout=10) == 0
+        assert path.read_text() == key and path.stat().st_mode & 0o777 == 0o600
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(key.encode()).hexdigest()
+        assert sorted(p.name for p in path.parent.iterdir()) == ["gateway.key"]  # no temporary file left
+    assert gateway.verify_key(_settings(), []) == ""  # auth off: no key, no file
 
 
 def test_image_label() -> None:
@@ -145,6 +184,7 @@ def _inventory(path: Path, root: Path, server: ts.Server, reports: Path) -> Path
         "verify_report_dir": str(reports),
         "verify_latency_iterations": 3,
         "verify_timeout_s": 10,
+        "gateway_enabled": False,  # Triton alone here; parity through a real gateway: tests/test_verify_gateway.py
     }
     path.write_text(f"hosts = [('@local', {data!r})]\n")
     return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from verify.client import normalise
-from verify.fleet import HostResult, cross_host, drift, rows, table
+from verify.fleet import COLUMNS, HostResult, cross_host, drift, rows, table
 
 
 def _report(embeddings: np.ndarray, verdict: str = "pass", gpu: dict | None = None) -> dict:
@@ -38,7 +38,8 @@ def test_identical_hosts_agree_and_the_table_has_every_column() -> None:
     first, second = rows(results)
     assert first[0] == "gpu-a" and first[1] == "NVIDIA H100 80GB HBM3" and first[2] == "575.57.08"
     assert first[4] == "abababababab" and first[5] == "0.999999" and first[6] == "2.5e-06" and first[7] == "4.3"
-    assert first[8] == "ref" and second[8] == "1.000000" and second[9] == "PASS"
+    assert first[8] == "ref" and second[8] == "1.000000" and second[10] == "PASS"
+    assert COLUMNS[9] == "gateway" and "gateway" in header and first[9] == "-"  # reports without a gateway section
 
 
 def test_drift_between_hosts_is_named() -> None:
@@ -58,6 +59,20 @@ def test_failed_and_errored_hosts_show_in_the_table() -> None:
     ]
     by_host = {row[0]: row for row in rows(results)}
     assert by_host["ok"][1] == "none" and by_host["ok"][8] == "ref"  # a failed host is never the reference
-    assert by_host["bad"][9] == "FAIL" and by_host["down"][9] == "ERROR"
-    assert by_host["down"][4:9] == ("-", "-", "-", "-", "-")
+    assert by_host["bad"][10] == "FAIL" and by_host["down"][10] == "ERROR"
+    assert by_host["down"][4:10] == ("-", "-", "-", "-", "-", "-")
+
+
+def test_the_gateway_column() -> None:
+    checked = {"url": "http://127.0.0.1:6080", "checked": True, "requests": 8, "min_cosine": 0.99999871, "failures": 0}
+    results = [
+        HostResult("a", {**_report(BASE), "gateway": checked}),
+        HostResult("b", {**_report(BASE), "gateway": {"url": None, "checked": False, "requests": 0, "failures": 0}}),
+        HostResult("c", {**_report(BASE, verdict="fail"), "gateway": {**checked, "requests": 0, "min_cosine": None, "failures": 1}}),
+        HostResult("d", {**_report(BASE, verdict="fail"), "gateway": {**checked, "min_cosine": 0.93, "failures": 12}}),
+    ]
+    column = COLUMNS.index("gateway")
+    assert COLUMNS[column + 1] == "verdict"
+    assert {row[0]: row[column] for row in rows(results)} == {"a": "0.999999", "b": "off", "c": "FAIL", "d": "FAIL"}
+    assert "gateway" in table(results).splitlines()[0]
     assert cross_host([HostResult("down", {"verdict": "error"})]) == {"reference": None, "hosts": {}}

@@ -159,6 +159,10 @@ def test_parity_passes_against_real_triton(good_server: tuple[ts.Server, Path], 
     for row in report["samples"]:
         assert set(row) >= {"http", "grpc", "http-batch", "matryoshka"}
         assert set(row["matryoshka"]) == {"512", "256", "128"}
+        assert "gateway" not in row
+    # No --gateway-url: the gateway check is skipped, and the report says so (tests/test_verify_gateway.py runs it).
+    assert report["gateway"]["checked"] is False and report["gateway"]["requests"] == 0 and report["gateway"]["failures"] == 0
+    assert "not checked" in report["gateway"]["message"] and "gateway not checked" in result.stdout
 
 
 def test_perturbed_weights_fail_naming_the_worst_sample(hubs: dict[str, Path], tmp_path: Path) -> None:

@@ -1,5 +1,8 @@
 """Fleet view of parity reports: one table row per host, and cross-host parity.
 
+The ``gateway`` column is the embeddings gateway's min cosine vs local ONNX Runtime (the report's
+``gateway`` section), ``off`` when it was not checked, ``FAIL`` when a gateway check failed.
+
 Cross-host parity compares the same sample's Triton embedding on every host with a reference host
 (the first passing host in name order): it catches drift between GPU models, drivers or images
 that per-host parity cannot see (each host compares Triton with itself). Pure functions: the deploy
@@ -15,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-COLUMNS = ("host", "GPU", "driver", "image", "model sha", "min cos", "max diff", "p50 ms", "fleet cos", "verdict")
+COLUMNS = ("host", "GPU", "driver", "image", "model sha", "min cos", "max diff", "p50 ms", "fleet cos", "gateway", "verdict")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,19 @@ def _number(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else str(value)
 
 
+def gateway_cell(report: Mapping[str, Any]) -> str:
+    """The gateway column: its min cosine vs local ONNX Runtime, ``off`` (not checked), ``FAIL``
+    (a gateway check failed, or it could not be asked), ``-`` (no gateway section: an error report)."""
+    section = report.get("gateway")
+    if not isinstance(section, Mapping):
+        return "-"
+    if not section.get("checked"):
+        return "off"
+    if section.get("failures"):
+        return "FAIL"
+    return _number(section.get("min_cosine"), 6)
+
+
 def rows(results: list[HostResult]) -> list[tuple[str, ...]]:
     """Table rows (strings), hosts in name order."""
     fleet = cross_host(results)
@@ -111,6 +127,7 @@ def rows(results: list[HostResult]) -> list[tuple[str, ...]]:
                 _number(summary.get("max_abs_diff"), -2) if summary else "-",
                 _number(p50, 1) if p50 is not None else "-",
                 fleet_cos,
+                gateway_cell(report),
                 str(report.get("verdict", "?")).upper(),
             )
         )

@@ -7,16 +7,21 @@ Per host (all idempotent; a converged host reports 0 changed operations):
    (verify/requirements-{cpu,gpu}.txt), from the package index or from wheels pushed from the
    controller (``verify_wheels_dir``); pip runs only when the pins changed;
 2. verify/ uploaded to ``{triton_dir}/verify/verify``;
-3. the parity check (``python -m verify.parity``) against Triton's published ports, on the served
+3. with the gateway on (``gateway_enabled``) and auth on (vault keys), the verify step's own
+   gateway key (:func:`deploys.lib.gateway.verify_key`) written 0600 for root to
+   ``{triton_dir}/verify/gateway.key`` through ``_stdin`` (:func:`key_write_command`: never on a
+   command line, never in pyinfra's output or --diff), only when its sha256 differs;
+4. the parity check (``python -m verify.parity``) against Triton's published ports, on the served
    release's model files (``{triton_dir}/current/models/{model_name}/1/``) and the tokenizer in
-   ``{triton_dir}/tokenizer/``.
+   ``{triton_dir}/tokenizer/``; with the gateway on, also through the gateway
+   (``--gateway-url``, :func:`gateway_args`).
 
 The check is read-only, so it is not a change: the operation plans nothing, and at execution time
 reads the report through a fact (a command that changes nothing on the host) and yields a command
 only to fail the host. The report is saved on the controller as
 ``{verify_report_dir}/<run>/<host>.json``; when the last host has reported, the fleet table (host,
 GPU, driver, image, model sha, min cosine, max diff, p50 latency, cross-host cosine, verdict) is
-logged, to stderr like all pyinfra logging (``--json`` output stays clean).
+logged (with a ``gateway`` column), to stderr like all pyinfra logging (``--json`` output stays clean).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.lib import paths
+from deploys.lib import gateway, paths
 from deploys.lib.paths import Layout
 from deploys.lib.repo import VERIFY_SRC
 from deploys.lib.settings import Settings, SettingsError
@@ -68,8 +73,36 @@ def pip_install_command(s: Settings, layout: Layout) -> str:
     )
 
 
-def parity_command(s: Settings, layout: Layout, device: str) -> str:
-    """The check on the host; always exits 0 and prints rc, report and log tail between markers."""
+def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
+    """parity's gateway flags: none when the gateway is off. The gateway truncates at
+    gateway_max_tokens (or refuses longer inputs): parity compares with a local run cut there, so a
+    gateway_max_tokens other than verify_max_length is no mismatch. ``key_file``: auth is on and the
+    verify step wrote its key to ``layout.gateway.verify_key``."""
+    if not s.gateway_enabled:
+        return []
+    args = [
+        "--gateway-url", gateway.probe_url(s),
+        "--gateway-max-tokens", str(s.gateway_max_tokens),
+        "--gateway-max-inputs", str(s.gateway_max_inputs),
+    ]  # fmt: skip
+    if not s.gateway_truncate:
+        args.append("--gateway-no-truncate")
+    if key_file:
+        args += ["--gateway-key-file", layout.gateway.verify_key]
+    return args
+
+
+def key_write_command(path: str) -> str:
+    """Write stdin (the key; pyinfra's ``_stdin`` ends it with a newline, removed here) to ``path``,
+    0600, replaced atomically: the key is never on a command line."""
+    q = shlex.quote
+    tmp = q(f"{path}.tmp")
+    return f"umask 077; rm -f {tmp}; tr -d '\\n' > {tmp} && chmod 600 {tmp} && mv -f {tmp} {q(path)}"
+
+
+def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: bool = False) -> str:
+    """The check on the host; always exits 0 and prints rc, report and log tail between markers.
+    ``gateway_key_file``: pass the verify step's gateway key file (auth on)."""
     address = probe_address(s)
     v = layout.verify
     settings_values = {option.name: getattr(s, option.setting) for option in options.OPTIONS}
@@ -84,6 +117,7 @@ def parity_command(s: Settings, layout: Layout, device: str) -> str:
         "--grpc-url", f"{address}:{s.triton_grpc_port}",
         "--model-name", s.model_name,
         *options.argv({**settings_values, "device": device}),
+        *gateway_args(s, layout, gateway_key_file),
         "--report", v.report,
     ]  # fmt: skip
     q = shlex.quote
@@ -146,7 +180,7 @@ def _fail(state: Any, host: Any, message: str) -> bool:  # pyinfra passes state 
 
 
 @operation(is_idempotent=True)
-def parity_check(s: Settings, device: str):
+def parity_check(s: Settings, device: str, gateway_key_file: bool = False):
     """Run the parity check at execution time; yields a command only to fail the host.
 
     While pyinfra plans (diff stage) nothing runs and nothing is yielded: the check is not a
@@ -154,7 +188,7 @@ def parity_check(s: Settings, device: str):
     state = host.state
     if state.current_stage != StateStage.Execute:
         return
-    outcome = host.get_fact(ParityRun, command=parity_command(s, paths.layout(s), device))
+    outcome = host.get_fact(ParityRun, command=parity_command(s, paths.layout(s), device, gateway_key_file))
     report = outcome.get("report") or {"verdict": "error", "message": None}
     saved = save_report(s, host.name, report) if outcome.get("report") else None
     result = HostResult(host=host.name, report=report, image=image_label(s))

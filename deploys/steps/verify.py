@@ -1,5 +1,6 @@
-"""Verify step: Triton against local ONNX Runtime on every host, JSON reports and a fleet table
-(deploys/lib/verify_run.py: the runtime, the parity command, reports and the table)."""
+"""Verify step: Triton against local ONNX Runtime on every host, directly and through the
+embeddings gateway, JSON reports and a fleet table (deploys/lib/verify_run.py: the runtime, the
+gateway key, the parity command, reports and the table)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, pip, server
 
-from deploys.lib import paths, settings
+from deploys.lib import gateway, paths, settings
 from deploys.lib.host import is_gpu_host
 from deploys.lib.repo import VERIFY_SRC
-from deploys.lib.verify_run import check_wheels_dir, local_device, parity_check, pip_install_command, requirements_file
+from deploys.lib.verify_run import check_wheels_dir, key_write_command, local_device, parity_check, pip_install_command, requirements_file
 
 
 @deploy("Verify")
@@ -26,12 +27,21 @@ def verify() -> None:
     gpu = is_gpu_host(s)
     device = local_device(s, gpu)
     wheels = check_wheels_dir(s)
+    # The host's own gateway key ('' when auth is off; the gateway step accepts its sha256).
+    key = gateway.verify_key(s, gateway.api_keys(s)) if s.gateway_enabled else ""
     layout = paths.layout(s)
     v = layout.verify
     requirements = requirements_file(cuda=device != "cpu")
 
     apt.packages(name="Install python3-venv (verify runtime)", packages=["python3-venv"])
     files.directory(name=f"Directory {v.base}", path=v.base, mode="755")
+    key_file = layout.gateway.verify_key
+    if key:
+        # Through _stdin only (pyinfra prints neither it nor a diff); rewritten only when the hash differs.
+        if host.get_fact(Sha256File, path=key_file) != hashlib.sha256(key.encode()).hexdigest():
+            server.shell(name="Gateway key of the verify step (0600, root)", commands=[key_write_command(key_file)], _stdin=key)
+    else:
+        files.file(name="No gateway key for the verify step (gateway auth off)", path=key_file, present=False)
     if wheels is not None:
         files.sync(name=f"Push verify wheels from {wheels}", src=str(wheels), dest=v.wheels, delete=True)
     files.put(name="Upload the verify runtime pins", src=str(requirements), dest=v.requirements, mode="644")
@@ -47,4 +57,11 @@ def verify() -> None:
         exclude_dir=["__pycache__"],
         delete=False,
     )
-    parity_check(name="Parity: Triton (HTTP, gRPC) vs local ONNX Runtime", s=s, device=device)
+    parity_check(
+        name="Parity: Triton (HTTP, gRPC) and the gateway vs local ONNX Runtime"
+        if s.gateway_enabled
+        else "Parity: Triton (HTTP, gRPC) vs local ONNX Runtime",
+        s=s,
+        device=device,
+        gateway_key_file=bool(key),
+    )
