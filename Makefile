@@ -25,11 +25,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The demo: a 3-host sandbox fleet, the real deploy on it, the fleet's verification table.
+# The demo: a 3-host sandbox fleet and its front door, the real deploy on it, the verification table and a curl line.
 sandbox: $(STAMP)
 	bash tests/system_deps.sh
 	bash tests/sandbox/docker_daemon.sh
-	$(BIN)/python -m tests.sandbox up --hosts 3
+	$(BIN)/python -m tests.sandbox up --hosts 3 --front-door
 	$(BIN)/pyinfra inventories/sandbox.py deploys/all.py -y
 	$(BIN)/python -m tests.sandbox status
 

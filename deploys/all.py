@@ -1,13 +1,16 @@
-"""The whole chain, per host: `pyinfra inventories/prod.py deploys/all.py`.
+"""The whole fleet: `pyinfra inventories/prod.py deploys/all.py`.
 
 Each step is an @deploy in its own module under deploys/steps/, importable by other pyinfra projects;
-what they share lives in deploys/lib/.
+what they share lives in deploys/lib/. Hosts of the inventory group `front_door` get the front door
+(HAProxy in front of every other host's gateway); every other host gets the Triton chain.
 """
 
-from pyinfra import state
+from pyinfra import host, state
 
 from deploys.lib import settings
+from deploys.lib.front_door import is_front_door
 from deploys.steps.docker import docker
+from deploys.steps.front_door import front_door_step
 from deploys.steps.gateway import embeddings_gateway
 from deploys.steps.model import model
 from deploys.steps.nvidia_toolkit import nvidia_toolkit
@@ -18,11 +21,14 @@ from deploys.steps.verify import verify
 
 settings.validate_fleet(state)  # every host's settings, before any host is planned
 
-preflight()
-docker()
-nvidia_toolkit()
-registry_login()
-model()
-triton()
-embeddings_gateway()
-verify()
+if is_front_door(host):
+    front_door_step()
+else:
+    preflight()
+    docker()
+    nvidia_toolkit()
+    registry_login()
+    model()
+    triton()
+    embeddings_gateway()
+    verify()

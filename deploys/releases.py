@@ -15,20 +15,22 @@ from pathlib import Path
 from pyinfra import host, logger, state
 
 from deploys.lib import settings
+from deploys.lib.front_door import is_front_door
 from deploys.lib.triton_service import read_state
 
 OUT_ENV = "TRITON_RELEASES_OUT"
 
 settings.validate_fleet(state)
 
-releases = read_state(settings.load(host))
-logger.info(
-    f"{host.print_prefix}releases: current {releases['current'] or 'none'}, previous {releases['previous'] or 'none'}, "
-    f"serving {releases['serving'] or 'none'} ({'READY' if releases['model_ready'] else 'not READY'}); "
-    f"{len(releases['releases'])} on disk"
-)
-out = os.environ.get(OUT_ENV)
-if out:
-    path = Path(out) / f"{host.name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"host": host.name, **releases}, indent=1) + "\n", encoding="utf-8")
+if not is_front_door(host):  # front doors run no Triton
+    releases = read_state(settings.load(host))
+    logger.info(
+        f"{host.print_prefix}releases: current {releases['current'] or 'none'}, previous {releases['previous'] or 'none'}, "
+        f"serving {releases['serving'] or 'none'} ({'READY' if releases['model_ready'] else 'not READY'}); "
+        f"{len(releases['releases'])} on disk"
+    )
+    out = os.environ.get(OUT_ENV)
+    if out:
+        path = Path(out) / f"{host.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"host": host.name, **releases}, indent=1) + "\n", encoding="utf-8")

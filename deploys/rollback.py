@@ -4,13 +4,15 @@ READY, verify. One host at a time is the usual use (the rollout driver does this
     pyinfra inventories/prod.py deploys/rollback.py -y --limit gpu-01.example.internal
 """
 
-from pyinfra import state
+from pyinfra import host, state
 
 from deploys.lib import settings
+from deploys.lib.front_door import is_front_door
 from deploys.steps.rollback import rollback
 from deploys.steps.verify import verify
 
 settings.validate_fleet(state)
 
-rollback()
-verify()
+if not is_front_door(host):  # front doors run no Triton
+    rollback()
+    verify()

@@ -45,3 +45,6 @@ def _host_data(host: dict) -> dict:
 
 
 sandbox = [(host["name"], _host_data(host)) for host in _STATE["hosts"]]
+# The front door (python -m tests.sandbox up --front-door): HAProxy in front of every host's gateway.
+if _STATE.get("front_door"):
+    front_door = [(_STATE["front_door"]["name"], _host_data(_STATE["front_door"]))]

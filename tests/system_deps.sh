@@ -11,6 +11,8 @@ PACKAGES=(
   apache2-utils  # htpasswd for that registry
   libpython3.11  # nvidia-pytriton's python backend stub links it (tests/facts/test_triton_live.py)
   python3-venv  # the verify step's own venv, run on this machine by tests/test_verify_deploy.py (@local)
+  haproxy  # the front door: rendered configs checked with haproxy -c, and run for real (tests/test_front_door_config.py)
+  socat  # HAProxy's runtime API over its admin socket (facts/haproxy.py, the same commands as on the front door)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -44,14 +44,17 @@ def hub(tmp_path):
         server.stop()
 
 
-def run_fleet(tmp_path: Path, hub, hosts_code: str, *args: str, deploy: str = "deploys/all.py") -> subprocess.CompletedProcess:
-    """Write an inventory of fake hosts and run `pyinfra INVENTORY DEPLOY -y --json ARGS`."""
+def run_fleet(
+    tmp_path: Path, hub, hosts_code: str, *args: str, deploy: str = "deploys/all.py", front_door: str = ""
+) -> subprocess.CompletedProcess:
+    """Write an inventory of fake hosts (group ``fleet``, and ``front_door`` when given) and run
+    `pyinfra INVENTORY DEPLOY -y --json ARGS`."""
     url, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
         "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
-        "fleet = [\n" + hosts_code + "\n]\n"
+        "fleet = [\n" + hosts_code + "\n]\n" + (f"front_door = [\n{front_door}\n]\n" if front_door else "")
     )
     env = {**os.environ, "NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}
     return subprocess.run(
@@ -137,6 +140,28 @@ def test_fresh_host_plans_the_gateway_after_triton_and_before_verify(tmp_path, h
 def test_bad_gateway_settings_end_the_run_with_one_line(tmp_path, hub, data, message):
     host = f'f.host("cpu-debian", {{**f.SETTINGS, "gpu": False, "gateway_enabled": True, **{data!r}}}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
     result = run_fleet(tmp_path, hub, host)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert json.loads(result.stdout or "{}").get("results", {}).get("totals", {}).get("success", 0) == 0
+
+
+FRONT_DOOR = 'f.host("front1", dict(f.SETTINGS), f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
+
+
+@pytest.mark.parametrize(
+    "hosts, message",
+    [
+        ("", "the front door has no backends: the inventory has no host outside the front_door group"),
+        (
+            'f.host("cpu-debian", {**f.SETTINGS, "gpu": False, "gateway_enabled": True}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))',
+            "setting gateway_listen_address='127.0.0.1' is loopback",
+        ),
+    ],
+    ids=["no-backends", "loopback-gateway"],
+)
+def test_front_door_without_reachable_backends_ends_the_run_with_one_line(tmp_path, hub, hosts, message):
+    result = run_fleet(tmp_path, hub, hosts, front_door=FRONT_DOOR)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr

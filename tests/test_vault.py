@@ -210,3 +210,31 @@ def test_example_template_encrypts_into_a_valid_vault(vaulted: dict) -> None:
     secrets_file = encrypt(example.read_text(), vaulted["public"], vaulted["tmp"] / "from-example.sops.yaml")
     secrets = vault.load(str(secrets_file), env=vaulted["env"], required=("ngc_api_key",))
     assert secrets.ngc_api_key.unmask() == "nvapi-REPLACE_ME" and secrets.hf_token is None
+
+
+def test_gateway_keys_and_front_door_tls_are_read_and_masked(vaulted: dict) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"
+    plain = f"gateway_api_keys: [app-one-0123456789ab, app-two-0123456789ab]\nfront_door_tls:\n  cert: |\n    {pem.replace(chr(10), chr(10) + '    ')}\n  key: |\n    {key.replace(chr(10), chr(10) + '    ')}\n"
+    path = encrypt(plain, vaulted["public"], vaulted["tmp"] / "fleet.sops.yaml")
+    secrets = vault.load(str(path), env=vaulted["env"])
+    assert [k.unmask() for k in secrets.gateway_api_keys] == ["app-one-0123456789ab", "app-two-0123456789ab"]
+    assert secrets.front_door_tls is not None and secrets.front_door_tls.unmask() == f"{pem}\n{key}\n"
+    assert "app-one" not in repr(secrets) and "MIIE" not in repr(secrets)
+
+
+@pytest.mark.parametrize(
+    "plain, expect",
+    [
+        ("gateway_api_keys: short\n", "gateway_api_keys must be a list of keys"),
+        ("gateway_api_keys: [tooshort]\n", "gateway_api_keys[0] must be a string of at least 16 characters"),
+        ("gateway_api_keys: [same-key-0123456789, same-key-0123456789]\n", "holds the same key twice"),
+        ("front_door_tls: {cert: x}\n", "front_door_tls needs exactly cert and key"),
+        ("front_door_tls: {cert: x, key: y}\n", "front_door_tls.cert is not a PEM certificate"),
+    ],
+)
+def test_bad_gateway_keys_or_tls_are_one_line(vaulted: dict, plain: str, expect: str) -> None:
+    path = encrypt(plain, vaulted["public"], vaulted["tmp"] / "bad-keys.sops.yaml")
+    with pytest.raises(vault.VaultError) as info:
+        vault.load(str(path), env=vaulted["env"])
+    assert expect in _one_line(info.value) and "sops edit" in str(info.value)

@@ -11,8 +11,9 @@ import copy
 import hashlib
 import ipaddress
 import json
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 from google.protobuf import text_format
@@ -227,4 +228,36 @@ def gateway_unit(user: str, venv: str, work_dir: str, config_file: str, stop_tim
     """The embeddings gateway's systemd unit (templates/embeddings-gateway.service.j2)."""
     return render(
         "embeddings-gateway.service.j2", user=user, venv=venv, work_dir=work_dir, config_file=config_file, stop_timeout_s=stop_timeout_s
+    )
+
+
+class HaproxyBackend(Protocol):
+    """What :func:`haproxy_config` reads of a backend (deploys/lib/front_door.py's ``Backend`` has it)."""
+
+    @property
+    def name(self) -> str: ...  # HAProxy server name: letters, digits and ``.-_:`` only
+    @property
+    def address(self) -> str: ...  # an IP address, v4 or v6 (bracketed here)
+    @property
+    def port(self) -> int: ...
+
+
+def haproxy_config(s: Settings, backends: Sequence[HaproxyBackend], tls_pem_path: str) -> str:
+    """The front door's haproxy.cfg (templates/haproxy.cfg.j2) for the front-door host's settings ``s``.
+
+    ``backends``: every Triton host's gateway, one ``server`` line each in backend ``gateways``;
+    ``tls_pem_path``: the host path of the certificate chain + key PEM, read when ``s.front_door_tls``
+    (ignored otherwise, may be ''). Nothing is checked here beyond that pairing: ``haproxy -c`` on
+    the host (and in tests/test_front_door_config.py) is the judge of the text.
+    """
+    if s.front_door_tls and not tls_pem_path:
+        raise RenderError(f"host {s.host}: front_door_tls is on but no certificate path was given to the HAProxy config")
+    return render(
+        "haproxy.cfg.j2",
+        s=s,
+        admin_socket=paths.HAPROXY_ADMIN_SOCKET,
+        listen_host=url_host(s.front_door_listen_address),
+        metrics_host=url_host(s.front_door_metrics_address),
+        tls_pem_path=tls_pem_path,
+        backends=[{"name": b.name, "host": url_host(b.address), "port": b.port} for b in backends],
     )

@@ -23,7 +23,19 @@ from pyinfra.api.exceptions import PyinfraError
 from verify import gateway_api, options
 
 # Host-data keys with these prefixes belong to us: an unknown one is a typo, not someone else's data.
-OWNED_PREFIXES = ("model_", "triton_", "docker_", "nvidia_", "registry_", "verify_", "preflight_", "secrets_", "rollout_", "gateway_")
+OWNED_PREFIXES = (
+    "model_",
+    "triton_",
+    "docker_",
+    "nvidia_",
+    "registry_",
+    "verify_",
+    "preflight_",
+    "secrets_",
+    "rollout_",
+    "gateway_",
+    "front_door_",
+)
 # Plain names we own as well.
 OWNED_NAMES = ("gpu",)
 
@@ -261,6 +273,22 @@ SETTINGS: tuple[Setting, ...] = (
     _gateway("shutdown_timeout_s", "float", "On stop or restart, seconds in-flight requests get to finish."),
     _gateway("log_level", "str", "Gateway log level: debug, info, warning or error."),
     Setting("gateway_ready_timeout_s", 60, "Seconds to wait for the gateway's /ready after a (re)start.", "int", _int(5, 3600)),
+    # -- front door (hosts of the inventory group front_door: HAProxy in front of every host's gateway) --
+    Setting("front_door_listen_address", "0.0.0.0", "Address the front door (HAProxy) listens on for applications.", "str", _ip),
+    Setting("front_door_port", 8080, "Port of the front door's embeddings API (the gateways' API, balanced).", "int", _int(1, 65535)),
+    Setting("front_door_tls", False, "Serve HTTPS with HTTP/2 (ALPN h2, http/1.1); certificate and key from the vault's front_door_tls (cert, key).", "bool", _bool),
+    Setting("front_door_maxconn", 4096, "Most client connections HAProxy holds at once (it needs about 2 file descriptors each: raise LimitNOFILE with it).", "int", _int(1, 1_000_000)),
+    Setting("front_door_timeout_connect_s", 2, "Seconds to connect to a gateway before trying another.", "int", _int(1, 60)),
+    Setting("front_door_timeout_client_s", 60, "Seconds a client connection may stay idle.", "int", _int(1, 3600)),
+    Setting("front_door_timeout_server_s", 60, "Seconds to wait for a gateway's answer (above gateway_triton_timeout_s).", "int", _int(1, 3600)),
+    Setting("front_door_check_interval_ms", 500, "Health check interval: GET /ready on every gateway.", "int", _int(100, 60_000)),
+    Setting("front_door_rise", 2, "Consecutive good checks before a gateway (re)enters the pool.", "int", _int(1, 100)),
+    Setting("front_door_fall", 2, "Consecutive failed checks before a gateway leaves the pool (interval × fall: out within that).", "int", _int(1, 100)),
+    Setting("front_door_retries", 3, "Retries of a request on a connection failure, an empty answer, a timeout or a 503 (on another gateway).", "int", _int(0, 10)),
+    Setting("front_door_rate_limit_per_s", 0, "Requests per second allowed per client address (averaged over 10 s; past it: 429); 0: no limit.", "int", _int(0, 1_000_000)),
+    Setting("front_door_buffer_bytes", 262_144, "HAProxy's buffer (tune.bufsize): a request body up to this size is retried on another gateway when one fails; memory is about 2 buffers per active request.", "int", _int(16_384, 16_777_216)),
+    Setting("front_door_metrics_address", "127.0.0.1", "Address of HAProxy's Prometheus endpoint (/metrics): a private address for Prometheus, never 0.0.0.0 by default.", "str", _ip),
+    Setting("front_door_metrics_port", 8405, "Port of HAProxy's Prometheus endpoint.", "int", _int(1, 65535)),
 )
 # fmt: on
 
@@ -362,6 +390,21 @@ class Settings:
     gateway_shutdown_timeout_s: float
     gateway_log_level: str
     gateway_ready_timeout_s: int
+    front_door_listen_address: str
+    front_door_port: int
+    front_door_tls: bool
+    front_door_maxconn: int
+    front_door_timeout_connect_s: int
+    front_door_timeout_client_s: int
+    front_door_timeout_server_s: int
+    front_door_check_interval_ms: int
+    front_door_rise: int
+    front_door_fall: int
+    front_door_retries: int
+    front_door_rate_limit_per_s: int
+    front_door_buffer_bytes: int
+    front_door_metrics_address: str
+    front_door_metrics_port: int
 
     def __init__(self, host: str, values: Mapping[str, Any]) -> None:
         """``values``: exactly one value per setting, already validated (see :func:`parse`)."""
@@ -420,6 +463,14 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
         raise _fail(host, "triton_http_port", ports, "the HTTP, gRPC and metrics ports must differ")
     if v["gateway_enabled"] and v["gateway_listen_port"] in ports:
         raise _fail(host, "gateway_listen_port", v["gateway_listen_port"], f"Triton's ports {ports} are taken; pick another")
+    if v["front_door_port"] == v["front_door_metrics_port"] and v["front_door_listen_address"] in (
+        v["front_door_metrics_address"],
+        "0.0.0.0",
+        "::",
+    ):
+        raise _fail(
+            host, "front_door_metrics_port", v["front_door_metrics_port"], "the front door's API and metrics ports clash; pick another"
+        )
     if v["gateway_length_buckets"][-1] < v["gateway_max_tokens"]:
         raise _fail(
             host, "gateway_length_buckets", v["gateway_length_buckets"], f"the last must be ≥ gateway_max_tokens={v['gateway_max_tokens']}"

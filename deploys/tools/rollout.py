@@ -40,6 +40,7 @@ from pyinfra.api import State
 from pyinfra.context import ctx_state
 
 from deploys.lib import settings
+from deploys.lib.front_door import is_front_door
 from deploys.lib.repo import REPO_ROOT
 from deploys.lib.settings import SettingsError
 
@@ -92,7 +93,7 @@ def load_inventory(path: str, data: dict[str, Any]) -> Inventory:
 
     with ctx_state.use(State()):
         inventory = make_inventory(path, override_data=data, cwd=str(REPO_ROOT))
-    hosts = [host.name for host in inventory]
+    hosts = [host.name for host in inventory if not is_front_door(host)]  # front doors are not rolled
     if not hosts:
         raise SettingsError(f"inventory {path}: no hosts")
     groups = {name: [host.name for host in inventory.get_group(name)] for name in inventory.groups}

@@ -34,6 +34,8 @@ REGISTRY_ALIAS = "sandbox-registry"  # how the hosts reach the registry on the s
 REGISTRY_USER = "$oauthtoken"  # NGC's user name for API keys, kept so the login step is unchanged
 MODEL_NAME = "embeddinggemma"  # model_name default: the served name clients send as `model`
 GATEWAY_PORT = 6080  # the embeddings gateway's port in each host (gateway_listen_port default)
+FRONT_DOOR = "front1"  # the front-door host (inventory group front_door), with `up --front-door`
+FRONT_DOOR_PORT = 8080  # HAProxy's port on it (front_door_port default)
 SOPS = Path(sys.executable).parent / "sops"
 
 # Container flags that run systemd here without --privileged (see the field notes).
@@ -302,6 +304,11 @@ def host_container(name: str, host: str) -> str:
     return f"{name}-{host}"
 
 
+def service_port(host: str) -> int:
+    """The port a sandbox host publishes besides SSH: HAProxy on the front door, else the gateway."""
+    return FRONT_DOOR_PORT if host == FRONT_DOOR else GATEWAY_PORT
+
+
 def _start_host(name: str, host: str, image: str, net: str) -> None:
     container = host_container(name, host)
     _log(f"starting host {container}")
@@ -322,7 +329,7 @@ def _start_host(name: str, host: str, image: str, net: str) -> None:
         "-p",
         "127.0.0.1::22",
         "-p",
-        f"127.0.0.1::{GATEWAY_PORT}",
+        f"127.0.0.1::{service_port(host)}",
         # Docker's data root on a volume (not the container's overlay): inner Docker can use overlay2.
         "--mount",
         f"type=volume,src={container}-docker,dst=/var/lib/docker,volume-label={LABEL}={name}",
@@ -346,7 +353,7 @@ def _wait_ssh(port: int, timeout: float = 60) -> None:
 def _ensure_host(name: str, host: str, image: str, net: str, pubkey: str) -> dict[str, Any]:
     container = host_container(name, host)
     current = inspect("container", container)
-    gateway_published = current is not None and f"{GATEWAY_PORT}/tcp" in (current["HostConfig"].get("PortBindings") or {})
+    gateway_published = current is not None and f"{service_port(host)}/tcp" in (current["HostConfig"].get("PortBindings") or {})
     if current is not None and (current["Config"]["Image"] != image or not current["State"]["Running"] or not gateway_published):
         remove_host(name, host)
         current = None
@@ -364,7 +371,9 @@ def _ensure_host(name: str, host: str, image: str, net: str, pubkey: str) -> dic
         "memlock_hard": _memlock_hard(container),
         # The host's private address (sandbox network): the gateway listens there, published on loopback.
         "address": _address(container, net),
-        "gateway_port": _published_port(container, f"{GATEWAY_PORT}/tcp"),
+        **{
+            ("front_door_port" if host == FRONT_DOOR else "gateway_port"): _published_port(container, f"{service_port(host)}/tcp"),
+        },
     }
 
 
@@ -433,8 +442,9 @@ def ensure_model_mirror() -> dict[str, str]:
 # -- the commands --
 
 
-def up(name: str, hosts: int) -> dict[str, Any]:
-    """Create or update the sandbox ``name`` with exactly ``hosts`` hosts; returns its state."""
+def up(name: str, hosts: int, front_door: bool = False) -> dict[str, Any]:
+    """Create or update the sandbox ``name`` with exactly ``hosts`` Triton hosts (and the front-door
+    host ``front1`` when ``front_door``); returns its state."""
     tags = images.ensure_all()
     images.remove_stale()  # images of older recipes (ones still in use by containers stay)
     sdir = state_dir(name)
@@ -445,13 +455,14 @@ def up(name: str, hosts: int) -> dict[str, Any]:
     triton_image = _push_triton(name, tags["triton"], port, password)
     model = ensure_model_mirror()
     pubkey = (sdir / "id_ed25519.pub").read_text()
-    wanted = [f"host{i}" for i in range(1, hosts + 1)]
+    wanted = [f"host{i}" for i in range(1, hosts + 1)] + ([FRONT_DOOR] if front_door else [])
     for container in labelled("container", name):
         host = container[len(name) + 1 :]
-        if host.startswith("host") and host not in wanted:
+        if (host.startswith("host") or host == FRONT_DOOR) and host not in wanted:
             remove_host(name, host)
-    fleet = [_ensure_host(name, host, tags["host"], net, pubkey) for host in wanted]
-    (sdir / "known_hosts").write_text("".join(f"[127.0.0.1]:{h['ssh_port']} {h['host_key']}\n" for h in fleet))
+    every = [_ensure_host(name, host, tags["host"], net, pubkey) for host in wanted]
+    fleet = [h for h in every if h["name"] != FRONT_DOOR]
+    (sdir / "known_hosts").write_text("".join(f"[127.0.0.1]:{h['ssh_port']} {h['host_key']}\n" for h in every))
     state = {
         "name": name,
         "network": net,
@@ -465,6 +476,7 @@ def up(name: str, hosts: int) -> dict[str, Any]:
         "model": model,
         "api_key_file": str(api_key_file(name)),
         "hosts": fleet,
+        "front_door": next((h for h in every if h["name"] == FRONT_DOOR), None),
     }
     _write_private(sdir / "state.json", json.dumps(state, indent=2) + "\n")
     return state
@@ -496,8 +508,15 @@ def status(name: str) -> str:
         running = "running" if info and info["State"]["Running"] else "missing"
         gateway = f"gateway {gateway_url(host)}" if "gateway_port" in host else ""
         lines.append(f"  {host['name']:8} {host['container']:24} {running:8} ssh root@127.0.0.1 -p {host['ssh_port']}  {gateway}".rstrip())
+    door = state.get("front_door")
+    if door:
+        info = inspect("container", door["container"])
+        running = "running" if info and info["State"]["Running"] else "missing"
+        lines.append(
+            f"  {door['name']:8} {door['container']:24} {running:8} ssh root@127.0.0.1 -p {door['ssh_port']}  front door {front_door_url(state)}"
+        )
     if state["hosts"] and "gateway_port" in state["hosts"][0]:
-        lines.append("Try it (the OpenAI embeddings API of host1):")
+        lines.append(f"Try it (the OpenAI embeddings API {'through the front door' if door else 'of host1'}):")
         lines.append(curl_example(state))
     return "\n".join(lines)
 
@@ -508,10 +527,11 @@ def gateway_url(host: dict[str, Any]) -> str:
 
 
 def curl_example(state: dict[str, Any]) -> str:
-    """A curl command line that embeds one text through the first host's gateway."""
+    """A curl command line that embeds one text through the front door, or else host1's gateway."""
     body = json.dumps({"model": MODEL_NAME, "input": ["How do I rotate an NGC key?"], "input_type": "query", "dimensions": 128})
+    base = front_door_url(state) if state.get("front_door") else gateway_url(state["hosts"][0])
     return (
-        f'  curl -sS {gateway_url(state["hosts"][0])}/v1/embeddings -H "Authorization: Bearer $(cat {state["api_key_file"]})" '
+        f'  curl -sS {base}/v1/embeddings -H "Authorization: Bearer $(cat {state["api_key_file"]})" '
         f"-H 'Content-Type: application/json' -d '{body}'"
     )
 
@@ -534,4 +554,10 @@ def status_json(name: str) -> dict[str, Any]:
             }
             for h in state["hosts"]
         ],
+        **({"front_door_url": front_door_url(state)} if state.get("front_door") else {}),
     }
+
+
+def front_door_url(state: dict[str, Any]) -> str:
+    """The front door (HAProxy in front of every gateway) as published on the controller's loopback."""
+    return f"http://127.0.0.1:{state['front_door']['front_door_port']}"
