@@ -40,7 +40,6 @@ from pyinfra.api import State
 from pyinfra.context import ctx_state
 
 from deploys.lib import settings
-from deploys.lib.front_door import is_front_door
 from deploys.lib.repo import REPO_ROOT
 from deploys.lib.settings import SettingsError
 
@@ -93,6 +92,9 @@ def load_inventory(path: str, data: dict[str, Any]) -> Inventory:
 
     with ctx_state.use(State()):
         inventory = make_inventory(path, override_data=data, cwd=str(REPO_ROOT))
+    # After pyinfra_cli (gevent) is in: deploys.lib.front_door brings in modules that import ssl.
+    from deploys.lib.front_door import is_front_door
+
     hosts = [host.name for host in inventory if not is_front_door(host)]  # front doors are not rolled
     if not hosts:
         raise SettingsError(f"inventory {path}: no hosts")
