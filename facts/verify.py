@@ -11,6 +11,8 @@ from facts._shell import split_rc
 
 # The parity command prints its exit status (facts._shell.RC_MARKER), then these sections.
 REPORT_MARKER, LOG_MARKER = "__VERIFY_REPORT__", "__VERIFY_LOG__"
+# Printed instead of a report when the host has no verify runtime yet (deploys/lib/verify_run.py roll_check_command).
+NOTHING_TO_CHECK = "__VERIFY_NOTHING_TO_CHECK__"
 
 
 class ParityRun(FactBase[dict[str, Any]]):

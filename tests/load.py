@@ -182,9 +182,11 @@ def run_threads(
     max_seconds: float,
     allow: Iterable[str] = (),
     grace_s: float = 5.0,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
     """As :func:`run_async` with a sync ``call`` in ``concurrency`` daemon threads. A call still
-    running after the grace cannot be interrupted: it is abandoned and counted as a failure."""
+    running after the grace cannot be interrupted: it is abandoned and counted as a failure.
+    ``stop``: once set, no new call starts (the bounds still hold without it)."""
     check_targets(targets, allow)
     _bounds(concurrency, max_requests, max_seconds)
     result = LoadResult()
@@ -199,7 +201,7 @@ def run_threads(
         nonlocal started, running
         while True:
             with lock:
-                if started >= max_requests or time.perf_counter() >= deadline:
+                if started >= max_requests or time.perf_counter() >= deadline or (stop is not None and stop.is_set()):
                     return
                 started += 1
                 running += 1

@@ -1,22 +1,27 @@
-"""End to end: the front door (HAProxy from Debian's apt) in front of a 2-host sandbox fleet.
+"""End to end: the front door (HAProxy from Debian's apt) in front of a 3-host sandbox fleet.
 
-One fleet (sandbox ``door``: host1, host2 and the front-door host front1) serves every test in
-order: converge and the openai SDK through the front door; a re-run changes nothing; Triton killed
-on one host under load; a host container stopped under load; bad front-door settings. The load
-loops send a few requests per second through the front door only (the controller's loopback),
-check every answer against local ONNX Runtime, and stop by themselves.
+One fleet (sandbox ``door``: host1, host2, host3 and the front-door host front1) serves every test
+in order: converge and the openai SDK through the front door; a re-run changes nothing; Triton
+killed on one host under load; a host container stopped under load; a new release rolled host by
+host under load by deploys/all.py, then back by python -m deploys.rollout; a host destroyed and
+rebuilt from scratch under load; bad front-door settings. The load loops send a few requests per
+second through the front door only (the controller's loopback), check every answer against local
+ONNX Runtime, and stop by themselves (or when the test stops them).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
 import secrets
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +29,20 @@ import httpx
 import numpy as np
 import pytest
 
+from deploys.lib import settings
+from deploys.tools.rollout import ROLL_EVENT
 from tests.load import LoadResult, run_threads
 from tests.openai_checks import MODEL, Reference, check_sdk_parity, cosines
 from tests.sandbox import fleet
-from tests.sandbox.deploy import run_deploy
+from tests.sandbox.deploy import run_deploy, sandbox_env
+from tests.test_e2e_faults import broken_template  # noqa: F401 (a fixture)
 from verify.samples import samples
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "door"
-HOSTS = ("host1", "host2")
+HOSTS = ("host1", "host2", "host3")
 CANARY = "canary-ngc-" + secrets.token_hex(12)
 OUT_WITHIN_S = 3.0  # a host that stops answering READY leaves the pool within this
 
@@ -87,6 +95,7 @@ class Traffic(threading.Thread):
         self.url, self.key, self.expected, self.seconds = url, key, expected, seconds
         self.result = LoadResult()
         self.client = httpx.Client(timeout=30)
+        self.stop = threading.Event()
 
     def call(self) -> int:
         text = random.choice(list(self.expected))
@@ -102,7 +111,18 @@ class Traffic(threading.Thread):
         return 1
 
     def run(self) -> None:
-        self.result = run_threads(self.call, targets=[self.url], concurrency=2, max_requests=2000, max_seconds=self.seconds)
+        self.result = run_threads(
+            self.call, targets=[self.url], concurrency=2, max_requests=20_000, max_seconds=self.seconds, stop=self.stop
+        )
+
+    def __enter__(self) -> Traffic:
+        self.start()
+        time.sleep(2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join(timeout=60)
 
 
 def fleet_up() -> dict[str, Any]:
@@ -196,6 +216,132 @@ def test_host_stopped_under_load_fails_no_request(sandbox: dict[str, Any], expec
     assert result.count > 30 and result.failures == 0, result.as_dict()
     wait_pool("host2", "up", 180)  # systemd boots the host: Docker, Triton, gateway, READY
     fleet_up()  # its SSH port was published anew
+
+
+def when(stamp: str) -> datetime:
+    """An RFC 3339 UTC time (Docker's nanoseconds cut to microseconds) as an aware datetime."""
+    stamp = stamp.strip().replace("Z", "+00:00")
+    if "." in stamp:
+        head, tail = stamp.split(".", 1)
+        digits = "".join(c for c in tail if c.isdigit())
+        stamp = f"{head}.{digits[:6].ljust(6, '0')}{tail[len(digits) :]}"
+    return datetime.fromisoformat(stamp)
+
+
+def triton_started(host: str) -> datetime:
+    out = in_container(
+        fleet.host_container(NAME, host),
+        "docker inspect -f '{{.State.StartedAt}}' $(docker ps -q --filter label=com.docker.compose.service=triton)",
+    )
+    return when(out)
+
+
+def max_batch_size(host: str) -> int:
+    out = in_container(
+        fleet.host_container(NAME, host), f"curl -sf http://127.0.0.1:{settings.parse(host, {}).triton_http_port}/v2/models/{MODEL}/config"
+    )
+    return json.loads(out)["max_batch_size"]
+
+
+def gateway_pid(host: str) -> str:
+    return in_container(fleet.host_container(NAME, host), "systemctl show -p MainPID --value embeddings-gateway").strip()
+
+
+def roll_events(log: str) -> dict[str, dict[str, datetime]]:
+    """Host → event (drained, live, checked, back in the pool, ...) → its UTC time, from a deploy's log."""
+    events: dict[str, dict[str, datetime]] = {}
+    for line in log.splitlines():
+        found = ROLL_EVENT.search(line)
+        if found:
+            events.setdefault(found["host"], {})[found["event"]] = when(found["at"])
+    return events
+
+
+def assert_rolled_one_at_a_time(events: dict[str, dict[str, datetime]], restarted: dict[str, datetime]) -> None:
+    """Each host was drained, went live, passed parity and came back; its Triton started inside its
+    own window; the windows (drained → back in the pool) do not overlap."""
+    windows = []
+    for host in HOSTS:
+        got = events.get(host, {})
+        assert {"drained", "live", "checked", "back in the pool"} <= set(got), f"{host}: roll events {sorted(got)}"
+        assert got["drained"] < restarted[host] < got["live"] <= got["checked"] < got["back in the pool"], (host, got, restarted[host])
+        windows.append((got["drained"], got["back in the pool"], host))
+    windows.sort()
+    for (_, back, host), (drained, _, following) in itertools.pairwise(windows):
+        assert back <= drained, f"{following} was drained at {drained} before {host} was back in the pool at {back}"
+
+
+def test_new_release_rolls_host_by_host_under_load(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
+    pids = {h: gateway_pid(h) for h in HOSTS}
+    url, key = front()
+    with Traffic(url, key, expected, seconds=600) as traffic:
+        proc = deploy("--json", "--data", "triton_max_batch_size=4", "--data", "triton_preferred_batch_sizes=[2,4]")
+    res = results(proc)
+    assert res["failed_hosts"] == []
+    assert_rolled_one_at_a_time(roll_events(proc.stderr), {h: triton_started(h) for h in HOSTS})
+    assert {h: max_batch_size(h) for h in HOSTS} == dict.fromkeys(HOSTS, 4)
+    assert {h: gateway_pid(h) for h in HOSTS} == pids, "a gateway restarted for a Triton-only change"
+    assert traffic.result.count > 50, f"the load loop barely ran: {traffic.result.as_dict()}"
+    assert traffic.result.failures == 0, traffic.result.as_dict()
+
+
+def test_rollout_tool_rolls_back_to_the_defaults_under_load(
+    sandbox: dict[str, Any], expected: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    url, key = front()
+    cmd = [sys.executable, "-m", "deploys.rollout", "inventories/sandbox.py", "--report-dir", str(tmp_path)]
+    with Traffic(url, key, expected, seconds=900) as traffic:
+        proc = subprocess.run(cmd, cwd=ROOT, env=sandbox_env(NAME, CANARY), capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(next((tmp_path / "rollouts").glob("*.json")).read_text())
+    assert [(o["host"], o["verdict"]) for o in report["hosts"]] == [(h, "pass") for h in HOSTS]
+    events = {o["host"]: {e["event"]: when(e["at"]) for e in o["events"]} for o in report["hosts"]}
+    assert_rolled_one_at_a_time(events, {h: triton_started(h) for h in HOSTS})
+    assert {h: max_batch_size(h) for h in HOSTS} == dict.fromkeys(HOSTS, 8)
+    assert traffic.result.count > 50 and traffic.result.failures == 0, traffic.result.as_dict()
+
+
+def current_release(host: str) -> str:
+    return in_container(fleet.host_container(NAME, host), "readlink /opt/triton-embeddinggemma/current").strip()
+
+
+def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
+    sandbox: dict[str, Any], expected: dict[str, np.ndarray], broken_template: str
+) -> None:
+    good = {h: current_release(h) for h in HOSTS}
+    started = {h: triton_started(h) for h in HOSTS}
+    url, key = front()
+    with Traffic(url, key, expected, seconds=600) as traffic:
+        proc = deploy("--json", "--data", f"triton_config_template={broken_template}", "--data", "triton_ready_timeout_s=30")
+    assert proc.returncode != 0
+    events = roll_events(proc.stderr)
+    # pyinfra picks the first host; it fails READY, is rolled back and put back; nobody else is touched.
+    [first] = [h for h in HOSTS if events.get(h)]
+    assert {"drained", "rolled back", "back in the pool"} <= set(events[first]) and "live" not in events[first], events
+    assert f"roll {first}: Triton release" in proc.stderr and "not READY after 30s" in proc.stderr
+    for host in set(HOSTS) - {first}:
+        assert f"roll {host}: not restarted: {first} failed first" in proc.stderr
+        assert triton_started(host) == started[host]
+    assert {h: current_release(h) for h in HOSTS} == good
+    assert triton_started(first) > started[first]  # restarted twice: the broken release, then back
+    assert wait_pool(first, "up", 10) >= 0
+    assert traffic.result.count > 30 and traffic.result.failures == 0, traffic.result.as_dict()
+
+
+def test_host_destroyed_and_rebuilt_under_load(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
+    url, key = front()
+    with Traffic(url, key, expected, seconds=1200) as traffic:
+        fleet.remove_host(NAME, "host3")
+        wait_pool("host3", "down", OUT_WITHIN_S + 2)
+        fleet_up()  # a bare host3 (a new container and address); the inventory follows state.json
+        res = results(deploy("--json", timeout=1200))
+        assert res["failed_hosts"] == []
+        wait_pool("host3", "up", 30)
+        time.sleep(3)  # host3 takes its share of the traffic
+    assert traffic.result.count > 50 and traffic.result.failures == 0, traffic.result.as_dict()
+    changed = {op["name"]: op["success"] for op in res["operations"] if op["success"]}
+    others = {name: hosts for name, hosts in changed.items() if set(hosts) - {"host3", fleet.FRONT_DOOR}}
+    assert others == {}, f"the rebuild changed other hosts: {others}"
 
 
 @pytest.mark.parametrize(

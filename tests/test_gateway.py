@@ -319,6 +319,24 @@ def test_request_counter_grows_by_the_requests_made(main_gw: GatewayProcess) -> 
     assert metric(after, "embeddings_gateway_in_flight") == 0 and metric(after, "embeddings_gateway_api_keys") == 1
 
 
+def test_gateway_takes_max_batch_size_from_the_model_triton_serves(server: ts.Server, triton_root: Path, tmp_path: Path) -> None:
+    """Configured for 2 inputs per call, the gateway sends 8 once Triton says the model takes 8 (its
+    max_batch_size, read when the model is READY): a rolled Triton release never gets more than it
+    takes, and a larger one is used at once."""
+    served = json.loads(httpx.get(f"http://{server.http_url}/v2/models/{MODEL}/config", timeout=5).text)["max_batch_size"]
+    assert served >= 8
+    with GatewayProcess.started(tmp_path, server.grpc_url, triton_root / "tokenizer", api_key=KEY, triton_max_batch_size=2) as gateway:
+        assert httpx.get(f"{gateway.url}/ready", timeout=5).status_code == 200
+        before = gateway_metrics(gateway)
+        assert post(gateway, {"model": MODEL, "input": ["same length text"] * 8}).status_code == 200
+        after = gateway_metrics(gateway)
+        log = gateway.log_tail()
+    calls = metric(after, "embeddings_gateway_triton_batch_size_count") - metric(before, "embeddings_gateway_triton_batch_size_count")
+    rows = metric(after, "embeddings_gateway_triton_batch_size_sum") - metric(before, "embeddings_gateway_triton_batch_size_sum")
+    assert (calls, rows) == (1, 8), f"{calls} Triton calls for 8 inputs; log:\n{log}"
+    assert f"max_batch_size {served} (was 2)" in log
+
+
 def test_plan_batches_groups_by_bucket_and_chunks() -> None:
     plan = plan_batches([5, 70, 64, 3, 200, 65, 9, 10, 11], (64, 128, 256), 3)
     assert plan == [(64, [0, 2, 3]), (64, [6, 7, 8]), (128, [1, 5]), (256, [4])]

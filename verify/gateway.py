@@ -70,9 +70,10 @@ the gateway never sees a key file with raw keys.
 Fast path: ``POST /v1/embeddings`` is a plain ASGI handler (Starlette serves the other routes);
 one ``encode_batch`` per request (off the event loop for large requests; the Rust tokenizer
 releases the GIL), truncation at ``max_tokens``, inputs grouped into ``length_buckets`` and padded
-to the bucket, chunks of at most ``triton_max_batch_size``. Cross-request micro-batching
+to the bucket, chunks of at most the served model's ``max_batch_size`` (Triton's model config, read
+each time the model becomes READY; ``triton_max_batch_size`` until then). Cross-request micro-batching
 (:class:`MicroBatcher`): chunks of one padded length from concurrent requests are merged into one
-Triton call of at most ``triton_max_batch_size`` inputs while that length already has Triton calls
+Triton call of at most that many inputs while that length already has Triton calls
 in flight, with no timer (nothing waits at concurrency 1), and the rows split back per request;
 Triton's dynamic batcher still merges the calls in flight (equal shapes across callers). One gRPC
 channel, only ``sentence_embedding`` asked back, numpy assembly, base64 straight from the float32
@@ -305,7 +306,8 @@ class MicroBatcher:
         while queue and (self._open.get(length, 0) < self.in_flight or self._queued[length] >= self.max_batch):
             batch: list[Piece] = []
             size = 0
-            while queue and size + len(queue[0].ids) <= self.max_batch:
+            # size == 0: at least one piece each time, even one planned before max_batch went down.
+            while queue and (size == 0 or size + len(queue[0].ids) <= self.max_batch):
                 piece = queue.popleft()
                 self._queued[length] -= len(piece.ids)
                 if not piece.future.done():  # done: cancelled while queued
@@ -483,8 +485,8 @@ class Gateway:
         ids = fit_lengths(ids, self.max_tokens, self.config.truncate)
         self.metrics.tokenize.observe(time.perf_counter() - start)
         lengths = [len(row) for row in ids]
-        plan = plan_batches(lengths, self.config.length_buckets, self.config.triton_max_batch_size)
         assert self.batcher is not None
+        plan = plan_batches(lengths, self.config.length_buckets, self.batcher.max_batch)
         pieces = []
         for length, members in plan:
             pieces.append(self.batcher.submit([ids[i] for i in members], length))
@@ -510,6 +512,7 @@ class Gateway:
             checked, ok, reason = self._ready
             if time.monotonic() - checked < READY_CACHE_S:
                 return ok, reason
+            was_ok = ok
             try:
                 ok = bool(
                     await self.client.is_model_ready(
@@ -517,10 +520,24 @@ class Gateway:
                     )
                 )
                 reason = "" if ok else f"model {self.config.model_name} is not ready in Triton"
+                if ok and not was_ok:
+                    await self.follow_batch_size()
             except Exception as error:
                 ok, reason = False, f"Triton at {self.config.triton_grpc_url} did not answer ({type(error).__name__})"
             self._ready = (time.monotonic(), ok, reason)
             return ok, reason
+
+    async def follow_batch_size(self) -> None:
+        """Take the served model's max_batch_size from Triton (each time the model becomes READY):
+        a Triton restarted with another max_batch_size (a rolled release) is never sent more."""
+        assert self.batcher is not None
+        config = await self.client.get_model_config(
+            self.config.model_name, as_json=True, client_timeout=min(READY_DEADLINE_S, self.config.triton_timeout_s)
+        )
+        size = int(config.get("config", {}).get("max_batch_size", 0) or 0)
+        if size > 0 and size != self.batcher.max_batch:
+            log.info("Triton serves %s with max_batch_size %d (was %d)", self.config.model_name, size, self.batcher.max_batch)
+            self.batcher.max_batch = size
 
     # -- endpoints ------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ class GatewayConfig:
     max_tokens: int = MAX_LENGTH  # tokens per input, prompt and special tokens included
     truncate: bool = True  # false: an input over max_tokens is a 400 naming its index
     length_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)  # pad lengths; the last ≥ max_tokens
-    triton_max_batch_size: int = 8  # inputs per Triton request (the model config's max_batch_size)
+    triton_max_batch_size: int = 8  # inputs per Triton request until Triton's model config says (each READY)
     triton_timeout_s: float = 10.0  # gRPC deadline of each Triton call
     max_inputs: int = 256  # inputs per request
     max_body_bytes: int = 4 * 1024 * 1024  # request body limit (413 past it)

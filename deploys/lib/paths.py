@@ -39,6 +39,7 @@ GATEWAY_UNIT = "embeddings-gateway.service"
 GATEWAY_UNIT_FILE = f"/etc/systemd/system/{GATEWAY_UNIT}"
 HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"  # the front door's live config (Debian's haproxy.service reads it)
 HAPROXY_ADMIN_SOCKET = "/run/haproxy/admin.sock"  # the front door's runtime API (level admin, root only)
+HAPROXY_BACKEND = "gateways"  # the HAProxy backend of every Triton host's gateway (one server per host)
 HAPROXY_TLS_PEM = "/etc/haproxy/certs/front-door.pem"  # certificate chain + key from the vault, 0600
 
 # -- names relative to {triton_dir} (shell commands run there: ``cd {triton_dir} && ...``) --

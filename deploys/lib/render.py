@@ -256,6 +256,7 @@ def haproxy_config(s: Settings, backends: Sequence[HaproxyBackend], tls_pem_path
         "haproxy.cfg.j2",
         s=s,
         admin_socket=paths.HAPROXY_ADMIN_SOCKET,
+        backend_name=paths.HAPROXY_BACKEND,
         listen_host=url_host(s.front_door_listen_address),
         metrics_host=url_host(s.front_door_metrics_address),
         tls_pem_path=tls_pem_path,

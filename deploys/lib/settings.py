@@ -244,6 +244,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rollout_canary", "", "Canary of a rollout: an inventory group or host name; empty: the first host.", "str", _text(r"[A-Za-z0-9_.@/\-]*", "a group or host name, or empty")),
     Setting("rollout_batch_size", 1, "Hosts deployed at once after the canary, each batch verified before the next.", "int", _int(1, 10_000)),
     Setting("rollout_max_failures", 0, "Failed hosts tolerated after the canary before the rollout stops (a failed canary always stops it).", "int", _int(0, 10_000)),
+    Setting("rollout_max_unavailable", 1, "With a front door: Triton hosts taken out of its pool at once while a new release goes live (drain, switch, READY, verify, back in the pool), by deploys/all.py and the rollout alike.", "int", _int(1, 10_000)),
+    Setting("rollout_drain_timeout_s", 30, "With a front door: seconds to wait for a drained host's requests in flight to end before its Triton restarts (then it restarts anyway: the front door retries those requests elsewhere).", "int", _int(0, 3600)),
+    Setting("rollout_restore_timeout_s", 60, "With a front door: seconds to wait for a restored host to pass the front door's health checks (UP) before the next host is drained.", "int", _int(1, 3600)),
     # -- verification --
     Setting("verify_enabled", True, "Run the Triton-vs-ONNX-Runtime parity check after the deploy.", "bool", _bool),
     _verify("min_cosine", "float", _float(0.0, 1.0)),
@@ -363,6 +366,9 @@ class Settings:
     rollout_canary: str
     rollout_batch_size: int
     rollout_max_failures: int
+    rollout_max_unavailable: int
+    rollout_drain_timeout_s: int
+    rollout_restore_timeout_s: int
     verify_enabled: bool
     verify_min_cosine: float
     verify_max_abs_diff: float

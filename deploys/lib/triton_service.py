@@ -57,6 +57,12 @@ def needs_start(s: Settings, release: str, wanted_labels: dict[str, str] | None 
     return None
 
 
+def serving_release(s: Settings) -> str | None:
+    """The release the host's Triton container was started with (its label), running or not."""
+    container = host.get_fact(DockerContainer, container=container_name(s))
+    return container["labels"].get(DEPLOY_HASH_LABEL) if container else None
+
+
 def start(s: Settings, compose_file: str, reason: str) -> None:
     """`docker compose up -d` the release's compose file, then wait for READY."""
     logger.info(f"{host.print_prefix}Triton (re)start: {reason}")

@@ -30,6 +30,7 @@ import json
 import shlex
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from deploys.lib.repo import VERIFY_SRC
 from deploys.lib.settings import Settings, SettingsError
 from deploys.lib.triton_service import probe_address
 from facts._shell import RC_MARKER
-from facts.verify import LOG_MARKER, REPORT_MARKER, ParityRun
+from facts.verify import LOG_MARKER, NOTHING_TO_CHECK, REPORT_MARKER, ParityRun, parse_parity_output
 from verify import options
 from verify.fleet import HostResult, drift, table
 
@@ -100,9 +101,10 @@ def key_write_command(path: str) -> str:
     return f"umask 077; rm -f {tmp}; tr -d '\\n' > {tmp} && chmod 600 {tmp} && mv -f {tmp} {q(path)}"
 
 
-def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: bool = False) -> str:
+def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: bool = False, gateway_too: bool = True) -> str:
     """The check on the host; always exits 0 and prints rc, report and log tail between markers.
-    ``gateway_key_file``: pass the verify step's gateway key file (auth on)."""
+    ``gateway_key_file``: pass the verify step's gateway key file (auth on); ``gateway_too``: False
+    checks Triton alone."""
     address = probe_address(s)
     v = layout.verify
     settings_values = {option.name: getattr(s, option.setting) for option in options.OPTIONS}
@@ -117,7 +119,7 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
         "--grpc-url", f"{address}:{s.triton_grpc_port}",
         "--model-name", s.model_name,
         *options.argv({**settings_values, "device": device}),
-        *gateway_args(s, layout, gateway_key_file),
+        *(gateway_args(s, layout, gateway_key_file) if gateway_too else []),
         "--report", v.report,
     ]  # fmt: skip
     q = shlex.quote
@@ -127,6 +129,22 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
         f"echo {RC_MARKER}$?; echo {REPORT_MARKER}; cat {q(v.report)} 2>/dev/null; echo; "
         f"echo {LOG_MARKER}; tail -n 20 {q(v.log)} 2>/dev/null; true"
     )
+
+
+def roll_check_command(s: Settings, layout: Layout, device: str) -> str:
+    """The parity check of Triton alone (HTTP, gRPC vs local ONNX Runtime) on a host rolled behind the
+    front door, before it is back in the pool (deploys/lib/rolling.py). Prints
+    ``NOTHING_TO_CHECK`` when the host has no verify runtime yet: the verify step, later in
+    the run, installs it and checks the host (gateway included) as always."""
+    v = layout.verify
+    q = shlex.quote
+    present = f"[ -x {q(v.venv + '/bin/python')} ] && [ -f {q(v.installed)} ] && [ -d {q(v.code)} ]"
+    return f"if {present}; then {parity_command(s, layout, device, gateway_too=False)}; else echo {NOTHING_TO_CHECK}; fi"
+
+
+def roll_verdict(host_name: str) -> Callable[[list[str]], str | None]:
+    """Reads :func:`roll_check_command`'s output: None when parity passed, else the one-line reason."""
+    return lambda lines: outcome_message(host_name, parse_parity_output(lines), None)
 
 
 def outcome_message(host_name: str, outcome: dict[str, Any], saved: str | None) -> str | None:

@@ -1,19 +1,20 @@
 """Gateway step: the OpenAI-compatible embeddings API (verify/gateway.py) as a systemd unit, from a
-pinned venv; restarted only when its code, pins, config or unit changed, reloaded (SIGHUP, no
-restart) when only its API keys changed; never touches Triton (deploys/lib/gateway.py)."""
+pinned venv; restarted only when its code, pins, config or unit changed (behind a front door out of its pool,
+host by host: deploys/lib/rolling.py), reloaded (SIGHUP, no restart) when only its API keys changed;
+never touches Triton (deploys/lib/gateway.py)."""
 
 from __future__ import annotations
 
 import hashlib
 from io import StringIO
 
-from pyinfra import host, logger
+from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, pip, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.lib import gateway, paths, settings
+from deploys.lib import gateway, paths, rolling, settings
 from deploys.lib.repo import VERIFY_SRC
 
 
@@ -28,6 +29,9 @@ def embeddings_gateway() -> None:
     layout = paths.layout(s)
     g = layout.gateway
     requirements = VERIFY_SRC / "requirements-gateway.txt"
+    doors = rolling.front_doors(state.inventory)
+    # Behind a front door a gateway that already runs restarts out of the pool, host by host.
+    rolls = bool(doors) and host.get_fact(Sha256File, path=paths.GATEWAY_UNIT_FILE) is not None
 
     apt.packages(name="Install python3-venv and curl (gateway runtime)", packages=["python3-venv", "curl"])
     server.group(name=f"Group {gateway.SERVICE_USER}", group=gateway.SERVICE_USER, system=True)
@@ -73,17 +77,26 @@ def embeddings_gateway() -> None:
 
     changed = [op for op in (pins, venv, install, code, config, unit) if op is not None]
     systemd.daemon_reload(name="systemd daemon-reload (gateway unit changed)", _if=unit.did_change)
-    systemd.service(
-        name="Restart the gateway (code, pins, config or unit changed)",
-        service=paths.GATEWAY_UNIT,
-        restarted=True,
-        _if=any_changed(*changed),
-    )
+    if rolls:
+        rolling.roll(
+            name=f"Restart the gateway behind the front door ({s.rollout_max_unavailable} host(s) out of the pool at a time)",
+            plan=rolling.gateway_roll_plan(host, doors, s),
+            _parallel=s.rollout_max_unavailable,
+            _if=any_changed(*changed),
+        )
+    else:
+        systemd.service(
+            name="Restart the gateway (code, pins, config or unit changed)",
+            service=paths.GATEWAY_UNIT,
+            restarted=True,
+            _if=any_changed(*changed),
+        )
     # Keys alone: SIGHUP re-reads them; the gateway keeps serving. (After a restart it read them anyway.)
     systemd.service(name="Reload the gateway's API keys (SIGHUP)", service=paths.GATEWAY_UNIT, reloaded=True, _if=hashes.did_change)
     systemd.service(name="Gateway enabled and running", service=paths.GATEWAY_UNIT, running=True, enabled=True)
-    server.shell(
-        name=f"Wait for the gateway READY (≤ {s.gateway_ready_timeout_s}s)",
-        commands=[gateway.wait_ready_command(s)],
-        _if=any_changed(*changed),
-    )
+    if not rolls:
+        server.shell(
+            name=f"Wait for the gateway READY (≤ {s.gateway_ready_timeout_s}s)",
+            commands=[gateway.wait_ready_command(s)],
+            _if=any_changed(*changed),
+        )

@@ -10,13 +10,14 @@ from __future__ import annotations
 from io import StringIO
 
 from pyinfra import host, logger
+from pyinfra import state as pyinfra_state
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
-from deploys.lib import model_files, paths, release, settings
+from deploys.lib import model_files, paths, release, rolling, settings
 from deploys.lib.host import is_gpu_host
-from deploys.lib.triton_service import needs_start, releases_state, start
+from deploys.lib.triton_service import needs_start, releases_state, serving_release, start
 
 
 @deploy("Triton")
@@ -27,7 +28,7 @@ def triton() -> None:
     layout = paths.layout(s)
     spec = release.build(s, gpu, release.version_files(s, model_files.hub_token(s)), layout)
     live = spec.paths
-    state = releases_state(s)
+    on_host = releases_state(s)
 
     # The model step lays out the store (version directory, tokenizer); the release links to it.
     files.directory(name=f"Directory {layout.releases_dir}", path=layout.releases_dir, mode="755")
@@ -44,16 +45,27 @@ def triton() -> None:
     for stale in (layout.compose_file, layout.config_file):
         files.file(name=f"Remove {stale} (now in releases/)", path=stale, present=False)
 
-    previous = state["previous"]
-    if state["current"] != spec.id:
-        logger.info(f"{host.print_prefix}release {spec.id} goes live (was {state['current'] or 'none'})")
-        server.shell(name="Switch current to this release", commands=[release.switch_command(layout.root, spec.id, keep_previous=False)])
-        previous = state["current"] or previous
-    doomed = release.to_prune([r for r in state["releases"] if r != spec.id], spec.id, previous, s.triton_releases_keep)
+    reason = needs_start(s, spec.id, spec.labels)
+    doors = rolling.front_doors(pyinfra_state.inventory)
+    # Behind a front door a host that already serves rolls: out of the pool, switch, READY, parity, back.
+    rolls = bool(doors) and reason not in (None, "not created")
+    previous = on_host["previous"]
+    if on_host["current"] != spec.id:
+        logger.info(f"{host.print_prefix}release {spec.id} goes live (was {on_host['current'] or 'none'})")
+        if not rolls:
+            server.shell(
+                name="Switch current to this release", commands=[release.switch_command(layout.root, spec.id, keep_previous=False)]
+            )
+        previous = on_host["current"] or previous
+    serving = serving_release(s) if rolls else None  # what a failed roll goes back to: never pruned
+    doomed = [
+        r
+        for r in release.to_prune([r for r in on_host["releases"] if r != spec.id], spec.id, previous, s.triton_releases_keep)
+        if r != serving
+    ]
     if doomed:
         server.shell(name=f"Prune old releases (keep {s.triton_releases_keep})", commands=[release.prune_command(layout.root, doomed)])
 
-    reason = needs_start(s, spec.id, spec.labels)
     if reason is None:
         logger.info(f"{host.print_prefix}Triton already READY with this configuration (release {spec.id})")
         return
@@ -62,4 +74,12 @@ def triton() -> None:
             name="GPU smoke test: the Triton image sees the GPUs",
             commands=[f"docker run --rm --gpus all --entrypoint nvidia-smi {s.triton_image_ref} -L"],
         )
+    if rolls:
+        back_to = serving if serving in on_host["releases"] and serving != spec.id else None
+        rolling.roll(
+            name=f"Roll Triton behind the front door ({s.rollout_max_unavailable} host(s) out of the pool at a time)",
+            plan=rolling.triton_roll_plan(host, doors, s, gpu, spec.id, reason, back_to),
+            _parallel=s.rollout_max_unavailable,
+        )
+        return
     start(s, live.compose_file, reason)

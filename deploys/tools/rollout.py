@@ -15,9 +15,14 @@ Every step is the standard pyinfra CLI, run from the repository root:
    verify) and its state is read again;
 4. a failed canary stops the rollout; so do more than ``--max-failures`` failed hosts after it.
 
+Behind a front door, each wave's ``deploys/all.py`` itself takes its hosts out of the pool at most
+``rollout_max_unavailable`` at a time (drain, switch, READY, parity, restore; a failure is rolled
+back there: deploys/lib/rolling.py); the driver reads the roll events it logs.
+
 At the end a table (stderr) and ``reports/rollouts/<UTC time>.json``: per host the old and new
 release, the verdict (``pass``, ``rolled back``, ``failed``, ``skipped``), whether it was rolled
-back, and the release it serves at the end. Exit status 0 when every host passed.
+back, the release it serves at the end and the roll events (drained, live, checked, back in the
+pool, with their UTC times). Exit status 0 when every host passed.
 Defaults of the flags: the ``rollout_*`` settings of the first host (group_data/all.py).
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -44,6 +50,10 @@ from deploys.lib.repo import REPO_ROOT
 from deploys.lib.settings import SettingsError
 
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+# deploys/lib/rolling.py logs "roll HOST: EVENT at TIME ..." for each step of a host's roll.
+ROLL_EVENT = re.compile(
+    r"roll (?P<host>\S+): (?P<event>drained|live|checked|check skipped|rolled back|back in the pool) at (?P<at>\S+)(?P<detail>.*)$"
+)
 Runner = Callable[[list[str], dict[str, str]], subprocess.CompletedProcess]
 
 
@@ -60,6 +70,9 @@ class Outcome:
     ready: bool = False
     message: str = ""
     wave: int | None = None
+    # Behind a front door: what the deploy logged for this host (drained, live, checked, rolled back,
+    # back in the pool), each with its UTC time (deploys/lib/rolling.py).
+    events: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -146,6 +159,7 @@ class Rollout:
         self.runner = runner
         self.deploy = deploy
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.events: dict[str, list[dict[str, str]]] = {}
 
     def pyinfra(self, deploy: str, hosts: list[str], *extra: str) -> subprocess.CompletedProcess:
         cmd = [PYINFRA, self.inventory, deploy, "-y", *extra]
@@ -170,8 +184,15 @@ class Rollout:
             return found
 
     def deploy_wave(self, hosts: list[str]) -> tuple[set[str], str]:
-        """Run the deploy on ``hosts``; the failed hosts, and a message when the run as a whole failed."""
+        """Run the deploy on ``hosts``; the failed hosts, and a message when the run as a whole failed.
+        The roll events the deploy logged (behind a front door) go to ``self.events``."""
         proc = self.pyinfra(self.deploy, hosts, "--json")
+        for line in (proc.stderr or "").splitlines():
+            found = ROLL_EVENT.search(line)
+            if found:
+                self.events.setdefault(found["host"], []).append(
+                    {"event": found["event"], "at": found["at"], "detail": found["detail"].strip()}
+                )
         try:
             failed = set(json.loads(proc.stdout)["results"]["failed_hosts"])
         except (ValueError, KeyError, TypeError):
@@ -212,7 +233,12 @@ class Rollout:
                     or ("deploy failed" if host in failed else f"serves {o.serving or 'nothing'}, not the current release {current}"),
                 )
                 failures += 1
-                if current and current != o.old and o.old:
+                rolled = [e for e in self.events.get(host, []) if e["event"] == "rolled back"]
+                if rolled and o.ready and current == o.old and o.serving == o.old:
+                    # Behind a front door the deploy itself rolled the host back before restoring it.
+                    o.verdict, o.rolled_back = "rolled back", True
+                    o.message += f"; the deploy rolled it back{rolled[-1]['detail'] and ' ' + rolled[-1]['detail']}"
+                elif current and current != o.old and o.old:
                     self.roll_back(o)
             if index == 0 and failures:
                 print(f"rollout: the canary failed; stopping (hosts left untouched: {len(everyone) - len(wave)})", file=sys.stderr)
@@ -220,6 +246,8 @@ class Rollout:
             if failures > max_failures:
                 print(f"rollout: {failures} failed host(s) > --max-failures {max_failures}; stopping", file=sys.stderr)
                 break
+        for h in everyone:
+            outcomes[h].events = self.events.get(h, [])
         return [outcomes[h] for h in everyone]
 
     def roll_back(self, o: Outcome) -> None:

@@ -11,6 +11,10 @@ CPU-seconds (``/proc/stat``: every process, hosts and controller alike) and, on 
 operations whose wall time grew most from 1 to 3 hosts. ``converge_3_cpu_s / cpu_cores`` is the
 least time 3 hosts can take here, however well the deploy runs them in parallel.
 
+The front door's overhead: the front-door host front1 is added to the converged 3-host fleet and
+deployed, then the controller alternates single requests (concurrency 1) through the front door
+and straight to host1's gateway: ``front_door_overhead_p50_ms`` is the difference of the p50s.
+
 The gateway figures come from host1 of the converged fleet: tests/gateway_bench.py runs there, in
 the gateway's own venv, against the gateway (text in) and Triton's gRPC (the same texts as token
 ids), at concurrency 1, 8 and 32, bounded in time; every request stays inside that host.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,8 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
+
 from deploys.lib import paths, settings
 from tests.hub_server import HubServer, Repo
+from tests.load import check_targets
 from tests.sandbox import fleet
 from tests.sandbox.dockercli import docker
 
@@ -42,6 +50,7 @@ GROWTH_ROWS = 5
 # The load generator and what it imports from tests/ (verify/ is already on the host, in the gateway's dir).
 GATEWAY_BENCH_FILES = ("tests/__init__.py", "tests/load.py", "tests/gateway_bench.py")
 GATEWAY_BENCH_SECONDS = 5.0  # per path and concurrency: 6 runs
+FRONT_DOOR_REQUESTS = 400  # per path (front door, host1's gateway), alternating
 GATEWAY_KEYS = (
     "gateway_c1_eps", "direct_c1_eps", "gateway_c8_eps", "direct_c8_eps", "gateway_c32_eps", "direct_c32_eps",
     "gateway_c1_p50_ms", "gateway_c1_p95_ms", "direct_c1_p50_ms", "direct_c1_p95_ms",
@@ -167,6 +176,41 @@ def gateway_figures(host: dict[str, Any], api_key: str, seconds: float = GATEWAY
     return json.loads(out.strip().splitlines()[-1])
 
 
+def front_door_figures(state: dict[str, Any], api_key: str, requests: int = FRONT_DOOR_REQUESTS) -> dict[str, Any]:
+    """p50 latency at concurrency 1 through the front door and straight to host1's gateway, from the
+    controller, alternating one request each (both cross Docker's loopback publishing once; the
+    front door adds HAProxy and the hop to a host). Bounded by ``requests`` per path and 120 s."""
+    front, direct = fleet.front_door_url(state), fleet.gateway_url(state["hosts"][0])
+    check_targets([front, direct])
+    body = {"model": "embeddinggemma", "input": ["The quick brown fox jumps over the lazy dog."], "encoding_format": "base64"}
+    headers = {"Authorization": f"Bearer {api_key}"}
+    latencies: dict[str, list[float]] = {"front": [], "direct": []}
+    failures = 0
+    deadline = time.monotonic() + 120
+    with httpx.Client(timeout=10) as client:
+        for _ in range(5):  # warm both connections (keep-alive) and both paths
+            for url in (front, direct):
+                client.post(f"{url}/v1/embeddings", json=body, headers=headers)
+        for _ in range(requests):
+            if time.monotonic() > deadline:
+                break
+            for path, url in (("front", front), ("direct", direct)):
+                start = time.perf_counter()
+                response = client.post(f"{url}/v1/embeddings", json=body, headers=headers)
+                if response.status_code == 200:
+                    latencies[path].append(time.perf_counter() - start)
+                else:
+                    failures += 1
+    p50 = {path: statistics.median(values) * 1000 for path, values in latencies.items()}
+    return {
+        "front_door_c1_p50_ms": round(p50["front"], 3),
+        "direct_gateway_c1_p50_ms": round(p50["direct"], 3),
+        "front_door_overhead_p50_ms": round(p50["front"] - p50["direct"], 3),
+        "front_door_bench_requests": len(latencies["front"]),
+        "front_door_failures": failures,
+    }
+
+
 def _fresh_fleet(hosts: int) -> dict[str, Any]:
     fleet.down(NAME)
     return fleet.up(NAME, hosts)
@@ -195,6 +239,11 @@ def main() -> int:
     _log("embeddings gateway vs Triton straight, on host1 (concurrency 1, 8, 32)")
     bench_state = fleet.load_state(NAME) or {}
     gateway = gateway_figures(bench_state["hosts"][0], fleet.api_key_file(NAME).read_text().strip())
+    _log("front door overhead: front1 added to the 3-host fleet, then p50 through it vs host1's gateway (concurrency 1)")
+    door_state = fleet.up(NAME, 3, front_door=True)
+    with HubServer([repo]) as hub:
+        _deploy(hub, work / "cache-3")
+    front_door = front_door_figures(door_state, fleet.api_key_file(NAME).read_text().strip())
     fleet.down(NAME)
     cores = os.cpu_count() or 1
     one, three = converged[1], converged[3]
@@ -214,6 +263,7 @@ def main() -> int:
         **{f"converge_{n}_cpu_s": round(c.cpu_seconds, 1) for n, c in converged.items()},
         **{key: gateway[key] for key in GATEWAY_KEYS},
         "gateway_failures": gateway["failures"],
+        **front_door,
     }
     print(json.dumps(line))
     return 0
