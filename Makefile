@@ -29,7 +29,7 @@ lint: $(STAMP)
 sandbox: $(STAMP)
 	bash tests/system_deps.sh
 	bash tests/sandbox/docker_daemon.sh
-	$(BIN)/python -m tests.sandbox up --hosts 3 --front-door
+	$(BIN)/python -m tests.sandbox up --hosts 3 --front-door --monitoring
 	$(BIN)/pyinfra inventories/sandbox.py deploys/all.py -y
 	$(BIN)/python -m tests.sandbox status
 

@@ -2,17 +2,21 @@
 
 Each step is an @deploy in its own module under deploys/steps/, importable by other pyinfra projects;
 what they share lives in deploys/lib/. Hosts of the inventory group `front_door` get the front door
-(HAProxy in front of every other host's gateway); every other host gets the Triton chain.
+(HAProxy in front of every Triton host's gateway), hosts of the group `monitoring` get Prometheus
+(scraping every host); every other host gets the Triton chain. With a monitoring host in the
+inventory every host also runs the node exporter.
 """
 
 from pyinfra import host, state
 
 from deploys.lib import settings
-from deploys.lib.front_door import is_front_door
+from deploys.lib.roles import has_monitoring, is_front_door, is_monitoring
 from deploys.steps.docker import docker
 from deploys.steps.front_door import front_door_step
 from deploys.steps.gateway import embeddings_gateway
 from deploys.steps.model import model
+from deploys.steps.monitoring import monitoring_step
+from deploys.steps.node_exporter import node_exporter
 from deploys.steps.nvidia_toolkit import nvidia_toolkit
 from deploys.steps.preflight import preflight
 from deploys.steps.registry_login import registry_login
@@ -23,6 +27,8 @@ settings.validate_fleet(state)  # every host's settings, before any host is plan
 
 if is_front_door(host):
     front_door_step()
+elif is_monitoring(host):
+    monitoring_step()
 else:
     preflight()
     docker()
@@ -32,3 +38,5 @@ else:
     triton()
     embeddings_gateway()
     verify()
+if has_monitoring(state.inventory):
+    node_exporter()  # every host, the monitoring host included

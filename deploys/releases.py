@@ -15,14 +15,14 @@ from pathlib import Path
 from pyinfra import host, logger, state
 
 from deploys.lib import settings
-from deploys.lib.front_door import is_front_door
+from deploys.lib.roles import is_triton_host
 from deploys.lib.triton_service import read_state
 
 OUT_ENV = "TRITON_RELEASES_OUT"
 
 settings.validate_fleet(state)
 
-if not is_front_door(host):  # front doors run no Triton
+if is_triton_host(host):  # front doors and monitoring hosts run no Triton
     releases = read_state(settings.load(host))
     logger.info(
         f"{host.print_prefix}releases: current {releases['current'] or 'none'}, previous {releases['previous'] or 'none'}, "

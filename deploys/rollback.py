@@ -7,12 +7,12 @@ READY, verify. One host at a time is the usual use (the rollout driver does this
 from pyinfra import host, state
 
 from deploys.lib import settings
-from deploys.lib.front_door import is_front_door
+from deploys.lib.roles import is_triton_host
 from deploys.steps.rollback import rollback
 from deploys.steps.verify import verify
 
 settings.validate_fleet(state)
 
-if not is_front_door(host):  # front doors run no Triton
+if is_triton_host(host):  # front doors and monitoring hosts run no Triton
     rollback()
     verify()

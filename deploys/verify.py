@@ -4,10 +4,10 @@ deploys/steps/verify.py): Triton vs local ONNX Runtime on every host, reports an
 from pyinfra import host, state
 
 from deploys.lib import settings
-from deploys.lib.front_door import is_front_door
+from deploys.lib.roles import is_triton_host
 from deploys.steps.verify import verify
 
 settings.validate_fleet(state)
 
-if not is_front_door(host):  # front doors run no Triton
+if is_triton_host(host):  # front doors and monitoring hosts run no Triton
     verify()

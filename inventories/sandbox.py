@@ -44,7 +44,24 @@ def _host_data(host: dict) -> dict:
     }
 
 
-sandbox = [(host["name"], _host_data(host)) for host in _STATE["hosts"]]
+def _with_monitoring(host: dict) -> dict:
+    """With a monitoring host every endpoint Prometheus scrapes listens on the host's private address."""
+    if not _STATE.get("monitoring") or not host.get("address"):
+        return {}
+    return {
+        "monitoring_exporter_address": host["address"],  # node exporter (every host)
+        "triton_metrics_address": host["address"],  # Triton's metrics port only; HTTP and gRPC stay on loopback
+        "front_door_metrics_address": host["address"],
+        "monitoring_listen_address": host["address"],  # Prometheus on mon1, published on the controller's loopback
+    }
+
+
+sandbox = [(host["name"], {**_host_data(host), **_with_monitoring(host)}) for host in _STATE["hosts"]]
 # The front door (python -m tests.sandbox up --front-door): HAProxy in front of every host's gateway.
 if _STATE.get("front_door"):
-    front_door = [(_STATE["front_door"]["name"], _host_data(_STATE["front_door"]))]
+    front_door = [(_STATE["front_door"]["name"], {**_host_data(_STATE["front_door"]), **_with_monitoring(_STATE["front_door"])})]
+# The monitoring host (python -m tests.sandbox up --monitoring): Prometheus scraping every host.
+if _STATE.get("monitoring"):
+    # Short intervals so the e2e tests see scrapes and alerts in seconds (production: the defaults).
+    _FAST = {"monitoring_scrape_interval_s": 2, "monitoring_model_not_ready_for_s": 10, "monitoring_host_down_for_s": 10}
+    monitoring = [(_STATE["monitoring"]["name"], {**_host_data(_STATE["monitoring"]), **_with_monitoring(_STATE["monitoring"]), **_FAST})]

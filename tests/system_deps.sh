@@ -13,6 +13,8 @@ PACKAGES=(
   python3-venv  # the verify step's own venv, run on this machine by tests/test_verify_deploy.py (@local)
   haproxy  # the front door: rendered configs checked with haproxy -c, and run for real (tests/test_front_door_config.py)
   socat  # HAProxy's runtime API over its admin socket (facts/haproxy.py, the same commands as on the front door)
+  prometheus  # promtool check config/rules and test rules on the rendered monitoring files, and prometheus run on them (tests/test_monitoring_config.py)
+  prometheus-node-exporter  # its rendered ARGS run for real, the metric names the alerts use (tests/test_monitoring_config.py)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,8 +1,10 @@
-"""End to end: the front door (HAProxy from Debian's apt) in front of a 3-host sandbox fleet.
+"""End to end: the front door (HAProxy from Debian's apt) in front of a 3-host sandbox fleet, and
+the monitoring host (Prometheus from Debian's apt) scraping all of it.
 
-One fleet (sandbox ``door``: host1, host2, host3 and the front-door host front1) serves every test
-in order: converge and the openai SDK through the front door; a re-run changes nothing; Triton
-killed on one host under load; a host container stopped under load; a new release rolled host by
+One fleet (sandbox ``door``: host1, host2, host3, the front-door host front1 and the monitoring host
+mon1) serves every test in order: converge and the openai SDK through the front door; a re-run
+changes nothing; Prometheus has every target up, counts requests exactly, and fires and resolves
+the model-not-READY alert; Triton killed on one host under load; a host container stopped under load; a new release rolled host by
 host under load by deploys/all.py, then back by python -m deploys.rollout; a host destroyed and
 rebuilt from scratch under load; bad front-door settings. The load loops send a few requests per
 second through the front door only (the controller's loopback), check every answer against local
@@ -130,7 +132,7 @@ def fleet_up() -> dict[str, Any]:
     old = os.environ.get("NGC_API_KEY")
     os.environ["NGC_API_KEY"] = CANARY  # the sandbox registry's password is the canary
     try:
-        return fleet.up(NAME, len(HOSTS), front_door=True)
+        return fleet.up(NAME, len(HOSTS), front_door=True, monitoring=True)
     finally:
         os.environ.pop("NGC_API_KEY") if old is None else os.environ.__setitem__("NGC_API_KEY", old)
 
@@ -178,6 +180,103 @@ def test_rerun_changes_nothing_on_any_host(sandbox: dict[str, Any]) -> None:
     res = results(deploy("--json"))
     changed = {op["name"]: op["success"] for op in res["operations"] if op["success"]}
     assert changed == {}, changed
+
+
+# -- monitoring (mon1: scrape interval 2 s, TritonModelNotReady `for` 10 s: inventories/sandbox.py) --
+
+SCRAPE_S, NOT_READY_FOR_S = 2, 10
+
+
+def prometheus(query: str) -> list[dict[str, Any]]:
+    """An instant query through Prometheus's own HTTP API (the judge), its result vector."""
+    url = fleet.status_json(NAME)["prometheus_url"]
+    answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def scalar(query: str) -> float:
+    result = prometheus(query)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def settled(query: str, timeout_s: float = 30) -> float:
+    """The value of ``query`` once two reads a scrape interval apart agree."""
+    deadline = time.monotonic() + timeout_s
+    last = scalar(query)
+    while time.monotonic() < deadline:
+        time.sleep(SCRAPE_S + 0.5)
+        now = scalar(query)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"{query} did not settle within {timeout_s}s (last {last})")
+
+
+def expected_targets(state: dict[str, Any]) -> set[tuple[str, str]]:
+    """(job, instance) of every endpoint the inventory (the sandbox's state) says Prometheus scrapes."""
+    wanted = set()
+    for host in state["hosts"]:
+        wanted |= {("node", host["name"]), ("triton", host["name"]), ("gateway", host["name"])}
+    wanted |= {("node", state["front_door"]["name"]), ("haproxy", state["front_door"]["name"])}
+    wanted |= {("node", state["monitoring"]["name"]), ("prometheus", state["monitoring"]["name"])}
+    return wanted
+
+
+def test_prometheus_has_every_target_of_the_inventory_up(sandbox: dict[str, Any]) -> None:
+    wanted = expected_targets(fleet.load_state(NAME) or {})
+    deadline = time.monotonic() + 30
+    while True:
+        up = {(r["metric"]["job"], r["metric"]["instance"]): r["value"][1] for r in prometheus("up")}
+        if (set(up) == wanted and set(up.values()) == {"1"}) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert set(up) == wanted, f"targets: missing {wanted - set(up)}, unexpected {set(up) - wanted}"
+    assert {target: value for target, value in up.items() if value != "1"} == {}
+
+
+def test_requests_through_the_front_door_are_counted_exactly(sandbox: dict[str, Any]) -> None:
+    gateway = 'sum(embeddings_gateway_requests_total{endpoint="embeddings", code="200"})'
+    triton = "sum(nv_inference_request_success)"
+    before, triton_before = settled(gateway), settled(triton)
+    url, key = front()
+    sent = 37
+    with httpx.Client(timeout=30) as client:
+        for i in range(sent):
+            body = {"model": MODEL, "input": [f"counted request {i}"], "encoding_format": "base64"}
+            assert client.post(f"{url}/v1/embeddings", json=body, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert settled(gateway) - before == sent
+    assert scalar(triton) - triton_before >= sent
+
+
+def firing(alert: str) -> set[str]:
+    """Instances for which ``alert`` is firing, from Prometheus's /api/v1/alerts."""
+    url = fleet.status_json(NAME)["prometheus_url"]
+    alerts = httpx.get(f"{url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    return {a["labels"].get("instance", "") for a in alerts if a["labels"]["alertname"] == alert and a["state"] == "firing"}
+
+
+def test_model_not_ready_alert_fires_when_triton_stops_and_resolves(sandbox: dict[str, Any]) -> None:
+    container = fleet.host_container(NAME, "host1")
+    assert "host1" not in firing("TritonModelNotReady")
+    in_container(container, "docker stop -t 5 $(docker ps -q --filter label=com.docker.compose.service=triton)")
+    stopped = time.monotonic()
+    bound = NOT_READY_FOR_S + 2 * SCRAPE_S
+    try:
+        while "host1" not in firing("TritonModelNotReady"):
+            assert time.monotonic() - stopped < bound + 20, f"not firing {bound + 20}s after Triton stopped"
+            time.sleep(0.5)
+        fired_after = time.monotonic() - stopped
+    finally:
+        in_container(container, "docker start $(docker ps -aq --filter label=com.docker.compose.service=triton)")
+    print(f"TritonModelNotReady firing {fired_after:.1f}s after Triton stopped (for {NOT_READY_FOR_S}s, scrape {SCRAPE_S}s)")
+    # One rule evaluation (every scrape interval) may pass before the `for` starts counting.
+    assert fired_after <= bound + SCRAPE_S, f"fired {fired_after:.1f}s after the stop; bound {bound}s"
+    deadline = time.monotonic() + 120
+    while "host1" in firing("TritonModelNotReady"):
+        assert time.monotonic() < deadline, "the alert did not resolve after Triton came back"
+        time.sleep(1)
+    wait_pool("host1", "up", 60)
 
 
 def test_triton_killed_under_load_fails_no_request(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:

@@ -45,16 +45,20 @@ def hub(tmp_path):
 
 
 def run_fleet(
-    tmp_path: Path, hub, hosts_code: str, *args: str, deploy: str = "deploys/all.py", front_door: str = ""
+    tmp_path: Path, hub, hosts_code: str, *args: str, deploy: str = "deploys/all.py", front_door: str = "", monitoring: str = ""
 ) -> subprocess.CompletedProcess:
-    """Write an inventory of fake hosts (group ``fleet``, and ``front_door`` when given) and run
-    `pyinfra INVENTORY DEPLOY -y --json ARGS`."""
+    """Write an inventory of fake hosts (group ``fleet``, and ``front_door`` / ``monitoring`` when
+    given) and run `pyinfra INVENTORY DEPLOY -y --json ARGS`."""
     url, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
         "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
-        "fleet = [\n" + hosts_code + "\n]\n" + (f"front_door = [\n{front_door}\n]\n" if front_door else "")
+        "fleet = [\n"
+        + hosts_code
+        + "\n]\n"
+        + (f"front_door = [\n{front_door}\n]\n" if front_door else "")
+        + (f"monitoring = [\n{monitoring}\n]\n" if monitoring else "")
     )
     env = {**os.environ, "NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}
     return subprocess.run(
@@ -164,6 +168,32 @@ def test_front_door_without_reachable_backends_ends_the_run_with_one_line(tmp_pa
     result = run_fleet(tmp_path, hub, hosts, front_door=FRONT_DOOR)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert json.loads(result.stdout or "{}").get("results", {}).get("totals", {}).get("success", 0) == 0
+
+
+# A monitoring host, and a CPU host whose metrics endpoints listen on its private address.
+MONITOR = 'f.host("mon1", {**f.SETTINGS, "monitoring_exporter_address": "10.0.0.9", "monitoring_listen_address": "10.0.0.9"}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
+SCRAPED_CPU = 'f.host("cpu-debian", {"gpu": False, **f.SETTINGS, "triton_metrics_address": "10.0.0.2", "monitoring_exporter_address": "10.0.0.2"}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
+
+
+def test_monitoring_host_gets_prometheus_and_every_host_the_node_exporter(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, SCRAPED_CPU, monitoring=MONITOR)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ops = changed_ops(result)
+    mon, cpu = "@fake/mon1", "@fake/cpu-debian"
+    assert ops["Monitoring | Check the candidates with promtool, then make them live"] == [mon]
+    assert ops["Monitoring | Install Prometheus and curl"] == [mon]
+    assert sorted(ops["Node exporter | Install prometheus-node-exporter"]) == [cpu, mon]
+    assert sorted(ops["Node exporter | Node exporter flags (/etc/default/prometheus-node-exporter)"]) == [cpu, mon]
+    assert not [name for name, hosts in ops.items() if mon in hosts and name.split(" | ")[0] not in ("Monitoring", "Node exporter")]
+    assert "Triton | Triton compose file" in ops and ops["Triton | Triton compose file"] == [cpu]
+
+
+def test_monitoring_of_a_loopback_endpoint_ends_the_run_with_one_line(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, FRESH_CPU, monitoring=MONITOR)
+    assert result.returncode != 0
+    assert "host @fake/cpu-debian: setting monitoring_exporter_address='127.0.0.1' is loopback" in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert json.loads(result.stdout or "{}").get("results", {}).get("totals", {}).get("success", 0) == 0
 

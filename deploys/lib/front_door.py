@@ -2,9 +2,9 @@
 embeddings gateway, from the inventory), the TLS certificate from the vault, and the commands the
 front-door step runs.
 
-A host is a front door when it is in the inventory group ``front_door`` (FRONT_DOOR_GROUP); every
-other host of the inventory is a Triton host whose gateway becomes a backend, so a fleet without
-that group behaves as before.
+A host is a front door when it is in the inventory group ``front_door`` (deploys/lib/roles.py);
+every Triton host of the inventory (neither a front door nor a monitoring host) has its gateway as
+a backend, so a fleet without that group behaves as before.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from typing import Any
 
 from deploys.lib import settings, vault
 from deploys.lib.gateway import beyond_loopback
+from deploys.lib.roles import FRONT_DOOR_GROUP, is_triton_host
 from deploys.lib.settings import Settings, SettingsError
-
-FRONT_DOOR_GROUP = "front_door"
 
 
 @dataclass(frozen=True)
@@ -31,11 +30,6 @@ class Backend:
     port: int
 
 
-def is_front_door(host: Any) -> bool:
-    """Whether the pyinfra ``host`` is in the front-door group."""
-    return FRONT_DOOR_GROUP in (getattr(host, "groups", None) or [])
-
-
 def server_name(host_name: str) -> str:
     """An inventory host name as an HAProxy server name (letters, digits, ``.-_:`` only)."""
     return re.sub(r"[^A-Za-z0-9._:-]", "_", host_name)
@@ -45,7 +39,7 @@ def backends(s: Settings, inventory: Any) -> list[Backend]:
     """Every Triton host's gateway in ``inventory``; one line naming the host if one cannot be a backend."""
     found = []
     for other in inventory:
-        if is_front_door(other):
+        if not is_triton_host(other):
             continue
         t = settings.load(other)
         if not t.gateway_enabled:

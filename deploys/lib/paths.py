@@ -41,6 +41,13 @@ HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"  # the front door's live config (Deb
 HAPROXY_ADMIN_SOCKET = "/run/haproxy/admin.sock"  # the front door's runtime API (level admin, root only)
 HAPROXY_BACKEND = "gateways"  # the HAProxy backend of every Triton host's gateway (one server per host)
 HAPROXY_TLS_PEM = "/etc/haproxy/certs/front-door.pem"  # certificate chain + key from the vault, 0600
+PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"  # the monitoring host's scrape config (Debian's prometheus package)
+PROMETHEUS_RULES = "/etc/prometheus/rules/triton-embeddinggemma.yml"  # the alert rules the config names
+PROMETHEUS_DEFAULTS = "/etc/default/prometheus"  # ARGS of Debian's prometheus.service: listen address, retention
+PROMETHEUS_DATA_DIR = "/var/lib/prometheus/metrics2"  # the TSDB (Debian's default storage path)
+NODE_EXPORTER_DEFAULTS = "/etc/default/prometheus-node-exporter"  # ARGS of Debian's prometheus-node-exporter.service
+GRAFANA_EXPORT_DIR = "/etc/prometheus/grafana"  # on the monitoring host: provisioning files + dashboard for a user's Grafana
+GRAFANA_DASHBOARDS_DIR = "/var/lib/grafana/dashboards/triton-embeddinggemma"  # on the user's Grafana: the provider's path
 
 # -- names relative to {triton_dir} (shell commands run there: ``cd {triton_dir} && ...``) --
 RELEASES = "releases"

@@ -138,6 +138,7 @@ def compose_file(s: Settings, gpu: bool, deploy_hash: str | None = None, models_
         container_name=container_name(s),
         labels=labels,
         bind_host=url_host(s.triton_bind_address),
+        metrics_bind_host=url_host(s.triton_metrics_address or s.triton_bind_address),
         models_dir=models_dir or host_paths.models_dir,
         models_mount=MODELS_MOUNT,
         trt_cache_dir=host_paths.trt_cache_dir,
@@ -262,3 +263,108 @@ def haproxy_config(s: Settings, backends: Sequence[HaproxyBackend], tls_pem_path
         tls_pem_path=tls_pem_path,
         backends=[{"name": b.name, "host": url_host(b.address), "port": b.port} for b in backends],
     )
+
+
+# -- monitoring (the monitoring host's Prometheus, every host's node exporter, a user's Grafana) --
+
+# Filesystems DiskNearlyFull leaves out: memory-backed, container layers, read-only images.
+IGNORED_FSTYPES = ("tmpfs", "ramfs", "devtmpfs", "overlay", "squashfs", "iso9660", "nsfs", "fuse.lxcfs")
+GRAFANA_DATASOURCE_UID = "triton-embeddinggemma-prometheus"
+GRAFANA_DASHBOARD = "grafana/triton-embeddinggemma.json"  # under templates/, not a jinja2 template (Grafana's {{legend}})
+
+
+class ScrapeTarget(Protocol):
+    """What :func:`prometheus_config` reads of a target (deploys/lib/monitoring.py's ``ScrapeTarget`` has it)."""
+
+    @property
+    def job(self) -> str: ...
+    @property
+    def instance(self) -> str: ...  # the inventory host name
+    @property
+    def role(self) -> str: ...
+    @property
+    def address(self) -> str: ...  # an IP address (bracketed here when v6) or a host name
+    @property
+    def port(self) -> int: ...
+
+
+def _scrape_host(address: str) -> str:
+    try:
+        return url_host(address)
+    except ValueError:
+        return address  # a host name
+
+
+def prometheus_config(s: Settings, targets: Sequence[ScrapeTarget], rule_files: Sequence[str] = (paths.PROMETHEUS_RULES,)) -> str:
+    """The monitoring host's prometheus.yml (templates/prometheus.yml.j2) for its settings ``s``.
+
+    ``targets``: one per host and endpoint (deploys/lib/monitoring.py:scrape_targets), grouped into
+    one job each in the order they first appear; ``rule_files``: the alert rules' paths (the host's
+    PROMETHEUS_RULES; a test passes where it rendered them, as ``promtool check config`` opens them).
+    """
+    jobs: dict[str, list[dict[str, Any]]] = {}
+    for t in targets:
+        jobs.setdefault(t.job, []).append({"address": f"{_scrape_host(t.address)}:{int(t.port)}", "instance": t.instance, "role": t.role})
+    return render(
+        "prometheus.yml.j2",
+        s=s,
+        scrape_timeout_s=min(s.monitoring_scrape_interval_s, 10),
+        rule_files=list(rule_files),
+        jobs=[{"name": name, "targets": found} for name, found in jobs.items()],
+    )
+
+
+def prometheus_alerts(s: Settings) -> str:
+    """The alert rules (templates/prometheus-alerts.yml.j2) from the monitoring host's settings ``s``."""
+    return render(
+        "prometheus-alerts.yml.j2",
+        s=s,
+        model_name=s.model_name,
+        backend=paths.HAPROXY_BACKEND,
+        window=f"{s.monitoring_rate_window_s}s",
+        ignored_fstypes="|".join(IGNORED_FSTYPES),
+    )
+
+
+def prometheus_defaults(s: Settings, config_file: str = paths.PROMETHEUS_CONFIG, data_dir: str = paths.PROMETHEUS_DATA_DIR) -> str:
+    """/etc/default/prometheus (templates/prometheus.default.j2): config, storage, retention, listen address."""
+    for value in (config_file, data_dir):
+        if not value or any(c.isspace() or c in "\"'\\$" for c in value):
+            raise RenderError(f"prometheus_defaults: {value!r} cannot be one word of systemd's $ARGS")
+    listen = f"{url_host(s.monitoring_listen_address)}:{s.monitoring_port}"
+    return render("prometheus.default.j2", s=s, config_file=config_file, data_dir=data_dir, listen=listen)
+
+
+def node_exporter_defaults(s: Settings) -> str:
+    """/etc/default/prometheus-node-exporter (templates/prometheus-node-exporter.default.j2): the listen address."""
+    listen = f"{url_host(s.monitoring_exporter_address)}:{s.monitoring_node_exporter_port}"
+    return render("prometheus-node-exporter.default.j2", listen=listen)
+
+
+def prometheus_url(s: Settings) -> str:
+    """Where the monitoring host ``s`` serves Prometheus's API (its inventory name when it listens everywhere)."""
+    address = s.monitoring_listen_address
+    host = s.host if ipaddress.ip_address(address).is_unspecified else url_host(address)
+    return f"http://{host}:{s.monitoring_port}"
+
+
+def grafana_datasource(s: Settings) -> str:
+    """Grafana's datasource provisioning file (templates/grafana/datasource.yml.j2) for the monitoring host ``s``."""
+    return render(
+        "grafana/datasource.yml.j2", url=prometheus_url(s), uid=GRAFANA_DATASOURCE_UID, scrape_interval_s=s.monitoring_scrape_interval_s
+    )
+
+
+def grafana_dashboards_provider(dashboards_dir: str = paths.GRAFANA_DASHBOARDS_DIR) -> str:
+    """Grafana's dashboard provider file (templates/grafana/dashboards.yml.j2): the dashboard JSON is read from ``dashboards_dir``."""
+    return render("grafana/dashboards.yml.j2", dashboards_dir=dashboards_dir)
+
+
+def grafana_dashboard() -> str:
+    """The fleet's Grafana dashboard (templates/grafana/triton-embeddinggemma.json), as it is: checked as JSON."""
+    text = (TEMPLATES_DIR / GRAFANA_DASHBOARD).read_text(encoding="utf-8")
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RenderError(f"template {GRAFANA_DASHBOARD} is not JSON: {error}") from None
+    return text

@@ -36,7 +36,8 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
 from deploys.lib import gateway, paths, release, verify_run
-from deploys.lib.front_door import FRONT_DOOR_GROUP, server_name
+from deploys.lib.front_door import server_name
+from deploys.lib.roles import FRONT_DOOR_GROUP, is_front_door
 from deploys.lib.settings import Settings
 from deploys.lib.triton_service import compose_command, wait_ready_command
 from facts.haproxy import _STAT_SERVERS, parse_servers_state, runtime_command, set_server_state_command
@@ -65,7 +66,7 @@ class RollPlan:
 
 def front_doors(inventory: Any) -> tuple[str, ...]:
     """Inventory names of the hosts in the front-door group (none: a fleet without a front door)."""
-    return tuple(h.name for h in inventory if FRONT_DOOR_GROUP in (getattr(h, "groups", None) or []))
+    return tuple(h.name for h in inventory if is_front_door(h))
 
 
 def plan_for(host: Any, doors: tuple[str, ...], s: Any, **parts: Any) -> RollPlan:

@@ -35,6 +35,7 @@ OWNED_PREFIXES = (
     "rollout_",
     "gateway_",
     "front_door_",
+    "monitoring_",
 )
 # Plain names we own as well.
 OWNED_NAMES = ("gpu",)
@@ -116,6 +117,15 @@ def _ip(value: Any) -> str:
         return str(ipaddress.ip_address(value))
     except (ValueError, TypeError):
         raise ValueError("allowed: an IP address such as 127.0.0.1 or 0.0.0.0") from None
+
+
+def _ip_or_empty(value: Any) -> str:
+    if value == "":
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except (ValueError, TypeError):
+        raise ValueError("allowed: an IP address such as 10.0.0.5, or empty") from None
 
 
 def _subnet(value: Any) -> str:
@@ -233,6 +243,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("triton_http_port", 6000, "Host port for HTTP (container 8000).", "int", _int(1, 65535)),
     Setting("triton_grpc_port", 6001, "Host port for gRPC (container 8001).", "int", _int(1, 65535)),
     Setting("triton_metrics_port", 6002, "Host port for metrics (container 8002).", "int", _int(1, 65535)),
+    Setting("triton_metrics_address", "", "Host address the metrics port alone binds to (a private address for the monitoring host's Prometheus, so HTTP/gRPC can stay on loopback); empty: triton_bind_address.", "str", _ip_or_empty),
     Setting("triton_subnet", "10.57.0.0/24", "Subnet of the compose network (pick one that no VPN uses).", "str", _subnet),
     Setting("triton_shm_size", "1g", "Container shm size.", "str", _text(r"[0-9]+[kmg]", "a size such as 1g")),
     Setting("triton_ulimit_memlock", -1, "Container memlock ulimit in bytes (-1: unlimited, as NVIDIA recommends; lower it where raising it is not permitted, e.g. hosts that are containers without CAP_SYS_RESOURCE).", "int", _int(-1, 2**62)),
@@ -292,6 +303,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("front_door_buffer_bytes", 262_144, "HAProxy's buffer (tune.bufsize): a request body up to this size is retried on another gateway when one fails; memory is about 2 buffers per active request.", "int", _int(16_384, 16_777_216)),
     Setting("front_door_metrics_address", "127.0.0.1", "Address of HAProxy's Prometheus endpoint (/metrics): a private address for Prometheus, never 0.0.0.0 by default.", "str", _ip),
     Setting("front_door_metrics_port", 8405, "Port of HAProxy's Prometheus endpoint.", "int", _int(1, 65535)),
+    # -- monitoring (Prometheus on the inventory group monitoring; exporters on every host) --
+    Setting("monitoring_listen_address", "127.0.0.1", "Address Prometheus's web UI and API listen on (monitoring hosts): a private address for Grafana, never 0.0.0.0 by default.", "str", _ip),
+    Setting("monitoring_port", 9090, "Port of Prometheus's web UI and API.", "int", _int(1, 65535)),
+    Setting("monitoring_scrape_interval_s", 15, "Seconds between two scrapes of each target; the alert rules are evaluated as often.", "int", _int(1, 3600)),
+    Setting("monitoring_rate_window_s", 300, "Window of the rates in the alert rules (at least 4 scrape intervals).", "int", _int(10, 86_400)),
+    Setting("monitoring_retention", "15d", "How long Prometheus keeps samples (--storage.tsdb.retention.time).", "str", _text(r"([0-9]+(ms|s|m|h|d|w|y))+", "a Prometheus duration such as 15d or 12h")),
+    Setting("monitoring_exporter_address", "127.0.0.1", "Address prometheus-node-exporter (every host) and dcgm-exporter (GPU hosts) listen on: the host's private address for the monitoring host's Prometheus, never 0.0.0.0 by default.", "str", _ip),
+    Setting("monitoring_node_exporter_port", 9100, "Port of prometheus-node-exporter.", "int", _int(1, 65535)),
+    Setting("monitoring_dcgm_exporter_port", 9400, "Port of dcgm-exporter (GPU hosts).", "int", _int(1, 65535)),
+    Setting("monitoring_dcgm_exporter_image", "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04", "dcgm-exporter image (GPU hosts), pinned by tag.", "str", _text(_IMAGE, "registry/repository:tag")),
+    Setting("monitoring_model_not_ready_for_s", 60, "Alert TritonModelNotReady: seconds a Triton host's metrics are down or lack the model before it fires.", "int", _int(0, 86_400)),
+    Setting("monitoring_backend_down_for_s", 60, "Alerts FrontDoorBackendDown / FrontDoorNoBackend: seconds a gateway is DOWN at a front door (or none is up) before they fire.", "int", _int(0, 86_400)),
+    Setting("monitoring_host_down_for_s", 60, "Alert HostDown: seconds a host's node exporter is unreachable before it fires.", "int", _int(0, 86_400)),
+    Setting("monitoring_error_ratio", 0.05, "Alert GatewayErrorRatioHigh: share of a gateway's /v1/embeddings answers that are 5xx (over the rate window).", "float", _float(0.0, 1.0)),
+    Setting("monitoring_error_ratio_for_s", 300, "Alert GatewayErrorRatioHigh: seconds above the ratio before it fires.", "int", _int(0, 86_400)),
+    Setting("monitoring_p95_latency_s", 1.0, "Alert GatewayLatencyP95High: p95 of a gateway's /v1/embeddings latency (seconds, over the rate window).", "float", _float(0.001, 3600.0)),
+    Setting("monitoring_p95_latency_for_s", 300, "Alert GatewayLatencyP95High: seconds above the latency before it fires.", "int", _int(0, 86_400)),
+    Setting("monitoring_queue_time_ms", 100.0, "Alert TritonQueueTimeHigh: mean time a Triton request waits in the scheduler's queue (milliseconds, over the rate window).", "float", _float(0.001, 3_600_000.0)),
+    Setting("monitoring_queue_time_for_s", 300, "Alert TritonQueueTimeHigh: seconds above the queue time before it fires.", "int", _int(0, 86_400)),
+    Setting("monitoring_gpu_memory_ratio", 0.9, "Alert GpuMemoryNearlyFull: share of a GPU's framebuffer memory in use (dcgm-exporter).", "float", _float(0.0, 1.0)),
+    Setting("monitoring_gpu_memory_for_s", 300, "Alert GpuMemoryNearlyFull: seconds above the share before it fires.", "int", _int(0, 86_400)),
+    Setting("monitoring_disk_free_ratio", 0.1, "Alert DiskNearlyFull: share of a filesystem still free below which it fires (node exporter; tmpfs and overlays left out).", "float", _float(0.0, 1.0)),
+    Setting("monitoring_disk_free_for_s", 300, "Alert DiskNearlyFull: seconds below the share before it fires.", "int", _int(0, 86_400)),
 )
 # fmt: on
 
@@ -356,6 +390,7 @@ class Settings:
     triton_http_port: int
     triton_grpc_port: int
     triton_metrics_port: int
+    triton_metrics_address: str
     triton_subnet: str
     triton_shm_size: str
     triton_ulimit_memlock: int
@@ -411,6 +446,28 @@ class Settings:
     front_door_buffer_bytes: int
     front_door_metrics_address: str
     front_door_metrics_port: int
+    monitoring_listen_address: str
+    monitoring_port: int
+    monitoring_scrape_interval_s: int
+    monitoring_rate_window_s: int
+    monitoring_retention: str
+    monitoring_exporter_address: str
+    monitoring_node_exporter_port: int
+    monitoring_dcgm_exporter_port: int
+    monitoring_dcgm_exporter_image: str
+    monitoring_model_not_ready_for_s: int
+    monitoring_backend_down_for_s: int
+    monitoring_host_down_for_s: int
+    monitoring_error_ratio: float
+    monitoring_error_ratio_for_s: int
+    monitoring_p95_latency_s: float
+    monitoring_p95_latency_for_s: int
+    monitoring_queue_time_ms: float
+    monitoring_queue_time_for_s: int
+    monitoring_gpu_memory_ratio: float
+    monitoring_gpu_memory_for_s: int
+    monitoring_disk_free_ratio: float
+    monitoring_disk_free_for_s: int
 
     def __init__(self, host: str, values: Mapping[str, Any]) -> None:
         """``values``: exactly one value per setting, already validated (see :func:`parse`)."""
@@ -476,6 +533,17 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
     ):
         raise _fail(
             host, "front_door_metrics_port", v["front_door_metrics_port"], "the front door's API and metrics ports clash; pick another"
+        )
+    if v["monitoring_node_exporter_port"] == v["monitoring_dcgm_exporter_port"]:
+        raise _fail(
+            host, "monitoring_dcgm_exporter_port", v["monitoring_dcgm_exporter_port"], "the node exporter has that port; pick another"
+        )
+    if v["monitoring_rate_window_s"] < 4 * v["monitoring_scrape_interval_s"]:
+        raise _fail(
+            host,
+            "monitoring_rate_window_s",
+            v["monitoring_rate_window_s"],
+            f"must be ≥ 4 × monitoring_scrape_interval_s={v['monitoring_scrape_interval_s']}: a rate needs several samples",
         )
     if v["gateway_length_buckets"][-1] < v["gateway_max_tokens"]:
         raise _fail(

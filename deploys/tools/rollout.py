@@ -105,10 +105,10 @@ def load_inventory(path: str, data: dict[str, Any]) -> Inventory:
 
     with ctx_state.use(State()):
         inventory = make_inventory(path, override_data=data, cwd=str(REPO_ROOT))
-    # After pyinfra_cli (gevent) is in: deploys.lib.front_door brings in modules that import ssl.
-    from deploys.lib.front_door import is_front_door
+    # After pyinfra_cli (gevent) is in: keep deploys.lib imports below it (some bring in ssl).
+    from deploys.lib.roles import is_triton_host
 
-    hosts = [host.name for host in inventory if not is_front_door(host)]  # front doors are not rolled
+    hosts = [host.name for host in inventory if is_triton_host(host)]  # front doors and monitoring hosts are not rolled
     if not hosts:
         raise SettingsError(f"inventory {path}: no hosts")
     groups = {name: [host.name for host in inventory.get_group(name)] for name in inventory.groups}

@@ -1,4 +1,4 @@
-"""CLI: ``python -m tests.sandbox up [--hosts N] [--front-door] | down [--all] | status [--json]`` (``--name`` picks a sandbox)."""
+"""CLI: ``python -m tests.sandbox up [--hosts N] [--front-door] [--monitoring] | down [--all] | status [--json]`` (``--name`` picks a sandbox)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="create or update the sandbox (re-runnable; images are reused)")
     up.add_argument("--hosts", type=int, default=3, help="number of Triton hosts (default 3)")
     up.add_argument("--front-door", action="store_true", help="add the front-door host front1 (HAProxy in front of the gateways)")
+    up.add_argument("--monitoring", action="store_true", help="add the monitoring host mon1 (Prometheus scraping every host)")
     down = sub.add_parser("down", help="remove the sandbox's containers, volumes and network")
     down.add_argument("--all", action="store_true", help="remove every sandbox on this machine")
     status = sub.add_parser("status", help="show the sandbox's containers and endpoints")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             if not 1 <= args.hosts <= 20:
                 raise SandboxError("--hosts: allowed 1 to 20")
             subprocess.run(["bash", str(DAEMON_SCRIPT)], check=True)
-            fleet.up(args.name, args.hosts, front_door=args.front_door)
+            fleet.up(args.name, args.hosts, front_door=args.front_door, monitoring=args.monitoring)
             print(fleet.status(args.name))
         elif args.command == "down":
             fleet.down(None if args.all else args.name)

@@ -36,6 +36,8 @@ MODEL_NAME = "embeddinggemma"  # model_name default: the served name clients sen
 GATEWAY_PORT = 6080  # the embeddings gateway's port in each host (gateway_listen_port default)
 FRONT_DOOR = "front1"  # the front-door host (inventory group front_door), with `up --front-door`
 FRONT_DOOR_PORT = 8080  # HAProxy's port on it (front_door_port default)
+MONITORING = "mon1"  # the monitoring host (inventory group monitoring), with `up --monitoring`
+PROMETHEUS_PORT = 9090  # Prometheus's port on it (monitoring_port default)
 SOPS = Path(sys.executable).parent / "sops"
 
 # Container flags that run systemd here without --privileged (see the field notes).
@@ -305,8 +307,13 @@ def host_container(name: str, host: str) -> str:
 
 
 def service_port(host: str) -> int:
-    """The port a sandbox host publishes besides SSH: HAProxy on the front door, else the gateway."""
-    return FRONT_DOOR_PORT if host == FRONT_DOOR else GATEWAY_PORT
+    """The port a sandbox host publishes besides SSH: HAProxy on the front door, Prometheus on the
+    monitoring host, else the gateway."""
+    return {FRONT_DOOR: FRONT_DOOR_PORT, MONITORING: PROMETHEUS_PORT}.get(host, GATEWAY_PORT)
+
+
+# What a host's published service port is called in its state.
+_SERVICE_KEY = {FRONT_DOOR: "front_door_port", MONITORING: "prometheus_port"}
 
 
 def _start_host(name: str, host: str, image: str, net: str) -> None:
@@ -371,9 +378,7 @@ def _ensure_host(name: str, host: str, image: str, net: str, pubkey: str) -> dic
         "memlock_hard": _memlock_hard(container),
         # The host's private address (sandbox network): the gateway listens there, published on loopback.
         "address": _address(container, net),
-        **{
-            ("front_door_port" if host == FRONT_DOOR else "gateway_port"): _published_port(container, f"{service_port(host)}/tcp"),
-        },
+        _SERVICE_KEY.get(host, "gateway_port"): _published_port(container, f"{service_port(host)}/tcp"),
     }
 
 
@@ -442,9 +447,10 @@ def ensure_model_mirror() -> dict[str, str]:
 # -- the commands --
 
 
-def up(name: str, hosts: int, front_door: bool = False) -> dict[str, Any]:
+def up(name: str, hosts: int, front_door: bool = False, monitoring: bool = False) -> dict[str, Any]:
     """Create or update the sandbox ``name`` with exactly ``hosts`` Triton hosts (and the front-door
-    host ``front1`` when ``front_door``); returns its state."""
+    host ``front1`` when ``front_door``, the monitoring host ``mon1`` when ``monitoring``); returns
+    its state."""
     tags = images.ensure_all()
     images.remove_stale()  # images of older recipes (ones still in use by containers stay)
     sdir = state_dir(name)
@@ -455,13 +461,13 @@ def up(name: str, hosts: int, front_door: bool = False) -> dict[str, Any]:
     triton_image = _push_triton(name, tags["triton"], port, password)
     model = ensure_model_mirror()
     pubkey = (sdir / "id_ed25519.pub").read_text()
-    wanted = [f"host{i}" for i in range(1, hosts + 1)] + ([FRONT_DOOR] if front_door else [])
+    wanted = [f"host{i}" for i in range(1, hosts + 1)] + ([FRONT_DOOR] if front_door else []) + ([MONITORING] if monitoring else [])
     for container in labelled("container", name):
         host = container[len(name) + 1 :]
-        if (host.startswith("host") or host == FRONT_DOOR) and host not in wanted:
+        if (host.startswith("host") or host in (FRONT_DOOR, MONITORING)) and host not in wanted:
             remove_host(name, host)
     every = [_ensure_host(name, host, tags["host"], net, pubkey) for host in wanted]
-    fleet = [h for h in every if h["name"] != FRONT_DOOR]
+    fleet = [h for h in every if h["name"] not in (FRONT_DOOR, MONITORING)]
     (sdir / "known_hosts").write_text("".join(f"[127.0.0.1]:{h['ssh_port']} {h['host_key']}\n" for h in every))
     state = {
         "name": name,
@@ -477,6 +483,7 @@ def up(name: str, hosts: int, front_door: bool = False) -> dict[str, Any]:
         "api_key_file": str(api_key_file(name)),
         "hosts": fleet,
         "front_door": next((h for h in every if h["name"] == FRONT_DOOR), None),
+        "monitoring": next((h for h in every if h["name"] == MONITORING), None),
     }
     _write_private(sdir / "state.json", json.dumps(state, indent=2) + "\n")
     return state
@@ -514,6 +521,13 @@ def status(name: str) -> str:
         running = "running" if info and info["State"]["Running"] else "missing"
         lines.append(
             f"  {door['name']:8} {door['container']:24} {running:8} ssh root@127.0.0.1 -p {door['ssh_port']}  front door {front_door_url(state)}"
+        )
+    mon = state.get("monitoring")
+    if mon:
+        info = inspect("container", mon["container"])
+        running = "running" if info and info["State"]["Running"] else "missing"
+        lines.append(
+            f"  {mon['name']:8} {mon['container']:24} {running:8} ssh root@127.0.0.1 -p {mon['ssh_port']}  Prometheus {prometheus_url(state)}"
         )
     if state["hosts"] and "gateway_port" in state["hosts"][0]:
         lines.append(f"Try it (the OpenAI embeddings API {'through the front door' if door else 'of host1'}):")
@@ -555,7 +569,13 @@ def status_json(name: str) -> dict[str, Any]:
             for h in state["hosts"]
         ],
         **({"front_door_url": front_door_url(state)} if state.get("front_door") else {}),
+        **({"prometheus_url": prometheus_url(state)} if state.get("monitoring") else {}),
     }
+
+
+def prometheus_url(state: dict[str, Any]) -> str:
+    """The monitoring host's Prometheus (API and UI) as published on the controller's loopback."""
+    return f"http://127.0.0.1:{state['monitoring']['prometheus_port']}"
 
 
 def front_door_url(state: dict[str, Any]) -> str:
