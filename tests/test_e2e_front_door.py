@@ -249,6 +249,20 @@ def test_requests_through_the_front_door_are_counted_exactly(sandbox: dict[str, 
     assert scalar(triton) - triton_before >= sent
 
 
+def test_fleet_status_shows_every_host_read_only(sandbox: dict[str, Any]) -> None:
+    proc = run_deploy(NAME, CANARY, "--json", deploy="deploys/status.py")
+    res = results(proc)
+    assert res["totals"]["success"] == 0 and res["failed_hosts"] == []
+    table = proc.stderr[proc.stderr.index("Fleet status") :].splitlines()
+    for host in HOSTS:
+        [row] = [line.split() for line in table if line.startswith(host + " ")]
+        assert row[1:4] == ["triton", current_release(host), "yes"], row
+        assert row[4:6] == [f"{fleet.FRONT_DOOR}:", "UP"], row
+        float(row[6]), float(row[7])  # requests/s and p95 from Prometheus: numbers, not '-'
+    assert [line for line in table if line.startswith(f"{fleet.FRONT_DOOR} ") and f"{len(HOSTS)}/{len(HOSTS)} UP" in line]
+    assert [line for line in table if line.startswith(f"{fleet.MONITORING} ") and "Prometheus answered" in line]
+
+
 def firing(alert: str) -> set[str]:
     """Instances for which ``alert`` is firing, from Prometheus's /api/v1/alerts."""
     url = fleet.status_json(NAME)["prometheus_url"]
@@ -429,7 +443,7 @@ def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
 
 def test_host_destroyed_and_rebuilt_under_load(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
     url, key = front()
-    with Traffic(url, key, expected, seconds=1200) as traffic:
+    with Traffic(url, key, expected, seconds=900) as traffic:
         fleet.remove_host(NAME, "host3")
         wait_pool("host3", "down", OUT_WITHIN_S + 2)
         fleet_up()  # a bare host3 (a new container and address); the inventory follows state.json

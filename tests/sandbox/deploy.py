@@ -19,7 +19,7 @@ def sandbox_env(name: str, ngc_key: str) -> dict[str, str]:
     return env
 
 
-def run_deploy(name: str, ngc_key: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    """``pyinfra inventories/sandbox.py deploys/all.py -y ARGS`` against sandbox ``name``."""
-    cmd = [PYINFRA, "inventories/sandbox.py", "deploys/all.py", "-y", *args]
+def run_deploy(name: str, ngc_key: str, *args: str, timeout: int = 900, deploy: str = "deploys/all.py") -> subprocess.CompletedProcess[str]:
+    """``pyinfra inventories/sandbox.py DEPLOY -y ARGS`` against sandbox ``name``."""
+    cmd = [PYINFRA, "inventories/sandbox.py", deploy, "-y", *args]
     return subprocess.run(cmd, cwd=ROOT, env=sandbox_env(name, ngc_key), capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,88 @@
+"""The fleet status table (deploys/status.py): what each host reports (its release and READY, the
+front doors' pool, Prometheus's figures), gathered while pyinfra reads the hosts' facts, one table
+once every host has reported. Read-only: nothing here plans an operation."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pyinfra import logger
+
+from deploys.lib.roles import is_front_door, is_monitoring
+
+# What Prometheus is asked, per Triton host (the instance label is the inventory host name).
+QUERIES = {
+    "requests_per_s": 'sum by (instance) (rate(embeddings_gateway_requests_total{job="gateway", endpoint="embeddings"}[1m]))',
+    "p95_ms": 'histogram_quantile(0.95, sum by (instance, le) (rate(embeddings_gateway_request_seconds_bucket{job="gateway"}[5m]))) * 1000',
+    "gpu_memory_mib": 'sum by (instance) (DCGM_FI_DEV_FB_USED{job="dcgm"})',
+}
+
+_REPORTS: dict[int, dict[str, tuple[str, dict[str, Any]]]] = {}
+_LOCK = threading.Lock()
+_PRINTED: set[int] = set()
+
+
+def record(state: Any, host_name: str, kind: str, data: dict[str, Any]) -> None:
+    """Keep what ``host_name`` (a ``triton``, ``front_door`` or ``monitoring`` host) reported; once
+    every active host has reported, log the table."""
+    with _LOCK:
+        reports = _REPORTS.setdefault(id(state), {})
+        reports[host_name] = (kind, data)
+        expected = {h.name for h in state.inventory.iter_active_hosts()} - {h.name for h in state.failed_hosts}
+        if not expected <= set(reports) or id(state) in _PRINTED:
+            return
+        _PRINTED.add(id(state))
+        rows = dict(reports)
+    logger.info("Fleet status\n%s", table(rows, [h.name for h in state.inventory]))
+
+
+def kind_of(host: Any) -> str:
+    return "front_door" if is_front_door(host) else "monitoring" if is_monitoring(host) else "triton"
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(reports: dict[str, tuple[str, dict[str, Any]]], order: list[str]) -> str:
+    """One line per Triton host: release, READY, its state in each front door's pool, requests/s,
+    p95 (ms) and GPU memory (MiB) from Prometheus ('-' where there is no figure); then one line per
+    front door and monitoring host."""
+    pools = {name: data["pool"] for name, (kind, data) in reports.items() if kind == "front_door"}
+    figures = next((data["figures"] for kind, data in reports.values() if kind == "monitoring"), None)
+    rows = [("host", "role", "release", "READY", "front-door pool", "requests/s", "p95 ms", "GPU MiB")]
+    for name in [n for n in order if n in reports]:
+        kind, data = reports[name]
+        if kind == "triton":
+            pool = ", ".join(f"{door}: {servers.get(name, 'absent')}" for door, servers in sorted(pools.items())) or "-"
+            f = {key: (figures or {}).get(key, {}).get(name) for key in QUERIES}
+            rows.append(
+                (
+                    name,
+                    "triton",
+                    data.get("current") or "-",
+                    "yes" if data.get("model_ready") else "NO",
+                    pool,
+                    _number(f["requests_per_s"], 2) if figures is not None else "-",
+                    _number(f["p95_ms"], 1) if figures is not None else "-",
+                    _number(f["gpu_memory_mib"], 0) if figures is not None else "-",
+                )
+            )
+        elif kind == "front_door":
+            up = sum(1 for state in data["pool"].values() if state == "UP")
+            rows.append((name, "front door", "-", "-", f"{up}/{len(data['pool'])} UP", "-", "-", "-"))
+        else:
+            answered = "Prometheus answered" if figures else "Prometheus did not answer"
+            rows.append((name, "monitoring", "-", "-", answered, "-", "-", "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def pool_states(servers: list[dict[str, Any]]) -> dict[str, str]:
+    """HAProxy server name → UP, DOWN, DRAIN or MAINT (the admin state wins when it is not ready)."""
+    found = {}
+    for server in servers:
+        admin = server["admin_state"]
+        found[server["name"]] = admin.upper() if admin != "ready" else server["operational_state"].upper()
+    return found

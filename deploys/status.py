@@ -1,0 +1,29 @@
+"""Fleet status: one table of every host (read-only: 0 operations).
+
+    pyinfra inventories/prod.py deploys/status.py -y
+
+Triton hosts: the live release and READY; front doors: each host's state in their pool (UP, DOWN,
+DRAIN, MAINT); with a monitoring host: requests/s, p95 latency and GPU memory per host from
+Prometheus (queried on the monitoring host). deploys/lib/fleet_status.py builds the table.
+"""
+
+from pyinfra import host, state
+
+from deploys.lib import fleet_status, paths, render, settings
+from deploys.lib.triton_service import read_state
+from facts.haproxy import HaproxyServers
+from facts.prometheus import PrometheusQueries
+
+settings.validate_fleet(state)
+
+s = settings.load(host)
+kind = fleet_status.kind_of(host)
+if kind == "front_door":
+    servers = host.get_fact(HaproxyServers, socket=paths.HAPROXY_ADMIN_SOCKET, backend=paths.HAPROXY_BACKEND)
+    fleet_status.record(state, host.name, kind, {"pool": fleet_status.pool_states(servers)})
+elif kind == "monitoring":
+    answers = host.get_fact(PrometheusQueries, url=render.prometheus_url(s), queries=tuple(fleet_status.QUERIES.values()))
+    figures = {key: answers[i] if i < len(answers) else {} for i, key in enumerate(fleet_status.QUERIES)}
+    fleet_status.record(state, host.name, kind, {"figures": figures if answers else None})
+else:
+    fleet_status.record(state, host.name, kind, read_state(s))
