@@ -11,6 +11,7 @@ from pyinfra import host, state
 
 from deploys.lib import settings
 from deploys.lib.roles import has_monitoring, is_front_door, is_monitoring
+from deploys.steps.dcgm_exporter import dcgm_exporter
 from deploys.steps.docker import docker
 from deploys.steps.front_door import front_door_step
 from deploys.steps.gateway import embeddings_gateway
@@ -37,6 +38,7 @@ else:
     model()
     triton()
     embeddings_gateway()
+    dcgm_exporter()
     verify()
 if has_monitoring(state.inventory):
     node_exporter()  # every host, the monitoring host included

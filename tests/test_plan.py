@@ -190,6 +190,20 @@ def test_monitoring_host_gets_prometheus_and_every_host_the_node_exporter(tmp_pa
     assert "Triton | Triton compose file" in ops and ops["Triton | Triton compose file"] == [cpu]
 
 
+SCRAPED_GPU = 'f.host("gpu-ubuntu", {"gpu": True, **f.SETTINGS, "triton_metrics_address": "10.0.0.3", "monitoring_exporter_address": "10.0.0.3"}, f.responses(f.UBUNTU_2404_RELEASE, f.H100_X2, f.DF_PLENTY))'
+
+
+def test_gpu_hosts_of_a_monitored_fleet_run_dcgm_exporter(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, SCRAPED_GPU + ",\n" + SCRAPED_CPU, monitoring=MONITOR)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ops = changed_ops(result)
+    gpu = "@fake/gpu-ubuntu"
+    assert ops["dcgm-exporter | Start dcgm-exporter (docker compose up -d)"] == [gpu]
+    assert ops["dcgm-exporter | dcgm-exporter compose file"] == [gpu]
+    [pull] = [name for name in ops if name.startswith("Registry login and image pull | Pull image nvcr.io/nvidia/k8s/dcgm-exporter:")]
+    assert ops[pull] == [gpu]
+
+
 def test_monitoring_of_a_loopback_endpoint_ends_the_run_with_one_line(tmp_path, hub):
     result = run_fleet(tmp_path, hub, FRESH_CPU, monitoring=MONITOR)
     assert result.returncode != 0

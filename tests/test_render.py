@@ -511,3 +511,21 @@ def test_docker_dropin_proxy_env_and_empty() -> None:
 def test_docker_dropin_refuses_line_breaks() -> None:
     with pytest.raises(SettingsError, match=r"host host1: setting docker_service_env\['X'\]"):
         render.docker_dropin(make(docker_service_env={"X": "a\nExecStart=/bin/evil"}))
+
+
+# ---------------------------------------------------------------- dcgm-exporter compose file
+
+
+def test_dcgm_exporter_compose_binds_only_the_exporter_address(
+    compose_schema: dict[str, Any], docker_compose: list[str], tmp_path: Path
+) -> None:
+    s = make(gpu=True, monitoring_exporter_address="10.0.0.7")
+    text = render.dcgm_exporter_compose(s)
+    jsonschema.validate(yaml.safe_load(text), compose_schema, cls=jsonschema.Draft7Validator)
+    out = compose_config(docker_compose, text, tmp_path)
+    assert out.returncode == 0, out.stderr
+    service = json.loads(out.stdout)["services"]["dcgm-exporter"]
+    assert service["image"] == s.monitoring_dcgm_exporter_image
+    assert [(p["host_ip"], p["published"], p["target"]) for p in service["ports"]] == [("10.0.0.7", "9400", 9400)]
+    [device] = service["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"

@@ -31,7 +31,7 @@ import yaml
 
 from deploys.lib import settings
 from deploys.lib.render import prometheus_url
-from deploys.lib.roles import MONITORING_GROUP, is_front_door, is_monitoring  # noqa: F401 (re-exported)
+from deploys.lib.roles import MONITORING_GROUP, has_monitoring, is_front_door, is_monitoring  # noqa: F401 (re-exported)
 from deploys.lib.settings import Settings, SettingsError
 
 JOB_NODE = "node"
@@ -262,6 +262,14 @@ def dashboard_expressions(dashboard_text: str) -> dict[str, str]:
             selector = re.fullmatch(r"\s*label_values\(\s*(.+?)\s*,\s*\w+\s*\)\s*", query)
             found[f"variable {variable['name']}"] = selector.group(1) if selector else query
     return found
+
+
+def runs_dcgm_exporter(s: Settings, inventory: Iterable[Any]) -> bool:
+    """Whether host ``s`` runs dcgm-exporter: a Triton host with ``gpu: true`` in a fleet with a
+    monitoring host (the hosts the ``dcgm`` job scrapes: :func:`scrape_targets`)."""
+    return (
+        s.gpu is True and has_monitoring(inventory) and not any(other.name == s.host and role(other) != ROLE_TRITON for other in inventory)
+    )
 
 
 # -- commands the monitoring and node exporter steps run --------------------------------------------

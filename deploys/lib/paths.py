@@ -124,6 +124,7 @@ class Layout:
     previous: str
     verify: VerifyPaths
     gateway: GatewayPaths
+    dcgm_exporter_compose: str  # GPU hosts of a fleet with a monitoring host
 
     def release(self, release_id: str) -> Release:
         """Where release ``release_id`` lives."""
@@ -197,6 +198,7 @@ def layout(s: Settings) -> Layout:
         previous=f"{root}/{PREVIOUS}",
         verify=_verify(root),
         gateway=_gateway(root),
+        dcgm_exporter_compose=f"{root}/dcgm-exporter/docker-compose.yml",
     )
 
 

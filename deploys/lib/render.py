@@ -368,3 +368,11 @@ def grafana_dashboard() -> str:
     except json.JSONDecodeError as error:
         raise RenderError(f"template {GRAFANA_DASHBOARD} is not JSON: {error}") from None
     return text
+
+
+DCGM_EXPORTER_PROJECT = "dcgm-exporter"  # compose project and container name on GPU hosts
+
+
+def dcgm_exporter_compose(s: Settings) -> str:
+    """The dcgm-exporter compose file (templates/dcgm-exporter.compose.yml.j2) of a GPU host ``s``."""
+    return render("dcgm-exporter.compose.yml.j2", s=s, project=DCGM_EXPORTER_PROJECT, listen_host=url_host(s.monitoring_exporter_address))

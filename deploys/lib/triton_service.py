@@ -21,8 +21,9 @@ def probe_address(s: Settings) -> str:
     return "127.0.0.1" if s.triton_bind_address in ("0.0.0.0", "::", "127.0.0.1") else s.triton_bind_address
 
 
-def compose_command(compose_file: str, *args: str) -> str:
-    return " ".join(["docker compose", "-p", COMPOSE_PROJECT, "-f", shlex.quote(compose_file), *args])
+def compose_command(compose_file: str, *args: str, project: str = COMPOSE_PROJECT) -> str:
+    """``docker compose -p PROJECT -f FILE ARGS`` (Triton's project unless ``project`` says otherwise)."""
+    return " ".join(["docker compose", "-p", project, "-f", shlex.quote(compose_file), *args])
 
 
 def wait_ready_command(s: Settings) -> str:

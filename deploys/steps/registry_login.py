@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host, logger
+from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from deploys.lib import settings
+from deploys.lib import monitoring, settings
 from deploys.lib.registry import credential, login_command
 from facts.docker import DockerImageId, DockerRegistryAuth, registry_auth_digest
 
@@ -31,8 +31,10 @@ def registry_login() -> None:
     s = settings.load(host)
     # The vault first: a vault problem ends the run before any command reaches a host.
     cred = credential(s) if s.registry_auth == "vault" else None
-    image = s.triton_image_ref
-    image_present = host.get_fact(DockerImageId, ref=image) is not None
+    # Triton's image, and dcgm-exporter's on GPU hosts of a fleet with a monitoring host (same login).
+    images = [s.triton_image_ref] + ([s.monitoring_dcgm_exporter_image] if monitoring.runs_dcgm_exporter(s, state.inventory) else [])
+    missing = [image for image in images if host.get_fact(DockerImageId, ref=image) is None]
+    image_present = not missing
     stored = host.get_fact(DockerRegistryAuth, registry=s.registry_host) if cred else None
 
     if cred and not (s.registry_logout_after_pull and image_present):
@@ -48,7 +50,7 @@ def registry_login() -> None:
             )
             stored = wanted
 
-    if not image_present:
+    for image in missing:
         server.shell(name=f"Pull image {image}", commands=[f"docker pull --quiet {shlex.quote(image)}"])
 
     if cred and s.registry_logout_after_pull and stored is not None:
