@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test unit lint sandbox down bench readme clean
+.PHONY: test unit lint sandbox down bench readme clean screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ sandbox: $(STAMP)
 	$(BIN)/python -m tests.sandbox up --hosts 3 --front-door --monitoring
 	$(BIN)/pyinfra inventories/sandbox.py deploys/all.py -y
 	$(BIN)/python -m tests.sandbox status
+
+# The README's picture: Prometheus's graph page on the sandbox (make sandbox first) under a bounded load, by headless Chromium.
+screenshot: $(STAMP)
+	command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+	$(BIN)/python -m tests.sandbox.screenshot
 
 down: $(STAMP)
 	$(BIN)/python -m tests.sandbox down

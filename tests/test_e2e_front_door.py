@@ -169,7 +169,8 @@ def test_fleet_with_a_front_door_converges_and_serves_the_openai_sdk(sandbox: di
     assert res["failed_hosts"] == []
     ops = {op["name"]: op["success"] for op in res["operations"] if op["success"]}
     assert ops.get("Front door | Check the candidate with haproxy -c, then make it live") == [fleet.FRONT_DOOR]
-    assert all(fleet.FRONT_DOOR not in hosts for name, hosts in ops.items() if not name.startswith("Front door |"))
+    assert all(fleet.FRONT_DOOR not in hosts for name, hosts in ops.items() if name.split(" | ")[0] not in ("Front door", "Node exporter"))
+    assert all(fleet.MONITORING not in hosts for name, hosts in ops.items() if name.split(" | ")[0] not in ("Monitoring", "Node exporter"))
     assert wait_pool("host1", "up", 10) >= 0 and wait_pool("host2", "up", 10) >= 0
     url, key = front()
     check_sdk_parity(url, key, reference, "sdk-default")
@@ -224,15 +225,20 @@ def expected_targets(state: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def test_prometheus_has_every_target_of_the_inventory_up(sandbox: dict[str, Any]) -> None:
+    """Prometheus's active targets (its API) are exactly the inventory's endpoints, each healthy."""
     wanted = expected_targets(fleet.load_state(NAME) or {})
+    url = fleet.status_json(NAME)["prometheus_url"]
     deadline = time.monotonic() + 30
     while True:
-        up = {(r["metric"]["job"], r["metric"]["instance"]): r["value"][1] for r in prometheus("up")}
-        if (set(up) == wanted and set(up.values()) == {"1"}) or time.monotonic() > deadline:
+        active = httpx.get(f"{url}/api/v1/targets", params={"state": "active"}, timeout=10).json()["data"]["activeTargets"]
+        health = {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in active}
+        if (set(health) == wanted and set(health.values()) == {"up"}) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert set(up) == wanted, f"targets: missing {wanted - set(up)}, unexpected {set(up) - wanted}"
-    assert {target: value for target, value in up.items() if value != "1"} == {}
+    assert set(health) == wanted, f"targets: missing {wanted - set(health)}, unexpected {set(health) - wanted}"
+    assert {target: h for target, h in health.items() if h != "up"} == {}
+    up = {(r["metric"]["job"], r["metric"]["instance"]): r["value"][1] for r in prometheus("up")}
+    assert {target: up.get(target) for target in wanted} == dict.fromkeys(wanted, "1")
 
 
 def test_requests_through_the_front_door_are_counted_exactly(sandbox: dict[str, Any]) -> None:
