@@ -11,6 +11,7 @@ from pyinfra import host, state
 
 from deploys.lib import fleet_status, paths, render, settings
 from deploys.lib.triton_service import read_state
+from facts.disk import DirectoryBytes
 from facts.haproxy import HaproxyServers
 from facts.prometheus import PrometheusQueries
 
@@ -25,5 +26,7 @@ elif kind == "monitoring":
     answers = host.get_fact(PrometheusQueries, url=render.prometheus_url(s), queries=tuple(fleet_status.QUERIES.values()))
     figures = {key: answers[i] if i < len(answers) else {} for i, key in enumerate(fleet_status.QUERIES)}
     fleet_status.record(state, host.name, kind, {"figures": figures if answers else None})
+elif kind == "registry_cache":
+    fleet_status.record(state, host.name, kind, {"used_bytes": host.get_fact(DirectoryBytes, path=s.registry_cache_storage_dir)})
 else:
     fleet_status.record(state, host.name, kind, read_state(s))

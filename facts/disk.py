@@ -31,3 +31,20 @@ class FreeDiskBytes(FactBase[int | None]):
             if match:
                 return int(match.group("avail"))
         return None
+
+
+class DirectoryBytes(FactBase[int | None]):
+    """
+    Bytes the files under ``path`` take on disk (``du -sb``: apparent sizes); None when ``path``
+    is not a directory (yet).
+    """
+
+    def command(self, path: str) -> str:
+        return f"if [ -d {quote(path)} ]; then du -sb -- {quote(path)} 2>/dev/null || true; fi"
+
+    def process(self, output: list[str]) -> int | None:
+        for line in output:
+            first = line.split("\t", 1)[0].split(" ", 1)[0].strip()
+            if first.isdigit():
+                return int(first)
+        return None

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path, PurePosixPath
 
-from deploys.lib import model_files, model_lock, paths, render, settings
+from deploys.lib import model_files, model_lock, paths, registry_cache, registry_warm, render, settings
 from deploys.lib.docker_engine import DISTRO_PACKAGES
 from deploys.lib.nvidia import TOOLKIT_PACKAGES, repo_source
 from deploys.lib.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
@@ -187,11 +188,9 @@ def _mode_string(kind: str, mode: int) -> str:
     return ("d" if kind == "directory" else "-") + bits
 
 
-def stat_answer(path: str, kind: str, mode: int, size: int = 4096) -> tuple[str, list[str]]:
+def stat_answer(path: str, kind: str, mode: int, size: int = 4096, user: str = "root", mtime: int = STAT_TIME) -> tuple[str, list[str]]:
     """(matcher, output) for pyinfra's File/Directory fact on ``path`` (a GNU ``stat -c`` line)."""
-    line = (
-        f"user=root group=root mode={_mode_string(kind, mode)} atime={STAT_TIME} mtime={STAT_TIME} ctime={STAT_TIME} size={size} '{path}'"
-    )
+    line = f"user={user} group={user} mode={_mode_string(kind, mode)} atime={mtime} mtime={mtime} ctime={mtime} size={size} '{path}'"
     # The fact's command starts `! (test -e PATH || test -L PATH )`: " ||" right after the path
     # keeps /etc/docker from matching /etc/docker/daemon.json.
     return f"test -e {path} ||", [line]
@@ -202,11 +201,15 @@ def hash_answer(tool: str, path: str, digest: str) -> tuple[str, list[str]]:
     return f"{tool} {path} 2>", [f"{digest}  {path}"]
 
 
-def converged_responses(release: str, smi: list[str] | None, df: list[str], data: dict, ngc_key: str, name: str = "converged") -> dict:
+def converged_responses(
+    release: str, smi: list[str] | None, df: list[str], data: dict, ngc_key: str, name: str = "converged", cache: str | None = None
+) -> dict:
     """fake_responses of a host on which `deploys/all.py` already ran with host data ``data``.
 
     ``data`` is the host's data as the inventory gives it (SETTINGS, the hub fixture's model keys,
     ``gpu``); ``ngc_key`` the key `docker login` stored. Covers docker_source=distro (the default).
+    ``cache``: the ``host:port`` of a plain-HTTP registry cache the fleet pulls through (then
+    daemon.json lists it as insecure, the image is the cache's and no login is stored).
     """
     s = settings.parse(f"@fake/{name}", data)
     if s.docker_source != "distro":
@@ -225,7 +228,9 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
     distro = os_release_key(release)
     versions = DISTRO_DOCKER_VERSIONS[distro[0]]
     packages = {name: versions[name] for name in (*DISTRO_PACKAGES[distro], "containerd", "runc")}
-    daemon = render.merged_daemon_config({"runtimes": NVIDIA_CTK_RUNTIMES} if gpu else None, s)
+    insecure = list(s.docker_insecure_registries) + ([cache] if cache and cache not in s.docker_insecure_registries else [])
+    daemon = render.merged_daemon_config({"runtimes": NVIDIA_CTK_RUNTIMES} if gpu else None, s, insecure_registries=insecure)
+    image = f"{cache}/{s.triton_image_ref.split('/', 1)[1]}" if cache else s.triton_image_ref
     daemon_text = render.daemon_json(daemon)
     table[f"cat {DAEMON_JSON}"] = ["__FACT_FILE_PRESENT__", *daemon_text.splitlines()]
     stat("/etc/docker", "directory", 755)
@@ -249,7 +254,8 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
 
     # Registry step: the image is there and Docker stores this key's login for registry_host.
     table["docker image inspect --format"] = [TRITON_IMAGE_ID]
-    table["python3 -I -c"] = [registry_auth_digest(s.registry_username, ngc_key)]
+    if not cache:
+        table["python3 -I -c"] = [registry_auth_digest(s.registry_username, ngc_key)]
 
     # Model step: each file of the variant carries the sha256 the lock pins.
     layout = paths.layout(s)
@@ -268,7 +274,7 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
         for repo_path in model_lock.variant_files(s.model_variant)
         if repo_path.startswith("onnx/")
     }
-    spec = build_release(s, gpu, weights, layout)
+    spec = build_release(s, gpu, weights, layout, image=image)
     live = spec.paths
     table["readlink current"] = [f"current releases/{live.id}", "previous ", f"release {STAT_TIME} releases/{live.id}/"]
     if s.triton_tensorrt:
@@ -293,7 +299,7 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
             "Image": TRITON_IMAGE_ID,
             "RestartCount": 0,
             "State": {"Status": "running", "Running": True, "Health": {"Status": "healthy"}},
-            "Config": {"Image": s.triton_image_ref, "Labels": labels},
+            "Config": {"Image": image, "Labels": labels},
         }
     ]
     table[f"docker container inspect {render.container_name(s)}"] = json.dumps(container, indent=4).splitlines()
@@ -302,9 +308,51 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
     return responses(release, smi, df, table)
 
 
-def converged_host(name: str, data: dict, release: str, smi: list[str] | None, df: list[str], ngc_key: str) -> tuple[str, dict]:
+def converged_host(
+    name: str, data: dict, release: str, smi: list[str] | None, df: list[str], ngc_key: str, cache: str | None = None
+) -> tuple[str, dict]:
     """A fake host on which the deploy already ran with ``data`` (see :func:`converged_responses`)."""
-    return host(name, data, converged_responses(release, smi, df, data, ngc_key, name))
+    return host(name, data, converged_responses(release, smi, df, data, ngc_key, name, cache=cache))
+
+
+# Installed versions of what the registry cache step installs (Debian 13).
+REGISTRY_CACHE_VERSIONS = {"docker-registry": "2.8.3+ds1-2", "curl": "8.14.1-2", "python3": "3.13.5-1"}
+
+
+def converged_cache_responses(release: str, df: list[str], data: dict, ngc_key: str, name: str = "cache") -> dict:
+    """fake_responses of a registry cache host (group ``registry_cache``) on which the deploy already
+    ran with ``data`` (plain HTTP or TLS without a vault here: ``registry_auth`` vault with ``ngc_key``)."""
+    s = settings.parse(f"@fake/{name}", data)
+    table: dict = {}
+
+    def stat(path: str, kind: str, mode: int, content: bytes | None = None, user: str = "root", mtime: int = STAT_TIME) -> None:
+        matcher, answer = stat_answer(path, kind, mode, len(content) if content is not None else 4096, user, mtime)
+        table[matcher] = answer
+        if content is not None:
+            tool_matcher, line = hash_answer("sha1sum", path, hashlib.sha1(content).hexdigest())
+            table[tool_matcher] = line
+
+    table["dpkg -l"] = DPKG_HEADER + [dpkg_line(p, v) for p, v in REGISTRY_CACHE_VERSIONS.items()]
+    stat("/var/lib/apt/periodic/update-success-stamp", "file", 644, mtime=int(time.time()))  # apt ran within cache_time
+    stat(s.registry_cache_storage_dir, "directory", 750, user=registry_cache.USER)
+    stat(registry_cache.DROPIN.rsplit("/", 1)[0], "directory", 755)
+    stat(registry_cache.DROPIN, "file", 644, registry_cache.dropin().encode())
+    config = render.registry_cache_config(s, s.registry_username, ngc_key, "")
+    matcher, line = hash_answer("sha256sum", registry_cache.CONFIG, hashlib.sha256(config.encode()).hexdigest())
+    table[matcher] = line
+    stat(registry_cache.WARM_SCRIPT.rsplit("/", 1)[0], "directory", 755)
+    stat(registry_cache.WARM_SCRIPT, "file", 644, Path(registry_warm.__file__).read_bytes())
+    table["registry_warm.py check"] = ["warm"]  # the cache's storage holds every image the fleet pulls
+    unit = f"{registry_cache.SERVICE}.service"
+    table[f"--property SubState {unit}"] = [f"Id={unit}", "SubState=running"]
+    table[f"--property UnitFileState {unit}"] = [f"Id={unit}", "UnitFileState=enabled"]
+    return responses(release, None, df, table)
+
+
+def answering(fake_host: tuple[str, dict], answers: dict) -> tuple[str, dict]:
+    """``fake_host`` with ``answers`` (matcher → output) before its other canned answers (first match wins)."""
+    name, data = fake_host
+    return name, {**data, "fake_responses": {**answers, **data["fake_responses"]}}
 
 
 def drifted(fake_host: tuple[str, dict], matcher_part: str, answer: list[str]) -> tuple[str, dict]:

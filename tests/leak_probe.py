@@ -51,7 +51,11 @@ def _patch() -> None:
 
         def put_file(self, filename_or_io, remote_filename, *args, _orig=put, **kwargs):
             src = filename_or_io if isinstance(filename_or_io, str) else "<io>"
-            _record({"host": self.host.name, "kind": "put", "src": src, "dest": remote_filename})
+            entry = {"host": self.host.name, "kind": "put", "src": src, "dest": remote_filename}
+            if hasattr(filename_or_io, "getvalue"):  # rendered text (files.put of a StringIO): what the host receives
+                value = filename_or_io.getvalue()
+                entry["content"] = value.decode(errors="replace") if isinstance(value, bytes) else value
+            _record(entry)
             return _orig(self, filename_or_io, remote_filename, *args, **kwargs)
 
         cls.run_shell_command = run_shell_command

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import leak_probe
 from tests.hub_server import start_with_lock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,12 +45,10 @@ def hub(tmp_path):
         server.stop()
 
 
-def run_fleet(
-    tmp_path: Path, hub, hosts_code: str, *args: str, deploy: str = "deploys/all.py", front_door: str = "", monitoring: str = ""
-) -> subprocess.CompletedProcess:
-    """Write an inventory of fake hosts (group ``fleet``, and ``front_door`` / ``monitoring`` when
-    given) and run `pyinfra INVENTORY DEPLOY -y --json ARGS`."""
-    url, data = hub
+def write_inventory(tmp_path: Path, hub, hosts_code: str, front_door: str = "", monitoring: str = "", registry_cache: str = "") -> Path:
+    """An inventory of fake hosts: group ``fleet``, and ``front_door`` / ``monitoring`` /
+    ``registry_cache`` when given."""
+    _, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
         "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
@@ -59,7 +58,24 @@ def run_fleet(
         + "\n]\n"
         + (f"front_door = [\n{front_door}\n]\n" if front_door else "")
         + (f"monitoring = [\n{monitoring}\n]\n" if monitoring else "")
+        + (f"registry_cache = [\n{registry_cache}\n]\n" if registry_cache else "")
     )
+    return inventory
+
+
+def run_fleet(
+    tmp_path: Path,
+    hub,
+    hosts_code: str,
+    *args: str,
+    deploy: str = "deploys/all.py",
+    front_door: str = "",
+    monitoring: str = "",
+    registry_cache: str = "",
+) -> subprocess.CompletedProcess:
+    """Write an inventory of fake hosts (:func:`write_inventory`) and run `pyinfra INVENTORY DEPLOY -y --json ARGS`."""
+    url, _ = hub
+    inventory = write_inventory(tmp_path, hub, hosts_code, front_door, monitoring, registry_cache)
     env = {**os.environ, "NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}
     return subprocess.run(
         [PYINFRA, str(inventory), deploy, "-y", "--json", *args],
@@ -404,3 +420,131 @@ def test_example_inventory_fails_cleanly_when_nothing_answers():
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
     assert "pyinfra error" in result.stderr and "Could not resolve hostname" in result.stderr
+
+
+# -- the registry cache (group registry_cache): Triton hosts pull through it -------------------------
+
+PIN = "sha256:" + "5b" * 32
+CACHE_DATA = '{**f.SETTINGS, "registry_cache_listen_address": "10.0.0.7", "registry_cache_insecure": True}'
+FRESH_CACHE = f'f.host("cache1", {CACHE_DATA}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
+CONVERGED_CACHE = f'f.host("cache1", {CACHE_DATA}, f.converged_cache_responses(f.DEBIAN_13_RELEASE, f.DF_PLENTY, {CACHE_DATA}, os.environ["NGC_API_KEY"], "cache1"))'
+PINNED_GPU = f'f.host("gpu-ubuntu", {{"gpu": True, **f.SETTINGS, "triton_image_digest": "{PIN}"}}, f.responses(f.UBUNTU_2404_RELEASE, f.H100_X2, f.DF_PLENTY))'
+PINNED_CPU = f'f.host("cpu-debian", {{"gpu": False, **f.SETTINGS, "triton_image_digest": "{PIN}"}}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
+CACHED_IMAGE = f"10.0.0.7:5000/nvidia/tritonserver:25.05-py3@{PIN}"
+
+
+def probe_fleet(tmp_path: Path, hub, hosts_code: str, *args: str, deploy: str = "deploys/all.py", **groups: str) -> leak_probe.Result:
+    """:func:`run_fleet` through tests/leak_probe.py: every command, its stdin and every uploaded text, per host."""
+    url, _ = hub
+    inventory = write_inventory(tmp_path, hub, hosts_code, **groups)
+    return leak_probe.run(tmp_path, ["--json", *args, str(inventory), deploy], env={"NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url})
+
+
+def test_a_fleet_with_a_registry_cache_pulls_through_it_and_no_triton_host_gets_the_key(tmp_path, hub):
+    # --diff and -vvv: neither the cache's config (it holds the key) nor any command may show it.
+    result = probe_fleet(tmp_path, hub, PINNED_GPU + ",\n" + PINNED_CPU, "--diff", "-vvv", registry_cache=FRESH_CACHE)
+    assert result.rc == 0, result.output[-3000:]
+    payload = json.loads(result.stdout)
+    ops = {op["name"]: sorted(op["success"]) for op in payload["results"]["operations"] if op["success"]}
+    cache, triton = "@fake/cache1", ["@fake/cpu-debian", "@fake/gpu-ubuntu"]
+    for name in (
+        "Registry cache | Install docker-registry (the distribution registry), curl and python3",
+        "Registry cache | Registry cache config /etc/docker/registry/config.yml (checked; 0600, on stdin: it holds the upstream's password)",
+        "Registry cache | Restart docker-registry and wait for its /v2/ (the previous config back if it does not answer)",
+    ):
+        assert ops[name] == [cache], name
+    assert not [name for name, hosts in ops.items() if cache in hosts and not name.startswith("Registry cache |")], (
+        "the cache host runs its role only"
+    )
+    # Triton hosts: the digest-pinned image through the cache, no login anywhere.
+    pull = f"Registry login and image pull | Pull image {CACHED_IMAGE} (registry cache @fake/cache1)"
+    assert ops[pull] == triton
+    assert not [name for name in ops if "login" in name.lower() and "Pull image" not in name], sorted(ops)
+    # The cache is up and has fetched the image once before any Triton host pulls (one warm per image).
+    warm = f"Registry cache | Warm the cache: nvidia/tritonserver@{PIN} (linux/amd64; one fetch from the upstream)"
+    assert ops[warm] == [cache]
+    assert [name for name in ops if "Warm the cache" in name] == [warm]
+    names = [op["name"] for op in payload["results"]["operations"]]
+    restart = "Registry cache | Restart docker-registry and wait for its /v2/ (the previous config back if it does not answer)"
+    assert names.index(restart) < names.index(warm) < names.index(pull)
+    # The key: on the cache host's stdin (its config) only; in no command, output or upload anywhere.
+    assert CANARY_KEY not in result.output
+    cache_stdins = [r["stdin"] for r in result.records if r["host"] == cache and r.get("stdin")]
+    assert any(CANARY_KEY in stdin for stdin in cache_stdins)
+    for record in result.records:
+        assert CANARY_KEY not in record.get("command", "") + record.get("content", ""), record.get("command", record.get("dest"))
+        if record["host"] != cache:
+            assert CANARY_KEY not in (record.get("stdin") or ""), record["command"]
+    # What the Triton hosts were sent: daemon.json trusts the plain-HTTP cache, compose runs its image.
+    puts = {(r["host"], r["dest"]): r.get("content", "") for r in result.records if r["kind"] == "put"}
+    for name in triton:
+        daemon = json.loads(puts[(name, "/etc/docker/daemon.json")])
+        assert daemon["insecure-registries"] == ["10.0.0.7:5000"]
+        [compose] = [text for (h, dest), text in puts.items() if h == name and dest.endswith("/docker-compose.yml")]
+        assert f'image: "{CACHED_IMAGE}"' in compose
+    assert not any(r["dest"].startswith("/etc/docker/certs.d") for r in result.records if r["kind"] == "put")  # plain HTTP: no CA
+
+
+def test_a_converged_fleet_with_a_converged_cache_plans_zero_changes(tmp_path, hub):
+    hosts = ",\n".join(
+        f'f.converged_host("{name}", {{"gpu": {gpu}, **f.SETTINGS, "triton_image_digest": "{PIN}"}}, {release}, {smi}, f.DF_PLENTY, os.environ["NGC_API_KEY"], cache="10.0.0.7:5000")'
+        for name, gpu, release, smi in (
+            ("gpu-ubuntu", True, "f.UBUNTU_2404_RELEASE", "f.H100_X2"),
+            ("cpu-debian", False, "f.DEBIAN_13_RELEASE", "None"),
+        )
+    )
+    result = run_fleet(tmp_path, hub, hosts, registry_cache=CONVERGED_CACHE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    changed = changed_ops(result)
+    assert not changed, f"a re-run with the cache would change: {changed}"
+    untouched = {op["name"]: sorted(op["no_change"]) for op in json.loads(result.stdout)["results"]["operations"]}
+    assert untouched["Registry cache | docker-registry enabled and running"] == ["@fake/cache1"]
+    assert untouched["Registry cache | Cache storage /var/lib/docker-registry"] == ["@fake/cache1"]
+    assert untouched["Triton | Triton compose file"] == ["@fake/cpu-debian", "@fake/gpu-ubuntu"]
+    assert untouched["Docker | Docker enabled and running"] == ["@fake/cpu-debian", "@fake/gpu-ubuntu"]
+    assert CANARY_KEY not in result.stdout + result.stderr
+
+
+def test_adding_a_cache_to_a_converged_fleet_moves_its_hosts_to_the_cache(tmp_path, hub):
+    # Hosts converged before the cache existed: daemon.json gains the cache, the stored upstream login
+    # goes, the image is pulled through the cache, and that is a new release (its compose file's image).
+    result = run_fleet(tmp_path, hub, CONVERGED_GPU + ",\n" + CONVERGED_CPU, registry_cache=CONVERGED_CACHE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    changed = {name: sorted(hosts) for name, hosts in changed_ops(result).items()}
+    both = ["@fake/cpu-debian", "@fake/gpu-ubuntu"]
+    for name in (
+        "Docker | Docker daemon config /etc/docker/daemon.json (merged)",
+        "Docker | Restart Docker (packages or config changed)",
+        "Registry login and image pull | Docker logout from nvcr.io (pulls go through the registry cache)",
+        *NEW_RELEASE,
+        *TRITON_RESTART,
+    ):
+        assert changed.get(name) == both, name
+    assert not [name for name in changed if "@fake/cache1" in changed[name]], "the converged cache host changes nothing"
+    assert not [name for name in changed if "Docker login" in name]
+    assert result.stderr.count(" goes live (was ") == 2
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ('{**f.SETTINGS, "registry_cache_insecure": True}', "host @fake/cache1: setting registry_cache_listen_address is empty"),
+        (
+            '{**f.SETTINGS, "registry_cache_listen_address": "10.0.0.7"}',
+            "host @fake/cache1: the registry cache needs registry_cache_tls: true",
+        ),
+        (
+            '{**f.SETTINGS, "registry_cache_listen_address": "10.0.0.7", "registry_cache_tls": True, "registry_cache_insecure": True}',
+            "host @fake/cache1: setting registry_cache_insecure=True is invalid (registry_cache_tls is on",
+        ),
+    ],
+    ids=["no-address", "no-transport", "both"],
+)
+def test_bad_cache_settings_end_the_run_before_any_change(tmp_path, hub, data, message):
+    cache = f'f.host("cache1", {data}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
+    result = run_fleet(tmp_path, hub, FRESH_CPU, registry_cache=cache)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "--> Beginning operation run" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "pyinfra error" in line]) == 1

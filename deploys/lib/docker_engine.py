@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from io import StringIO
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.operations import apt, files
 
-from deploys.lib import render
+from deploys.lib import registry, render
 from deploys.lib.host import PreflightError, distro_codename, distro_key
 from deploys.lib.paths import APT_KEYRINGS_DIR, DOCKER_CE_KEYRING, DOCKER_CONFIG_DIR, DOCKER_DAEMON_JSON, DOCKER_DROPIN, DOCKER_DROPIN_DIR
 from deploys.lib.settings import Settings
@@ -82,7 +82,7 @@ def configure_daemon(s: Settings):
             f"host {s.host}: {DOCKER_DAEMON_JSON} is not valid JSON ({existing['__invalid__']}); "
             "fix or remove it by hand, the deploy will not overwrite it"
         )
-    merged = render.merged_daemon_config(existing, s)
+    merged = render.merged_daemon_config(existing, s, insecure_registries=registry.insecure_registries(s, state.inventory))
     ops = [files.directory(name="Docker config directory", path=DOCKER_CONFIG_DIR, mode="755")]
     if merged != existing:
         ops.append(

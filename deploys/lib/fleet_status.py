@@ -9,7 +9,7 @@ from typing import Any
 
 from pyinfra import logger
 
-from deploys.lib.roles import is_front_door, is_monitoring
+from deploys.lib.roles import is_front_door, is_monitoring, is_registry_cache
 
 # What Prometheus is asked, per Triton host (the instance label is the inventory host name).
 QUERIES = {
@@ -24,7 +24,7 @@ _PRINTED: set[int] = set()
 
 
 def record(state: Any, host_name: str, kind: str, data: dict[str, Any]) -> None:
-    """Keep what ``host_name`` (a ``triton``, ``front_door`` or ``monitoring`` host) reported; once
+    """Keep what ``host_name`` (a ``triton``, ``front_door``, ``monitoring`` or ``registry_cache`` host) reported; once
     every active host has reported, log the table."""
     with _LOCK:
         reports = _REPORTS.setdefault(id(state), {})
@@ -38,6 +38,8 @@ def record(state: Any, host_name: str, kind: str, data: dict[str, Any]) -> None:
 
 
 def kind_of(host: Any) -> str:
+    if is_registry_cache(host):
+        return "registry_cache"
     return "front_door" if is_front_door(host) else "monitoring" if is_monitoring(host) else "triton"
 
 
@@ -48,7 +50,7 @@ def _number(value: float | None, digits: int) -> str:
 def table(reports: dict[str, tuple[str, dict[str, Any]]], order: list[str]) -> str:
     """One line per Triton host: release, READY, its state in each front door's pool, requests/s,
     p95 (ms) and GPU memory (MiB) from Prometheus ('-' where there is no figure); then one line per
-    front door and monitoring host."""
+    front door, registry cache and monitoring host."""
     pools = {name: data["pool"] for name, (kind, data) in reports.items() if kind == "front_door"}
     figures = next((data["figures"] for kind, data in reports.values() if kind == "monitoring"), None)
     rows = [("host", "role", "release", "READY", "front-door pool", "requests/s", "p95 ms", "GPU MiB")]
@@ -72,6 +74,9 @@ def table(reports: dict[str, tuple[str, dict[str, Any]]], order: list[str]) -> s
         elif kind == "front_door":
             up = sum(1 for state in data["pool"].values() if state == "UP")
             rows.append((name, "front door", "-", "-", f"{up}/{len(data['pool'])} UP", "-", "-", "-"))
+        elif kind == "registry_cache":
+            used = data.get("used_bytes")
+            rows.append((name, "registry cache", "-", "-", "-" if used is None else f"{used / 2**30:.1f} GiB cached", "-", "-", "-"))
         else:
             answered = "Prometheus answered" if figures else "Prometheus did not answer"
             rows.append((name, "monitoring", "-", "-", answered, "-", "-", "-"))

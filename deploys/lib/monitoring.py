@@ -13,7 +13,7 @@ Prometheus scrapes, for every host of the inventory (itself included), one job p
 - ``prometheus``: the monitoring host's own Prometheus (monitoring_listen_address, monitoring_port).
 
 Every target is labelled ``instance`` (the inventory host name, so a host's series join on it) and
-``role`` (``triton``, ``front_door`` or ``monitoring``). An endpoint on loopback can only be scraped
+``role`` (``triton``, ``front_door``, ``monitoring`` or ``registry_cache``). An endpoint on loopback can only be scraped
 from its own host: any other host's loopback address is a one-line error naming the setting.
 """
 
@@ -31,7 +31,7 @@ import yaml
 
 from deploys.lib import settings
 from deploys.lib.render import prometheus_url
-from deploys.lib.roles import MONITORING_GROUP, has_monitoring, is_front_door, is_monitoring  # noqa: F401 (re-exported)
+from deploys.lib.roles import MONITORING_GROUP, has_monitoring, is_front_door, is_monitoring, is_registry_cache  # noqa: F401 (re-exported)
 from deploys.lib.settings import Settings, SettingsError
 
 JOB_NODE = "node"
@@ -44,6 +44,7 @@ JOB_PROMETHEUS = "prometheus"
 ROLE_TRITON = "triton"
 ROLE_FRONT_DOOR = "front_door"
 ROLE_MONITORING = "monitoring"
+ROLE_REGISTRY_CACHE = "registry_cache"
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,13 @@ class ScrapeTarget:
 
 
 def role(host: Any) -> str:
-    """The ``role`` label of ``host``: front_door, monitoring (not a front door) or triton (all others)."""
+    """The ``role`` label of ``host``: front_door, monitoring (not a front door), registry_cache or triton (all others)."""
     if is_front_door(host):
         return ROLE_FRONT_DOOR
     if is_monitoring(host):
         return ROLE_MONITORING
+    if is_registry_cache(host):
+        return ROLE_REGISTRY_CACHE
     return ROLE_TRITON
 
 

@@ -1,11 +1,23 @@
-"""Registry credentials and the login command (the registry_login step routes through these)."""
+"""Registry credentials, the login command, and where a Triton host pulls its images from (the
+registry_login step, the compose files and the rollback route through these).
+
+With a registry cache in the inventory (group ``registry_cache``, deploys/lib/registry_cache.py)
+a Triton host pulls ``<cache>/<path>`` instead of ``<registry_host>/<path>`` (:func:`pull_ref`),
+anonymously: the upstream credential stays on the cache host. Without one, nothing changes.
+"""
 
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
-from deploys.lib import vault
-from deploys.lib.settings import Settings
+from pyinfra import host, logger
+from pyinfra.operations import server
+
+from deploys.lib import monitoring, registry_cache, settings, vault
+from deploys.lib.roles import is_triton_host
+from deploys.lib.settings import Settings, SettingsError
+from facts.docker import DockerImageId, DockerRegistryAuth, registry_auth_digest
 
 
 def credential(s: Settings) -> vault.RegistryCredential:
@@ -17,3 +29,126 @@ def credential(s: Settings) -> vault.RegistryCredential:
 def login_command(s: Settings, username: str) -> str:
     """``docker login`` reading the password from stdin; only the user name is an argument."""
     return f"docker login --username {shlex.quote(username)} --password-stdin {shlex.quote(s.registry_host)}"
+
+
+def image_registry(ref: str) -> str:
+    """The registry part of an image reference (``nvcr.io`` of ``nvcr.io/nvidia/tritonserver:25.05-py3``)."""
+    return ref.split("/", 1)[0]
+
+
+def pull_ref(s: Settings, inventory: Any, image: str | None = None) -> str:
+    """The reference host ``s`` pulls and runs ``image`` by (default: Triton's, ``triton_image_ref``).
+
+    Without a registry cache in ``inventory``: ``image`` as it is. With one: ``image`` with its
+    registry replaced by the cache's ``host:port``; the path, the tag and the digest pin
+    (``@sha256:...``) stay. An image from another registry than the one the cache proxies is a
+    one-line error (pulling it would need that registry's credential on the Triton host).
+    """
+    image = s.triton_image_ref if image is None else image
+    cache = registry_cache.find(inventory)
+    if cache is None:
+        return image
+    registry, _, path = image.partition("/")
+    if registry == cache.endpoint:
+        return image
+    if registry != cache.upstream:
+        raise SettingsError(
+            f"host {s.host}: image {image} is not from {cache.upstream}, the registry the cache {cache.host} proxies; "
+            f"Triton hosts pull through the cache only: use an image of {cache.upstream} (or set registry_host on {cache.host})"
+        )
+    return f"{cache.endpoint}/{path}"
+
+
+def insecure_registries(s: Settings, inventory: Any) -> list[str]:
+    """daemon.json ``insecure-registries`` of host ``s``: ``docker_insecure_registries``, plus the
+    registry cache's ``host:port`` when it serves plain HTTP (registry_cache_insecure)."""
+    wanted = list(s.docker_insecure_registries)
+    cache = registry_cache.find(inventory)
+    if cache is not None and not cache.tls and cache.endpoint not in wanted:
+        wanted.append(cache.endpoint)
+    return wanted
+
+
+def pull_command(ref: str, cache: registry_cache.Cache | None = None, tag_as: str | None = None) -> str:
+    """``docker pull`` of ``ref``; through a cache, a failed pull says so in one line naming the cache.
+    ``tag_as``: also tag the pulled image with this reference (a release whose compose file names
+    the upstream's reference, pulled through the cache)."""
+    q = shlex.quote
+    pull = f"docker pull --quiet {q(ref)}"
+    if cache is not None:
+        pull = f"{{ {pull} || {{ echo {q(f'pull of {ref} through the registry cache {cache.endpoint} (host {cache.host}) failed: is docker-registry running there, and does it reach {cache.upstream}? ({registry_cache.README_HINT})')} >&2; exit 1; }}; }}"
+    if tag_as:
+        pull += f" && docker tag {q(ref)} {q(tag_as)}"
+    return pull
+
+
+# -- pulling on a Triton host (the registry step, the rollback) ------------------------------------
+
+
+def pull_missing(s: Settings, inventory: Any, images: list[str]) -> None:
+    """Operations that put ``images`` (references as the compose files name them) on host ``s``.
+
+    Without a registry cache: log in to ``registry_host`` when the credential Docker stores is not
+    the vault's (``registry_auth: vault``), pull what is missing, log out after the pull with
+    ``registry_logout_after_pull``. With a cache: no credential at all; a stored login for the
+    upstream (from before the cache) is removed, and an image is pulled through the cache (an
+    upstream reference, as an older release's compose file may name it, is pulled through the
+    cache and tagged with that reference).
+    """
+    cache = registry_cache.find(inventory)
+    # The vault first: a vault problem ends the run before any command reaches a host.
+    cred = credential(s) if cache is None and s.registry_auth == "vault" else None
+    missing = [image for image in images if host.get_fact(DockerImageId, ref=image) is None]
+    if cache is not None:
+        stored = host.get_fact(DockerRegistryAuth, registry=cache.upstream)
+        if stored is not None:
+            logger.info(
+                f"{host.print_prefix}registry: a login for {cache.upstream} is stored; pulls go through the cache {cache.endpoint}: logging out"
+            )
+            server.shell(
+                name=f"Docker logout from {cache.upstream} (pulls go through the registry cache)",
+                commands=[f"docker logout {shlex.quote(cache.upstream)}"],
+            )
+        for image in missing:
+            through = pull_ref(s, inventory, image)
+            server.shell(
+                name=f"Pull image {through} (registry cache {cache.host})",
+                commands=[pull_command(through, cache, tag_as=image if through != image else None)],
+            )
+        return
+
+    stored = host.get_fact(DockerRegistryAuth, registry=s.registry_host) if cred else None
+    if cred and not (s.registry_logout_after_pull and not missing):
+        wanted = registry_auth_digest(cred.username, cred.password.unmask())
+        if stored != wanted:
+            logger.info(
+                f"{host.print_prefix}registry: {'no stored login' if stored is None else 'stored login differs (rotated key?)'} for {s.registry_host}: logging in"
+            )
+            server.shell(
+                name=f"Docker login to {s.registry_host} (password on stdin)",
+                commands=[login_command(s, cred.username)],
+                _stdin=cred.password.unmask(),
+            )
+            stored = wanted
+    for image in missing:
+        server.shell(name=f"Pull image {image}", commands=[pull_command(image)])
+    if cred and s.registry_logout_after_pull and stored is not None:
+        server.shell(
+            name=f"Docker logout from {s.registry_host} (no credential left on disk)",
+            commands=[f"docker logout {shlex.quote(s.registry_host)}"],
+        )
+
+
+def cache_images(inventory: Any) -> list[str]:
+    """Every image reference the Triton hosts of ``inventory`` pull through its registry cache
+    (Triton's, and dcgm-exporter's on GPU hosts of a monitored fleet), each once, in inventory order."""
+    if registry_cache.find(inventory) is None:
+        return []
+    refs: list[str] = []
+    for other in inventory:
+        if not is_triton_host(other):
+            continue
+        t = settings.load(other)
+        images = [t.triton_image_ref] + ([t.monitoring_dcgm_exporter_image] if monitoring.runs_dcgm_exporter(t, inventory) else [])
+        refs.extend(ref for ref in (pull_ref(t, inventory, image) for image in images) if ref not in refs)
+    return refs

@@ -20,7 +20,7 @@ from google.protobuf import text_format
 from pyinfra.api.exceptions import PyinfraError
 from tritonclient.grpc import model_config_pb2
 
-from deploys.lib import paths
+from deploys.lib import paths, registry_cache
 from deploys.lib.paths import MODELS_MOUNT, TRT_CACHE_MOUNT, onnx_filename
 from deploys.lib.repo import TEMPLATES_DIR
 from deploys.lib.settings import Settings, SettingsError
@@ -119,13 +119,22 @@ def compose_labels(s: Settings, gpu: bool, deploy_hash: str | None = None, confi
     return labels
 
 
-def compose_file(s: Settings, gpu: bool, deploy_hash: str | None = None, models_dir: str | None = None, config: str | None = None) -> str:
+def compose_file(
+    s: Settings,
+    gpu: bool,
+    deploy_hash: str | None = None,
+    models_dir: str | None = None,
+    config: str | None = None,
+    image: str | None = None,
+) -> str:
     """The compose file for a GPU (``gpu=True``) or CPU host.
 
     ``deploy_hash`` (optional) becomes the DEPLOY_HASH_LABEL label, so the container is recreated
     when something compose cannot see (the model files) changes. ``models_dir`` is the host's
     model repository mounted at /models (default: the layout's; a release passes its own).
     ``config``: the host's config.pbtxt when the caller already rendered it (its sha256 is a label).
+    ``image``: the reference the host pulls Triton by (deploys/lib/registry.py:pull_ref: the
+    registry cache's when the inventory has one); default ``triton_image_ref``.
     """
     host_paths = paths.layout(s)
     labels = compose_labels(s, gpu, deploy_hash, config=config)
@@ -135,6 +144,7 @@ def compose_file(s: Settings, gpu: bool, deploy_hash: str | None = None, models_
         gpu=gpu,
         tensorrt=_tensorrt(s, gpu),
         project=COMPOSE_PROJECT,
+        image=s.triton_image_ref if image is None else image,
         container_name=container_name(s),
         labels=labels,
         bind_host=url_host(s.triton_bind_address),
@@ -153,7 +163,9 @@ def _union(existing: Any, wanted: list[str]) -> list[str]:
     return merged
 
 
-def merged_daemon_config(existing: dict[str, Any] | None, s: Settings, proxies: bool = True) -> dict[str, Any]:
+def merged_daemon_config(
+    existing: dict[str, Any] | None, s: Settings, proxies: bool = True, insecure_registries: list[str] | None = None
+) -> dict[str, Any]:
     """``existing`` daemon.json with our keys merged in; every other key is kept as it is.
 
     Ours: log-driver json-file with log-opts max-size/max-file (other log-opts kept);
@@ -161,13 +173,16 @@ def merged_daemon_config(existing: dict[str, Any] | None, s: Settings, proxies: 
     proxy setting is non-empty. ``proxies=False`` leaves them out for Docker < 23, which refuses
     an unknown ``proxies`` key (put them in the docker.service environment instead, see
     :func:`docker_dropin`). The same input always gives the same dict, so a re-run is a no-op.
+    ``insecure_registries``: what to list (deploys/lib/registry.py:insecure_registries adds a
+    plain-HTTP registry cache); default ``docker_insecure_registries``.
     """
     config: dict[str, Any] = copy.deepcopy(existing) if existing else {}
     # max-size/max-file are json-file (or local) options: another driver would refuse them.
     config["log-driver"] = "json-file"
     log_opts = config.get("log-opts") if isinstance(config.get("log-opts"), dict) else {}
     config["log-opts"] = {**log_opts, "max-size": s.docker_log_max_size, "max-file": str(s.docker_log_max_file)}
-    for key, wanted in (("registry-mirrors", s.docker_registry_mirrors), ("insecure-registries", s.docker_insecure_registries)):
+    insecure = s.docker_insecure_registries if insecure_registries is None else insecure_registries
+    for key, wanted in (("registry-mirrors", s.docker_registry_mirrors), ("insecure-registries", insecure)):
         if wanted or key in config:
             config[key] = _union(config.get(key), wanted)
     wanted_proxies = _proxy_settings(s)
@@ -373,6 +388,37 @@ def grafana_dashboard() -> str:
 DCGM_EXPORTER_PROJECT = "dcgm-exporter"  # compose project and container name on GPU hosts
 
 
-def dcgm_exporter_compose(s: Settings) -> str:
-    """The dcgm-exporter compose file (templates/dcgm-exporter.compose.yml.j2) of a GPU host ``s``."""
-    return render("dcgm-exporter.compose.yml.j2", s=s, project=DCGM_EXPORTER_PROJECT, listen_host=url_host(s.monitoring_exporter_address))
+def dcgm_exporter_compose(s: Settings, image: str | None = None) -> str:
+    """The dcgm-exporter compose file (templates/dcgm-exporter.compose.yml.j2) of a GPU host ``s``;
+    ``image``: the reference it pulls dcgm-exporter by (default ``monitoring_dcgm_exporter_image``)."""
+    return render(
+        "dcgm-exporter.compose.yml.j2",
+        s=s,
+        image=s.monitoring_dcgm_exporter_image if image is None else image,
+        project=DCGM_EXPORTER_PROJECT,
+        listen_host=url_host(s.monitoring_exporter_address),
+    )
+
+
+# -- the registry cache (hosts of the group registry_cache) --
+
+
+def registry_cache_config(s: Settings, username: str, password: str, tls_pem_path: str) -> str:
+    """The cache host's /etc/docker/registry/config.yml (templates/registry-cache.yml.j2) for its
+    settings ``s``: proxy mode for ``registry_cache_upstream_url`` with the upstream's ``username`` /
+    ``password`` ('' for an anonymous upstream), TLS from ``tls_pem_path`` when ``registry_cache_tls``.
+    Checked before it is returned (deploys/lib/registry_cache.py:check_config); the text holds the
+    password, so it only ever reaches the host on stdin."""
+    if s.registry_cache_tls and not tls_pem_path:
+        raise RenderError(f"host {s.host}: registry_cache_tls is on but no certificate path was given to the registry cache config")
+    text = render(
+        "registry-cache.yml.j2",
+        addr=f"{url_host(s.registry_cache_listen_address)}:{s.registry_cache_port}",
+        storage_dir=s.registry_cache_storage_dir,
+        tls_pem_path=tls_pem_path if s.registry_cache_tls else "",
+        upstream_url=registry_cache.upstream_url(s),
+        username=username,
+        password=password,
+    )
+    registry_cache.check_config(text, source=f"host {s.host}: templates/registry-cache.yml.j2")
+    return text

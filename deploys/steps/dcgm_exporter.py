@@ -11,7 +11,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from deploys.lib import monitoring, paths, render, settings
+from deploys.lib import monitoring, paths, registry, render, settings
 from deploys.lib.triton_service import compose_command
 from facts.docker import DockerContainer
 
@@ -24,7 +24,12 @@ def dcgm_exporter() -> None:
         return
     compose = paths.layout(s).dcgm_exporter_compose
     files.directory(name="dcgm-exporter directory", path=compose.rsplit("/", 1)[0], mode="755")
-    put = files.put(name="dcgm-exporter compose file", src=StringIO(render.dcgm_exporter_compose(s)), dest=compose, mode="644")
+    put = files.put(
+        name="dcgm-exporter compose file",
+        src=StringIO(render.dcgm_exporter_compose(s, registry.pull_ref(s, state.inventory, s.monitoring_dcgm_exporter_image))),
+        dest=compose,
+        mode="644",
+    )
     container = host.get_fact(DockerContainer, container=render.DCGM_EXPORTER_PROJECT)
     running = bool(container) and container["status"] == "running"
     if not running:

@@ -1,4 +1,5 @@
-"""Registry step: vaulted ``docker login``, the pinned image pull, optional logout.
+"""Registry step: vaulted ``docker login``, the pinned image pull, optional logout; through the
+registry cache when the inventory has one.
 
 - The password (NGC API key for nvcr.io, else ``registries[registry_host]`` from the vault) goes to
   ``docker login --password-stdin`` through pyinfra's ``_stdin``: never on a command line, never
@@ -10,51 +11,34 @@
 - ``registry_logout_after_pull: true`` logs in only when a pull is needed and logs out afterwards:
   no credential stays in Docker's config.json.
 - ``registry_auth: none`` skips the vault and the login (anonymous pulls, a local mirror).
+- With a registry cache (group ``registry_cache``): no login and no vault read at all; the images
+  are pulled as ``<cache host:port>/<path>`` (digest pin kept, deploys/lib/registry.py:pull_ref),
+  a login to the upstream left from before the cache is removed, and with a TLS cache whose CA is
+  in the vault (``registry_cache_tls.ca``) Docker gets that CA in ``/etc/docker/certs.d/<cache>/``.
 """
 
 from __future__ import annotations
 
-import shlex
+from io import StringIO
 
-from pyinfra import host, logger, state
+from pyinfra import host, state
 from pyinfra.api import deploy
-from pyinfra.operations import server
+from pyinfra.operations import files
 
-from deploys.lib import monitoring, settings
-from deploys.lib.registry import credential, login_command
-from facts.docker import DockerImageId, DockerRegistryAuth, registry_auth_digest
+from deploys.lib import monitoring, registry, registry_cache, settings
 
 
 @deploy("Registry login and image pull")
 def registry_login() -> None:
     """Log in to the registry when the stored credential is not the current one, pull the pinned image."""
     s = settings.load(host)
-    # The vault first: a vault problem ends the run before any command reaches a host.
-    cred = credential(s) if s.registry_auth == "vault" else None
     # Triton's image, and dcgm-exporter's on GPU hosts of a fleet with a monitoring host (same login).
     images = [s.triton_image_ref] + ([s.monitoring_dcgm_exporter_image] if monitoring.runs_dcgm_exporter(s, state.inventory) else [])
-    missing = [image for image in images if host.get_fact(DockerImageId, ref=image) is None]
-    image_present = not missing
-    stored = host.get_fact(DockerRegistryAuth, registry=s.registry_host) if cred else None
-
-    if cred and not (s.registry_logout_after_pull and image_present):
-        wanted = registry_auth_digest(cred.username, cred.password.unmask())
-        if stored != wanted:
-            logger.info(
-                f"{host.print_prefix}registry: {'no stored login' if stored is None else 'stored login differs (rotated key?)'} for {s.registry_host}: logging in"
-            )
-            server.shell(
-                name=f"Docker login to {s.registry_host} (password on stdin)",
-                commands=[login_command(s, cred.username)],
-                _stdin=cred.password.unmask(),
-            )
-            stored = wanted
-
-    for image in missing:
-        server.shell(name=f"Pull image {image}", commands=[f"docker pull --quiet {shlex.quote(image)}"])
-
-    if cred and s.registry_logout_after_pull and stored is not None:
-        server.shell(
-            name=f"Docker logout from {s.registry_host} (no credential left on disk)",
-            commands=[f"docker logout {shlex.quote(s.registry_host)}"],
-        )
+    images = [registry.pull_ref(s, state.inventory, image) for image in images]
+    cache = registry_cache.find(state.inventory)
+    ca = registry_cache.trusted_ca(cache) if cache is not None else None
+    if cache is not None and ca:
+        path = registry_cache.ca_path(cache)
+        files.directory(name=f"Docker certs.d directory for the registry cache {cache.endpoint}", path=path.rsplit("/", 1)[0], mode="755")
+        files.put(name=f"CA of the registry cache {cache.endpoint} (public)", src=StringIO(ca), dest=path, mode="644")
+    registry.pull_missing(s, state.inventory, images)

@@ -7,6 +7,7 @@ deploys/lib/release.py; host paths come from deploys/lib/paths.py.
 
 from __future__ import annotations
 
+import shlex
 from io import StringIO
 
 from pyinfra import host, logger
@@ -15,7 +16,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
-from deploys.lib import model_files, paths, release, rolling, settings
+from deploys.lib import model_files, paths, registry, release, rolling, settings
 from deploys.lib.host import is_gpu_host
 from deploys.lib.triton_service import needs_start, releases_state, serving_release, start
 
@@ -26,7 +27,9 @@ def triton() -> None:
     s = settings.load(host)
     gpu = is_gpu_host(s)
     layout = paths.layout(s)
-    spec = release.build(s, gpu, release.version_files(s, model_files.hub_token(s)), layout)
+    # The image as this host pulls it: through the registry cache when the inventory has one.
+    image = registry.pull_ref(s, pyinfra_state.inventory)
+    spec = release.build(s, gpu, release.version_files(s, model_files.hub_token(s)), layout, image=image)
     live = spec.paths
     on_host = releases_state(s)
 
@@ -72,7 +75,7 @@ def triton() -> None:
     if gpu:
         server.shell(
             name="GPU smoke test: the Triton image sees the GPUs",
-            commands=[f"docker run --rm --gpus all --entrypoint nvidia-smi {s.triton_image_ref} -L"],
+            commands=[f"docker run --rm --gpus all --entrypoint nvidia-smi {shlex.quote(spec.image)} -L"],
         )
     if rolls:
         back_to = serving if serving in on_host["releases"] and serving != spec.id else None
