@@ -16,6 +16,7 @@ from deploys.steps.dcgm_exporter import dcgm_exporter
 from deploys.steps.docker import docker
 from deploys.steps.front_door import front_door_step
 from deploys.steps.gateway import embeddings_gateway
+from deploys.steps.image_prune import image_prune
 from deploys.steps.model import model
 from deploys.steps.monitoring import monitoring_step
 from deploys.steps.node_exporter import node_exporter
@@ -44,5 +45,6 @@ else:
     embeddings_gateway()
     dcgm_exporter()
     verify()
+    image_prune()  # after a deploy that passed: images no kept release uses
 if has_monitoring(state.inventory):
     node_exporter()  # every host, the monitoring host included

@@ -183,3 +183,41 @@ class DockerRegistryAuth(FactBase[str | None]):
             if re.fullmatch(r"[0-9a-f]{64}", line):
                 return line
         return None
+
+
+class ImageInfo(TypedDict):
+    repository: str
+    tag: str  # "<none>" for an image pulled by digest only
+    digest: str  # "sha256:…", or "<none>"
+    id: str  # the image Id (sha256:…)
+
+
+class DockerImages(FactBase[list[ImageInfo]]):
+    """
+    The local images of one repository (``docker image ls --digests REPOSITORY``, full ids), one
+    entry per tag or digest it is known by:
+
+    .. code:: python
+
+        [{"repository": "nvcr.io/nvidia/tritonserver", "tag": "25.05-py3",
+          "digest": "sha256:…", "id": "sha256:…"}]
+
+    ``[]`` when Docker is absent or the repository has no image here.
+    """
+
+    def command(self, repository: str) -> str:
+        return _docker(
+            f"image ls --digests --no-trunc --format '{{{{.Repository}}}} {{{{.Tag}}}} {{{{.Digest}}}} {{{{.ID}}}}' {quote(repository)}"
+        )
+
+    @staticmethod
+    def default() -> list[ImageInfo]:
+        return []
+
+    def process(self, output: list[str]) -> list[ImageInfo]:
+        images: list[ImageInfo] = []
+        for line in output:
+            parts = line.split()
+            if len(parts) == 4 and parts[3].startswith("sha256:"):
+                images.append({"repository": parts[0], "tag": parts[1], "digest": parts[2], "id": parts[3]})
+        return images

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePosixPath
 from typing import Any, TypedDict
 from urllib.parse import quote as url_quote
@@ -94,3 +95,42 @@ def parse_releases(output: list[str]) -> dict[str, Any]:
             found.append((int(parts[1]), PurePosixPath(parts[2].rstrip("/")).name))
     result["releases"] = [name for _, name in sorted(found, key=lambda item: (-item[0], item[1]))]
     return result
+
+
+class TritonReleaseImages(FactBase[dict[str, str]]):
+    """
+    ``{release id: image}``: the Triton image each release's compose file under ``{triton_dir}/releases``
+    names (its first ``    image:`` line, as templates/docker-compose.yml.j2 writes it); ``{}`` when
+    there is none.
+    """
+
+    def command(self, root: str) -> str:
+        return (
+            f"cd {quote(root)}/{RELEASES} 2>/dev/null || exit 0; "
+            'for f in */docker-compose.yml; do [ -f "$f" ] && printf \'%s %s\\n\' "${f%%/*}" "$(sed -n \'s/^    image: //p\' "$f" | head -n 1)"; done; true'
+        )
+
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return parse_release_images(output)
+
+
+def parse_release_images(output: list[str]) -> dict[str, str]:
+    """Parse :class:`TritonReleaseImages`'s output (``<id> "<image>"``: the template writes the image as a JSON string)."""
+    found: dict[str, str] = {}
+    for line in output:
+        release, _, value = line.strip().partition(" ")
+        value = value.strip()
+        if not release or not value:
+            continue
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                continue
+        if isinstance(value, str) and value:
+            found[release] = value
+    return found

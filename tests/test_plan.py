@@ -548,3 +548,87 @@ def test_bad_cache_settings_end_the_run_before_any_change(tmp_path, hub, data, m
     assert "Traceback" not in result.stderr
     assert "--> Beginning operation run" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if "pyinfra error" in line]) == 1
+
+
+# -- image lifecycle: the images of kept releases stay, the others go; a rollback pulls what is missing --
+
+RELEASES = '["current releases/cafe00000001", "previous releases/cafe00000002", "release 1760000400 releases/cafe00000001/", "release 1760000300 releases/cafe00000003/", "release 1760000200 releases/cafe00000002/", "release 1760000100 releases/cafe00000004/"]'
+REPO = "nvcr.io/nvidia/tritonserver"
+RELEASE_IMAGES = [
+    f'cafe00000001 "{REPO}:25.05-py3"',
+    f'cafe00000002 "{REPO}:25.04-py3"',
+    f'cafe00000003 "{REPO}:25.05-py3"',
+    f'cafe00000004 "{REPO}:24.12-py3"',
+]
+LOCAL_IMAGES = [
+    f"{REPO} 25.05-py3 sha256:{'a1' * 32} {{kept}}",
+    f"{REPO} 25.04-py3 sha256:{'b2' * 32} sha256:{'0b' * 32}",
+    f"{REPO} 24.12-py3 sha256:{'c3' * 32} sha256:{'0c' * 32}",
+]
+
+
+def with_releases_and_images(host_code: str) -> str:
+    answers = {
+        "for f in */docker-compose.yml": RELEASE_IMAGES,
+        f"image ls --digests --no-trunc --format '{{{{.Repository}}}} {{{{.Tag}}}} {{{{.Digest}}}} {{{{.ID}}}}' {REPO}": [
+            line.replace("{kept}", "__KEPT__") for line in LOCAL_IMAGES
+        ],
+    }
+    code = f"f.answering(f.drifted({host_code}, 'readlink current', {RELEASES}), {answers!r})"
+    return code.replace("'__KEPT__'", "f.TRITON_IMAGE_ID").replace("__KEPT__", "' + f.TRITON_IMAGE_ID + '")
+
+
+def test_after_a_deploy_only_the_images_of_kept_releases_stay(tmp_path, hub):
+    # A new release prunes releases 2 and 4 (keep 3): their images, 25.04 and 24.12, go; 25.05
+    # (releases 1 and 3, and the new one) stays.
+    host = with_releases_and_images(CONVERGED_CPU)
+    result = run_fleet(tmp_path, hub, host, "--data", "triton_max_batch_size=16", "-vv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    changed = changed_ops(result)
+    assert changed.get("Image prune | Remove images no kept release uses") == ["@fake/cpu-debian"]
+    names = list(changed)
+    assert names.index("Image prune | Remove images no kept release uses") > names.index(
+        "Triton | Wait for model embeddinggemma READY (≤ 600s)"
+    )
+    [line] = [line for line in result.stderr.splitlines() if "docker image rm" in line and "for r in" in line]
+    assert f"{REPO}:25.04-py3" in line and f"{REPO}:24.12-py3" in line and f"{REPO}:25.05-py3" not in line
+    off = run_fleet(tmp_path, hub, host, "--data", "triton_max_batch_size=16", "--data", "registry_image_prune=False")
+    assert off.returncode == 0, off.stderr[-3000:]
+    assert "Image prune | Remove images no kept release uses" not in changed_ops(off)
+
+
+def test_converged_host_with_only_kept_images_prunes_nothing(tmp_path, hub):
+    answers = {
+        f"image ls --digests --no-trunc --format '{{{{.Repository}}}} {{{{.Tag}}}} {{{{.Digest}}}} {{{{.ID}}}}' {REPO}": [
+            f"{REPO} 25.05-py3 sha256:{'a1' * 32} __KEPT__"
+        ]
+    }
+    host = f"f.answering({CONVERGED_CPU}, {answers!r})".replace("__KEPT__", "' + f.TRITON_IMAGE_ID + '")
+    result = run_fleet(tmp_path, hub, host)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not changed_ops(result)
+
+
+def _rollback_host(host_code: str) -> str:
+    # current is release 1 (25.05), previous release 2 (25.04), whose image was pruned.
+    answers = {"for f in */docker-compose.yml": RELEASE_IMAGES, f"image inspect --format '{{{{.Id}}}}' {REPO}:25.04-py3": [""]}
+    return f"f.answering(f.drifted({host_code}, 'readlink current', {RELEASES}), {answers!r})"
+
+
+def test_rollback_pulls_the_previous_release_image_when_it_is_missing(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, _rollback_host(CONVERGED_CPU), deploy="deploys/rollback.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = list(changed_ops(result))
+    assert names[:2] == [f"Rollback | Pull image {REPO}:25.04-py3", "Rollback | Switch current back to the previous release"], names
+    assert "is not on the host: pulling it" in result.stderr
+
+
+def test_rollback_through_the_cache_pulls_from_it_and_tags_the_release_image(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, _rollback_host(CONVERGED_CPU), "-vv", deploy="deploys/rollback.py", registry_cache=CONVERGED_CACHE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    changed = changed_ops(result)
+    assert changed.get("Rollback | Pull image 10.0.0.7:5000/nvidia/tritonserver:25.04-py3 (registry cache @fake/cache1)") == [
+        "@fake/cpu-debian"
+    ]
+    assert f"docker tag 10.0.0.7:5000/nvidia/tritonserver:25.04-py3 {REPO}:25.04-py3" in result.stderr
+    assert CANARY_KEY not in result.stdout + result.stderr

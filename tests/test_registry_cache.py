@@ -122,6 +122,7 @@ def test_every_key_the_template_writes_is_one_the_check_knows() -> None:
         ({"registry_cache_max_gb": 0}, "setting registry_cache_max_gb=0 is invalid (allowed: an integer from 1 to 1000000)"),
         ({"registry_cache_storage_dir": "cache"}, "setting registry_cache_storage_dir='cache' is invalid (allowed: an absolute path)"),
         ({"registry_cache_tls": True, "registry_cache_insecure": True}, "registry_cache_tls is on; pick one of TLS or plain HTTP"),
+        ({"registry_image_prune": "yes"}, "setting registry_image_prune='yes' is invalid (allowed: true or false)"),
     ],
 )
 def test_bad_settings_are_one_line(data: dict, message: str) -> None:
@@ -218,6 +219,27 @@ def test_roles_a_cache_is_no_triton_host() -> None:
     assert monitoring.role(CACHE) == "registry_cache"
     door = fake_host("front1", ["front_door", "registry_cache"])
     assert roles.is_front_door(door) and not roles.is_registry_cache(door)
+
+
+def test_repository_of_a_reference() -> None:
+    assert registry.repository(f"nvcr.io/nvidia/tritonserver:25.05-py3@{DIGEST}") == "nvcr.io/nvidia/tritonserver"
+    assert registry.repository("10.0.0.7:5000/nvidia/tritonserver") == "10.0.0.7:5000/nvidia/tritonserver"
+    assert registry.repository("10.0.0.7:5000/nvidia/tritonserver:1") == "10.0.0.7:5000/nvidia/tritonserver"
+
+
+def test_images_to_prune_keeps_every_id_a_kept_release_has() -> None:
+    rows = [
+        {"repository": "nvcr.io/nvidia/tritonserver", "tag": "25.05-py3", "digest": DIGEST, "id": "sha256:kept"},
+        {"repository": "nvcr.io/nvidia/tritonserver", "tag": "25.04-py3", "digest": "<none>", "id": "sha256:old"},
+        {"repository": "nvcr.io/nvidia/tritonserver", "tag": "<none>", "digest": "sha256:" + "0d" * 32, "id": "sha256:older"},
+        {"repository": "nvcr.io/nvidia/tritonserver", "tag": "<none>", "digest": "<none>", "id": "sha256:dangling"},
+    ]
+    assert registry.images_to_prune(rows, {"sha256:kept"}) == [
+        "nvcr.io/nvidia/tritonserver:25.04-py3",
+        "nvcr.io/nvidia/tritonserver@sha256:" + "0d" * 32,
+        "sha256:dangling",
+    ]
+    assert registry.images_to_prune(rows[:1], {"sha256:kept"}) == []
 
 
 def test_usage_warning_only_past_the_limit() -> None:
@@ -329,6 +351,27 @@ def test_a_cache_that_answers_keeps_its_new_config(tmp_path: Path) -> None:
     assert live.read_text() == "new\n" and not (tmp_path / "config.yml.previous").exists()
 
 
+def test_image_rm_removes_what_is_there_and_survives_a_refusal(tmp_path: Path) -> None:
+    log = tmp_path / "docker.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _stub(
+        bin_dir,
+        "docker",
+        f'echo "$*" >> {log}\n'
+        'case "$*" in\n'
+        '  "image inspect gone:1") exit 1;;\n'
+        '  "image inspect"*) exit 0;;\n'
+        '  "image rm used:1") echo "conflict: container abc is using its referenced image" >&2; exit 1;;\n'
+        "esac\n",
+    )
+    result = _sh(registry.image_rm_command(["old:1", "gone:1", "used:1"]), bin_dir)
+    assert result.returncode == 0
+    assert "image prune: docker image rm used:1 refused; left in place" in result.stderr
+    calls = log.read_text().splitlines()
+    assert "image rm old:1" in calls and "image rm used:1" in calls and "image rm gone:1" not in calls
+
+
 def test_pull_through_the_cache_names_it_when_it_fails(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -339,3 +382,24 @@ def test_pull_through_the_cache_names_it_when_it_fails(tmp_path: Path) -> None:
     assert (
         "pull of 10.0.0.7:5000/nvidia/tritonserver:25.05-py3 through the registry cache 10.0.0.7:5000 (host cache1) failed" in result.stderr
     )
+
+
+def test_fact_commands_in_a_real_shell(tmp_path: Path) -> None:
+    from facts.disk import DirectoryBytes
+    from facts.triton import TritonReleaseImages
+
+    root = tmp_path / "triton dir"
+    spec = release.build(
+        settings.parse("h", {"gpu": False}), False, {"model.onnx": "a" * 64}, image=f"10.0.0.7:5000/nvidia/tritonserver:25.05-py3@{DIGEST}"
+    )
+    (root / "releases" / spec.id).mkdir(parents=True)
+    (root / "releases" / spec.id / "docker-compose.yml").write_text(spec.compose)
+    (root / "releases" / "000000000000").mkdir()  # a release without its compose file yet
+    fact = TritonReleaseImages()
+    out = subprocess.run(["sh", "-c", fact.command(str(root))], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert fact.process(out) == {spec.id: f"10.0.0.7:5000/nvidia/tritonserver:25.05-py3@{DIGEST}"}
+    assert subprocess.run(["sh", "-c", fact.command(str(tmp_path / "absent"))], capture_output=True, text=True, check=True).stdout == ""
+    du = DirectoryBytes()
+    out = subprocess.run(["sh", "-c", du.command(str(root))], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert du.process(out) >= len(spec.compose)
+    assert subprocess.run(["sh", "-c", du.command(str(tmp_path / "absent"))], capture_output=True, text=True, check=True).stdout == ""

@@ -36,6 +36,14 @@ def image_registry(ref: str) -> str:
     return ref.split("/", 1)[0]
 
 
+def repository(ref: str) -> str:
+    """An image reference without its digest and tag: ``10.0.0.7:5000/nvidia/tritonserver``."""
+    name = ref.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    return name[:colon] if colon > slash else name
+
+
 def pull_ref(s: Settings, inventory: Any, image: str | None = None) -> str:
     """The reference host ``s`` pulls and runs ``image`` by (default: Triton's, ``triton_image_ref``).
 
@@ -137,6 +145,37 @@ def pull_missing(s: Settings, inventory: Any, images: list[str]) -> None:
             name=f"Docker logout from {s.registry_host} (no credential left on disk)",
             commands=[f"docker logout {shlex.quote(s.registry_host)}"],
         )
+
+
+# -- images no kept release uses ---------------------------------------------------------------------
+
+
+def images_to_prune(listed: list[dict[str, str]], kept_ids: set[str]) -> list[str]:
+    """References to remove: every image in ``listed`` (facts.docker.DockerImages rows of the
+    releases' repositories) whose id no kept release's image has, by tag, else by digest."""
+    refs: list[str] = []
+    for image in listed:
+        if image["id"] in kept_ids:
+            continue
+        if image["tag"] not in ("", "<none>"):
+            ref = f"{image['repository']}:{image['tag']}"
+        elif image["digest"] not in ("", "<none>"):
+            ref = f"{image['repository']}@{image['digest']}"
+        else:
+            ref = image["id"]
+        if ref not in refs:
+            refs.append(ref)
+    return refs
+
+
+def image_rm_command(refs: list[str]) -> str:
+    """``docker image rm`` each of ``refs`` still there; one that Docker refuses (a container uses
+    it) is left in place with a line on stderr, not a failed deploy."""
+    q = shlex.quote
+    return (
+        f'for r in {" ".join(q(r) for r in refs)}; do docker image inspect "$r" >/dev/null 2>&1 || continue; '
+        'docker image rm "$r" >/dev/null || echo "image prune: docker image rm $r refused; left in place" >&2; done; true'
+    )
 
 
 def cache_images(inventory: Any) -> list[str]:

@@ -123,3 +123,26 @@ def link_command(store_file: str, release_file: str) -> str:
 
 def prune_command(root: str, doomed: list[str]) -> str:
     return f"cd {shlex.quote(root)} && rm -rf " + " ".join(shlex.quote(f"{RELEASES}/{r}") for r in doomed)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What the triton step planned on a host this run: the release going live, its image, and the
+    releases left on disk afterwards (the image prune step keeps their images)."""
+
+    id: str
+    image: str
+    kept: tuple[str, ...]
+
+
+_planned: dict[tuple[int, str], Planned] = {}
+
+
+def record_planned(state: object, host_name: str, planned: Planned) -> None:
+    """Remember the triton step's plan of ``host_name`` for the rest of this run's planning."""
+    _planned[(id(state), host_name)] = planned
+
+
+def planned(state: object, host_name: str) -> Planned | None:
+    """The triton step's plan of ``host_name`` in this run, or None when it planned nothing there."""
+    return _planned.get((id(state), host_name))

@@ -224,6 +224,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("registry_username", "$oauthtoken", "Registry user ($oauthtoken for NGC API keys).", "str", _text(r"\S+", "a non-empty user name")),
     Setting("registry_auth", "vault", "Registry credentials: vault (ngc_api_key, or registries[registry_host] in secrets_file; NGC_API_KEY overrides) or none (anonymous pulls, e.g. a local mirror).", "str", _choice("vault", "none")),
     Setting("registry_logout_after_pull", False, "Log out after the image is pulled: no credential left on disk.", "bool", _bool),
+    Setting("registry_image_prune", True, "After a successful deploy, remove the images of the Triton image's repositories that no kept release's compose file names (docker image rm).", "bool", _bool),
     # -- registry cache (hosts of the group registry_cache; Triton hosts read the cache host's values) --
     Setting("registry_cache_listen_address", "", "Address the registry cache listens on (cache hosts): a private address the Triton hosts reach; required there, no default (never 0.0.0.0 or loopback by accident).", "str", _ip_or_empty),
     Setting("registry_cache_port", 5000, "Port of the registry cache.", "int", _int(1, 65535)),
@@ -383,6 +384,7 @@ class Settings:
     registry_username: str
     registry_auth: str
     registry_logout_after_pull: bool
+    registry_image_prune: bool
     registry_cache_listen_address: str
     registry_cache_port: int
     registry_cache_hostname: str

@@ -3,18 +3,23 @@ for READY (deploys/rollback.py runs it, then the verify step).
 
 ``previous`` is left as it is, so a second rollback finds ``current`` already there and changes
 nothing (it only restarts Triton when the container does not serve that release READY). A host
-without a previous release ends the run with one line.
+without a previous release ends the run with one line. The image the release's compose file names
+is pulled first when it is not on the host (the image prune step may have removed it): with the
+registry step's login, or through the registry cache when the inventory has one.
 """
 
 from __future__ import annotations
 
 from pyinfra import host, logger
+from pyinfra import state as pyinfra_state
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from deploys.lib import paths, release, settings
+from deploys.lib import paths, registry, release, settings
 from deploys.lib.settings import SettingsError
 from deploys.lib.triton_service import needs_start, releases_state, start
+from facts.docker import DockerImageId
+from facts.triton import TritonReleaseImages
 
 
 @deploy("Rollback")
@@ -29,6 +34,11 @@ def rollback() -> None:
             f"host {host.name}: no previous release to roll back to under {layout.root} "
             f"(current: {state['current'] or 'none'}, previous: {target or 'none'}); redeploy a known-good configuration instead"
         )
+    # Its image first (pruned, say): a failed pull leaves current where it was.
+    image = host.get_fact(TritonReleaseImages, root=layout.root).get(target)
+    if image and host.get_fact(DockerImageId, ref=image) is None:
+        logger.info(f"{host.print_prefix}rollback: release {target}'s image {image} is not on the host: pulling it")
+        registry.pull_missing(s, pyinfra_state.inventory, [image])
     if state["current"] != target:
         logger.info(f"{host.print_prefix}rollback: release {state['current'] or 'none'} -> {target}")
         server.shell(
