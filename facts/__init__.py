@@ -1,11 +1,12 @@
 """Custom pyinfra facts for this deploy: read-only commands, pure parsing, defaults when absent.
 
 - ``facts.gpu``: ``NvidiaGpus`` (nvidia-smi inventory), ``is_datacenter_gpu``.
-- ``facts.docker``: ``DockerDaemonJson``, ``DockerRuntimes``, ``DockerImageId``,
+- ``facts.docker``: ``DockerDaemonJson``, ``DockerRuntimes``, ``DockerImageId``, ``DockerImages``,
   ``DockerContainer``, ``DockerRegistryAuth`` (+ ``registry_auth_digest``),
   ``DockerComposeVersion``.
-- ``facts.disk``: ``FreeDiskBytes``.
-- ``facts.triton``: ``TritonHealth``, ``TritonModelConfig``.
+- ``facts.disk``: ``FreeDiskBytes``, ``DirectoryBytes``.
+- ``facts.triton``: ``TritonHealth``, ``TritonModelConfig``, ``TritonReleases``, ``TritonReleaseImages``.
+- ``facts.registry_cache``: ``RegistryCacheWarm``.
 - ``facts.apt``: ``AptPackageVersion``, ``AptAvailableVersions``.
 
 From the CLI: ``pyinfra @local fact facts.gpu.NvidiaGpus`` (run from the repository root).

@@ -17,3 +17,9 @@ gpu_servers = [
 cpu_staging = [
     ("staging-01.example.internal", {"ssh_user": "debian"}),
 ]
+
+# Optional: a registry cache (README: the registry cache). The Triton hosts then pull the image
+# through it, and the NGC key stays on that host.
+# registry_cache = [
+#     ("cache-01.example.internal", {"ssh_user": "debian", "registry_cache_listen_address": "10.0.0.7", "registry_cache_insecure": True}),
+# ]

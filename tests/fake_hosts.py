@@ -315,7 +315,7 @@ def converged_host(
     return host(name, data, converged_responses(release, smi, df, data, ngc_key, name, cache=cache))
 
 
-# Installed versions of what the registry cache step installs (Debian 13).
+# Installed versions of what the registry cache step installs (illustrative: apt.packages compares names).
 REGISTRY_CACHE_VERSIONS = {"docker-registry": "2.8.3+ds1-2", "curl": "8.14.1-2", "python3": "3.13.5-1"}
 
 
