@@ -204,6 +204,15 @@ def test_gpu_hosts_of_a_monitored_fleet_run_dcgm_exporter(tmp_path, hub):
     assert ops[pull] == [gpu]
 
 
+def test_fleet_status_is_one_read_only_table(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, CONVERGED_CPU, deploy="deploys/status.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["results"]["totals"]["success"] == 0
+    table = result.stderr[result.stderr.index("Fleet status") :].splitlines()
+    [row] = [line.split() for line in table if line.startswith("@fake/cpu-debian ")]
+    assert row[1] == "triton" and row[3] == "yes" and row[4:] == ["-", "-", "-", "-"], row  # no front door, no Prometheus
+
+
 def test_monitoring_of_a_loopback_endpoint_ends_the_run_with_one_line(tmp_path, hub):
     result = run_fleet(tmp_path, hub, FRESH_CPU, monitoring=MONITOR)
     assert result.returncode != 0
