@@ -118,6 +118,13 @@ def _ip(value: Any) -> str:
         raise ValueError("allowed: an IP address such as 127.0.0.1 or 0.0.0.0") from None
 
 
+def _host_dir(value: Any) -> str:
+    """An absolute host directory; ``..`` is refused (the deploy removes and links files under it)."""
+    if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9_./\-]+", value) or ".." in value.split("/"):
+        raise ValueError("allowed: an absolute path without '..' components")
+    return value
+
+
 def _subnet(value: Any) -> str:
     try:
         return str(ipaddress.ip_network(value))
@@ -220,7 +227,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- Triton --
     Setting("triton_image", "nvcr.io/nvidia/tritonserver:25.05-py3", "Triton image, pinned by tag.", "str", _text(_IMAGE, "registry/repository:tag")),
     Setting("triton_image_digest", "", "Optional sha256 digest pin for triton_image.", "str", _text(r"(sha256:[0-9a-f]{64})?", "sha256:<64 hex> or empty")),
-    Setting("triton_dir", "/opt/triton-embeddinggemma", "Host directory for the model repository and compose file.", "str", _text(r"/[A-Za-z0-9_./\-]+", "an absolute path")),
+    Setting("triton_dir", "/opt/triton-embeddinggemma", "Host directory for the model repository and compose file (absolute, no '..').", "str", _host_dir),
     Setting("triton_max_batch_size", 8, "config.pbtxt max_batch_size.", "int", _int(1, 1024)),
     Setting("triton_preferred_batch_sizes", [4, 8], "dynamic_batching preferred_batch_size (each ≤ triton_max_batch_size).", "list[int]", _batch_sizes),
     Setting("triton_max_queue_delay_us", 100, "dynamic_batching max_queue_delay_microseconds.", "int", _int(0, 10_000_000)),
