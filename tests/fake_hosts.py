@@ -79,6 +79,11 @@ RTX4090_OLD_DRIVER = [
     "0, NVIDIA GeForce RTX 4090, GPU-0f6c1f5e-2d8a-4c1b-9b3e-5a7d2c8e4f61, 550.144.03, 24564, 8.9",
     "__FACT_RC__=0",
 ]
+# A vGPU guest: nvidia-smi prints [N/A] for the compute capability.
+VGPU_CC_UNKNOWN = [
+    "0, GRID H100-40C, GPU-7a1c2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d, 575.57.08, 40960, [N/A]",
+    "__FACT_RC__=0",
+]
 SMI_NO_DRIVER = [
     "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that "
     "the latest NVIDIA driver is installed and running.",

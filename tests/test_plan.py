@@ -360,3 +360,15 @@ def test_example_inventory_fails_cleanly_when_nothing_answers():
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
     assert "pyinfra error" in result.stderr and "Could not resolve hostname" in result.stderr
+
+
+def test_gpu_without_a_reported_compute_capability_is_a_warning_not_a_crash(tmp_path, hub):
+    # nvidia-smi prints [N/A] for compute_cap on vGPU guests: the capability is unknown, so
+    # preflight says so in one line and goes on (the driver check still applies).
+    vgpu = 'f.host("vgpu", {"gpu": True, **f.SETTINGS}, f.responses(f.UBUNTU_2404_RELEASE, f.VGPU_CC_UNKNOWN, f.DF_PLENTY))'
+    result = run_fleet(tmp_path, hub, vgpu)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    warning = "GPU 0 (GRID H100-40C): nvidia-smi does not report its compute capability; nvidia_min_compute_capability=7.5 not checked"
+    assert result.stderr.count(warning) == 1, result.stderr[-3000:]
+    assert "Triton | Start Triton (docker compose up -d)" in changed_ops(result)

@@ -5,7 +5,7 @@ pyinfra is still planning, so no host is changed.
 
 from __future__ import annotations
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.facts.server import LinuxDistribution
 
 from deploys.lib.paths import DOCKER_DATA_ROOT
@@ -78,7 +78,14 @@ def check_gpus(s: Settings) -> None:
                 f"host {s.host}: setting nvidia_min_driver={s.nvidia_min_driver}: GPU {gpu['index']} ({gpu['name']}) "
                 f"runs driver {gpu['driver_version']}; upgrade the driver to ≥ {s.nvidia_min_driver} (README: driver too old)"
             )
-        if gpu["compute_capability"] < s.nvidia_min_compute_capability:
+        if gpu["compute_capability"] is None:
+            # vGPU guests and some MIG setups print [N/A]: unknown, not too low. Triton reports a
+            # GPU it cannot use when it loads the model (READY wait, docker logs).
+            logger.warning(
+                f"{host.print_prefix}GPU {gpu['index']} ({gpu['name']}): nvidia-smi does not report its compute capability; "
+                f"nvidia_min_compute_capability={s.nvidia_min_compute_capability} not checked"
+            )
+        elif gpu["compute_capability"] < s.nvidia_min_compute_capability:
             raise PreflightError(
                 f"host {s.host}: GPU {gpu['index']} ({gpu['name']}) has compute capability {gpu['compute_capability']}, "
                 f"below nvidia_min_compute_capability={s.nvidia_min_compute_capability}; use a newer GPU or set gpu: false"
