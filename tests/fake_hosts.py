@@ -23,7 +23,7 @@ from deploys.lib.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
 from deploys.lib.paths import DOCKER_DROPIN as DROPIN
 from deploys.lib.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
 from deploys.lib.release import build as build_release
-from deploys.lib.triton_service import probe_address
+from deploys.lib.triton_service import probe_endpoint
 from facts.docker import registry_auth_digest
 
 UBUNTU_2404_RELEASE = """\
@@ -303,7 +303,7 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
     ]
     table[f"docker container inspect {render.container_name(s)}"] = json.dumps(container, indent=4).splitlines()
     # Only the published HTTP port answers: a run that moves the port finds nothing listening there.
-    table[f"{probe_address(s)}:{s.triton_http_port}/v2/health/live"] = ["live 200", "ready 200", "model_ready 200"]
+    table[f"{probe_endpoint(s, s.triton_http_port)}/v2/health/live"] = ["live 200", "ready 200", "model_ready 200"]
     return responses(release, smi, df, table)
 
 

@@ -372,3 +372,13 @@ def test_gpu_without_a_reported_compute_capability_is_a_warning_not_a_crash(tmp_
     warning = "GPU 0 (GRID H100-40C): nvidia-smi does not report its compute capability; nvidia_min_compute_capability=7.5 not checked"
     assert result.stderr.count(warning) == 1, result.stderr[-3000:]
     assert "Triton | Start Triton (docker compose up -d)" in changed_ops(result)
+
+
+def test_converged_host_bound_to_an_ipv6_address_plans_zero_changes(tmp_path, hub):
+    # The health fact probes http://[fd00::5]:6000 (bracketed); the converged answer sits there.
+    data = '{"gpu": False, **f.SETTINGS, "triton_bind_address": "fd00::5"}'
+    converged = f'f.converged_host("cpu-v6", {data}, f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
+    result = run_fleet(tmp_path, hub, converged)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not changed_ops(result)
+    assert "Triton already READY with this configuration" in result.stderr

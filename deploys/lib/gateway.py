@@ -18,7 +18,7 @@ from pathlib import Path
 from deploys.lib import paths, render, vault
 from deploys.lib.paths import Layout
 from deploys.lib.settings import Settings, SettingsError
-from deploys.lib.triton_service import probe_address
+from deploys.lib.triton_service import probe_endpoint
 
 SERVICE_USER = "embeddings-gateway"
 LOOPBACK = ("127.0.0.1", "::1")
@@ -70,7 +70,7 @@ def config_text(s: Settings, layout: Layout, auth: bool) -> str:
     """The gateway's JSON config (templates/gateway.json.j2); ``auth`` false: no key file (loopback only)."""
     return render.gateway_config(
         s,
-        triton_grpc_url=f"{render.url_host(probe_address(s))}:{s.triton_grpc_port}",
+        triton_grpc_url=probe_endpoint(s, s.triton_grpc_port),
         tokenizer_dir=layout.tokenizer_dir,
         api_key_sha256_file=layout.gateway.api_keys if auth else "",
     )

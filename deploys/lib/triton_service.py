@@ -10,7 +10,7 @@ from pyinfra import host, logger
 from pyinfra.operations import server
 
 from deploys.lib import paths
-from deploys.lib.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name
+from deploys.lib.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name, url_host
 from deploys.lib.settings import Settings
 from facts.docker import DockerContainer
 from facts.triton import TritonHealth, TritonReleases
@@ -21,13 +21,19 @@ def probe_address(s: Settings) -> str:
     return "127.0.0.1" if s.triton_bind_address in ("0.0.0.0", "::", "127.0.0.1") else s.triton_bind_address
 
 
+def probe_endpoint(s: Settings, port: int) -> str:
+    """``host:port`` of one of Triton's published ports as the host reaches it (IPv6 bracketed:
+    ``[fd00::5]:6000``), for URLs and for tritonclient's and gRPC's ``url`` arguments."""
+    return f"{url_host(probe_address(s))}:{port}"
+
+
 def compose_command(compose_file: str, *args: str) -> str:
     return " ".join(["docker compose", "-p", COMPOSE_PROJECT, "-f", shlex.quote(compose_file), *args])
 
 
 def wait_ready_command(s: Settings) -> str:
     """Poll the model's readiness; on timeout print the container's last log lines and fail."""
-    url = f"http://{probe_address(s)}:{s.triton_http_port}/v2/models/{s.model_name}/ready"
+    url = f"http://{probe_endpoint(s, s.triton_http_port)}/v2/models/{s.model_name}/ready"
     return (
         f"for i in $(seq 1 {s.triton_ready_timeout_s}); do "
         f'[ "$(curl -s -o /dev/null -w "%{{http_code}}" {url})" = 200 ] && exit 0; sleep 1; done; '

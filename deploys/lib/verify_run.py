@@ -41,7 +41,7 @@ from deploys.lib import gateway, paths
 from deploys.lib.paths import Layout
 from deploys.lib.repo import VERIFY_SRC
 from deploys.lib.settings import Settings, SettingsError
-from deploys.lib.triton_service import probe_address
+from deploys.lib.triton_service import probe_endpoint
 from facts._shell import RC_MARKER
 from facts.verify import LOG_MARKER, REPORT_MARKER, ParityRun
 from verify import options
@@ -103,7 +103,6 @@ def key_write_command(path: str) -> str:
 def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: bool = False) -> str:
     """The check on the host; always exits 0 and prints rc, report and log tail between markers.
     ``gateway_key_file``: pass the verify step's gateway key file (auth on)."""
-    address = probe_address(s)
     v = layout.verify
     settings_values = {option.name: getattr(s, option.setting) for option in options.OPTIONS}
     args = [
@@ -113,8 +112,8 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
         "--model-dir", layout.current_release.version_dir,
         "--model-file", paths.onnx_filename(s.model_variant),
         "--tokenizer-dir", layout.tokenizer_dir,
-        "--url", f"{address}:{s.triton_http_port}",
-        "--grpc-url", f"{address}:{s.triton_grpc_port}",
+        "--url", probe_endpoint(s, s.triton_http_port),
+        "--grpc-url", probe_endpoint(s, s.triton_grpc_port),
         "--model-name", s.model_name,
         *options.argv({**settings_values, "device": device}),
         *gateway_args(s, layout, gateway_key_file),
