@@ -382,3 +382,29 @@ def test_converged_host_bound_to_an_ipv6_address_plans_zero_changes(tmp_path, hu
     assert result.returncode == 0, result.stderr[-3000:]
     assert not changed_ops(result)
     assert "Triton already READY with this configuration" in result.stderr
+
+
+NO_CURL = "{'dpkg -l': [line for line in f.DPKG_HEADER if ' curl ' not in line]}"
+
+
+@pytest.mark.parametrize("source", ["distro", "docker-ce"])
+def test_a_host_without_curl_gets_it_before_anything_uses_it(tmp_path, hub, source):
+    # Debian's minbase has no curl; files.download (Docker's and NVIDIA's apt keys), the health
+    # fact and the READY wait all call it.
+    bare = f'f.host("bare", {{"gpu": False, **f.SETTINGS, "docker_source": "{source}"}}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, {NO_CURL}))'
+    result = run_fleet(tmp_path, hub, bare)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = list(changed_ops(result))
+    install = "Docker | Install curl (apt key downloads, Triton's health checks and READY wait)"
+    assert "Docker | Refresh apt index (curl missing)" in names and install in names, names
+    assert names.index("Docker | Refresh apt index (curl missing)") < names.index(install)
+    users = [n for n in names if n in ("Docker | Docker apt key (signed-by keyring)", "Triton | Wait for model embeddinggemma READY (≤ 600s)")]
+    assert users and all(names.index(install) < names.index(n) for n in users), names
+    # One refresh serves Docker's distribution packages; Docker's own repository needs its own.
+    assert ("Docker | Refresh apt index (Docker packages missing)" in names) == (source == "docker-ce")
+
+
+def test_a_host_with_curl_does_not_install_it_again(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, FRESH_CPU)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not [n for n in changed_ops(result) if "curl" in n]

@@ -45,8 +45,17 @@ def docker_ce_packages(s: Settings) -> list[str]:
 
 
 def install_packages(s: Settings):
-    """Install Docker's packages; apt's index is refreshed only when something is missing."""
+    """Install curl, then Docker's packages; apt's index is refreshed only when something is missing.
+
+    curl first: this step is the first that may need it (files.download of Docker's apt key), and
+    every later one does (the toolkit's apt key, model_fetch=host, Triton's health fact and READY
+    wait). Not in the returned ops: installing curl restarts nothing."""
     ops = []
+    installed = host.get_fact(DebPackages) or {}
+    refreshed = "curl" not in installed
+    if refreshed:
+        apt.update(name="Refresh apt index (curl missing)")
+    apt.packages(name="Install curl (apt key downloads, Triton's health checks and READY wait)", packages=["curl"])
     if s.docker_source == "docker-ce":
         name, _ = distro_key()
         codename = distro_codename()
@@ -66,9 +75,10 @@ def install_packages(s: Settings):
         packages = docker_ce_packages(s)
     else:
         packages = distro_packages(s)
-    installed = host.get_fact(DebPackages) or {}
     missing = [p for p in packages if p.split("=")[0] not in installed]
-    if missing or any(op.will_change for op in ops):
+    # A new apt source needs its own refresh; missing packages from the distribution do not when
+    # the index was just refreshed for curl.
+    if any(op.will_change for op in ops) or (missing and not refreshed):
         apt.update(name="Refresh apt index (Docker packages missing)")
     ops.append(apt.packages(name="Docker packages", packages=packages, no_recommends=s.docker_source == "distro"))
     return ops
