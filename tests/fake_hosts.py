@@ -99,6 +99,12 @@ DF_ALMOST_FULL = [
     "/dev/sda1      107374182400 104857600000   2516582400      98% /",
 ]
 
+# Exactly 2 GiB available (the default preflight_margin_gib).
+DF_TWO_GIB = [
+    "Filesystem      1-blocks         Used    Available Capacity Mounted on",
+    "/dev/sda1      107374182400 105226698752   2147483648      98% /",
+]
+
 
 def dpkg_line(package: str, version: str) -> str:
     """One `dpkg -l` row as dpkg prints it."""

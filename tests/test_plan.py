@@ -408,3 +408,37 @@ def test_a_host_with_curl_does_not_install_it_again(tmp_path, hub):
     result = run_fleet(tmp_path, hub, FRESH_CPU)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not [n for n in changed_ops(result) if "curl" in n]
+
+
+def test_converged_host_with_little_free_disk_re_runs_but_a_fresh_one_does_not(tmp_path, hub):
+    # 2 GiB free: a fresh host (image to pull) needs preflight_min_free_gib_cpu=5; the converged one
+    # adds nothing, so its margin of 2 GiB is enough and the re-run changes nothing.
+    converged = 'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    result = run_fleet(tmp_path, hub, converged)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not changed_ops(result)
+    fresh = 'f.host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB))'
+    result = run_fleet(tmp_path, hub, fresh)
+    assert result.returncode != 0
+    assert (
+        "host @fake/cpu-debian: 2.0 GiB free for /var/lib/docker, 5 GiB needed (preflight_min_free_gib_cpu); "
+        "the image nvcr.io/nvidia/tritonserver:25.05-py3 is not on the host yet" in result.stderr
+    ), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_disk_check_counts_the_model_files_this_run_adds(tmp_path, hub):
+    # The image is there, but tokenizer.json (18 B) differs: 2 GiB + 18 B are needed, 2 GiB free.
+    converged = 'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    drift = '"sha256sum /opt/triton-embeddinggemma/tokenizer/tokenizer.json 2>", ["0" * 64 + "  /opt/triton-embeddinggemma/tokenizer/tokenizer.json"]'
+    result = run_fleet(tmp_path, hub, f"f.drifted({converged}, {drift})")
+    assert result.returncode != 0
+    assert (
+        "host @fake/cpu-debian: 2.0 GiB free for /opt/triton-embeddinggemma, 2.1 GiB needed "
+        "(18 B of model files to add + preflight_margin_gib=2); free space or lower the setting" in result.stderr
+    ), result.stderr[-2000:]
+    assert "--> Beginning operation run" not in result.stderr
+    # With a smaller margin the same host goes ahead and sends exactly that file.
+    result = run_fleet(tmp_path, hub, f"f.drifted({converged}, {drift})", "--data", "preflight_margin_gib=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Model files (pinned, checksummed) | Upload model file tokenizer.json (18 B)" in changed_ops(result)

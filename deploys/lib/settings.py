@@ -188,8 +188,9 @@ _IMAGE = r"[a-z0-9.\-]+(:[0-9]+)?(/[a-z0-9._\-]+)+:[A-Za-z0-9._\-]+"
 SETTINGS: tuple[Setting, ...] = (
     # -- host and GPU --
     Setting("gpu", "auto", 'GPU host? true, false or "auto" (auto: true when nvidia-smi lists a GPU).', "bool | auto", _gpu),
-    Setting("preflight_min_free_gib", 25, "Free disk (GiB) needed under Docker's data root and triton_dir on GPU hosts.", "int", _int(1, 10_000)),
-    Setting("preflight_min_free_gib_cpu", 5, "Free disk (GiB) needed on CPU hosts (smaller images).", "int", _int(1, 10_000)),
+    Setting("preflight_min_free_gib", 25, "Free disk (GiB) needed under Docker's data root and triton_dir on GPU hosts that must pull the image (image, model, runtimes).", "int", _int(1, 10_000)),
+    Setting("preflight_min_free_gib_cpu", 5, "Free disk (GiB) needed on CPU hosts that must pull the image (smaller images).", "int", _int(1, 10_000)),
+    Setting("preflight_margin_gib", 2, "On a host that already has the image: free disk (GiB) needed beyond the model files this run adds (a converged host needs only this).", "int", _int(0, 10_000)),
     Setting("nvidia_min_driver", 575, "Minimum NVIDIA driver branch for the pinned image (Triton 25.05 needs CUDA 12.9: 575).", "int", _int(400, 10_000)),
     Setting("nvidia_datacenter_compat_branches", [470, 525, 535, 545, 560, 565, 570], "Older driver branches accepted on data-centre GPUs via CUDA forward compatibility.", "list[int]", _batch_sizes),
     Setting("nvidia_min_compute_capability", 7.5, "Minimum GPU compute capability (Triton 25.05 needs 7.5).", "float", _float(5.0, 20.0)),
@@ -315,6 +316,7 @@ class Settings:
     gpu: bool | str
     preflight_min_free_gib: int
     preflight_min_free_gib_cpu: int
+    preflight_margin_gib: int
     nvidia_min_driver: int
     nvidia_datacenter_compat_branches: list[int]
     nvidia_min_compute_capability: float
