@@ -10,7 +10,7 @@ from pyinfra import host
 from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.operations import apt, files
 
-from deploys.lib import render
+from deploys.lib import bounds, render
 from deploys.lib.host import PreflightError, distro_codename, distro_key
 from deploys.lib.paths import APT_KEYRINGS_DIR, DOCKER_CE_KEYRING, DOCKER_CONFIG_DIR, DOCKER_DAEMON_JSON, DOCKER_DROPIN, DOCKER_DROPIN_DIR
 from deploys.lib.settings import Settings
@@ -65,6 +65,7 @@ def install_packages(s: Settings):
             src=f"{s.docker_ce_apt_url}/{name}/gpg",
             dest=DOCKER_CE_KEYRING,
             mode="644",
+            **bounds.APT_KEY_DOWNLOAD_ARGS,
         )
         repo = apt.repo(
             name="Docker apt repository",

@@ -206,6 +206,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("docker_https_proxy", "", "daemon.json proxies.https-proxy for image pulls.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
     Setting("docker_no_proxy", "", "daemon.json proxies.no-proxy (comma separated).", "str", _text(r"\S*", "a comma-separated host list or empty")),
     Setting("docker_service_env", {}, "Extra environment for docker.service (systemd drop-in), e.g. for Docker-in-container hosts.", "dict[str, str]", _env_map),
+    Setting("docker_pull_timeout_s", 3600, "Seconds `docker pull` of triton_image may take (the GPU image is ~15 GB); past it the registry step fails that host with one line.", "int", _int(60, 86_400)),
     # -- NVIDIA Container Toolkit --
     Setting("nvidia_toolkit_version", "1.17.8-1", "nvidia-container-toolkit apt version pin.", "str", _text(r"[0-9][A-Za-z0-9.:~+\-]*", "an apt version such as 1.17.8-1")),
     Setting("nvidia_toolkit_apt_url", "https://nvidia.github.io/libnvidia-container", "NVIDIA container toolkit apt repository base URL (override for a mirror).", "str", _text(r"https?://\S+", "an http(s) URL")),
@@ -225,6 +226,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model_require_lock", False, "Refuse model files whose sha256 deploys/model.lock.json marks unknown (instead of trusting the Hub's LFS metadata for the run).", "bool", _bool),
     Setting("model_lock_file", "deploys/model.lock.json", "Model lock (sha256 + size per file and commit), relative to the repository root; fill it with `python -m deploys.model_lock refresh`.", "str", _text(r"\S+", "a file path")),
     Setting("model_cache_dir", ".cache/models", "Controller-side download cache (model_fetch=controller).", "str", _text(r"\S+", "a directory path")),
+    Setting("model_download_timeout_s", 3600, "Seconds one model file download may take on a host (model_fetch=host, or a mirror URL): curl --max-time.", "int", _int(60, 86_400)),
     # -- Triton --
     Setting("triton_image", "nvcr.io/nvidia/tritonserver:25.05-py3", "Triton image, pinned by tag.", "str", _text(_IMAGE, "registry/repository:tag")),
     Setting("triton_image_digest", "", "Optional sha256 digest pin for triton_image.", "str", _text(r"(sha256:[0-9a-f]{64})?", "sha256:<64 hex> or empty")),
@@ -244,7 +246,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("triton_subnet", "10.57.0.0/24", "Subnet of the compose network (pick one that no VPN uses).", "str", _subnet),
     Setting("triton_shm_size", "1g", "Container shm size.", "str", _text(r"[0-9]+[kmg]", "a size such as 1g")),
     Setting("triton_ulimit_memlock", -1, "Container memlock ulimit in bytes (-1: unlimited, as NVIDIA recommends; lower it where raising it is not permitted, e.g. hosts that are containers without CAP_SYS_RESOURCE).", "int", _int(-1, 2**62)),
-    Setting("triton_ready_timeout_s", 600, "Seconds to wait for the model READY after a start.", "int", _int(10, 7200)),
+    Setting("triton_ready_timeout_s", 600, "Seconds to wait for the model READY after a start (in all: each HTTP try is bounded too).", "int", _int(10, 7200)),
+    Setting("triton_start_timeout_s", 300, "Seconds `docker compose up -d` and the GPU smoke run (`docker run … nvidia-smi -L`) may each take; past it the host fails with one line.", "int", _int(10, 3600)),
     Setting("triton_log_verbose", 0, "tritonserver --log-verbose level.", "int", _int(0, 3)),
     Setting("triton_releases_keep", 3, "Releases kept under {triton_dir}/releases (current and previous are never pruned).", "int", _int(2, 100)),
     Setting("triton_config_template", "config.pbtxt.j2", "Template under templates/ rendered as config.pbtxt (a site-specific config; checked against Triton's schema).", "str", _text(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*\.j2", "a .j2 file name under templates/")),
@@ -263,6 +266,7 @@ SETTINGS: tuple[Setting, ...] = (
     _verify("timeout", "int", _int(1, 3600)),
     Setting("verify_wheels_dir", "", "Controller directory of wheels for the verify venv (pushed; pip uses no index). Empty: the host's package index.", "str", _text(r"\S*", "a directory path or empty")),
     Setting("verify_pip_index_url", "", "Package index for the verify venv (a mirror); empty: pip's default.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
+    Setting("verify_pip_timeout_s", 1800, "Seconds each pip install (the verify runtime, the gateway runtime) may take; past it the host fails with one line.", "int", _int(60, 14_400)),
     Setting("verify_report_dir", "reports", "Controller directory for the JSON reports: <dir>/<run>/<host>.json.", "str", _text(r"\S+", "a directory path")),
     # -- embeddings gateway (OpenAI /v1/embeddings on every host: verify/gateway.py) --
     Setting("gateway_enabled", True, "Run the embeddings gateway (a systemd unit) on the host.", "bool", _bool),
@@ -331,6 +335,7 @@ class Settings:
     docker_https_proxy: str
     docker_no_proxy: str
     docker_service_env: dict[str, str]
+    docker_pull_timeout_s: int
     nvidia_toolkit_version: str
     nvidia_toolkit_apt_url: str
     registry_host: str
@@ -347,6 +352,7 @@ class Settings:
     model_require_lock: bool
     model_lock_file: str
     model_cache_dir: str
+    model_download_timeout_s: int
     triton_image: str
     triton_image_digest: str
     triton_dir: str
@@ -366,6 +372,7 @@ class Settings:
     triton_shm_size: str
     triton_ulimit_memlock: int
     triton_ready_timeout_s: int
+    triton_start_timeout_s: int
     triton_log_verbose: int
     triton_releases_keep: int
     triton_config_template: str
@@ -382,6 +389,7 @@ class Settings:
     verify_timeout_s: int
     verify_wheels_dir: str
     verify_pip_index_url: str
+    verify_pip_timeout_s: int
     verify_report_dir: str
     gateway_enabled: bool
     gateway_listen_address: str

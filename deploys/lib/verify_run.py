@@ -37,7 +37,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.lib import gateway, paths
+from deploys.lib import bounds, gateway, paths
 from deploys.lib.paths import Layout
 from deploys.lib.repo import VERIFY_SRC
 from deploys.lib.settings import Settings, SettingsError
@@ -57,7 +57,8 @@ def requirements_file(cuda: bool) -> Path:
 
 
 def pip_install_command(s: Settings, layout: Layout) -> str:
-    """pip install of the pinned requirements, then the marker that makes the next run skip it."""
+    """pip install of the pinned requirements (bounded by verify_pip_timeout_s), then the marker that
+    makes the next run skip it."""
     v = layout.verify
     source = ""
     if s.verify_wheels_dir:
@@ -65,12 +66,11 @@ def pip_install_command(s: Settings, layout: Layout) -> str:
     elif s.verify_pip_index_url:
         source = f"--index-url {shlex.quote(s.verify_pip_index_url)} "
     pip_bin = shlex.quote(f"{v.venv}/bin/pip")
-    return (
-        # --no-compile: the check runs with PYTHONDONTWRITEBYTECODE=1, so byte-compiling every
-        # installed file (most of the install's CPU time: sympy) would buy nothing.
-        f"{pip_bin} install --quiet --disable-pip-version-check --no-compile {source}-r {shlex.quote(v.requirements)} "
-        f"&& cp {shlex.quote(v.requirements)} {shlex.quote(v.installed)}"
-    )
+    # --no-compile: the check runs with PYTHONDONTWRITEBYTECODE=1, so byte-compiling every
+    # installed file (most of the install's CPU time: sympy) would buy nothing.
+    pip = f"{pip_bin} install --quiet --disable-pip-version-check --no-compile {source}-r {shlex.quote(v.requirements)}"
+    install = bounds.bounded(pip, s.verify_pip_timeout_s, "Verify", s.host, "pip install of the verify runtime", "verify_pip_timeout_s")
+    return f"{install} && cp {shlex.quote(v.requirements)} {shlex.quote(v.installed)}"
 
 
 def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:

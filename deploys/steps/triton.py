@@ -16,7 +16,7 @@ from pyinfra.operations import files, server
 
 from deploys.lib import model_files, paths, release, settings
 from deploys.lib.host import is_gpu_host
-from deploys.lib.triton_service import needs_start, releases_state, start
+from deploys.lib.triton_service import gpu_smoke_command, needs_start, releases_state, start
 
 
 @deploy("Triton")
@@ -60,6 +60,6 @@ def triton() -> None:
     if gpu:
         server.shell(
             name="GPU smoke test: the Triton image sees the GPUs",
-            commands=[f"docker run --rm --gpus all --entrypoint nvidia-smi {s.triton_image_ref} -L"],
+            commands=[gpu_smoke_command(s)],
         )
     start(s, live.compose_file, reason)
