@@ -398,7 +398,9 @@ def test_a_host_without_curl_gets_it_before_anything_uses_it(tmp_path, hub, sour
     install = "Docker | Install curl (apt key downloads, Triton's health checks and READY wait)"
     assert "Docker | Refresh apt index (curl missing)" in names and install in names, names
     assert names.index("Docker | Refresh apt index (curl missing)") < names.index(install)
-    users = [n for n in names if n in ("Docker | Docker apt key (signed-by keyring)", "Triton | Wait for model embeddinggemma READY (≤ 600s)")]
+    users = [
+        n for n in names if n in ("Docker | Docker apt key (signed-by keyring)", "Triton | Wait for model embeddinggemma READY (≤ 600s)")
+    ]
     assert users and all(names.index(install) < names.index(n) for n in users), names
     # One refresh serves Docker's distribution packages; Docker's own repository needs its own.
     assert ("Docker | Refresh apt index (Docker packages missing)" in names) == (source == "docker-ce")
@@ -413,7 +415,9 @@ def test_a_host_with_curl_does_not_install_it_again(tmp_path, hub):
 def test_converged_host_with_little_free_disk_re_runs_but_a_fresh_one_does_not(tmp_path, hub):
     # 2 GiB free: a fresh host (image to pull) needs preflight_min_free_gib_cpu=5; the converged one
     # adds nothing, so its margin of 2 GiB is enough and the re-run changes nothing.
-    converged = 'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    converged = (
+        'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    )
     result = run_fleet(tmp_path, hub, converged)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not changed_ops(result)
@@ -429,7 +433,9 @@ def test_converged_host_with_little_free_disk_re_runs_but_a_fresh_one_does_not(t
 
 def test_disk_check_counts_the_model_files_this_run_adds(tmp_path, hub):
     # The image is there, but tokenizer.json (18 B) differs: 2 GiB + 18 B are needed, 2 GiB free.
-    converged = 'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    converged = (
+        'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    )
     drift = '"sha256sum /opt/triton-embeddinggemma/tokenizer/tokenizer.json 2>", ["0" * 64 + "  /opt/triton-embeddinggemma/tokenizer/tokenizer.json"]'
     result = run_fleet(tmp_path, hub, f"f.drifted({converged}, {drift})")
     assert result.returncode != 0
