@@ -16,7 +16,7 @@ import hashlib
 import json
 from pathlib import Path, PurePosixPath
 
-from deploys.lib import model_files, model_lock, paths, render, settings
+from deploys.lib import model_files, model_lock, paths, redact, render, settings
 from deploys.lib.docker_engine import DISTRO_PACKAGES
 from deploys.lib.nvidia import TOOLKIT_PACKAGES, repo_source
 from deploys.lib.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
@@ -238,12 +238,18 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
     packages = {name: versions[name] for name in (*DISTRO_PACKAGES[distro], "containerd", "runc")}
     daemon = render.merged_daemon_config({"runtimes": NVIDIA_CTK_RUNTIMES} if gpu else None, s)
     daemon_text = render.daemon_json(daemon)
-    table[f"cat {DAEMON_JSON}"] = ["__FACT_FILE_PRESENT__", *daemon_text.splitlines()]
+    # The fact masks URL credentials on the host (sed); their digest comes from another fact.
+    table[f"' {DAEMON_JSON}; fi"] = ["__FACT_FILE_PRESENT__", *redact.mask(daemon_text).splitlines()]
+    table[f"{DAEMON_JSON} || true; }}"] = [f"{redact.credentials_digest(daemon_text)}  -"]
     stat("/etc/docker", "directory", 755)
-    stat(DAEMON_JSON, "file", 644, daemon_text.encode())
+    # A file holding credentials is 0600 (written through stdin: only sha256 facts look at it).
+    stat(DAEMON_JSON, "file", 600 if redact.has_credentials(daemon_text) else 644, daemon_text.encode())
     if s.docker_service_env:
+        dropin = render.docker_dropin(s)
         stat(DROPIN.rsplit("/", 1)[0], "directory", 755)
-        stat(DROPIN, "file", 644, render.docker_dropin(s).encode())
+        stat(DROPIN, "file", 600 if redact.has_credentials(dropin) else 644, dropin.encode())
+        matcher, line = hash_answer("sha256sum", DROPIN, hashlib.sha256(dropin.encode()).hexdigest())
+        table[matcher] = line
     table["--property SubState docker.service"] = ["Id=docker.service", "SubState=running"]
     table["--property UnitFileState docker.service"] = ["Id=docker.service", "UnitFileState=enabled"]
     runtimes = DOCKER_INFO_RUNTIMES if gpu else {k: v for k, v in DOCKER_INFO_RUNTIMES.items() if k != "nvidia"}

@@ -20,6 +20,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
+from deploys.lib import redact
 from verify import gateway_api, options
 
 # Host-data keys with these prefixes belong to us: an unknown one is a typo, not someone else's data.
@@ -46,7 +47,11 @@ REFUSED_VARIANTS = {
 
 
 class SettingsError(PyinfraError):
-    """A user mistake in host data: printed as one line by the pyinfra CLI, no traceback."""
+    """A user mistake in host data: printed as one line by the pyinfra CLI, no traceback. URL
+    credentials in the message (a proxy's user:password) are masked (deploys/lib/redact.py)."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(redact.mask(str(message)), *args)
 
 
 @dataclass(frozen=True)
