@@ -2,7 +2,7 @@
 
 - ``facts.gpu``: ``NvidiaGpus`` (nvidia-smi inventory), ``is_datacenter_gpu``.
 - ``facts.docker``: ``DockerDaemonJson``, ``DockerRuntimes``, ``DockerImageId``,
-  ``DockerContainer``, ``DockerRegistryAuth`` (+ ``registry_auth_digest``),
+  ``DockerContainer``, ``DockerRegistryAuth`` (+ ``registry_auth_digest``), ``UrlCredentialsDigest``,
   ``DockerComposeVersion``.
 - ``facts.disk``: ``FreeDiskBytes``.
 - ``facts.triton``: ``TritonHealth``, ``TritonModelConfig``.

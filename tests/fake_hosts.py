@@ -16,14 +16,14 @@ import hashlib
 import json
 from pathlib import Path, PurePosixPath
 
-from deploys.lib import model_files, model_lock, paths, render, settings
+from deploys.lib import model_files, model_lock, paths, redact, render, settings
 from deploys.lib.docker_engine import DISTRO_PACKAGES
 from deploys.lib.nvidia import TOOLKIT_PACKAGES, repo_source
 from deploys.lib.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
 from deploys.lib.paths import DOCKER_DROPIN as DROPIN
 from deploys.lib.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
 from deploys.lib.release import build as build_release
-from deploys.lib.triton_service import probe_address
+from deploys.lib.triton_service import probe_endpoint
 from facts.docker import registry_auth_digest
 
 UBUNTU_2404_RELEASE = """\
@@ -79,6 +79,11 @@ RTX4090_OLD_DRIVER = [
     "0, NVIDIA GeForce RTX 4090, GPU-0f6c1f5e-2d8a-4c1b-9b3e-5a7d2c8e4f61, 550.144.03, 24564, 8.9",
     "__FACT_RC__=0",
 ]
+# A vGPU guest: nvidia-smi prints [N/A] for the compute capability.
+VGPU_CC_UNKNOWN = [
+    "0, GRID H100-40C, GPU-7a1c2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d, 575.57.08, 40960, [N/A]",
+    "__FACT_RC__=0",
+]
 SMI_NO_DRIVER = [
     "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that "
     "the latest NVIDIA driver is installed and running.",
@@ -92,6 +97,12 @@ DF_PLENTY = [
 DF_ALMOST_FULL = [
     "Filesystem      1-blocks         Used    Available Capacity Mounted on",
     "/dev/sda1      107374182400 104857600000   2516582400      98% /",
+]
+
+# Exactly 2 GiB available (the default preflight_margin_gib).
+DF_TWO_GIB = [
+    "Filesystem      1-blocks         Used    Available Capacity Mounted on",
+    "/dev/sda1      107374182400 105226698752   2147483648      98% /",
 ]
 
 
@@ -227,12 +238,18 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
     packages = {name: versions[name] for name in (*DISTRO_PACKAGES[distro], "containerd", "runc")}
     daemon = render.merged_daemon_config({"runtimes": NVIDIA_CTK_RUNTIMES} if gpu else None, s)
     daemon_text = render.daemon_json(daemon)
-    table[f"cat {DAEMON_JSON}"] = ["__FACT_FILE_PRESENT__", *daemon_text.splitlines()]
+    # The fact masks URL credentials on the host (sed); their digest comes from another fact.
+    table[f"' {DAEMON_JSON}; fi"] = ["__FACT_FILE_PRESENT__", *redact.mask(daemon_text).splitlines()]
+    table[f"{DAEMON_JSON} || true; }}"] = [f"{redact.credentials_digest(daemon_text)}  -"]
     stat("/etc/docker", "directory", 755)
-    stat(DAEMON_JSON, "file", 644, daemon_text.encode())
+    # A file holding credentials is 0600 (written through stdin: only sha256 facts look at it).
+    stat(DAEMON_JSON, "file", 600 if redact.has_credentials(daemon_text) else 644, daemon_text.encode())
     if s.docker_service_env:
+        dropin = render.docker_dropin(s)
         stat(DROPIN.rsplit("/", 1)[0], "directory", 755)
-        stat(DROPIN, "file", 644, render.docker_dropin(s).encode())
+        stat(DROPIN, "file", 600 if redact.has_credentials(dropin) else 644, dropin.encode())
+        matcher, line = hash_answer("sha256sum", DROPIN, hashlib.sha256(dropin.encode()).hexdigest())
+        table[matcher] = line
     table["--property SubState docker.service"] = ["Id=docker.service", "SubState=running"]
     table["--property UnitFileState docker.service"] = ["Id=docker.service", "UnitFileState=enabled"]
     runtimes = DOCKER_INFO_RUNTIMES if gpu else {k: v for k, v in DOCKER_INFO_RUNTIMES.items() if k != "nvidia"}
@@ -298,7 +315,7 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
     ]
     table[f"docker container inspect {render.container_name(s)}"] = json.dumps(container, indent=4).splitlines()
     # Only the published HTTP port answers: a run that moves the port finds nothing listening there.
-    table[f"{probe_address(s)}:{s.triton_http_port}/v2/health/live"] = ["live 200", "ready 200", "model_ready 200"]
+    table[f"{probe_endpoint(s, s.triton_http_port)}/v2/health/live"] = ["live 200", "ready 200", "model_ready 200"]
     return responses(release, smi, df, table)
 
 

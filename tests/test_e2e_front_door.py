@@ -444,7 +444,8 @@ def test_rollout_tool_rolls_back_to_the_defaults_under_load(
 
 
 def current_release(host: str) -> str:
-    return in_container(fleet.host_container(NAME, host), "readlink /opt/triton-embeddinggemma/current").strip()
+    """The release id ``current`` points at (``releases/<id>``)."""
+    return in_container(fleet.host_container(NAME, host), "readlink /opt/triton-embeddinggemma/current").strip().rsplit("/", 1)[-1]
 
 
 def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
@@ -460,7 +461,7 @@ def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
     # pyinfra picks the first host; it fails READY, is rolled back and put back; nobody else is touched.
     [first] = [h for h in HOSTS if events.get(h)]
     assert {"drained", "rolled back", "back in the pool"} <= set(events[first]) and "live" not in events[first], events
-    assert f"roll {first}: Triton release" in proc.stderr and "not READY after 30s" in proc.stderr
+    assert f"roll {first}: Triton release" in proc.stderr and "not READY within 30s" in proc.stderr
     for host in set(HOSTS) - {first}:
         assert f"roll {host}: not restarted: {first} failed first" in proc.stderr
         assert triton_started(host) == started[host]

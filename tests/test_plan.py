@@ -413,3 +413,91 @@ def test_example_inventory_fails_cleanly_when_nothing_answers():
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
     assert "pyinfra error" in result.stderr and "Could not resolve hostname" in result.stderr
+
+
+def test_gpu_without_a_reported_compute_capability_is_a_warning_not_a_crash(tmp_path, hub):
+    # nvidia-smi prints [N/A] for compute_cap on vGPU guests: the capability is unknown, so
+    # preflight says so in one line and goes on (the driver check still applies).
+    vgpu = 'f.host("vgpu", {"gpu": True, **f.SETTINGS}, f.responses(f.UBUNTU_2404_RELEASE, f.VGPU_CC_UNKNOWN, f.DF_PLENTY))'
+    result = run_fleet(tmp_path, hub, vgpu)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    warning = "GPU 0 (GRID H100-40C): nvidia-smi does not report its compute capability; nvidia_min_compute_capability=7.5 not checked"
+    assert result.stderr.count(warning) == 1, result.stderr[-3000:]
+    assert "Triton | Start Triton (docker compose up -d)" in changed_ops(result)
+
+
+def test_converged_host_bound_to_an_ipv6_address_plans_zero_changes(tmp_path, hub):
+    # The health fact probes http://[fd00::5]:6000 (bracketed); the converged answer sits there.
+    data = '{"gpu": False, **f.SETTINGS, "triton_bind_address": "fd00::5"}'
+    converged = f'f.converged_host("cpu-v6", {data}, f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
+    result = run_fleet(tmp_path, hub, converged)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not changed_ops(result)
+    assert "Triton already READY with this configuration" in result.stderr
+
+
+NO_CURL = "{'dpkg -l': [line for line in f.DPKG_HEADER if ' curl ' not in line]}"
+
+
+@pytest.mark.parametrize("source", ["distro", "docker-ce"])
+def test_a_host_without_curl_gets_it_before_anything_uses_it(tmp_path, hub, source):
+    # Debian's minbase has no curl; files.download (Docker's and NVIDIA's apt keys), the health
+    # fact and the READY wait all call it.
+    bare = f'f.host("bare", {{"gpu": False, **f.SETTINGS, "docker_source": "{source}"}}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, {NO_CURL}))'
+    result = run_fleet(tmp_path, hub, bare)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = list(changed_ops(result))
+    install = "Docker | Install curl (apt key downloads, Triton's health checks and READY wait)"
+    assert "Docker | Refresh apt index (curl missing)" in names and install in names, names
+    assert names.index("Docker | Refresh apt index (curl missing)") < names.index(install)
+    users = [
+        n for n in names if n in ("Docker | Docker apt key (signed-by keyring)", "Triton | Wait for model embeddinggemma READY (≤ 600s)")
+    ]
+    assert users and all(names.index(install) < names.index(n) for n in users), names
+    # One refresh serves Docker's distribution packages; Docker's own repository needs its own.
+    assert ("Docker | Refresh apt index (Docker packages missing)" in names) == (source == "docker-ce")
+
+
+def test_a_host_with_curl_does_not_install_it_again(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, FRESH_CPU)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not [n for n in changed_ops(result) if "curl" in n]
+
+
+def test_converged_host_with_little_free_disk_re_runs_but_a_fresh_one_does_not(tmp_path, hub):
+    # 2 GiB free: a fresh host (image to pull) needs preflight_min_free_gib_cpu=5; the converged one
+    # adds nothing, so its margin of 2 GiB is enough and the re-run changes nothing.
+    converged = (
+        'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    )
+    result = run_fleet(tmp_path, hub, converged)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not changed_ops(result)
+    fresh = 'f.host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB))'
+    result = run_fleet(tmp_path, hub, fresh)
+    assert result.returncode != 0
+    assert (
+        "host @fake/cpu-debian: 2.0 GiB free for /var/lib/docker, 5 GiB needed (preflight_min_free_gib_cpu); "
+        "the image nvcr.io/nvidia/tritonserver:25.05-py3 is not on the host yet" in result.stderr
+    ), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_disk_check_counts_the_model_files_this_run_adds(tmp_path, hub):
+    # The image is there, but tokenizer.json (18 B) differs: 2 GiB + 18 B are needed, 2 GiB free.
+    converged = (
+        'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    )
+    drift = '"sha256sum /opt/triton-embeddinggemma/tokenizer/tokenizer.json 2>", ["0" * 64 + "  /opt/triton-embeddinggemma/tokenizer/tokenizer.json"]'
+    result = run_fleet(tmp_path, hub, f"f.drifted({converged}, {drift})")
+    assert result.returncode != 0
+    assert (
+        "host @fake/cpu-debian: 2.0 GiB free for /opt/triton-embeddinggemma, 2.1 GiB needed "
+        "(18 B of model files to add + preflight_margin_gib=2); free space or lower the setting" in result.stderr
+    ), result.stderr[-2000:]
+    assert "--> Beginning operation run" not in result.stderr
+    # With a smaller margin the same host goes ahead and sends exactly that file.
+    result = run_fleet(tmp_path, hub, f"f.drifted({converged}, {drift})", "--data", "preflight_margin_gib=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Model files (pinned, checksummed) | Upload model file tokenizer.json (18 B)" in changed_ops(result)

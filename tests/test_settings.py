@@ -33,6 +33,9 @@ BAD = [
     ({"triton_tensorrt": True, "gpu": False}, "triton_tensorrt=True is invalid (TensorRT needs a GPU host"),
     ({"model_fetch": "mirror"}, "model_mirror='' is invalid (model_fetch=mirror needs a mirror URL or directory)"),
     ({"docker_ce_version": "5:28.0.0-1"}, "docker_ce_version='5:28.0.0-1' is invalid (only used with docker_source: docker-ce)"),
+    ({"triton_dir": "/opt/../etc"}, "triton_dir='/opt/../etc' is invalid (allowed: an absolute path without '..' components)"),
+    ({"triton_dir": "/opt/triton/.."}, "triton_dir='/opt/triton/..' is invalid (allowed: an absolute path without '..' components)"),
+    ({"triton_dir": "opt/triton"}, "triton_dir='opt/triton' is invalid (allowed: an absolute path"),
     ({"triton_max_batchsize": 8}, "unknown setting 'triton_max_batchsize'; did you mean triton_max_batch_size?"),
     ({"verify_min_cosin": 0.9}, "unknown setting 'verify_min_cosin'; did you mean verify_min_cosine?"),
     ({"registry_qqqqqqqqqq": 1}, "unknown setting 'registry_qqqqqqqqqq'; see the README's tunables table"),
@@ -90,3 +93,11 @@ def test_settings_attributes_are_the_table() -> None:
         assert isinstance(getattr(parse("h", {}), s.name), runtime), s.name
     with pytest.raises(AttributeError):
         parse("h", {}).triton_max_batchsize  # noqa: B018 - a typo is an AttributeError (and a type checker's error)
+
+
+def test_triton_dir_refuses_only_dot_dot_components():
+    # '..' as a path component would let the deploy's rm/ln/mv land outside the directory it names.
+    assert parse("h", {"triton_dir": "/srv/triton..v2/a"}).triton_dir == "/srv/triton..v2/a"
+    for bad in ("/..", "/srv/../etc", "/srv/triton/../.."):
+        with pytest.raises(SettingsError, match="without '..' components"):
+            parse("h", {"triton_dir": bad})

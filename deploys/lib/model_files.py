@@ -37,9 +37,11 @@ from huggingface_hub import constants, hf_hub_download, hf_hub_url
 from pyinfra import logger
 from tqdm import tqdm
 
-from deploys.lib import model_lock, paths, vault
+from deploys.lib import bounds, model_lock, paths, vault
 from deploys.lib.model_lock import LockEntry, ModelError, sha256_file
 from deploys.lib.settings import Settings
+
+STEP = "Model files (pinned, checksummed)"  # the model step's name, in the lines printed past a bound
 
 
 @dataclass(frozen=True)
@@ -303,24 +305,31 @@ def install_command(f: ModelFile) -> str:
     )
 
 
-def download_command(f: ModelFile, url: str, with_token: bool) -> str:
+def download_command(s: Settings, f: ModelFile, url: str, with_token: bool) -> str:
     """curl on the host: resumes a ``.partial`` left by an earlier run, then the sha256 check.
 
     With a token, one line ``Authorization: Bearer …`` arrives on stdin; ``read`` keeps it in a shell
     variable and ``printf`` (a builtin) hands it to curl's ``-H @-``: it never is an argument of a process.
+    Each curl is bounded by model_download_timeout_s (``--max-time``); past it one line names the
+    step, the host and the file.
     """
     part = shlex.quote(f.dest + ".partial")
-    curl = f"curl --fail --silent --show-error --location --retry 5 --retry-delay 2 -o {part}"
+    limit = s.model_download_timeout_s
+    curl = f"curl --fail --silent --show-error --location --retry 5 --retry-delay 2 --retry-max-time {limit} --connect-timeout 30 --max-time {limit} -o {part}"
     if with_token:
         head, feed = "IFS= read -r auth_header || true; ", "printf '%s\\n' \"$auth_header\" | "
         curl += " -H @-"
     else:
         head, feed = "", ""
     url_q = shlex.quote(url)
+    name = PurePosixPath(f.dest).name
+    line = shlex.quote(bounds.past_bound_line(STEP, s.host, f"the download of {name}", limit, "model_download_timeout_s"))
     return (
         "command -v curl >/dev/null || { echo 'model_fetch needs curl on the host' >&2; exit 1; }; "
         f"mkdir -p {shlex.quote(str(PurePosixPath(f.dest).parent))}; {head}"
-        f"{feed}{curl} -C - {url_q} || {{ rm -f {part}; {feed}{curl} {url_q}; }} && " + install_command(f)
+        f"{{ {feed}{curl} -C - {url_q} || {{ rm -f {part}; {feed}{curl} {url_q}; }}; }}; "
+        # curl exits 28 when --max-time ran out.
+        f"rc=$?; if [ $rc -ne 0 ]; then [ $rc -eq 28 ] && echo {line} >&2; exit $rc; fi; " + install_command(f)
     )
 
 

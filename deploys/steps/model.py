@@ -73,6 +73,6 @@ def model() -> None:
         extra = {"_stdin": f"Authorization: Bearer {token}"} if token else {}
         server.shell(
             name=f"Download model file {rel} ({human(f.size)}) on the host",
-            commands=[download_command(f, file_url(s, f.repo_path), with_token=bool(token))],
+            commands=[download_command(s, f, file_url(s, f.repo_path), with_token=bool(token))],
             **extra,
         )

@@ -9,7 +9,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.lib import settings
+from deploys.lib import bounds, settings
 from deploys.lib.host import is_gpu_host
 from deploys.lib.nvidia import TOOLKIT_PACKAGES, has_nvidia_runtime, pinned_packages, repo_source
 from deploys.lib.paths import APT_KEYRINGS_DIR, NVIDIA_TOOLKIT_KEYRING
@@ -24,7 +24,11 @@ def nvidia_toolkit() -> None:
         return
     files.directory(name="apt keyrings directory", path=APT_KEYRINGS_DIR, mode="755")
     keyring = files.download(
-        name="NVIDIA toolkit apt key (signed-by keyring)", src=f"{s.nvidia_toolkit_apt_url}/gpgkey", dest=NVIDIA_TOOLKIT_KEYRING, mode="644"
+        name="NVIDIA toolkit apt key (signed-by keyring)",
+        src=f"{s.nvidia_toolkit_apt_url}/gpgkey",
+        dest=NVIDIA_TOOLKIT_KEYRING,
+        mode="644",
+        **bounds.APT_KEY_DOWNLOAD_ARGS,
     )
     repo = apt.repo(
         name="NVIDIA toolkit apt repository",

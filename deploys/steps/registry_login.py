@@ -14,14 +14,12 @@
 
 from __future__ import annotations
 
-import shlex
-
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from deploys.lib import monitoring, settings
-from deploys.lib.registry import credential, login_command
+from deploys.lib.registry import credential, login_command, logout_command, pull_command
 from facts.docker import DockerImageId, DockerRegistryAuth, registry_auth_digest
 
 
@@ -51,10 +49,10 @@ def registry_login() -> None:
             stored = wanted
 
     for image in missing:
-        server.shell(name=f"Pull image {image}", commands=[f"docker pull --quiet {shlex.quote(image)}"])
+        server.shell(name=f"Pull image {image}", commands=[pull_command(s, image)])
 
     if cred and s.registry_logout_after_pull and stored is not None:
         server.shell(
             name=f"Docker logout from {s.registry_host} (no credential left on disk)",
-            commands=[f"docker logout {shlex.quote(s.registry_host)}"],
+            commands=[logout_command(s)],
         )

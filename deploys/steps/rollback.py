@@ -40,4 +40,4 @@ def rollback() -> None:
     if reason is None:
         logger.info(f"{host.print_prefix}Triton already READY with release {target}")
     else:
-        start(s, layout.release(target).compose_file, reason)
+        start(s, layout.release(target).compose_file, reason, step="Rollback")

@@ -17,7 +17,7 @@ from pyinfra.operations import files, server
 
 from deploys.lib import model_files, paths, release, rolling, settings
 from deploys.lib.host import is_gpu_host
-from deploys.lib.triton_service import needs_start, releases_state, serving_release, start
+from deploys.lib.triton_service import gpu_smoke_command, needs_start, releases_state, serving_release, start
 
 
 @deploy("Triton")
@@ -72,7 +72,7 @@ def triton() -> None:
     if gpu:
         server.shell(
             name="GPU smoke test: the Triton image sees the GPUs",
-            commands=[f"docker run --rm --gpus all --entrypoint nvidia-smi {s.triton_image_ref} -L"],
+            commands=[gpu_smoke_command(s)],
         )
     if rolls:
         back_to = serving if serving in on_host["releases"] and serving != spec.id else None
