@@ -18,7 +18,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from deploys.lib import monitoring, settings
+from deploys.lib import monitoring, redact, settings
 from deploys.lib.registry import credential, login_command, logout_command, pull_command
 from facts.docker import DockerImageId, DockerRegistryAuth, registry_auth_digest
 
@@ -44,7 +44,7 @@ def registry_login() -> None:
             server.shell(
                 name=f"Docker login to {s.registry_host} (password on stdin)",
                 commands=[login_command(s, cred.username)],
-                _stdin=cred.password.unmask(),
+                _stdin=redact.Secret(cred.password.unmask()),
             )
             stored = wanted
 
