@@ -443,32 +443,9 @@ def test_rollout_tool_rolls_back_to_the_defaults_under_load(
     assert traffic.result.count > 50 and traffic.result.failures == 0, traffic.result.as_dict()
 
 
-def current_release(host: str) -> str:
-    """The release id ``current`` points at (``releases/<id>``)."""
-    return in_container(fleet.host_container(NAME, host), "readlink /opt/triton-embeddinggemma/current").strip().rsplit("/", 1)[-1]
-
-
-def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
-    sandbox: dict[str, Any], expected: dict[str, np.ndarray], broken_template: str
-) -> None:
-    good = {h: current_release(h) for h in HOSTS}
-    started = {h: triton_started(h) for h in HOSTS}
-    url, key = front()
-    with Traffic(url, key, expected, seconds=600) as traffic:
-        proc = deploy("--json", "--data", f"triton_config_template={broken_template}", "--data", "triton_ready_timeout_s=30")
-    assert proc.returncode != 0
-    events = roll_events(proc.stderr)
-    # pyinfra picks the first host; it fails READY, is rolled back and put back; nobody else is touched.
-    [first] = [h for h in HOSTS if events.get(h)]
-    assert {"drained", "rolled back", "back in the pool"} <= set(events[first]) and "live" not in events[first], events
-    assert f"roll {first}: Triton release" in proc.stderr and "not READY within 30s" in proc.stderr
-    for host in set(HOSTS) - {first}:
-        assert f"roll {host}: not restarted: {first} failed first" in proc.stderr
-        assert triton_started(host) == started[host]
-    assert {h: current_release(h) for h in HOSTS} == good
-    assert triton_started(first) > started[first]  # restarted twice: the broken release, then back
-    assert wait_pool(first, "up", 10) >= 0
-    assert traffic.result.count > 30 and traffic.result.failures == 0, traffic.result.as_dict()
+def current_release(host: str, link: str = "current") -> str:
+    """The release id ``current`` (or ``previous``) points at (``releases/<id>``)."""
+    return in_container(fleet.host_container(NAME, host), f"readlink /opt/triton-embeddinggemma/{link}").strip().rsplit("/", 1)[-1]
 
 
 def test_host_destroyed_and_rebuilt_under_load(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
@@ -485,6 +462,31 @@ def test_host_destroyed_and_rebuilt_under_load(sandbox: dict[str, Any], expected
     changed = {op["name"]: op["success"] for op in res["operations"] if op["success"]}
     others = {name: hosts for name, hosts in changed.items() if set(hosts) - {"host3", fleet.FRONT_DOOR}}
     assert others == {}, f"the rebuild changed other hosts: {others}"
+
+
+def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
+    sandbox: dict[str, Any], expected: dict[str, np.ndarray], broken_template: str
+) -> None:
+    good = {h: current_release(h) for h in HOSTS}
+    before = {h: current_release(h, "previous") for h in HOSTS}
+    started = {h: triton_started(h) for h in HOSTS}
+    url, key = front()
+    with Traffic(url, key, expected, seconds=600) as traffic:
+        proc = deploy("--json", "--data", f"triton_config_template={broken_template}", "--data", "triton_ready_timeout_s=30")
+    assert proc.returncode != 0
+    events = roll_events(proc.stderr)
+    # pyinfra picks the first host; it fails READY, is rolled back and put back; nobody else is touched.
+    [first] = [h for h in HOSTS if events.get(h)]
+    assert {"drained", "rolled back", "back in the pool"} <= set(events[first]) and "live" not in events[first], events
+    assert f"roll {first}: Triton release" in proc.stderr and "not READY within 30s" in proc.stderr
+    for host in set(HOSTS) - {first}:
+        assert f"roll {host}: not restarted: {first} failed first" in proc.stderr
+        assert triton_started(host) == started[host]
+    assert {h: current_release(h) for h in HOSTS} == good
+    assert {h: current_release(h, "previous") for h in HOSTS} == before  # the roll back put previous back too
+    assert triton_started(first) > started[first]  # restarted twice: the broken release, then back
+    assert wait_pool(first, "up", 10) >= 0
+    assert traffic.result.count > 30 and traffic.result.failures == 0, traffic.result.as_dict()
 
 
 @pytest.mark.parametrize(

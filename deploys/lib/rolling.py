@@ -99,9 +99,12 @@ def _go_live(s: Settings, layout: paths.Layout, target: str, keep_previous: bool
     return " && ".join(parts)
 
 
-def triton_roll_plan(host: Any, doors: tuple[str, ...], s: Settings, gpu: bool, new: str, reason: str, back_to: str | None) -> RollPlan:
+def triton_roll_plan(
+    host: Any, doors: tuple[str, ...], s: Settings, gpu: bool, new: str, reason: str, back_to: str | None, previous: str | None
+) -> RollPlan:
     """The Triton step's roll: release ``new`` live, READY, parity of Triton with local ONNX Runtime;
-    on failure back to ``back_to`` (the release the container served), READY."""
+    on failure back to ``back_to`` (the release the container served), READY, with ``previous``
+    (the host's ``previous`` before the roll) put back too."""
     layout = paths.layout(s)
     # Each part bounds itself (compose up, READY, the gateway's /ready); this bounds the lot.
     start_timeout = s.triton_start_timeout_s + s.triton_ready_timeout_s + s.gateway_ready_timeout_s + 60
@@ -116,7 +119,12 @@ def triton_roll_plan(host: Any, doors: tuple[str, ...], s: Settings, gpu: bool, 
         check=verify_run.roll_check_command(s, layout, device) if s.verify_enabled else "",
         check_timeout_s=900,
         judge=verify_run.roll_verdict(host.name),
-        roll_back=_go_live(s, layout, back_to, keep_previous=True, force=False) if back_to else "",
+        roll_back=(
+            _go_live(s, layout, back_to, keep_previous=True, force=False)
+            + (f" && {release.set_previous_command(layout.root, previous)}" if previous and previous != back_to else "")
+            if back_to
+            else ""
+        ),
         roll_back_to=back_to or "",
     )
 

@@ -78,7 +78,7 @@ def triton() -> None:
         back_to = serving if serving in on_host["releases"] and serving != spec.id else None
         rolling.roll(
             name=f"Roll Triton behind the front door ({s.rollout_max_unavailable} host(s) out of the pool at a time)",
-            plan=rolling.triton_roll_plan(host, doors, s, gpu, spec.id, reason, back_to),
+            plan=rolling.triton_roll_plan(host, doors, s, gpu, spec.id, reason, back_to, on_host["previous"]),
             _parallel=s.rollout_max_unavailable,
         )
         return
