@@ -444,8 +444,10 @@ def test_rollout_tool_rolls_back_to_the_defaults_under_load(
 
 
 def current_release(host: str, link: str = "current") -> str:
-    """The release id ``current`` (or ``previous``) points at (``releases/<id>``)."""
-    return in_container(fleet.host_container(NAME, host), f"readlink /opt/triton-embeddinggemma/{link}").strip().rsplit("/", 1)[-1]
+    """The release id ``current`` (or ``previous``) points at (``releases/<id>``); '' when there is none
+    (a host built from scratch has no previous)."""
+    out = in_container(fleet.host_container(NAME, host), f"readlink /opt/triton-embeddinggemma/{link}", check=False)
+    return out.strip().rsplit("/", 1)[-1]
 
 
 def test_host_destroyed_and_rebuilt_under_load(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
