@@ -10,7 +10,7 @@ from pyinfra import host
 from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.operations import apt, files
 
-from deploys.lib import render
+from deploys.lib import apt_keys, render
 from deploys.lib.host import PreflightError, distro_codename, distro_key
 from deploys.lib.paths import APT_KEYRINGS_DIR, DOCKER_CE_KEYRING, DOCKER_CONFIG_DIR, DOCKER_DAEMON_JSON, DOCKER_DROPIN, DOCKER_DROPIN_DIR
 from deploys.lib.settings import Settings
@@ -51,18 +51,20 @@ def install_packages(s: Settings):
         name, _ = distro_key()
         codename = distro_codename()
         files.directory(name="apt keyrings directory", path=APT_KEYRINGS_DIR, mode="755")
-        keyring = files.download(
-            name="Docker apt key (signed-by keyring)",
-            src=f"{s.docker_ce_apt_url}/{name}/gpg",
-            dest=DOCKER_CE_KEYRING,
-            mode="644",
+        keyring = apt_keys.ensure_key(
+            "Docker",
+            f"{s.docker_ce_apt_url}/{name}/gpg",
+            DOCKER_CE_KEYRING,
+            s.docker_ce_key_fingerprint,
+            "docker_ce_key_fingerprint",
+            s.allow_plain_http,
         )
         repo = apt.repo(
             name="Docker apt repository",
             src=f"deb [arch={host.get_fact(DebArch)} signed-by={DOCKER_CE_KEYRING}] {s.docker_ce_apt_url}/{name} {codename} stable",
             filename="docker",
         )
-        ops += [keyring, repo]
+        ops += [op for op in (keyring, repo) if op is not None]
         packages = docker_ce_packages(s)
     else:
         packages = distro_packages(s)
