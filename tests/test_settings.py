@@ -49,6 +49,12 @@ BAD = [
         {"model_fetch": "mirror", "model_mirror": "http://hf.example"},
         "model_mirror='http://hf.example' is invalid (plain http:// is refused",
     ),
+    (
+        {"model_token_endpoints": "https://hf.example"},
+        "model_token_endpoints='https://hf.example' is invalid (allowed: a list of http(s) URLs",
+    ),
+    ({"model_token_endpoints": ["hf.example"]}, "model_token_endpoints=['hf.example'] is invalid (allowed: a list of http(s) URLs"),
+    ({"model_token_endpoints": ["http://hf.example"]}, "model_token_endpoints=['http://hf.example'] is invalid (plain http:// is refused"),
     ({"allow_plain_http": "yes"}, "allow_plain_http='yes' is invalid (allowed: true or false)"),
     (
         {"docker_ce_key_fingerprint": "0EBFCD88"},

@@ -41,7 +41,7 @@ OWNED_NAMES = ("gpu", "allow_plain_http")
 
 # Settings that hold repository or endpoint URLs: plain http:// is refused in them unless
 # allow_plain_http is true (the values are checked together, in _check_together).
-URL_SETTINGS = ("docker_ce_apt_url", "nvidia_toolkit_apt_url", "verify_pip_index_url", "model_mirror")
+URL_SETTINGS = ("docker_ce_apt_url", "nvidia_toolkit_apt_url", "verify_pip_index_url", "model_mirror", "model_token_endpoints")
 
 # The apt repositories' signing keys (primary-key fingerprints), as their vendors publish them:
 # Docker's "Docker Release (CE deb)" key (docs.docker.com's install pages) and NVIDIA's
@@ -149,6 +149,12 @@ def _fingerprint(value: Any) -> str:
     return text
 
 
+def _url_list(value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and re.fullmatch(r"https?://\S+", v) for v in value):
+        raise ValueError("allowed: a list of http(s) URLs, e.g. ['https://hf-mirror.example']")
+    return [v.rstrip("/") for v in value]
+
+
 def _batch_sizes(value: Any) -> list[int]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
         raise ValueError("allowed: a list of positive integers, e.g. [4, 8]")
@@ -205,7 +211,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("nvidia_datacenter_compat_branches", [470, 525, 535, 545, 560, 565, 570], "Older driver branches accepted on data-centre GPUs via CUDA forward compatibility.", "list[int]", _batch_sizes),
     Setting("nvidia_min_compute_capability", 7.5, "Minimum GPU compute capability (Triton 25.05 needs 7.5).", "float", _float(5.0, 20.0)),
     # -- package sources --
-    Setting("allow_plain_http", False, "Accept plain http:// in docker_ce_apt_url, nvidia_toolkit_apt_url, verify_pip_index_url and model_mirror (refused by default; pinned key fingerprints and hashed locks still apply).", "bool", _bool),
+    Setting("allow_plain_http", False, "Accept plain http:// in docker_ce_apt_url, nvidia_toolkit_apt_url, verify_pip_index_url, model_mirror and model_token_endpoints (refused by default; pinned key fingerprints and hashed locks still apply).", "bool", _bool),
     # -- Docker --
     Setting("docker_source", "distro", "Where Docker comes from: distro (docker.io + compose v2 plugin) or docker-ce (Docker's apt repo).", "str", _choice("distro", "docker-ce")),
     Setting("docker_ce_version", "", 'docker-ce version pin for apt (e.g. "5:28.3.3-1~ubuntu.24.04~noble"); empty: latest.', "str", _text(r"[A-Za-z0-9.:~+\-]*", "an apt version string or empty")),
@@ -236,6 +242,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model_name", "embeddinggemma", "Triton model name.", "str", _text(r"[A-Za-z0-9_\-]+", "letters, digits, _ and -")),
     Setting("model_fetch", "controller", "Where the model is downloaded: controller (once, then pushed), host, or mirror.", "str", _choice("controller", "host", "mirror")),
     Setting("model_mirror", "", "For model_fetch=mirror: an HF-compatible endpoint URL or a local directory.", "str", _text(r"\S*", "a URL, a directory or empty")),
+    Setting("model_token_endpoints", [], "Endpoints besides https://huggingface.co that may receive the HF token (an HF_ENDPOINT or model_mirror you trust with it); any other endpoint gets no token.", "list[str]", _url_list),
     Setting("model_require_lock", False, "Refuse model files whose sha256 deploys/model.lock.json marks unknown (instead of trusting the Hub's LFS metadata for the run).", "bool", _bool),
     Setting("model_lock_file", "deploys/model.lock.json", "Model lock (sha256 + size per file and commit), relative to the repository root; fill it with `python -m deploys.model_lock refresh`.", "str", _text(r"\S+", "a file path")),
     Setting("model_cache_dir", ".cache/models", "Controller-side download cache (model_fetch=controller).", "str", _text(r"\S+", "a directory path")),
@@ -360,6 +367,7 @@ class Settings:
     model_name: str
     model_fetch: str
     model_mirror: str
+    model_token_endpoints: list[str]
     model_require_lock: bool
     model_lock_file: str
     model_cache_dir: str
