@@ -17,6 +17,7 @@ from pathlib import Path
 
 from deploys.lib import paths, render, vault
 from deploys.lib.paths import Layout
+from deploys.lib.repo import PIP_LOCK_FLAGS
 from deploys.lib.settings import Settings, SettingsError
 from deploys.lib.triton_service import probe_address
 
@@ -90,11 +91,11 @@ def unit_text(s: Settings, layout: Layout) -> str:
 
 
 def pip_install_command(layout: Layout, index_url: str) -> str:
-    """pip install of the gateway's pins, then the marker that makes the next run skip it."""
+    """pip install of the gateway's hashed lock (--require-hashes), then the marker that makes the next run skip it."""
     g = layout.gateway
     source = f"--index-url {shlex.quote(index_url)} " if index_url else ""
     return (
-        f"{shlex.quote(g.venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {source}"
+        f"{shlex.quote(g.venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}"
         f"-r {shlex.quote(g.requirements)} && cp {shlex.quote(g.requirements)} {shlex.quote(g.installed)}"
     )
 
