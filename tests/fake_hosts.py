@@ -24,6 +24,7 @@ from deploys.lib.paths import DOCKER_DROPIN as DROPIN
 from deploys.lib.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
 from deploys.lib.release import build as build_release
 from deploys.lib.triton_service import probe_endpoint
+from facts.apt import SCRIPT_LABEL
 from facts.docker import registry_auth_digest
 
 UBUNTU_2404_RELEASE = """\
@@ -213,6 +214,11 @@ def hash_answer(tool: str, path: str, digest: str) -> tuple[str, list[str]]:
     return f"{tool} {path} 2>", [f"{digest}  {path}"]
 
 
+def key_fingerprint_answer(path: str, fingerprints: list[str]) -> tuple[str, list[str]]:
+    """(matcher, output) for facts.apt.AptKeyFingerprints on ``path``: the keyring's primary keys."""
+    return f"{SCRIPT_LABEL} {path}", [",".join(fingerprints) or "none"]
+
+
 def converged_responses(release: str, smi: list[str] | None, df: list[str], data: dict, ngc_key: str, name: str = "converged") -> dict:
     """fake_responses of a host on which `deploys/all.py` already ran with host data ``data``.
 
@@ -258,7 +264,8 @@ def converged_responses(release: str, smi: list[str] | None, df: list[str], data
     # NVIDIA Container Toolkit step (GPU hosts): keyring, apt source, pinned packages.
     if gpu:
         stat("/etc/apt/keyrings", "directory", 755)
-        stat(KEYRING, "file", 644, b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+        matcher, answer = key_fingerprint_answer(KEYRING, [s.nvidia_toolkit_key_fingerprint])
+        table[matcher] = answer
         source = repo_source(s)
         table["##PYINFRA_FILE"] = ["##PYINFRA_FILE /etc/apt/sources.list.d/nvidia-container-toolkit.list", source, ""]
         packages.update({package: s.nvidia_toolkit_version for package in TOOLKIT_PACKAGES})

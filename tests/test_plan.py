@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from deploys.lib import settings
+from deploys.lib.paths import DOCKER_CE_KEYRING
+from tests import fake_hosts as f
 from tests.hub_server import start_with_lock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -327,8 +330,16 @@ def test_old_releases_are_pruned_but_never_current_or_previous(tmp_path, hub):
             '"python3 -I -c", [__import__("facts.docker").docker.registry_auth_digest("$oauthtoken", "nvapi-old")]',
             ["Registry login and image pull | Docker login to nvcr.io (password on stdin)"],
         ),
+        (
+            # NVIDIA's keyring on the host carries another key: fetched again (and checked), apt index refreshed.
+            '"apt-key-fingerprints", ["21DE425651F7F7E6DCFAB7F30872227395AC1514"]',
+            [
+                "NVIDIA Container Toolkit | NVIDIA toolkit apt key (signed-by keyring, fingerprint checked)",
+                "NVIDIA Container Toolkit | Refresh apt index (toolkit repository or packages changed)",
+            ],
+        ),
     ],
-    ids=["model-file-corrupt", "model-not-ready", "rotated-key"],
+    ids=["model-file-corrupt", "model-not-ready", "rotated-key", "apt-key-other-fingerprint"],
 )
 def test_drift_on_a_converged_host_plans_exactly_its_repair(tmp_path, hub, drift, expected):
     # The converged fixture is not blind: one fact drifting away from "deployed" brings back
@@ -368,8 +379,16 @@ def test_drift_on_a_converged_host_plans_exactly_its_repair(tmp_path, hub, drift
             'f.host("typo", {"gpu": False, "triton_max_batchsize": 4, **f.SETTINGS}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))',
             "host @fake/typo: unknown setting 'triton_max_batchsize'; did you mean triton_max_batch_size?",
         ),
+        (
+            'f.host("http-apt", {"gpu": False, "docker_source": "docker-ce", "docker_ce_apt_url": "http://mirror.example/linux", **f.SETTINGS}, f.responses(f.DEBIAN_12_RELEASE, None, f.DF_PLENTY))',
+            "host @fake/http-apt: setting docker_ce_apt_url='http://mirror.example/linux' is invalid (plain http:// is refused; use https://, or set allow_plain_http: true to accept it)",
+        ),
+        (
+            'f.host("bad-pin", {"gpu": True, "nvidia_toolkit_key_fingerprint": "DDCAE044F796ECB0", **f.SETTINGS}, f.responses(f.UBUNTU_2404_RELEASE, f.H100_X2, f.DF_PLENTY))',
+            "host @fake/bad-pin: setting nvidia_toolkit_key_fingerprint='DDCAE044F796ECB0' is invalid (allowed: a 40-hex-digit (v4) or 64-hex-digit (v6) key fingerprint",
+        ),
     ],
-    ids=["old-driver", "no-driver", "no-gpu", "debian12-distro-docker", "full-disk", "typo"],
+    ids=["old-driver", "no-driver", "no-gpu", "debian12-distro-docker", "full-disk", "typo", "http-apt-url", "short-key-id"],
 )
 def test_bad_host_ends_the_run_before_any_change(tmp_path, hub, hosts_code, message):
     # A healthy host beside the bad one: it must not be touched either.
@@ -501,3 +520,29 @@ def test_disk_check_counts_the_model_files_this_run_adds(tmp_path, hub):
     result = run_fleet(tmp_path, hub, f"f.drifted({converged}, {drift})", "--data", "preflight_margin_gib=1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Model files (pinned, checksummed) | Upload model file tokenizer.json (18 B)" in changed_ops(result)
+
+
+DOCKER_CE_BOOKWORM = 'f.host("bookworm-ce", {"gpu": False, "docker_source": "docker-ce", **f.SETTINGS}, f.responses(f.DEBIAN_12_RELEASE, None, f.DF_PLENTY, EXTRA))'
+
+
+@pytest.mark.parametrize("installed", [None, "21DE425651F7F7E6DCFAB7F30872227395AC1514", "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"])
+def test_docker_apt_key_is_fetched_and_checked_unless_already_pinned(tmp_path, hub, installed):
+    # Docker's apt key: fetched on the host and checked against docker_ce_key_fingerprint before it
+    # is installed; a keyring that already carries exactly that fingerprint is left alone.
+    extra = {} if installed is None else dict([f.key_fingerprint_answer(DOCKER_CE_KEYRING, [installed])])
+    code = DOCKER_CE_BOOKWORM.replace("EXTRA", repr(extra))
+    result = run_fleet(tmp_path, hub, code, "-vv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(result.stdout)
+    changed = {op["name"] for op in payload["results"]["operations"] if op["success"]}
+    key_op = "Docker | Docker apt key (signed-by keyring, fingerprint checked)"
+    if installed == settings.DOCKER_KEY_FINGERPRINT:
+        assert key_op not in changed
+        assert "Docker | Docker apt repository" in changed  # the fake host has no source file yet
+    else:
+        assert key_op in changed, sorted(changed)
+        command = result.stderr[result.stderr.index("mktemp /etc/apt/keyrings/docker.asc.download.") :]
+        assert "https://download.docker.com/linux/debian/gpg" in command and "--proto =https" in command
+        assert f'[ "$found" != {settings.DOCKER_KEY_FINGERPRINT} ]' in command
+        assert 'mv -f "$tmp" /etc/apt/keyrings/docker.asc' in command
+    assert "Docker | Refresh apt index (Docker packages missing)" in changed

@@ -178,6 +178,9 @@ def test_canary_secrets_never_leak(tmp_path: Path, gated_hub: HubServer, path: s
         "model_cache_dir": str(tmp_path / "cache"),
         "triton_dir": "/srv/triton",
         "model_fetch": fetch,
+        # The stand-in Hub is not https://huggingface.co: named, so that the token goes there at all.
+        "model_token_endpoints": [gated_hub.url],
+        "allow_plain_http": True,
         "fake_responses": {"python3 -I -c": registry_auth_digest("$oauthtoken", "an-old-key")},
     }
     (tmp_path / "inventory.py").write_text(f"hosts = [('@fake/h1', {host_data!r})]\n")

@@ -13,7 +13,7 @@ from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server
 
-from deploys.lib import bounds, redact, render
+from deploys.lib import apt_keys, redact, render
 from deploys.lib.host import PreflightError, distro_codename, distro_key
 from deploys.lib.paths import APT_KEYRINGS_DIR, DOCKER_CE_KEYRING, DOCKER_CONFIG_DIR, DOCKER_DAEMON_JSON, DOCKER_DROPIN, DOCKER_DROPIN_DIR
 from deploys.lib.settings import Settings
@@ -63,19 +63,20 @@ def install_packages(s: Settings):
         name, _ = distro_key()
         codename = distro_codename()
         files.directory(name="apt keyrings directory", path=APT_KEYRINGS_DIR, mode="755")
-        keyring = files.download(
-            name="Docker apt key (signed-by keyring)",
-            src=f"{s.docker_ce_apt_url}/{name}/gpg",
-            dest=DOCKER_CE_KEYRING,
-            mode="644",
-            **bounds.APT_KEY_DOWNLOAD_ARGS,
+        keyring = apt_keys.ensure_key(
+            "Docker",
+            f"{s.docker_ce_apt_url}/{name}/gpg",
+            DOCKER_CE_KEYRING,
+            s.docker_ce_key_fingerprint,
+            "docker_ce_key_fingerprint",
+            s.allow_plain_http,
         )
         repo = apt.repo(
             name="Docker apt repository",
             src=f"deb [arch={host.get_fact(DebArch)} signed-by={DOCKER_CE_KEYRING}] {s.docker_ce_apt_url}/{name} {codename} stable",
             filename="docker",
         )
-        ops += [keyring, repo]
+        ops += [op for op in (keyring, repo) if op is not None]
         packages = docker_ce_packages(s)
     else:
         packages = distro_packages(s)

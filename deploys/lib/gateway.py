@@ -17,6 +17,7 @@ from pathlib import Path
 
 from deploys.lib import bounds, paths, render, vault
 from deploys.lib.paths import Layout
+from deploys.lib.repo import PIP_LOCK_FLAGS
 from deploys.lib.settings import Settings, SettingsError
 from deploys.lib.triton_service import probe_endpoint
 
@@ -91,12 +92,12 @@ def unit_text(s: Settings, layout: Layout) -> str:
 
 
 def pip_install_command(s: Settings, layout: Layout) -> str:
-    """pip install of the gateway's pins (bounded by verify_pip_timeout_s), then the marker that
-    makes the next run skip it."""
+    """pip install of the gateway's hashed lock (--require-hashes; bounded by verify_pip_timeout_s),
+    then the marker that makes the next run skip it."""
     g = layout.gateway
     source = f"--index-url {shlex.quote(s.verify_pip_index_url)} " if s.verify_pip_index_url else ""
     pip = (
-        f"{shlex.quote(g.venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {source}"
+        f"{shlex.quote(g.venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}"
         f"-r {shlex.quote(g.requirements)}"
     )
     install = bounds.bounded(pip, s.verify_pip_timeout_s, STEP, s.host, "pip install of the gateway runtime", "verify_pip_timeout_s")

@@ -15,8 +15,12 @@ q8/q4 config.pbtxt names the graph with ``default_model_filename`` (paths.onnx_f
   controller (interrupted transfers resume with HTTP ranges), then each host receives only the
   files whose sha256 differs from the lock.
 - ``host``: each host downloads from the Hub itself with curl (token on curl's stdin, resumable).
-- ``mirror``: ``model_mirror`` is an HF-compatible URL (hosts download from it, no token sent) or a
-  controller directory holding the repository's files (pushed like ``controller``).
+- ``mirror``: ``model_mirror`` is an HF-compatible URL (hosts download from it) or a controller
+  directory holding the repository's files (pushed like ``controller``).
+
+The HF token goes only to the Hub, https://huggingface.co, or to an endpoint that
+``model_token_endpoints`` names (:func:`token_allowed`): an ``HF_ENDPOINT`` or a mirror URL that is
+neither gets no token (the vault is not even read for it), and the log says so once.
 
 Every file is checked against deploys/model.lock.json; a mismatch refuses the host. Files whose
 lock entry is "unknown" are checked against the source's own metadata for the run, and the log says
@@ -38,7 +42,7 @@ from pyinfra import logger
 from tqdm import tqdm
 
 from deploys.lib import bounds, model_lock, paths, vault
-from deploys.lib.model_lock import LockEntry, ModelError, sha256_file
+from deploys.lib.model_lock import HUB_ENDPOINT, LockEntry, ModelError, sha256_file, token_allowed
 from deploys.lib.settings import Settings
 
 STEP = "Model files (pinned, checksummed)"  # the model step's name, in the lines printed past a bound
@@ -86,9 +90,21 @@ def endpoint(s: Settings) -> str:
     return constants.ENDPOINT.rstrip("/")
 
 
+def token_withheld(s: Settings) -> bool:
+    """True when this host's files come over HTTP from an endpoint that may not have the token."""
+    return mirror_directory(s) is None and not token_allowed(endpoint(s), s.model_token_endpoints)
+
+
 def hub_token(s: Settings) -> str | None:
-    """The HF token for the Hub (HF_TOKEN or the vault); never sent to a mirror."""
-    if s.model_fetch == "mirror":
+    """The HF token (HF_TOKEN or the vault), for the Hub or an endpoint model_token_endpoints
+    names; None for any other endpoint (said once in the log) and for a mirror directory."""
+    if mirror_directory(s) is not None:
+        return None
+    if token_withheld(s):
+        _say_once(
+            f"model: {endpoint(s)} is not the Hub ({HUB_ENDPOINT}) nor listed in model_token_endpoints: "
+            "no HF token is sent to it (list it there to send one)"
+        )
         return None
     secrets = vault.load(s.secrets_file)
     if secrets.warning:
@@ -160,7 +176,7 @@ def _resolve(s: Settings, paths: list[str], token: str | None) -> dict[str, Lock
         meta = {p: LockEntry(sha256_file(directory / p), (directory / p).stat().st_size) for p in unknown if (directory / p).is_file()}
     else:
         source = f"{endpoint(s)}'s LFS metadata"
-        meta = model_lock.hub_metadata(s.model_repo_id, s.model_revision, unknown, endpoint(s), token)
+        meta = model_lock.hub_metadata(s.model_repo_id, s.model_revision, unknown, endpoint(s), token, withheld=token_withheld(s))
     for p in unknown:
         if p not in meta:
             raise ModelError(f"model {where}: {p} is not in {source}; check model_variant, model_revision and the source")
@@ -262,7 +278,7 @@ def fetch_to_controller(s: Settings, wanted: list[ModelFile], token: str | None)
                 **extra,
             )
         except Exception as error:
-            raise model_lock.hub_error(error, s.model_repo_id, s.model_revision, url, bool(token)) from None
+            raise model_lock.hub_error(error, s.model_repo_id, s.model_revision, url, bool(token), withheld=token_withheld(s)) from None
         local[f.repo_path] = Path(path)
         _check_local(f, Path(path), url, _memo_file(s), remove_bad=True)
     total = sum(f.size for f in wanted)

@@ -39,7 +39,17 @@ OWNED_PREFIXES = (
     "monitoring_",
 )
 # Plain names we own as well.
-OWNED_NAMES = ("gpu",)
+OWNED_NAMES = ("gpu", "allow_plain_http")
+
+# Settings that hold repository or endpoint URLs: plain http:// is refused in them unless
+# allow_plain_http is true (the values are checked together, in _check_together).
+URL_SETTINGS = ("docker_ce_apt_url", "nvidia_toolkit_apt_url", "verify_pip_index_url", "model_mirror", "model_token_endpoints")
+
+# The apt repositories' signing keys (primary-key fingerprints), as their vendors publish them:
+# Docker's "Docker Release (CE deb)" key (docs.docker.com's install pages) and NVIDIA's
+# libnvidia-container key (the gpgkey its repository serves; apt names it DDCAE044F796ECB0).
+DOCKER_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
+NVIDIA_TOOLKIT_KEY_FINGERPRINT = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
 
 REFUSED_VARIANTS = {
     "fp16": "EmbeddingGemma's activations reach ~8e5, past float16's 65504: fp16 serves NaNs",
@@ -153,6 +163,20 @@ def _str_list(value: Any) -> list[str]:
     return list(value)
 
 
+def _fingerprint(value: Any) -> str:
+    """An OpenPGP fingerprint as gpg prints it (spaces allowed), normalised to uppercase hex."""
+    text = value.replace(" ", "").upper() if isinstance(value, str) else ""
+    if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", text):
+        raise ValueError("allowed: a 40-hex-digit (v4) or 64-hex-digit (v6) key fingerprint, as `gpg --show-keys` prints it")
+    return text
+
+
+def _url_list(value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and re.fullmatch(r"https?://\S+", v) for v in value):
+        raise ValueError("allowed: a list of http(s) URLs, e.g. ['https://hf-mirror.example']")
+    return [v.rstrip("/") for v in value]
+
+
 def _batch_sizes(value: Any) -> list[int]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
         raise ValueError("allowed: a list of positive integers, e.g. [4, 8]")
@@ -209,10 +233,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("nvidia_min_driver", 575, "Minimum NVIDIA driver branch for the pinned image (Triton 25.05 needs CUDA 12.9: 575).", "int", _int(400, 10_000)),
     Setting("nvidia_datacenter_compat_branches", [470, 525, 535, 545, 560, 565, 570], "Older driver branches accepted on data-centre GPUs via CUDA forward compatibility.", "list[int]", _batch_sizes),
     Setting("nvidia_min_compute_capability", 7.5, "Minimum GPU compute capability (Triton 25.05 needs 7.5).", "float", _float(5.0, 20.0)),
+    # -- package sources --
+    Setting("allow_plain_http", False, "Accept plain http:// in docker_ce_apt_url, nvidia_toolkit_apt_url, verify_pip_index_url, model_mirror and model_token_endpoints (refused by default; pinned key fingerprints and hashed locks still apply).", "bool", _bool),
     # -- Docker --
     Setting("docker_source", "distro", "Where Docker comes from: distro (docker.io + compose v2 plugin) or docker-ce (Docker's apt repo).", "str", _choice("distro", "docker-ce")),
     Setting("docker_ce_version", "", 'docker-ce version pin for apt (e.g. "5:28.3.3-1~ubuntu.24.04~noble"); empty: latest.', "str", _text(r"[A-Za-z0-9.:~+\-]*", "an apt version string or empty")),
     Setting("docker_ce_apt_url", "https://download.docker.com/linux", "Docker apt repository base URL (override for a mirror); /<distro> is appended.", "str", _text(r"https?://\S+", "an http(s) URL")),
+    Setting("docker_ce_key_fingerprint", DOCKER_KEY_FINGERPRINT, "Fingerprint the Docker apt key (<docker_ce_apt_url>/<distro>/gpg) must have; checked on the host before it is installed.", "str", _fingerprint),
     Setting("docker_log_max_size", "10m", "json-file log rotation: size of one log file.", "str", _text(r"[0-9]+[kmg]", "a size such as 10m")),
     Setting("docker_log_max_file", 3, "json-file log rotation: number of files kept.", "int", _int(1, 100)),
     Setting("docker_registry_mirrors", [], "daemon.json registry-mirrors.", "list[str]", _str_list),
@@ -225,6 +252,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- NVIDIA Container Toolkit --
     Setting("nvidia_toolkit_version", "1.17.8-1", "nvidia-container-toolkit apt version pin.", "str", _text(r"[0-9][A-Za-z0-9.:~+\-]*", "an apt version such as 1.17.8-1")),
     Setting("nvidia_toolkit_apt_url", "https://nvidia.github.io/libnvidia-container", "NVIDIA container toolkit apt repository base URL (override for a mirror).", "str", _text(r"https?://\S+", "an http(s) URL")),
+    Setting("nvidia_toolkit_key_fingerprint", NVIDIA_TOOLKIT_KEY_FINGERPRINT, "Fingerprint the NVIDIA toolkit apt key (<nvidia_toolkit_apt_url>/gpgkey) must have; checked on the host before it is installed.", "str", _fingerprint),
     # -- registry --
     Setting("registry_host", "nvcr.io", "Registry that serves triton_image; docker login target.", "str", _text(r"[a-z0-9.\-]+(:[0-9]+)?", "a registry host[:port]")),
     Setting("registry_username", "$oauthtoken", "Registry user ($oauthtoken for NGC API keys).", "str", _text(r"\S+", "a non-empty user name")),
@@ -238,6 +266,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model_name", "embeddinggemma", "Triton model name.", "str", _text(r"[A-Za-z0-9_\-]+", "letters, digits, _ and -")),
     Setting("model_fetch", "controller", "Where the model is downloaded: controller (once, then pushed), host, or mirror.", "str", _choice("controller", "host", "mirror")),
     Setting("model_mirror", "", "For model_fetch=mirror: an HF-compatible endpoint URL or a local directory.", "str", _text(r"\S*", "a URL, a directory or empty")),
+    Setting("model_token_endpoints", [], "Endpoints besides https://huggingface.co that may receive the HF token (an HF_ENDPOINT or model_mirror you trust with it); any other endpoint gets no token.", "list[str]", _url_list),
     Setting("model_require_lock", False, "Refuse model files whose sha256 deploys/model.lock.json marks unknown (instead of trusting the Hub's LFS metadata for the run).", "bool", _bool),
     Setting("model_lock_file", "deploys/model.lock.json", "Model lock (sha256 + size per file and commit), relative to the repository root; fill it with `python -m deploys.model_lock refresh`.", "str", _text(r"\S+", "a file path")),
     Setting("model_cache_dir", ".cache/models", "Controller-side download cache (model_fetch=controller).", "str", _text(r"\S+", "a directory path")),
@@ -366,9 +395,11 @@ class Settings:
     nvidia_min_driver: int
     nvidia_datacenter_compat_branches: list[int]
     nvidia_min_compute_capability: float
+    allow_plain_http: bool
     docker_source: str
     docker_ce_version: str
     docker_ce_apt_url: str
+    docker_ce_key_fingerprint: str
     docker_log_max_size: str
     docker_log_max_file: int
     docker_registry_mirrors: list[str]
@@ -380,6 +411,7 @@ class Settings:
     docker_pull_timeout_s: int
     nvidia_toolkit_version: str
     nvidia_toolkit_apt_url: str
+    nvidia_toolkit_key_fingerprint: str
     registry_host: str
     registry_username: str
     registry_auth: str
@@ -391,6 +423,7 @@ class Settings:
     model_name: str
     model_fetch: str
     model_mirror: str
+    model_token_endpoints: list[str]
     model_require_lock: bool
     model_lock_file: str
     model_cache_dir: str
@@ -585,6 +618,11 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
         raise _fail(host, "triton_tensorrt", True, "TensorRT needs a GPU host; set gpu: true or triton_tensorrt: false")
     if v["model_fetch"] == "mirror" and not v["model_mirror"]:
         raise _fail(host, "model_mirror", "", "model_fetch=mirror needs a mirror URL or directory")
+    if not v["allow_plain_http"]:
+        for name in URL_SETTINGS:
+            value = v[name]
+            if any(url.lower().startswith("http://") for url in (value if isinstance(value, list) else [value])):
+                raise _fail(host, name, value, "plain http:// is refused; use https://, or set allow_plain_http: true to accept it")
     if v["docker_ce_version"] and v["docker_source"] != "docker-ce":
         raise _fail(host, "docker_ce_version", v["docker_ce_version"], "only used with docker_source: docker-ce")
 

@@ -54,7 +54,7 @@ def embeddings_gateway() -> None:
         name="Upload the gateway code (verify/)",
         src=str(VERIFY_SRC),
         dest=g.code,
-        exclude=["*.pyc", "*.json", "*.log", "requirements-*.txt"],
+        exclude=["*.pyc", "*.json", "*.log", "requirements-*.txt", "requirements-*.in"],
         exclude_dir=["__pycache__"],
         delete=True,
     )
