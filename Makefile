@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test unit lint sandbox down bench readme clean screenshot
+.PHONY: test unit lint sandbox down bench readme locks clean screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ bench: $(STAMP)
 
 readme: $(STAMP)
 	$(BIN)/python -m deploys.tools.readme
+
+# The verify and gateway runtimes' hashed locks (verify/requirements-*.txt) from their .in files
+# (pip-compile --generate-hashes, in .cache/locktool-<version>), then each installed with
+# --require-hashes on every host CPython found here (deploys/tools/locks.py; the GPU lock: ~3 GB).
+locks:
+	$(PYTHON) deploys/tools/locks.py compile
+	$(PYTHON) deploys/tools/locks.py check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 from pyinfra.api import FactBase
 
 from deploys.lib.paths import DOCKER_CLIENT_CONFIG, DOCKER_DAEMON_JSON
+from deploys.lib.redact import GREP_PATTERN, SED_SCRIPT
 from facts._shell import quote, when_present
 
 # A wedged daemon makes every docker call hang; facts give up instead.
@@ -41,11 +42,15 @@ class DockerDaemonJson(FactBase[dict[str, Any] | None]):
     ``/etc/docker/daemon.json`` as a dict; None when the file is missing; ``{}`` when it is empty
     (dockerd accepts that); ``{"__invalid__": "<why>"}`` when it is not a JSON object, so the deploy
     can refuse to overwrite a file it cannot merge into.
+
+    Credentials in URLs (a proxy's ``user:password@``) are masked on the host
+    (``user:****@``, deploys/lib/redact.py): pyinfra prints fact output at ``-vvv``. The deploy
+    compares digests to see a changed password (deploys/lib/docker_engine.py).
     """
 
     def command(self, path: str = DOCKER_DAEMON_JSON) -> str:
         path_q = quote(path)
-        return f"if [ -f {path_q} ]; then echo {_PRESENT}; cat {path_q}; fi"
+        return f"if [ -f {path_q} ]; then echo {_PRESENT}; sed -E {quote(SED_SCRIPT)} {path_q}; fi"
 
     def process(self, output: list[str]) -> dict[str, Any] | None:
         if output and output[0] == _PRESENT:
@@ -60,6 +65,26 @@ class DockerDaemonJson(FactBase[dict[str, Any] | None]):
         if not isinstance(data, dict):
             return {"__invalid__": f"top level is a JSON {type(data).__name__}, not an object"}
         return data
+
+
+class UrlCredentialsDigest(FactBase[str | None]):
+    """
+    sha256 of the userinfo (``://user:password@``) of every URL in the file at ``path``, sorted,
+    one a line (deploys/lib/redact.py ``credentials_digest`` gives the same for a text); None when
+    the file is missing. Tells whether daemon.json holds the current proxy credentials while
+    DockerDaemonJson shows them only masked; the credentials never appear in the output.
+    """
+
+    def command(self, path: str) -> str:
+        path_q = quote(path)
+        return f"if [ -f {path_q} ]; then {{ grep -oE {quote(GREP_PATTERN)} {path_q} || true; }} | LC_ALL=C sort | sha256sum; fi"
+
+    def process(self, output: list[str]) -> str | None:
+        for line in output:
+            digest = line.split()[0] if line.split() else ""
+            if re.fullmatch(r"[0-9a-f]{64}", digest):
+                return digest
+        return None
 
 
 class DockerRuntimes(FactBase[list[str]]):

@@ -17,14 +17,15 @@ import json
 import time
 from pathlib import Path, PurePosixPath
 
-from deploys.lib import model_files, model_lock, paths, registry_cache, registry_warm, render, settings
+from deploys.lib import model_files, model_lock, paths, redact, registry_cache, registry_warm, render, settings
 from deploys.lib.docker_engine import DISTRO_PACKAGES
 from deploys.lib.nvidia import TOOLKIT_PACKAGES, repo_source
 from deploys.lib.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
 from deploys.lib.paths import DOCKER_DROPIN as DROPIN
 from deploys.lib.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
 from deploys.lib.release import build as build_release
-from deploys.lib.triton_service import probe_address
+from deploys.lib.triton_service import probe_endpoint
+from facts.apt import SCRIPT_LABEL
 from facts.docker import registry_auth_digest
 
 UBUNTU_2404_RELEASE = """\
@@ -80,6 +81,11 @@ RTX4090_OLD_DRIVER = [
     "0, NVIDIA GeForce RTX 4090, GPU-0f6c1f5e-2d8a-4c1b-9b3e-5a7d2c8e4f61, 550.144.03, 24564, 8.9",
     "__FACT_RC__=0",
 ]
+# A vGPU guest: nvidia-smi prints [N/A] for the compute capability.
+VGPU_CC_UNKNOWN = [
+    "0, GRID H100-40C, GPU-7a1c2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d, 575.57.08, 40960, [N/A]",
+    "__FACT_RC__=0",
+]
 SMI_NO_DRIVER = [
     "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that "
     "the latest NVIDIA driver is installed and running.",
@@ -93,6 +99,12 @@ DF_PLENTY = [
 DF_ALMOST_FULL = [
     "Filesystem      1-blocks         Used    Available Capacity Mounted on",
     "/dev/sda1      107374182400 104857600000   2516582400      98% /",
+]
+
+# Exactly 2 GiB available (the default preflight_margin_gib).
+DF_TWO_GIB = [
+    "Filesystem      1-blocks         Used    Available Capacity Mounted on",
+    "/dev/sda1      107374182400 105226698752   2147483648      98% /",
 ]
 
 
@@ -201,6 +213,11 @@ def hash_answer(tool: str, path: str, digest: str) -> tuple[str, list[str]]:
     return f"{tool} {path} 2>", [f"{digest}  {path}"]
 
 
+def key_fingerprint_answer(path: str, fingerprints: list[str]) -> tuple[str, list[str]]:
+    """(matcher, output) for facts.apt.AptKeyFingerprints on ``path``: the keyring's primary keys."""
+    return f"{SCRIPT_LABEL} {path}", [",".join(fingerprints) or "none"]
+
+
 def converged_responses(
     release: str, smi: list[str] | None, df: list[str], data: dict, ngc_key: str, name: str = "converged", cache: str | None = None
 ) -> dict:
@@ -232,12 +249,18 @@ def converged_responses(
     daemon = render.merged_daemon_config({"runtimes": NVIDIA_CTK_RUNTIMES} if gpu else None, s, insecure_registries=insecure)
     image = f"{cache}/{s.triton_image_ref.split('/', 1)[1]}" if cache else s.triton_image_ref
     daemon_text = render.daemon_json(daemon)
-    table[f"cat {DAEMON_JSON}"] = ["__FACT_FILE_PRESENT__", *daemon_text.splitlines()]
+    # The fact masks URL credentials on the host (sed); their digest comes from another fact.
+    table[f"' {DAEMON_JSON}; fi"] = ["__FACT_FILE_PRESENT__", *redact.mask(daemon_text).splitlines()]
+    table[f"{DAEMON_JSON} || true; }}"] = [f"{redact.credentials_digest(daemon_text)}  -"]
     stat("/etc/docker", "directory", 755)
-    stat(DAEMON_JSON, "file", 644, daemon_text.encode())
+    # A file holding credentials is 0600 (written through stdin: only sha256 facts look at it).
+    stat(DAEMON_JSON, "file", 600 if redact.has_credentials(daemon_text) else 644, daemon_text.encode())
     if s.docker_service_env:
+        dropin = render.docker_dropin(s)
         stat(DROPIN.rsplit("/", 1)[0], "directory", 755)
-        stat(DROPIN, "file", 644, render.docker_dropin(s).encode())
+        stat(DROPIN, "file", 600 if redact.has_credentials(dropin) else 644, dropin.encode())
+        matcher, line = hash_answer("sha256sum", DROPIN, hashlib.sha256(dropin.encode()).hexdigest())
+        table[matcher] = line
     table["--property SubState docker.service"] = ["Id=docker.service", "SubState=running"]
     table["--property UnitFileState docker.service"] = ["Id=docker.service", "UnitFileState=enabled"]
     runtimes = DOCKER_INFO_RUNTIMES if gpu else {k: v for k, v in DOCKER_INFO_RUNTIMES.items() if k != "nvidia"}
@@ -246,7 +269,8 @@ def converged_responses(
     # NVIDIA Container Toolkit step (GPU hosts): keyring, apt source, pinned packages.
     if gpu:
         stat("/etc/apt/keyrings", "directory", 755)
-        stat(KEYRING, "file", 644, b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+        matcher, answer = key_fingerprint_answer(KEYRING, [s.nvidia_toolkit_key_fingerprint])
+        table[matcher] = answer
         source = repo_source(s)
         table["##PYINFRA_FILE"] = ["##PYINFRA_FILE /etc/apt/sources.list.d/nvidia-container-toolkit.list", source, ""]
         packages.update({package: s.nvidia_toolkit_version for package in TOOLKIT_PACKAGES})
@@ -304,7 +328,7 @@ def converged_responses(
     ]
     table[f"docker container inspect {render.container_name(s)}"] = json.dumps(container, indent=4).splitlines()
     # Only the published HTTP port answers: a run that moves the port finds nothing listening there.
-    table[f"{probe_address(s)}:{s.triton_http_port}/v2/health/live"] = ["live 200", "ready 200", "model_ready 200"]
+    table[f"{probe_endpoint(s, s.triton_http_port)}/v2/health/live"] = ["live 200", "ready 200", "model_ready 200"]
     return responses(release, smi, df, table)
 
 

@@ -162,7 +162,7 @@ def test_broken_release_canary_rolled_back(sandbox: dict[str, Any], broken_templ
         timeout=900,
     )
     assert proc.returncode == 1, proc.stderr[-6000:]
-    assert "not READY after 60s" in proc.stderr  # the canary failed its READY gate
+    assert "not READY within 60s (triton_ready_timeout_s)" in proc.stderr  # the canary failed its READY gate
     assert "rollout: the canary failed; stopping" in proc.stderr
     [report_file] = (tmp_path / "rollouts").glob("*.json")
     report = {h["host"]: h for h in json.loads(report_file.read_text())["hosts"]}

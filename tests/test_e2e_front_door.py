@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import random
+import re
 import secrets
 import subprocess
 import sys
@@ -31,7 +32,7 @@ import httpx
 import numpy as np
 import pytest
 
-from deploys.lib import settings
+from deploys.lib import monitoring, render, settings
 from deploys.tools.rollout import ROLL_EVENT
 from tests.load import LoadResult, run_threads
 from tests.openai_checks import MODEL, Reference, check_sdk_parity, cosines
@@ -140,7 +141,8 @@ def fleet_up() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[dict[str, Any]]:
     subprocess.run(["bash", str(ROOT / "tests/sandbox/docker_daemon.sh")], check=True)
-    fleet.down(NAME)
+    if os.environ.get("SANDBOX_REUSE") != "1":  # SANDBOX_REUSE=1: go on with a fleet kept by SANDBOX_KEEP=1
+        fleet.down(NAME)
     state = fleet_up()
     yield state
     if os.environ.get("SANDBOX_KEEP") != "1":
@@ -253,6 +255,27 @@ def test_requests_through_the_front_door_are_counted_exactly(sandbox: dict[str, 
             assert client.post(f"{url}/v1/embeddings", json=body, headers={"Authorization": f"Bearer {key}"}).status_code == 200
     assert settled(gateway) - before == sent
     assert scalar(triton) - triton_before >= sent
+
+
+# GPU-only series: the sandbox has no GPU (dcgm-exporter, Triton's GPU gauges).
+GPU_ONLY = ("DCGM_", "nv_gpu_")
+
+
+def test_dashboard_and_alert_metrics_exist_in_the_sandboxs_prometheus(sandbox: dict[str, Any]) -> None:
+    """Every metric the Grafana dashboard and the alert rules query is one this fleet's Prometheus has:
+    a series, or (a labelled metric with no sample yet, e.g. errors) the metadata its target exposed."""
+    exprs = {**monitoring.dashboard_expressions(render.grafana_dashboard())}
+    exprs.update(monitoring.alert_expressions(render.prometheus_alerts(settings.parse(fleet.MONITORING, {}))))
+    names = set().union(*(monitoring.promql_metric_names(e) for e in exprs.values())) - {"up"}
+    url = fleet.status_json(NAME)["prometheus_url"]
+    metadata = httpx.get(f"{url}/api/v1/metadata", timeout=10).json()["data"]
+    missing = []
+    for name in sorted(n for n in names if not n.startswith(GPU_ONLY)):
+        family = re.sub(r"_(bucket|count|sum|total)$", "", name)
+        if not prometheus(f'count({{__name__="{name}"}})') and name not in metadata and family not in metadata:
+            missing.append(name)
+    assert missing == [], f"queried by the dashboard or the alerts, absent from Prometheus: {missing}"
+    assert len(names) > 10, names  # not vacuous
 
 
 def test_fleet_status_shows_every_host_read_only(sandbox: dict[str, Any]) -> None:
@@ -420,31 +443,11 @@ def test_rollout_tool_rolls_back_to_the_defaults_under_load(
     assert traffic.result.count > 50 and traffic.result.failures == 0, traffic.result.as_dict()
 
 
-def current_release(host: str) -> str:
-    return in_container(fleet.host_container(NAME, host), "readlink /opt/triton-embeddinggemma/current").strip()
-
-
-def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
-    sandbox: dict[str, Any], expected: dict[str, np.ndarray], broken_template: str
-) -> None:
-    good = {h: current_release(h) for h in HOSTS}
-    started = {h: triton_started(h) for h in HOSTS}
-    url, key = front()
-    with Traffic(url, key, expected, seconds=600) as traffic:
-        proc = deploy("--json", "--data", f"triton_config_template={broken_template}", "--data", "triton_ready_timeout_s=30")
-    assert proc.returncode != 0
-    events = roll_events(proc.stderr)
-    # pyinfra picks the first host; it fails READY, is rolled back and put back; nobody else is touched.
-    [first] = [h for h in HOSTS if events.get(h)]
-    assert {"drained", "rolled back", "back in the pool"} <= set(events[first]) and "live" not in events[first], events
-    assert f"roll {first}: Triton release" in proc.stderr and "not READY after 30s" in proc.stderr
-    for host in set(HOSTS) - {first}:
-        assert f"roll {host}: not restarted: {first} failed first" in proc.stderr
-        assert triton_started(host) == started[host]
-    assert {h: current_release(h) for h in HOSTS} == good
-    assert triton_started(first) > started[first]  # restarted twice: the broken release, then back
-    assert wait_pool(first, "up", 10) >= 0
-    assert traffic.result.count > 30 and traffic.result.failures == 0, traffic.result.as_dict()
+def current_release(host: str, link: str = "current") -> str:
+    """The release id ``current`` (or ``previous``) points at (``releases/<id>``); '' when there is none
+    (a host built from scratch has no previous)."""
+    out = in_container(fleet.host_container(NAME, host), f"readlink /opt/triton-embeddinggemma/{link}", check=False)
+    return out.strip().rsplit("/", 1)[-1]
 
 
 def test_host_destroyed_and_rebuilt_under_load(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
@@ -461,6 +464,31 @@ def test_host_destroyed_and_rebuilt_under_load(sandbox: dict[str, Any], expected
     changed = {op["name"]: op["success"] for op in res["operations"] if op["success"]}
     others = {name: hosts for name, hosts in changed.items() if set(hosts) - {"host3", fleet.FRONT_DOOR}}
     assert others == {}, f"the rebuild changed other hosts: {others}"
+
+
+def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
+    sandbox: dict[str, Any], expected: dict[str, np.ndarray], broken_template: str
+) -> None:
+    good = {h: current_release(h) for h in HOSTS}
+    before = {h: current_release(h, "previous") for h in HOSTS}
+    started = {h: triton_started(h) for h in HOSTS}
+    url, key = front()
+    with Traffic(url, key, expected, seconds=600) as traffic:
+        proc = deploy("--json", "--data", f"triton_config_template={broken_template}", "--data", "triton_ready_timeout_s=30")
+    assert proc.returncode != 0
+    events = roll_events(proc.stderr)
+    # pyinfra picks the first host; it fails READY, is rolled back and put back; nobody else is touched.
+    [first] = [h for h in HOSTS if events.get(h)]
+    assert {"drained", "rolled back", "back in the pool"} <= set(events[first]) and "live" not in events[first], events
+    assert f"roll {first}: Triton release" in proc.stderr and "not READY within 30s" in proc.stderr
+    for host in set(HOSTS) - {first}:
+        assert f"roll {host}: not restarted: {first} failed first" in proc.stderr
+        assert triton_started(host) == started[host]
+    assert {h: current_release(h) for h in HOSTS} == good
+    assert {h: current_release(h, "previous") for h in HOSTS} == before  # the roll back put previous back too
+    assert triton_started(first) > started[first]  # restarted twice: the broken release, then back
+    assert wait_pool(first, "up", 10) >= 0
+    assert traffic.result.count > 30 and traffic.result.failures == 0, traffic.result.as_dict()
 
 
 @pytest.mark.parametrize(

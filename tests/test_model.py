@@ -137,14 +137,19 @@ def test_refusals_are_one_line(world: Env, data: dict, expect: str) -> None:
     assert not result.records, "refused before any command"
 
 
+def trusted(hub: HubServer) -> dict[str, object]:
+    """Host data that lets the HF token go to the local stand-in (plain http, so that is allowed too)."""
+    return {"model_token_endpoints": [hub.url], "allow_plain_http": True}
+
+
 def test_gated_repo_without_token(tmp_path: Path) -> None:
     with HubServer([Repo(REPO, tiny_files(), gated=True, tokens=(TOKEN,))]) as hub:
         world = Env(tmp_path, hub, tiny_files())
         world.lock = write_lock(tmp_path / "model.lock.json", world.files, unknown=("onnx/model.onnx",))
-        result = world.run()
+        result = world.run(**trusted(hub))
         assert result.rc != 0
         assert len([line for line in result.output.splitlines() if "gated and no HF token" in line]) == 1, result.output
-        ok = world.run(env={"HF_TOKEN": TOKEN})
+        ok = world.run(env={"HF_TOKEN": TOKEN}, **trusted(hub))
         assert ok.rc == 0, ok.output
         world.assert_installed()
         assert TOKEN not in ok.output and not [c for c in ok.commands() if TOKEN in c]
@@ -243,7 +248,7 @@ def test_host_mode_downloads_on_the_host_with_token_on_stdin(tmp_path: Path) -> 
     files = tiny_files()
     with HubServer([Repo(REPO, files, gated=True, tokens=(TOKEN,))]) as hub:
         world = Env(tmp_path, hub, files)
-        result = world.run("-vvv", model_fetch="host", env={"HF_TOKEN": TOKEN})
+        result = world.run("-vvv", model_fetch="host", env={"HF_TOKEN": TOKEN}, **trusted(hub))
         assert result.rc == 0, result.output
         world.assert_installed()
         curl_gets = [r for r in gets(hub) if r["file"] == "onnx/model.onnx_data"]
@@ -251,12 +256,12 @@ def test_host_mode_downloads_on_the_host_with_token_on_stdin(tmp_path: Path) -> 
         assert TOKEN not in result.output and not [c for c in result.commands() if TOKEN in c]
         assert f"Authorization: Bearer {TOKEN}" in result.stdins()
         assert "0 B sent from the controller" in result.output
-        assert world.run("--json", model_fetch="host", env={"HF_TOKEN": TOKEN}).changed_ops() == {}
+        assert world.run("--json", model_fetch="host", env={"HF_TOKEN": TOKEN}, **trusted(hub)).changed_ops() == {}
 
         # A corrupt source is refused on the host: the file is not installed, the run fails.
         world.host_file("onnx/model.onnx_data").unlink()
         hub.tamper["onnx/model.onnx_data"] = bytes(reversed(files["onnx/model.onnx_data"]))
-        bad = world.run(model_fetch="host", env={"HF_TOKEN": TOKEN})
+        bad = world.run(model_fetch="host", env={"HF_TOKEN": TOKEN}, **trusted(hub))
         assert bad.rc != 0 and "refusing this host" in bad.output
         assert not world.host_file("onnx/model.onnx_data").exists()
 
@@ -276,10 +281,82 @@ def test_mirror_url_gets_no_token(tmp_path: Path) -> None:
     files = tiny_files()
     with HubServer([Repo(REPO, files)]) as mirror:
         world = Env(tmp_path, mirror, files)
-        result = world.run(model_fetch="mirror", model_mirror=mirror.url, env={"HF_TOKEN": TOKEN, "HF_ENDPOINT": "http://127.0.0.1:9"})
+        result = world.run(
+            model_fetch="mirror",
+            model_mirror=mirror.url,
+            allow_plain_http=True,
+            env={"HF_TOKEN": TOKEN, "HF_ENDPOINT": "http://127.0.0.1:9"},
+        )
         assert result.rc == 0, result.output
         world.assert_installed()
         assert gets(mirror) and all(r["auth"] is None for r in mirror.requests)
+
+
+NOT_THE_HUB = "is not the Hub (https://huggingface.co) nor listed in model_token_endpoints: no HF token is sent to it"
+
+
+@pytest.mark.parametrize("fetch", ["controller", "host"])
+def test_an_endpoint_that_is_not_the_hub_gets_no_token(world: Env, fetch: str) -> None:
+    # HF_ENDPOINT points at the stand-in (not https://huggingface.co) and names no
+    # model_token_endpoints: the files come, the token does not, and the log says so once.
+    world.lock = write_lock(world.tmp / "model.lock.json", world.files, unknown=("onnx/model.onnx",))  # a metadata call too
+    result = world.run("-vvv", model_fetch=fetch, env={"HF_TOKEN": TOKEN})
+    assert result.rc == 0, result.output
+    world.assert_installed()
+    assert world.hub.requests and all(r["auth"] is None for r in world.hub.requests), world.hub.requests
+    assert TOKEN not in result.output and not [s for s in result.stdins() if TOKEN in s]
+    assert result.output.count(NOT_THE_HUB) == 1, result.output
+    assert f"model: {world.hub.url} {NOT_THE_HUB}" in result.output
+
+
+def test_a_gated_repo_behind_an_unlisted_endpoint_says_why(tmp_path: Path) -> None:
+    with HubServer([Repo(REPO, tiny_files(), gated=True, tokens=(TOKEN,))]) as hub:
+        world = Env(tmp_path, hub, tiny_files())
+        world.lock = write_lock(tmp_path / "model.lock.json", world.files, unknown=("onnx/model.onnx",))
+        result = world.run(env={"HF_TOKEN": TOKEN})
+        assert result.rc != 0
+        lines = [line for line in result.output.splitlines() if f"no HF token is sent to {hub.url} (not the Hub)" in line]
+        assert len(lines) == 1 and "model_token_endpoints" in lines[0], result.output
+        assert all(r["auth"] is None for r in hub.requests)
+
+
+def test_a_listed_mirror_url_gets_the_token(tmp_path: Path) -> None:
+    with HubServer([Repo(REPO, tiny_files(), gated=True, tokens=(TOKEN,))]) as mirror:
+        world = Env(tmp_path, mirror, tiny_files())
+        result = world.run(
+            model_fetch="mirror", model_mirror=mirror.url, env={"HF_TOKEN": TOKEN, "HF_ENDPOINT": "http://127.0.0.1:9"}, **trusted(mirror)
+        )
+        assert result.rc == 0, result.output
+        world.assert_installed()
+        assert gets(mirror) and all(r["auth"] == f"Bearer {TOKEN}" for r in gets(mirror))
+        assert NOT_THE_HUB not in result.output
+
+
+def test_a_plain_http_token_endpoint_needs_allow_plain_http(world: Env) -> None:
+    result = world.run(model_token_endpoints=[world.hub.url])
+    assert result.rc != 0 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if "setting model_token_endpoints=" in line]
+    assert len(lines) == 1 and "plain http:// is refused" in lines[0], result.output
+    assert not result.records
+
+
+@pytest.mark.parametrize(
+    "url, allowed, expected",
+    [
+        ("https://huggingface.co", [], True),
+        ("https://HuggingFace.co:443/", [], True),
+        ("http://huggingface.co", [], False),  # plain http is not the Hub
+        ("https://huggingface.co.evil.example", [], False),
+        ("https://huggingface.co@evil.example", [], False),
+        ("https://hf-mirror.example", [], False),
+        ("https://hf-mirror.example/", ["https://HF-mirror.example"], True),
+        ("https://hf-mirror.example/hub", ["https://hf-mirror.example"], False),  # another path is another endpoint
+        ("https://hf-mirror.example:8443", ["https://hf-mirror.example"], False),
+        ("https://hf-mirror.example:bad", ["https://hf-mirror.example"], False),
+    ],
+)
+def test_token_allowed(url: str, allowed: list[str], expected: bool) -> None:
+    assert model_lock.token_allowed(url, allowed) is expected
 
 
 def test_mirror_directory_pushes_from_the_controller(world: Env) -> None:
@@ -328,3 +405,21 @@ def test_lock_refresh_fills_from_lfs_metadata(world: Env) -> None:
     assert not world.hub.file_requests("GET", "onnx/model.onnx_data")
     branch = subprocess.run([*cmd[:7], "main", *cmd[8:]], cwd=leak_probe.REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert branch.returncode != 0 and f"points at {COMMIT}" in branch.stderr
+
+
+def test_lock_refresh_sends_the_token_only_to_a_listed_endpoint(tmp_path: Path) -> None:
+    with HubServer([Repo(REPO, tiny_files(), gated=True, tokens=(TOKEN,))]) as hub:
+        lock = tmp_path / "fresh.lock.json"
+        cmd = [sys.executable, "-m", "deploys.model_lock", "refresh", "--repo-id", REPO, "--revision", COMMIT, "--endpoint", hub.url]
+        cmd += ["--lock", str(lock), "--secrets-file", str(tmp_path / "none.yaml")]
+        env = {**{k: v for k, v in os.environ.items() if k != "HF_ENDPOINT"}, "HF_TOKEN": TOKEN, "HOME": str(tmp_path)}
+        withheld = subprocess.run(cmd, cwd=leak_probe.REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert withheld.returncode != 0
+        assert f"no HF token is sent to {hub.url} (not the Hub)" in withheld.stderr and "--token-endpoint" in withheld.stderr
+        assert hub.requests and all(r["auth"] is None for r in hub.requests)
+        sent = subprocess.run(
+            [*cmd, "--token-endpoint", hub.url + "/"], cwd=leak_probe.REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert any(r["auth"] == f"Bearer {TOKEN}" for r in hub.requests)
+        assert TOKEN not in withheld.stdout + withheld.stderr + sent.stdout + sent.stderr

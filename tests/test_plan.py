@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from deploys.lib import settings
+from deploys.lib.paths import DOCKER_CE_KEYRING
+from tests import fake_hosts as f
 from tests import leak_probe
 from tests.hub_server import start_with_lock
 
@@ -220,6 +223,15 @@ def test_gpu_hosts_of_a_monitored_fleet_run_dcgm_exporter(tmp_path, hub):
     assert ops[pull] == [gpu]
 
 
+def test_fleet_status_is_one_read_only_table(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, CONVERGED_CPU, deploy="deploys/status.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["results"]["totals"]["success"] == 0
+    table = result.stderr[result.stderr.index("Fleet status") :].splitlines()
+    [row] = [line.split() for line in table if line.startswith("@fake/cpu-debian ")]
+    assert row[1] == "triton" and row[3] == "yes" and row[4:] == ["-", "-", "-", "-"], row  # no front door, no Prometheus
+
+
 def test_monitoring_of_a_loopback_endpoint_ends_the_run_with_one_line(tmp_path, hub):
     result = run_fleet(tmp_path, hub, FRESH_CPU, monitoring=MONITOR)
     assert result.returncode != 0
@@ -334,8 +346,16 @@ def test_old_releases_are_pruned_but_never_current_or_previous(tmp_path, hub):
             '"python3 -I -c", [__import__("facts.docker").docker.registry_auth_digest("$oauthtoken", "nvapi-old")]',
             ["Registry login and image pull | Docker login to nvcr.io (password on stdin)"],
         ),
+        (
+            # NVIDIA's keyring on the host carries another key: fetched again (and checked), apt index refreshed.
+            '"apt-key-fingerprints", ["21DE425651F7F7E6DCFAB7F30872227395AC1514"]',
+            [
+                "NVIDIA Container Toolkit | NVIDIA toolkit apt key (signed-by keyring, fingerprint checked)",
+                "NVIDIA Container Toolkit | Refresh apt index (toolkit repository or packages changed)",
+            ],
+        ),
     ],
-    ids=["model-file-corrupt", "model-not-ready", "rotated-key"],
+    ids=["model-file-corrupt", "model-not-ready", "rotated-key", "apt-key-other-fingerprint"],
 )
 def test_drift_on_a_converged_host_plans_exactly_its_repair(tmp_path, hub, drift, expected):
     # The converged fixture is not blind: one fact drifting away from "deployed" brings back
@@ -375,8 +395,16 @@ def test_drift_on_a_converged_host_plans_exactly_its_repair(tmp_path, hub, drift
             'f.host("typo", {"gpu": False, "triton_max_batchsize": 4, **f.SETTINGS}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))',
             "host @fake/typo: unknown setting 'triton_max_batchsize'; did you mean triton_max_batch_size?",
         ),
+        (
+            'f.host("http-apt", {"gpu": False, "docker_source": "docker-ce", "docker_ce_apt_url": "http://mirror.example/linux", **f.SETTINGS}, f.responses(f.DEBIAN_12_RELEASE, None, f.DF_PLENTY))',
+            "host @fake/http-apt: setting docker_ce_apt_url='http://mirror.example/linux' is invalid (plain http:// is refused; use https://, or set allow_plain_http: true to accept it)",
+        ),
+        (
+            'f.host("bad-pin", {"gpu": True, "nvidia_toolkit_key_fingerprint": "DDCAE044F796ECB0", **f.SETTINGS}, f.responses(f.UBUNTU_2404_RELEASE, f.H100_X2, f.DF_PLENTY))',
+            "host @fake/bad-pin: setting nvidia_toolkit_key_fingerprint='DDCAE044F796ECB0' is invalid (allowed: a 40-hex-digit (v4) or 64-hex-digit (v6) key fingerprint",
+        ),
     ],
-    ids=["old-driver", "no-driver", "no-gpu", "debian12-distro-docker", "full-disk", "typo"],
+    ids=["old-driver", "no-driver", "no-gpu", "debian12-distro-docker", "full-disk", "typo", "http-apt-url", "short-key-id"],
 )
 def test_bad_host_ends_the_run_before_any_change(tmp_path, hub, hosts_code, message):
     # A healthy host beside the bad one: it must not be touched either.
@@ -632,3 +660,117 @@ def test_rollback_through_the_cache_pulls_from_it_and_tags_the_release_image(tmp
     ]
     assert f"docker tag 10.0.0.7:5000/nvidia/tritonserver:25.04-py3 {REPO}:25.04-py3" in result.stderr
     assert CANARY_KEY not in result.stdout + result.stderr
+
+
+def test_gpu_without_a_reported_compute_capability_is_a_warning_not_a_crash(tmp_path, hub):
+    # nvidia-smi prints [N/A] for compute_cap on vGPU guests: the capability is unknown, so
+    # preflight says so in one line and goes on (the driver check still applies).
+    vgpu = 'f.host("vgpu", {"gpu": True, **f.SETTINGS}, f.responses(f.UBUNTU_2404_RELEASE, f.VGPU_CC_UNKNOWN, f.DF_PLENTY))'
+    result = run_fleet(tmp_path, hub, vgpu)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    warning = "GPU 0 (GRID H100-40C): nvidia-smi does not report its compute capability; nvidia_min_compute_capability=7.5 not checked"
+    assert result.stderr.count(warning) == 1, result.stderr[-3000:]
+    assert "Triton | Start Triton (docker compose up -d)" in changed_ops(result)
+
+
+def test_converged_host_bound_to_an_ipv6_address_plans_zero_changes(tmp_path, hub):
+    # The health fact probes http://[fd00::5]:6000 (bracketed); the converged answer sits there.
+    data = '{"gpu": False, **f.SETTINGS, "triton_bind_address": "fd00::5"}'
+    converged = f'f.converged_host("cpu-v6", {data}, f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
+    result = run_fleet(tmp_path, hub, converged)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not changed_ops(result)
+    assert "Triton already READY with this configuration" in result.stderr
+
+
+NO_CURL = "{'dpkg -l': [line for line in f.DPKG_HEADER if ' curl ' not in line]}"
+
+
+@pytest.mark.parametrize("source", ["distro", "docker-ce"])
+def test_a_host_without_curl_gets_it_before_anything_uses_it(tmp_path, hub, source):
+    # Debian's minbase has no curl; files.download (Docker's and NVIDIA's apt keys), the health
+    # fact and the READY wait all call it.
+    bare = f'f.host("bare", {{"gpu": False, **f.SETTINGS, "docker_source": "{source}"}}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, {NO_CURL}))'
+    result = run_fleet(tmp_path, hub, bare)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = list(changed_ops(result))
+    install = "Docker | Install curl (apt key downloads, Triton's health checks and READY wait)"
+    assert "Docker | Refresh apt index (curl missing)" in names and install in names, names
+    assert names.index("Docker | Refresh apt index (curl missing)") < names.index(install)
+    users = [
+        n for n in names if n in ("Docker | Docker apt key (signed-by keyring)", "Triton | Wait for model embeddinggemma READY (≤ 600s)")
+    ]
+    assert users and all(names.index(install) < names.index(n) for n in users), names
+    # One refresh serves Docker's distribution packages; Docker's own repository needs its own.
+    assert ("Docker | Refresh apt index (Docker packages missing)" in names) == (source == "docker-ce")
+
+
+def test_a_host_with_curl_does_not_install_it_again(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, FRESH_CPU)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not [n for n in changed_ops(result) if "curl" in n]
+
+
+def test_converged_host_with_little_free_disk_re_runs_but_a_fresh_one_does_not(tmp_path, hub):
+    # 2 GiB free: a fresh host (image to pull) needs preflight_min_free_gib_cpu=5; the converged one
+    # adds nothing, so its margin of 2 GiB is enough and the re-run changes nothing.
+    converged = (
+        'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    )
+    result = run_fleet(tmp_path, hub, converged)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not changed_ops(result)
+    fresh = 'f.host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB))'
+    result = run_fleet(tmp_path, hub, fresh)
+    assert result.returncode != 0
+    assert (
+        "host @fake/cpu-debian: 2.0 GiB free for /var/lib/docker, 5 GiB needed (preflight_min_free_gib_cpu); "
+        "the image nvcr.io/nvidia/tritonserver:25.05-py3 is not on the host yet" in result.stderr
+    ), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_disk_check_counts_the_model_files_this_run_adds(tmp_path, hub):
+    # The image is there, but tokenizer.json (18 B) differs: 2 GiB + 18 B are needed, 2 GiB free.
+    converged = (
+        'f.converged_host("cpu-debian", {"gpu": False, **f.SETTINGS}, f.DEBIAN_13_RELEASE, None, f.DF_TWO_GIB, os.environ["NGC_API_KEY"])'
+    )
+    drift = '"sha256sum /opt/triton-embeddinggemma/tokenizer/tokenizer.json 2>", ["0" * 64 + "  /opt/triton-embeddinggemma/tokenizer/tokenizer.json"]'
+    result = run_fleet(tmp_path, hub, f"f.drifted({converged}, {drift})")
+    assert result.returncode != 0
+    assert (
+        "host @fake/cpu-debian: 2.0 GiB free for /opt/triton-embeddinggemma, 2.1 GiB needed "
+        "(18 B of model files to add + preflight_margin_gib=2); free space or lower the setting" in result.stderr
+    ), result.stderr[-2000:]
+    assert "--> Beginning operation run" not in result.stderr
+    # With a smaller margin the same host goes ahead and sends exactly that file.
+    result = run_fleet(tmp_path, hub, f"f.drifted({converged}, {drift})", "--data", "preflight_margin_gib=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Model files (pinned, checksummed) | Upload model file tokenizer.json (18 B)" in changed_ops(result)
+
+
+DOCKER_CE_BOOKWORM = 'f.host("bookworm-ce", {"gpu": False, "docker_source": "docker-ce", **f.SETTINGS}, f.responses(f.DEBIAN_12_RELEASE, None, f.DF_PLENTY, EXTRA))'
+
+
+@pytest.mark.parametrize("installed", [None, "21DE425651F7F7E6DCFAB7F30872227395AC1514", "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"])
+def test_docker_apt_key_is_fetched_and_checked_unless_already_pinned(tmp_path, hub, installed):
+    # Docker's apt key: fetched on the host and checked against docker_ce_key_fingerprint before it
+    # is installed; a keyring that already carries exactly that fingerprint is left alone.
+    extra = {} if installed is None else dict([f.key_fingerprint_answer(DOCKER_CE_KEYRING, [installed])])
+    code = DOCKER_CE_BOOKWORM.replace("EXTRA", repr(extra))
+    result = run_fleet(tmp_path, hub, code, "-vv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(result.stdout)
+    changed = {op["name"] for op in payload["results"]["operations"] if op["success"]}
+    key_op = "Docker | Docker apt key (signed-by keyring, fingerprint checked)"
+    if installed == settings.DOCKER_KEY_FINGERPRINT:
+        assert key_op not in changed
+        assert "Docker | Docker apt repository" in changed  # the fake host has no source file yet
+    else:
+        assert key_op in changed, sorted(changed)
+        command = result.stderr[result.stderr.index("mktemp /etc/apt/keyrings/docker.asc.download.") :]
+        assert "https://download.docker.com/linux/debian/gpg" in command and "--proto =https" in command
+        assert f'[ "$found" != {settings.DOCKER_KEY_FINGERPRINT} ]' in command
+        assert 'mv -f "$tmp" /etc/apt/keyrings/docker.asc' in command
+    assert "Docker | Refresh apt index (Docker packages missing)" in changed

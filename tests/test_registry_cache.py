@@ -377,11 +377,32 @@ def test_pull_through_the_cache_names_it_when_it_fails(tmp_path: Path) -> None:
     bin_dir.mkdir()
     _stub(bin_dir, "docker", 'echo "Error response from daemon: Get http://10.0.0.7:5000/v2/: connection refused" >&2; exit 1\n')
     cache = registry_cache.find([CACHE])
-    result = _sh(registry.pull_command("10.0.0.7:5000/nvidia/tritonserver:25.05-py3", cache), bin_dir)
+    s = settings.parse("gpu1", {"gpu": False})
+    command = registry.pull_command(s, "10.0.0.7:5000/nvidia/tritonserver:25.05-py3", cache)
+    assert command.startswith(f"timeout -k 10 {s.docker_pull_timeout_s} docker pull ")  # bounded like every pull
+    result = _sh(command, bin_dir)
     assert result.returncode == 1
     assert (
         "pull of 10.0.0.7:5000/nvidia/tritonserver:25.05-py3 through the registry cache 10.0.0.7:5000 (host cache1) failed" in result.stderr
     )
+    assert "did not finish within" not in result.stderr
+
+
+def test_pull_through_the_cache_past_its_bound_prints_the_bound_line_and_tags_only_on_success(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "docker.log"
+    _stub(bin_dir, "docker", f'echo "$*" >> {log}\ncase "$1" in pull) exec sleep 30;; esac\n')
+    cache = registry_cache.find([CACHE])
+    s = SimpleNamespace(host="gpu1", docker_pull_timeout_s=1, triton_image_ref="unused")  # the bound a setting cannot go down to
+    ref = "10.0.0.7:5000/nvidia/tritonserver:25.05-py3"
+    result = _sh(registry.pull_command(s, ref, cache, tag_as="nvcr.io/nvidia/tritonserver:25.05-py3"), bin_dir)
+    assert result.returncode == 124
+    assert (
+        f"Registry login and image pull on host gpu1: docker pull {ref} did not finish within 1s (docker_pull_timeout_s)" in result.stderr
+    )
+    assert "through the registry cache" not in result.stderr
+    assert "tag" not in log.read_text()
 
 
 def test_fact_commands_in_a_real_shell(tmp_path: Path) -> None:

@@ -278,7 +278,7 @@ def test_rollout_stops_after_a_failed_canary(tmp_path, hub) -> None:
     # second host is never deployed. (The rollback path runs on real hosts: tests/test_e2e_faults.py.)
     url, data = hub
     failing = (
-        '(lambda h: (h[0], {**h[1], "fake_responses": {"seq 1 ": {"success": False, "stderr": ["Triton model embeddinggemma not READY after 600s"]}, '
+        '(lambda h: (h[0], {**h[1], "fake_responses": {"+ 600 )); while": {"success": False, "stderr": ["Triton on host @fake/cpu-debian: model embeddinggemma not READY within 600s"]}, '
         '**h[1]["fake_responses"]}}))(' + CONVERGED_CPU + ")"
     )
     other = CONVERGED_CPU.replace('"cpu-debian"', '"cpu-other"')

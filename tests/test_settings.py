@@ -33,6 +33,37 @@ BAD = [
     ({"triton_tensorrt": True, "gpu": False}, "triton_tensorrt=True is invalid (TensorRT needs a GPU host"),
     ({"model_fetch": "mirror"}, "model_mirror='' is invalid (model_fetch=mirror needs a mirror URL or directory)"),
     ({"docker_ce_version": "5:28.0.0-1"}, "docker_ce_version='5:28.0.0-1' is invalid (only used with docker_source: docker-ce)"),
+    ({"triton_dir": "/opt/../etc"}, "triton_dir='/opt/../etc' is invalid (allowed: an absolute path without '..' components)"),
+    ({"triton_dir": "/opt/triton/.."}, "triton_dir='/opt/triton/..' is invalid (allowed: an absolute path without '..' components)"),
+    ({"triton_dir": "opt/triton"}, "triton_dir='opt/triton' is invalid (allowed: an absolute path"),
+    (
+        {"docker_ce_apt_url": "http://mirror.example/linux"},
+        "docker_ce_apt_url='http://mirror.example/linux' is invalid (plain http:// is refused; use https://, or set allow_plain_http: true to accept it)",
+    ),
+    (
+        {"nvidia_toolkit_apt_url": "http://mirror.example/nvidia"},
+        "nvidia_toolkit_apt_url='http://mirror.example/nvidia' is invalid (plain http:// is refused",
+    ),
+    (
+        {"verify_pip_index_url": "http://pypi.example/simple"},
+        "verify_pip_index_url='http://pypi.example/simple' is invalid (plain http:// is refused",
+    ),
+    (
+        {"model_fetch": "mirror", "model_mirror": "http://hf.example"},
+        "model_mirror='http://hf.example' is invalid (plain http:// is refused",
+    ),
+    (
+        {"model_token_endpoints": "https://hf.example"},
+        "model_token_endpoints='https://hf.example' is invalid (allowed: a list of http(s) URLs",
+    ),
+    ({"model_token_endpoints": ["hf.example"]}, "model_token_endpoints=['hf.example'] is invalid (allowed: a list of http(s) URLs"),
+    ({"model_token_endpoints": ["http://hf.example"]}, "model_token_endpoints=['http://hf.example'] is invalid (plain http:// is refused"),
+    ({"allow_plain_http": "yes"}, "allow_plain_http='yes' is invalid (allowed: true or false)"),
+    (
+        {"docker_ce_key_fingerprint": "0EBFCD88"},
+        "docker_ce_key_fingerprint='0EBFCD88' is invalid (allowed: a 40-hex-digit (v4) or 64-hex-digit (v6) key fingerprint",
+    ),
+    ({"nvidia_toolkit_key_fingerprint": "Z" * 40}, "nvidia_toolkit_key_fingerprint='" + "Z" * 40 + "' is invalid (allowed: a 40-hex-digit"),
     ({"triton_max_batchsize": 8}, "unknown setting 'triton_max_batchsize'; did you mean triton_max_batch_size?"),
     ({"verify_min_cosin": 0.9}, "unknown setting 'verify_min_cosin'; did you mean verify_min_cosine?"),
     ({"registry_qqqqqqqqqq": 1}, "unknown setting 'registry_qqqqqqqqqq'; see the README's tunables table"),
@@ -90,3 +121,35 @@ def test_settings_attributes_are_the_table() -> None:
         assert isinstance(getattr(parse("h", {}), s.name), runtime), s.name
     with pytest.raises(AttributeError):
         parse("h", {}).triton_max_batchsize  # noqa: B018 - a typo is an AttributeError (and a type checker's error)
+
+
+def test_triton_dir_refuses_only_dot_dot_components():
+    # '..' as a path component would let the deploy's rm/ln/mv land outside the directory it names.
+    assert parse("h", {"triton_dir": "/srv/triton..v2/a"}).triton_dir == "/srv/triton..v2/a"
+    for bad in ("/..", "/srv/../etc", "/srv/triton/../.."):
+        with pytest.raises(SettingsError, match="without '..' components"):
+            parse("h", {"triton_dir": bad})
+
+
+def test_apt_key_fingerprints_and_plain_http():
+    s = parse("h", {})
+    assert s.docker_ce_key_fingerprint == "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
+    assert s.nvidia_toolkit_key_fingerprint == "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
+    assert s.allow_plain_http is False
+    # As gpg prints it (groups of four, lowercase too): normalised.
+    spaced = parse("h", {"docker_ce_key_fingerprint": "9dc8 5822 9fc7 dd38 854a  e2d8 8d81 803c 0ebf cd88"})
+    assert spaced.docker_ce_key_fingerprint == "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
+    assert parse("h", {"docker_ce_key_fingerprint": "ab" * 32}).docker_ce_key_fingerprint == "AB" * 32  # v6: SHA-256
+    http = {
+        "docker_ce_apt_url": "http://m/linux",
+        "verify_pip_index_url": "http://p/simple",
+        "model_fetch": "mirror",
+        "model_mirror": "http://hf",
+    }
+    allowed = parse("h", {**http, "allow_plain_http": True})
+    assert (allowed.docker_ce_apt_url, allowed.verify_pip_index_url, allowed.model_mirror) == (
+        "http://m/linux",
+        "http://p/simple",
+        "http://hf",
+    )
+    assert parse("h", {"model_fetch": "mirror", "model_mirror": "/srv/http://not-a-url"}).model_mirror == "/srv/http://not-a-url"

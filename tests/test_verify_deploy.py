@@ -21,6 +21,7 @@ from facts._shell import RC_MARKER
 from facts.verify import parse_parity_output
 from tests import tinymodel
 from tests import tritonserver as ts
+from tests.test_verify_locks import parse_lock
 from verify import parity
 from verify.fleet import HostResult
 
@@ -109,9 +110,15 @@ def test_pip_install_sources() -> None:
 
 def test_runtime_pins_are_exact() -> None:
     for gpu in (False, True):
-        lines = [line for line in step.requirements_file(gpu).read_text().splitlines() if line and not line.startswith("#")]
-        assert lines and all("==" in line for line in lines)
-    assert "onnxruntime-gpu" in step.requirements_file(True).read_text()
+        lock = parse_lock(step.requirements_file(gpu))
+        assert lock and all(entry.version and entry.hashes for entry in lock.values())
+    assert "onnxruntime-gpu" in parse_lock(step.requirements_file(True))
+
+
+def test_pip_installs_the_locks_with_hashes_only() -> None:
+    s = _settings()
+    for command in (step.pip_install_command(s, paths.layout(s)), gateway.pip_install_command(s, paths.layout(s))):
+        assert " install --quiet --disable-pip-version-check --no-compile --require-hashes --only-binary=:all: " in command
 
 
 def test_user_mistakes_name_host_key_and_fix(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def record(state: Any, host_name: str, kind: str, data: dict[str, Any]) -> None:
     with _LOCK:
         reports = _REPORTS.setdefault(id(state), {})
         reports[host_name] = (kind, data)
-        expected = {h.name for h in state.inventory.iter_active_hosts()} - {h.name for h in state.failed_hosts}
+        expected = {h.name for h in state.inventory.iter_activated_hosts()} - {h.name for h in state.failed_hosts}
         if not expected <= set(reports) or id(state) in _PRINTED:
             return
         _PRINTED.add(id(state))

@@ -15,12 +15,14 @@ import hmac
 import shlex
 from pathlib import Path
 
-from deploys.lib import paths, render, vault
+from deploys.lib import bounds, paths, render, vault
 from deploys.lib.paths import Layout
+from deploys.lib.repo import PIP_LOCK_FLAGS
 from deploys.lib.settings import Settings, SettingsError
-from deploys.lib.triton_service import probe_address
+from deploys.lib.triton_service import probe_endpoint
 
 SERVICE_USER = "embeddings-gateway"
+STEP = "Embeddings gateway"  # the gateway step's name, in the lines printed past a bound
 LOOPBACK = ("127.0.0.1", "::1")
 
 
@@ -70,7 +72,7 @@ def config_text(s: Settings, layout: Layout, auth: bool) -> str:
     """The gateway's JSON config (templates/gateway.json.j2); ``auth`` false: no key file (loopback only)."""
     return render.gateway_config(
         s,
-        triton_grpc_url=f"{render.url_host(probe_address(s))}:{s.triton_grpc_port}",
+        triton_grpc_url=probe_endpoint(s, s.triton_grpc_port),
         tokenizer_dir=layout.tokenizer_dir,
         api_key_sha256_file=layout.gateway.api_keys if auth else "",
     )
@@ -89,23 +91,23 @@ def unit_text(s: Settings, layout: Layout) -> str:
     )
 
 
-def pip_install_command(layout: Layout, index_url: str) -> str:
-    """pip install of the gateway's pins, then the marker that makes the next run skip it."""
+def pip_install_command(s: Settings, layout: Layout) -> str:
+    """pip install of the gateway's hashed lock (--require-hashes; bounded by verify_pip_timeout_s),
+    then the marker that makes the next run skip it."""
     g = layout.gateway
-    source = f"--index-url {shlex.quote(index_url)} " if index_url else ""
-    return (
-        f"{shlex.quote(g.venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {source}"
-        f"-r {shlex.quote(g.requirements)} && cp {shlex.quote(g.requirements)} {shlex.quote(g.installed)}"
+    source = f"--index-url {shlex.quote(s.verify_pip_index_url)} " if s.verify_pip_index_url else ""
+    pip = (
+        f"{shlex.quote(g.venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}"
+        f"-r {shlex.quote(g.requirements)}"
     )
+    install = bounds.bounded(pip, s.verify_pip_timeout_s, STEP, s.host, "pip install of the gateway runtime", "verify_pip_timeout_s")
+    return f"{install} && cp {shlex.quote(g.requirements)} {shlex.quote(g.installed)}"
 
 
 def wait_ready_command(s: Settings) -> str:
-    """Poll the gateway's /ready (each try bounded); on timeout print its journal and fail."""
-    url = shlex.quote(f"{probe_url(s)}/ready")
+    """Poll the gateway's /ready until gateway_ready_timeout_s (each try bounded); past it one line
+    naming the step and the host, its journal, and exit 1."""
     limit = s.gateway_ready_timeout_s
-    return (
-        f"for i in $(seq 1 {limit}); do "
-        f'[ "$(curl -s --max-time 2 -o /dev/null -w "%{{http_code}}" {url})" = 200 ] && exit 0; sleep 1; done; '
-        f'echo "embeddings gateway not ready after {limit}s at {probe_url(s)}/ready; last log lines:" >&2; '
-        f"journalctl -u {paths.GATEWAY_UNIT} -n 30 --no-pager >&2; exit 1"
-    )
+    line = f"{STEP} on host {s.host}: not ready within {limit}s at {probe_url(s)}/ready (gateway_ready_timeout_s); last log lines:"
+    journal = f"journalctl -u {paths.GATEWAY_UNIT} -n 30 --no-pager >&2"
+    return bounds.ready_poll(f"{probe_url(s)}/ready", limit, f"echo {shlex.quote(line)} >&2; {journal}; exit 1")

@@ -5,12 +5,17 @@ pyinfra is still planning, so no host is changed.
 
 from __future__ import annotations
 
-from pyinfra import host
+import math
+
+from pyinfra import host, logger
+from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import LinuxDistribution
 
+from deploys.lib import model_files
 from deploys.lib.paths import DOCKER_DATA_ROOT
 from deploys.lib.settings import Settings, SettingsError
 from facts.disk import FreeDiskBytes
+from facts.docker import DockerImageId
 from facts.gpu import NvidiaGpus, is_datacenter_gpu
 
 # (distro id, major version) → display name; what the deploy is tested for (a new apt-based
@@ -78,20 +83,58 @@ def check_gpus(s: Settings) -> None:
                 f"host {s.host}: setting nvidia_min_driver={s.nvidia_min_driver}: GPU {gpu['index']} ({gpu['name']}) "
                 f"runs driver {gpu['driver_version']}; upgrade the driver to ≥ {s.nvidia_min_driver} (README: driver too old)"
             )
-        if gpu["compute_capability"] < s.nvidia_min_compute_capability:
+        if gpu["compute_capability"] is None:
+            # vGPU guests and some MIG setups print [N/A]: unknown, not too low. Triton reports a
+            # GPU it cannot use when it loads the model (READY wait, docker logs).
+            logger.warning(
+                f"{host.print_prefix}GPU {gpu['index']} ({gpu['name']}): nvidia-smi does not report its compute capability; "
+                f"nvidia_min_compute_capability={s.nvidia_min_compute_capability} not checked"
+            )
+        elif gpu["compute_capability"] < s.nvidia_min_compute_capability:
             raise PreflightError(
                 f"host {s.host}: GPU {gpu['index']} ({gpu['name']}) has compute capability {gpu['compute_capability']}, "
                 f"below nvidia_min_compute_capability={s.nvidia_min_compute_capability}; use a newer GPU or set gpu: false"
             )
 
 
+def model_bytes_to_add(s: Settings) -> int:
+    """Bytes of the model files this run puts on the host: those whose sha256 differs (the model
+    step's own test). A replaced file counts whole: a release's hard link keeps the old one."""
+    wanted = model_files.expected(s, model_files.hub_token(s))
+    return sum(f.size for f in wanted if host.get_fact(Sha256File, path=f.dest) != f.sha256)
+
+
 def check_disk(s: Settings, gpu: bool) -> None:
-    """Enough free space where images (Docker's data root) and the model repository live."""
-    need_gib = s.preflight_min_free_gib if gpu else s.preflight_min_free_gib_cpu
-    for path in (DOCKER_DATA_ROOT, s.triton_dir):
+    """Enough free space for what this run adds where images (Docker's data root) and the model
+    repository live. A host that must pull the image needs the full threshold on both (image,
+    model and runtimes); one that has it needs the model files to add plus preflight_margin_gib, so
+    a converged host with little free space still re-runs."""
+    if host.get_fact(DockerImageId, ref=s.triton_image_ref) is None:
+        setting = "preflight_min_free_gib" if gpu else "preflight_min_free_gib_cpu"
+        need_gib = s.preflight_min_free_gib if gpu else s.preflight_min_free_gib_cpu
+        why = f"({setting}); the image {s.triton_image_ref} is not on the host yet: free space or lower the setting"
+        demands = {DOCKER_DATA_ROOT: (need_gib * GIB, why), s.triton_dir: (need_gib * GIB, why)}
+    else:
+        margin = s.preflight_margin_gib * GIB
+        adds = model_bytes_to_add(s)
+        demands = {
+            DOCKER_DATA_ROOT: (
+                margin,
+                f"(preflight_margin_gib={s.preflight_margin_gib}; the image is present); free space or lower the setting",
+            ),
+            s.triton_dir: (
+                adds + margin,
+                f"({model_files.human(adds)} of model files to add + preflight_margin_gib={s.preflight_margin_gib}); free space or lower the setting",
+            ),
+        }
+    for path, (need, why) in demands.items():
         free = host.get_fact(FreeDiskBytes, path=path)
-        if free is not None and free < need_gib * GIB:
-            raise PreflightError(
-                f"host {s.host}: {free / GIB:.1f} GiB free for {path}, {need_gib} GiB needed "
-                f"(preflight_min_free_gib{'' if gpu else '_cpu'}); free space or lower the setting"
-            )
+        if free is not None and free < need:
+            raise PreflightError(f"host {s.host}: {free / GIB:.1f} GiB free for {path}, {_gib(need)} GiB needed {why}")
+
+
+def _gib(size: int) -> str:
+    """A need in GiB: whole ones as such (25), else one decimal rounded up (2 GiB + 18 B: 2.1)."""
+    if size % GIB == 0:
+        return str(size // GIB)
+    return f"{math.ceil(size * 10 / GIB) / 10:.1f}"

@@ -15,8 +15,12 @@ q8/q4 config.pbtxt names the graph with ``default_model_filename`` (paths.onnx_f
   controller (interrupted transfers resume with HTTP ranges), then each host receives only the
   files whose sha256 differs from the lock.
 - ``host``: each host downloads from the Hub itself with curl (token on curl's stdin, resumable).
-- ``mirror``: ``model_mirror`` is an HF-compatible URL (hosts download from it, no token sent) or a
-  controller directory holding the repository's files (pushed like ``controller``).
+- ``mirror``: ``model_mirror`` is an HF-compatible URL (hosts download from it) or a controller
+  directory holding the repository's files (pushed like ``controller``).
+
+The HF token goes only to the Hub, https://huggingface.co, or to an endpoint that
+``model_token_endpoints`` names (:func:`token_allowed`): an ``HF_ENDPOINT`` or a mirror URL that is
+neither gets no token (the vault is not even read for it), and the log says so once.
 
 Every file is checked against deploys/model.lock.json; a mismatch refuses the host. Files whose
 lock entry is "unknown" are checked against the source's own metadata for the run, and the log says
@@ -37,9 +41,11 @@ from huggingface_hub import constants, hf_hub_download, hf_hub_url
 from pyinfra import logger
 from tqdm import tqdm
 
-from deploys.lib import model_lock, paths, vault
-from deploys.lib.model_lock import LockEntry, ModelError, sha256_file
+from deploys.lib import bounds, model_lock, paths, vault
+from deploys.lib.model_lock import HUB_ENDPOINT, LockEntry, ModelError, sha256_file, token_allowed
 from deploys.lib.settings import Settings
+
+STEP = "Model files (pinned, checksummed)"  # the model step's name, in the lines printed past a bound
 
 
 @dataclass(frozen=True)
@@ -84,9 +90,21 @@ def endpoint(s: Settings) -> str:
     return constants.ENDPOINT.rstrip("/")
 
 
+def token_withheld(s: Settings) -> bool:
+    """True when this host's files come over HTTP from an endpoint that may not have the token."""
+    return mirror_directory(s) is None and not token_allowed(endpoint(s), s.model_token_endpoints)
+
+
 def hub_token(s: Settings) -> str | None:
-    """The HF token for the Hub (HF_TOKEN or the vault); never sent to a mirror."""
-    if s.model_fetch == "mirror":
+    """The HF token (HF_TOKEN or the vault), for the Hub or an endpoint model_token_endpoints
+    names; None for any other endpoint (said once in the log) and for a mirror directory."""
+    if mirror_directory(s) is not None:
+        return None
+    if token_withheld(s):
+        _say_once(
+            f"model: {endpoint(s)} is not the Hub ({HUB_ENDPOINT}) nor listed in model_token_endpoints: "
+            "no HF token is sent to it (list it there to send one)"
+        )
         return None
     secrets = vault.load(s.secrets_file)
     if secrets.warning:
@@ -158,7 +176,7 @@ def _resolve(s: Settings, paths: list[str], token: str | None) -> dict[str, Lock
         meta = {p: LockEntry(sha256_file(directory / p), (directory / p).stat().st_size) for p in unknown if (directory / p).is_file()}
     else:
         source = f"{endpoint(s)}'s LFS metadata"
-        meta = model_lock.hub_metadata(s.model_repo_id, s.model_revision, unknown, endpoint(s), token)
+        meta = model_lock.hub_metadata(s.model_repo_id, s.model_revision, unknown, endpoint(s), token, withheld=token_withheld(s))
     for p in unknown:
         if p not in meta:
             raise ModelError(f"model {where}: {p} is not in {source}; check model_variant, model_revision and the source")
@@ -260,7 +278,7 @@ def fetch_to_controller(s: Settings, wanted: list[ModelFile], token: str | None)
                 **extra,
             )
         except Exception as error:
-            raise model_lock.hub_error(error, s.model_repo_id, s.model_revision, url, bool(token)) from None
+            raise model_lock.hub_error(error, s.model_repo_id, s.model_revision, url, bool(token), withheld=token_withheld(s)) from None
         local[f.repo_path] = Path(path)
         _check_local(f, Path(path), url, _memo_file(s), remove_bad=True)
     total = sum(f.size for f in wanted)
@@ -303,24 +321,31 @@ def install_command(f: ModelFile) -> str:
     )
 
 
-def download_command(f: ModelFile, url: str, with_token: bool) -> str:
+def download_command(s: Settings, f: ModelFile, url: str, with_token: bool) -> str:
     """curl on the host: resumes a ``.partial`` left by an earlier run, then the sha256 check.
 
     With a token, one line ``Authorization: Bearer …`` arrives on stdin; ``read`` keeps it in a shell
     variable and ``printf`` (a builtin) hands it to curl's ``-H @-``: it never is an argument of a process.
+    Each curl is bounded by model_download_timeout_s (``--max-time``); past it one line names the
+    step, the host and the file.
     """
     part = shlex.quote(f.dest + ".partial")
-    curl = f"curl --fail --silent --show-error --location --retry 5 --retry-delay 2 -o {part}"
+    limit = s.model_download_timeout_s
+    curl = f"curl --fail --silent --show-error --location --retry 5 --retry-delay 2 --retry-max-time {limit} --connect-timeout 30 --max-time {limit} -o {part}"
     if with_token:
         head, feed = "IFS= read -r auth_header || true; ", "printf '%s\\n' \"$auth_header\" | "
         curl += " -H @-"
     else:
         head, feed = "", ""
     url_q = shlex.quote(url)
+    name = PurePosixPath(f.dest).name
+    line = shlex.quote(bounds.past_bound_line(STEP, s.host, f"the download of {name}", limit, "model_download_timeout_s"))
     return (
         "command -v curl >/dev/null || { echo 'model_fetch needs curl on the host' >&2; exit 1; }; "
         f"mkdir -p {shlex.quote(str(PurePosixPath(f.dest).parent))}; {head}"
-        f"{feed}{curl} -C - {url_q} || {{ rm -f {part}; {feed}{curl} {url_q}; }} && " + install_command(f)
+        f"{{ {feed}{curl} -C - {url_q} || {{ rm -f {part}; {feed}{curl} {url_q}; }}; }}; "
+        # curl exits 28 when --max-time ran out.
+        f"rc=$?; if [ $rc -ne 0 ]; then [ $rc -eq 28 ] && echo {line} >&2; exit $rc; fi; " + install_command(f)
     )
 
 

@@ -20,9 +20,11 @@ import hashlib
 import json
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from huggingface_hub import HfApi, errors, hf_hub_download
 from pyinfra.api.exceptions import PyinfraError
@@ -122,9 +124,38 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def hub_error(error: Exception, repo_id: str, revision: str, endpoint: str, token_given: bool) -> ModelError:
-    """Translate a huggingface_hub error into one line with the fix (never includes the token)."""
+# The Hugging Face Hub: the one endpoint that gets the HF token without being named.
+HUB_ENDPOINT = "https://huggingface.co"
+
+
+def _normal_url(url: str) -> str:
+    """scheme://host[:port]/path, scheme and host lowercased, default port and trailing / dropped."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    port = parts.port if parts.port and (scheme, parts.port) not in (("https", 443), ("http", 80)) else None
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{netloc}{f':{port}' if port else ''}{parts.path.rstrip('/')}"
+
+
+def token_allowed(url: str, allowed: Iterable[str]) -> bool:
+    """May the HF token go to ``url``? Only to the Hub or to an endpoint listed in ``allowed``."""
+    try:
+        wanted = _normal_url(url)
+        return wanted == HUB_ENDPOINT or wanted in {_normal_url(a) for a in allowed}
+    except ValueError:  # not a URL (a bad port, say): no token
+        return False
+
+
+def hub_error(error: Exception, repo_id: str, revision: str, endpoint: str, token_given: bool, withheld: bool = False) -> ModelError:
+    """Translate a huggingface_hub error into one line with the fix (never includes the token).
+
+    ``withheld``: the endpoint is not one the HF token may go to, so none was sent whatever the vault holds."""
     where = f"model {repo_id}@{revision[:12]} at {endpoint}"
+    if withheld and isinstance(error, (errors.GatedRepoError, errors.RepositoryNotFoundError)):
+        return ModelError(
+            f"{where}: the repository is gated, private or absent there, and no HF token is sent to {endpoint} (not the Hub); "
+            "if that endpoint may have it, list it in model_token_endpoints (python -m deploys.model_lock: --token-endpoint)"
+        )
     if isinstance(error, errors.GatedRepoError):
         if token_given:
             return ModelError(
@@ -146,21 +177,23 @@ def hub_error(error: Exception, repo_id: str, revision: str, endpoint: str, toke
     return ModelError(f"{where}: {type(error).__name__}: {first[:200]}; check the network or the endpoint, or use model_fetch: mirror")
 
 
-def resolve_commit(repo_id: str, revision: str, endpoint: str, token: str | None) -> str:
+def resolve_commit(repo_id: str, revision: str, endpoint: str, token: str | None, withheld: bool = False) -> str:
     """The commit sha ``revision`` points at on the Hub (``/api/models/{repo}/revision/{rev}``)."""
     try:
         return HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, token=token or False).sha or ""
     except Exception as error:
-        raise hub_error(error, repo_id, revision, endpoint, bool(token)) from None
+        raise hub_error(error, repo_id, revision, endpoint, bool(token), withheld) from None
 
 
-def hub_metadata(repo_id: str, revision: str, paths: list[str], endpoint: str, token: str | None) -> dict[str, LockEntry]:
+def hub_metadata(
+    repo_id: str, revision: str, paths: list[str], endpoint: str, token: str | None, withheld: bool = False
+) -> dict[str, LockEntry]:
     """sha256 and size of ``paths`` from the Hub: LFS metadata where the file is in LFS (no download),
-    else the small file is fetched into a throwaway cache and hashed."""
+    else the small file is fetched into a throwaway cache and hashed. ``withheld``: see :func:`hub_error`."""
     try:
         infos = HfApi(endpoint=endpoint).get_paths_info(repo_id, paths, revision=revision, token=token or False)
     except Exception as error:
-        raise hub_error(error, repo_id, revision, endpoint, bool(token)) from None
+        raise hub_error(error, repo_id, revision, endpoint, bool(token), withheld) from None
     found: dict[str, LockEntry] = {}
     with tempfile.TemporaryDirectory(prefix="model-lock-") as scratch:
         for info in infos:
@@ -178,21 +211,22 @@ def hub_metadata(repo_id: str, revision: str, paths: list[str], endpoint: str, t
             try:
                 local = hf_hub_download(repo_id, info.path, revision=revision, cache_dir=scratch, endpoint=endpoint, token=token or False)
             except Exception as error:
-                raise hub_error(error, repo_id, revision, endpoint, bool(token)) from None
+                raise hub_error(error, repo_id, revision, endpoint, bool(token), withheld) from None
             found[info.path] = LockEntry(sha256_file(Path(local)), int(size))
     return found
 
 
-def refresh(repo_id: str, revision: str, endpoint: str, token: str | None, path: Path = LOCK_PATH) -> list[str]:
-    """Fill or refresh the lock for ``repo_id`` at ``revision``; returns one report line per file."""
+def refresh(repo_id: str, revision: str, endpoint: str, token: str | None, path: Path = LOCK_PATH, withheld: bool = False) -> list[str]:
+    """Fill or refresh the lock for ``repo_id`` at ``revision``; returns one report line per file.
+    ``withheld``: the caller sends no token to ``endpoint`` (not the Hub, not named)."""
     if not COMMIT_SHA.fullmatch(revision):
-        commit = resolve_commit(repo_id, revision, endpoint, token)
+        commit = resolve_commit(repo_id, revision, endpoint, token, withheld)
         raise ModelError(
             f"model_lock: revision {revision!r} is a branch or tag (it points at {commit or 'an unknown commit'} now); "
             "lock and deploy a commit sha so rebuilds are reproducible"
         )
     old = read(repo_id, revision, path)
-    new = hub_metadata(repo_id, revision, all_files(), endpoint, token)
+    new = hub_metadata(repo_id, revision, all_files(), endpoint, token, withheld)
     lines = []
     for repo_path in sorted(old):
         before, after = old[repo_path], new.get(repo_path)

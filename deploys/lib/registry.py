@@ -14,7 +14,7 @@ from typing import Any
 from pyinfra import host, logger
 from pyinfra.operations import server
 
-from deploys.lib import monitoring, registry_cache, settings, vault
+from deploys.lib import bounds, monitoring, redact, registry_cache, settings, vault
 from deploys.lib.roles import is_triton_host
 from deploys.lib.settings import Settings, SettingsError
 from facts.docker import DockerImageId, DockerRegistryAuth, registry_auth_digest
@@ -26,9 +26,21 @@ def credential(s: Settings) -> vault.RegistryCredential:
     return vault.load(s.secrets_file, required=needs).registry_credential(s.registry_host, s.registry_username)
 
 
-def login_command(s: Settings, username: str) -> str:
-    """``docker login`` reading the password from stdin; only the user name is an argument."""
-    return f"docker login --username {shlex.quote(username)} --password-stdin {shlex.quote(s.registry_host)}"
+STEP = "Registry login and image pull"  # the registry step's name, in the lines printed past a bound
+
+
+def login_command(s: Settings, username: str, step: str = STEP) -> str:
+    """``docker login`` reading the password from stdin; only the user name is an argument. Bounded
+    (one round trip to the registry)."""
+    login = f"docker login --username {shlex.quote(username)} --password-stdin {shlex.quote(s.registry_host)}"
+    return bounds.bounded(login, bounds.REGISTRY_LOGIN_TIMEOUT_S, step, s.host, f"docker login to {s.registry_host}")
+
+
+def logout_command(s: Settings, registry: str | None = None, step: str = STEP) -> str:
+    """``docker logout`` from ``registry`` (default: registry_host), bounded."""
+    registry = registry or s.registry_host
+    logout = f"docker logout {shlex.quote(registry)}"
+    return bounds.bounded(logout, bounds.REGISTRY_LOGIN_TIMEOUT_S, step, s.host, f"docker logout from {registry}")
 
 
 def image_registry(ref: str) -> str:
@@ -77,23 +89,33 @@ def insecure_registries(s: Settings, inventory: Any) -> list[str]:
     return wanted
 
 
-def pull_command(ref: str, cache: registry_cache.Cache | None = None, tag_as: str | None = None) -> str:
-    """``docker pull`` of ``ref``; through a cache, a failed pull says so in one line naming the cache.
-    ``tag_as``: also tag the pulled image with this reference (a release whose compose file names
-    the upstream's reference, pulled through the cache)."""
+def pull_command(
+    s: Settings, image: str | None = None, cache: registry_cache.Cache | None = None, tag_as: str | None = None, step: str = STEP
+) -> str:
+    """``docker pull`` of ``image`` (default: the pinned Triton image), bounded by docker_pull_timeout_s.
+
+    ``cache``: the pull goes through that registry cache; a failed pull (not past the bound) says so
+    in one line naming the cache. ``tag_as``: also tag the pulled image with this reference (a
+    release whose compose file names the upstream's reference, pulled through the cache)."""
     q = shlex.quote
-    pull = f"docker pull --quiet {q(ref)}"
+    image = image or s.triton_image_ref
+    failed = None
     if cache is not None:
-        pull = f"{{ {pull} || {{ echo {q(f'pull of {ref} through the registry cache {cache.endpoint} (host {cache.host}) failed: is docker-registry running there, and does it reach {cache.upstream}? ({registry_cache.README_HINT})')} >&2; exit 1; }}; }}"
+        failed = (
+            f"pull of {image} through the registry cache {cache.endpoint} (host {cache.host}) failed: "
+            f"is docker-registry running there, and does it reach {cache.upstream}? ({registry_cache.README_HINT})"
+        )
+    pull = f"docker pull --quiet {q(image)}"
+    command = bounds.bounded(pull, s.docker_pull_timeout_s, step, s.host, f"docker pull {image}", "docker_pull_timeout_s", failed=failed)
     if tag_as:
-        pull += f" && docker tag {q(ref)} {q(tag_as)}"
-    return pull
+        command += f" && docker tag {q(image)} {q(tag_as)}"
+    return command
 
 
 # -- pulling on a Triton host (the registry step, the rollback) ------------------------------------
 
 
-def pull_missing(s: Settings, inventory: Any, images: list[str]) -> None:
+def pull_missing(s: Settings, inventory: Any, images: list[str], step: str = STEP) -> None:
     """Operations that put ``images`` (references as the compose files name them) on host ``s``.
 
     Without a registry cache: log in to ``registry_host`` when the credential Docker stores is not
@@ -115,13 +137,13 @@ def pull_missing(s: Settings, inventory: Any, images: list[str]) -> None:
             )
             server.shell(
                 name=f"Docker logout from {cache.upstream} (pulls go through the registry cache)",
-                commands=[f"docker logout {shlex.quote(cache.upstream)}"],
+                commands=[logout_command(s, cache.upstream, step)],
             )
         for image in missing:
             through = pull_ref(s, inventory, image)
             server.shell(
                 name=f"Pull image {through} (registry cache {cache.host})",
-                commands=[pull_command(through, cache, tag_as=image if through != image else None)],
+                commands=[pull_command(s, through, cache, tag_as=image if through != image else None, step=step)],
             )
         return
 
@@ -134,16 +156,16 @@ def pull_missing(s: Settings, inventory: Any, images: list[str]) -> None:
             )
             server.shell(
                 name=f"Docker login to {s.registry_host} (password on stdin)",
-                commands=[login_command(s, cred.username)],
-                _stdin=cred.password.unmask(),
+                commands=[login_command(s, cred.username, step)],
+                _stdin=redact.Secret(cred.password.unmask()),
             )
             stored = wanted
     for image in missing:
-        server.shell(name=f"Pull image {image}", commands=[pull_command(image)])
+        server.shell(name=f"Pull image {image}", commands=[pull_command(s, image, step=step)])
     if cred and s.registry_logout_after_pull and stored is not None:
         server.shell(
             name=f"Docker logout from {s.registry_host} (no credential left on disk)",
-            commands=[f"docker logout {shlex.quote(s.registry_host)}"],
+            commands=[logout_command(s, step=step)],
         )
 
 

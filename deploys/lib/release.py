@@ -116,6 +116,13 @@ def switch_command(root: str, target: str, keep_previous: bool) -> str:
     )
 
 
+def set_previous_command(root: str, target: str) -> str:
+    """Point ``previous`` at ``releases/<target>`` (atomic rename of a new symlink): what a failed
+    roll puts back, so the release before the roll stays the one to roll back to."""
+    r, t, prev = shlex.quote(root), shlex.quote(f"{RELEASES}/{target}"), shlex.quote(PREVIOUS)
+    return f"cd {r} && test -d {t} && ln -sfn {t} {prev}.new && mv -Tf {prev}.new {prev}"
+
+
 def link_command(store_file: str, release_file: str) -> str:
     """Hard-link a model store file into a release (same filesystem: no copy, no extra space)."""
     return f"ln -f {shlex.quote(store_file)} {shlex.quote(release_file)}"

@@ -9,3 +9,7 @@ TEMPLATES_DIR = REPO_ROOT / "templates"
 VERIFY_SRC = REPO_ROOT / "verify"  # the host program, uploaded by the verify step
 MODEL_LOCK = REPO_ROOT / "deploys" / "model.lock.json"
 README = REPO_ROOT / "README.md"
+
+# verify/requirements-{cpu,gpu,gateway}.txt are hashed locks (`make locks`, deploys/tools/locks.py):
+# the verify and gateway steps install them with these pip flags, so pip takes only the locked files.
+PIP_LOCK_FLAGS = "--require-hashes --only-binary=:all:"

@@ -39,7 +39,7 @@ from deploys.lib import gateway, paths, release, verify_run
 from deploys.lib.front_door import server_name
 from deploys.lib.roles import FRONT_DOOR_GROUP, is_front_door
 from deploys.lib.settings import Settings
-from deploys.lib.triton_service import compose_command, wait_ready_command
+from deploys.lib.triton_service import compose_up_command, wait_ready_command
 from facts.haproxy import _STAT_SERVERS, parse_servers_state, runtime_command, set_server_state_command
 from facts.verify import NOTHING_TO_CHECK
 
@@ -89,22 +89,25 @@ def _gateway_ready_if_running(s: Settings) -> str:
 
 def _go_live(s: Settings, layout: paths.Layout, target: str, keep_previous: bool, force: bool) -> str:
     """Switch ``current`` to release ``target``, ``docker compose up -d`` it, Triton READY, the gateway READY."""
-    up = compose_command(layout.release(target).compose_file, "up", "-d", "--remove-orphans", *(["--force-recreate"] if force else []))
+    up = compose_up_command(s, layout.release(target).compose_file, *(["--force-recreate"] if force else []))
     parts = [
         release.switch_command(layout.root, target, keep_previous),
-        up,
+        f"( {up} )",
         f"( {wait_ready_command(s)} )",
         f"( {_gateway_ready_if_running(s)} )",
     ]
     return " && ".join(parts)
 
 
-def triton_roll_plan(host: Any, doors: tuple[str, ...], s: Settings, gpu: bool, new: str, reason: str, back_to: str | None) -> RollPlan:
+def triton_roll_plan(
+    host: Any, doors: tuple[str, ...], s: Settings, gpu: bool, new: str, reason: str, back_to: str | None, previous: str | None
+) -> RollPlan:
     """The Triton step's roll: release ``new`` live, READY, parity of Triton with local ONNX Runtime;
-    on failure back to ``back_to`` (the release the container served), READY."""
+    on failure back to ``back_to`` (the release the container served), READY, with ``previous``
+    (the host's ``previous`` before the roll) put back too."""
     layout = paths.layout(s)
-    # Timeouts: READY and the gateway's /ready bound themselves; the margin covers `compose up`.
-    start_timeout = s.triton_ready_timeout_s + s.gateway_ready_timeout_s + 300
+    # Each part bounds itself (compose up, READY, the gateway's /ready); this bounds the lot.
+    start_timeout = s.triton_start_timeout_s + s.triton_ready_timeout_s + s.gateway_ready_timeout_s + 60
     device = verify_run.local_device(s, gpu)
     return plan_for(
         host,
@@ -116,7 +119,12 @@ def triton_roll_plan(host: Any, doors: tuple[str, ...], s: Settings, gpu: bool, 
         check=verify_run.roll_check_command(s, layout, device) if s.verify_enabled else "",
         check_timeout_s=900,
         judge=verify_run.roll_verdict(host.name),
-        roll_back=_go_live(s, layout, back_to, keep_previous=True, force=False) if back_to else "",
+        roll_back=(
+            _go_live(s, layout, back_to, keep_previous=True, force=False)
+            + (f" && {release.set_previous_command(layout.root, previous)}" if previous and previous != back_to else "")
+            if back_to
+            else ""
+        ),
         roll_back_to=back_to or "",
     )
 
@@ -128,7 +136,7 @@ def gateway_roll_plan(host: Any, doors: tuple[str, ...], s: Settings) -> RollPla
         doors,
         s,
         what="embeddings gateway",
-        start=f"systemctl restart {paths.GATEWAY_UNIT} && ( {gateway.wait_ready_command(s)} )",
+        start=f"timeout 120 systemctl restart {paths.GATEWAY_UNIT} && ( {gateway.wait_ready_command(s)} )",
         start_timeout_s=s.gateway_ready_timeout_s + 120,
     )
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
+from deploys.lib import redact
 from verify import gateway_api, options
 
 # Host-data keys with these prefixes belong to us: an unknown one is a typo, not someone else's data.
@@ -38,7 +39,17 @@ OWNED_PREFIXES = (
     "monitoring_",
 )
 # Plain names we own as well.
-OWNED_NAMES = ("gpu",)
+OWNED_NAMES = ("gpu", "allow_plain_http")
+
+# Settings that hold repository or endpoint URLs: plain http:// is refused in them unless
+# allow_plain_http is true (the values are checked together, in _check_together).
+URL_SETTINGS = ("docker_ce_apt_url", "nvidia_toolkit_apt_url", "verify_pip_index_url", "model_mirror", "model_token_endpoints")
+
+# The apt repositories' signing keys (primary-key fingerprints), as their vendors publish them:
+# Docker's "Docker Release (CE deb)" key (docs.docker.com's install pages) and NVIDIA's
+# libnvidia-container key (the gpgkey its repository serves; apt names it DDCAE044F796ECB0).
+DOCKER_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
+NVIDIA_TOOLKIT_KEY_FINGERPRINT = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
 
 REFUSED_VARIANTS = {
     "fp16": "EmbeddingGemma's activations reach ~8e5, past float16's 65504: fp16 serves NaNs",
@@ -47,7 +58,11 @@ REFUSED_VARIANTS = {
 
 
 class SettingsError(PyinfraError):
-    """A user mistake in host data: printed as one line by the pyinfra CLI, no traceback."""
+    """A user mistake in host data: printed as one line by the pyinfra CLI, no traceback. URL
+    credentials in the message (a proxy's user:password) are masked (deploys/lib/redact.py)."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(redact.mask(str(message)), *args)
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,13 @@ def _ip_or_empty(value: Any) -> str:
         raise ValueError("allowed: an IP address such as 10.0.0.5, or empty") from None
 
 
+def _host_dir(value: Any) -> str:
+    """An absolute host directory; ``..`` is refused (the deploy removes and links files under it)."""
+    if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9_./\-]+", value) or ".." in value.split("/"):
+        raise ValueError("allowed: an absolute path without '..' components")
+    return value
+
+
 def _subnet(value: Any) -> str:
     try:
         return str(ipaddress.ip_network(value))
@@ -147,6 +169,20 @@ def _platforms(value: Any) -> list[str]:
     ):
         raise ValueError("allowed: a list of OS/architecture[/variant] platforms such as linux/amd64, or []")
     return list(value)
+
+
+def _fingerprint(value: Any) -> str:
+    """An OpenPGP fingerprint as gpg prints it (spaces allowed), normalised to uppercase hex."""
+    text = value.replace(" ", "").upper() if isinstance(value, str) else ""
+    if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", text):
+        raise ValueError("allowed: a 40-hex-digit (v4) or 64-hex-digit (v6) key fingerprint, as `gpg --show-keys` prints it")
+    return text
+
+
+def _url_list(value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and re.fullmatch(r"https?://\S+", v) for v in value):
+        raise ValueError("allowed: a list of http(s) URLs, e.g. ['https://hf-mirror.example']")
+    return [v.rstrip("/") for v in value]
 
 
 def _batch_sizes(value: Any) -> list[int]:
@@ -199,15 +235,19 @@ _IMAGE = r"[a-z0-9.\-]+(:[0-9]+)?(/[a-z0-9._\-]+)+:[A-Za-z0-9._\-]+"
 SETTINGS: tuple[Setting, ...] = (
     # -- host and GPU --
     Setting("gpu", "auto", 'GPU host? true, false or "auto" (auto: true when nvidia-smi lists a GPU).', "bool | auto", _gpu),
-    Setting("preflight_min_free_gib", 25, "Free disk (GiB) needed under Docker's data root and triton_dir on GPU hosts.", "int", _int(1, 10_000)),
-    Setting("preflight_min_free_gib_cpu", 5, "Free disk (GiB) needed on CPU hosts (smaller images).", "int", _int(1, 10_000)),
+    Setting("preflight_min_free_gib", 25, "Free disk (GiB) needed under Docker's data root and triton_dir on GPU hosts that must pull the image (image, model, runtimes).", "int", _int(1, 10_000)),
+    Setting("preflight_min_free_gib_cpu", 5, "Free disk (GiB) needed on CPU hosts that must pull the image (smaller images).", "int", _int(1, 10_000)),
+    Setting("preflight_margin_gib", 2, "On a host that already has the image: free disk (GiB) needed beyond the model files this run adds (a converged host needs only this).", "int", _int(0, 10_000)),
     Setting("nvidia_min_driver", 575, "Minimum NVIDIA driver branch for the pinned image (Triton 25.05 needs CUDA 12.9: 575).", "int", _int(400, 10_000)),
     Setting("nvidia_datacenter_compat_branches", [470, 525, 535, 545, 560, 565, 570], "Older driver branches accepted on data-centre GPUs via CUDA forward compatibility.", "list[int]", _batch_sizes),
     Setting("nvidia_min_compute_capability", 7.5, "Minimum GPU compute capability (Triton 25.05 needs 7.5).", "float", _float(5.0, 20.0)),
+    # -- package sources --
+    Setting("allow_plain_http", False, "Accept plain http:// in docker_ce_apt_url, nvidia_toolkit_apt_url, verify_pip_index_url, model_mirror and model_token_endpoints (refused by default; pinned key fingerprints and hashed locks still apply).", "bool", _bool),
     # -- Docker --
     Setting("docker_source", "distro", "Where Docker comes from: distro (docker.io + compose v2 plugin) or docker-ce (Docker's apt repo).", "str", _choice("distro", "docker-ce")),
     Setting("docker_ce_version", "", 'docker-ce version pin for apt (e.g. "5:28.3.3-1~ubuntu.24.04~noble"); empty: latest.', "str", _text(r"[A-Za-z0-9.:~+\-]*", "an apt version string or empty")),
     Setting("docker_ce_apt_url", "https://download.docker.com/linux", "Docker apt repository base URL (override for a mirror); /<distro> is appended.", "str", _text(r"https?://\S+", "an http(s) URL")),
+    Setting("docker_ce_key_fingerprint", DOCKER_KEY_FINGERPRINT, "Fingerprint the Docker apt key (<docker_ce_apt_url>/<distro>/gpg) must have; checked on the host before it is installed.", "str", _fingerprint),
     Setting("docker_log_max_size", "10m", "json-file log rotation: size of one log file.", "str", _text(r"[0-9]+[kmg]", "a size such as 10m")),
     Setting("docker_log_max_file", 3, "json-file log rotation: number of files kept.", "int", _int(1, 100)),
     Setting("docker_registry_mirrors", [], "daemon.json registry-mirrors.", "list[str]", _str_list),
@@ -216,9 +256,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("docker_https_proxy", "", "daemon.json proxies.https-proxy for image pulls.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
     Setting("docker_no_proxy", "", "daemon.json proxies.no-proxy (comma separated).", "str", _text(r"\S*", "a comma-separated host list or empty")),
     Setting("docker_service_env", {}, "Extra environment for docker.service (systemd drop-in), e.g. for Docker-in-container hosts.", "dict[str, str]", _env_map),
+    Setting("docker_pull_timeout_s", 3600, "Seconds `docker pull` of triton_image may take (the GPU image is ~15 GB); past it the registry step fails that host with one line.", "int", _int(60, 86_400)),
     # -- NVIDIA Container Toolkit --
     Setting("nvidia_toolkit_version", "1.17.8-1", "nvidia-container-toolkit apt version pin.", "str", _text(r"[0-9][A-Za-z0-9.:~+\-]*", "an apt version such as 1.17.8-1")),
     Setting("nvidia_toolkit_apt_url", "https://nvidia.github.io/libnvidia-container", "NVIDIA container toolkit apt repository base URL (override for a mirror).", "str", _text(r"https?://\S+", "an http(s) URL")),
+    Setting("nvidia_toolkit_key_fingerprint", NVIDIA_TOOLKIT_KEY_FINGERPRINT, "Fingerprint the NVIDIA toolkit apt key (<nvidia_toolkit_apt_url>/gpgkey) must have; checked on the host before it is installed.", "str", _fingerprint),
     # -- registry --
     Setting("registry_host", "nvcr.io", "Registry that serves triton_image; docker login target.", "str", _text(r"[a-z0-9.\-]+(:[0-9]+)?", "a registry host[:port]")),
     Setting("registry_username", "$oauthtoken", "Registry user ($oauthtoken for NGC API keys).", "str", _text(r"\S+", "a non-empty user name")),
@@ -243,13 +285,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model_name", "embeddinggemma", "Triton model name.", "str", _text(r"[A-Za-z0-9_\-]+", "letters, digits, _ and -")),
     Setting("model_fetch", "controller", "Where the model is downloaded: controller (once, then pushed), host, or mirror.", "str", _choice("controller", "host", "mirror")),
     Setting("model_mirror", "", "For model_fetch=mirror: an HF-compatible endpoint URL or a local directory.", "str", _text(r"\S*", "a URL, a directory or empty")),
+    Setting("model_token_endpoints", [], "Endpoints besides https://huggingface.co that may receive the HF token (an HF_ENDPOINT or model_mirror you trust with it); any other endpoint gets no token.", "list[str]", _url_list),
     Setting("model_require_lock", False, "Refuse model files whose sha256 deploys/model.lock.json marks unknown (instead of trusting the Hub's LFS metadata for the run).", "bool", _bool),
     Setting("model_lock_file", "deploys/model.lock.json", "Model lock (sha256 + size per file and commit), relative to the repository root; fill it with `python -m deploys.model_lock refresh`.", "str", _text(r"\S+", "a file path")),
     Setting("model_cache_dir", ".cache/models", "Controller-side download cache (model_fetch=controller).", "str", _text(r"\S+", "a directory path")),
+    Setting("model_download_timeout_s", 3600, "Seconds one model file download may take on a host (model_fetch=host, or a mirror URL): curl --max-time.", "int", _int(60, 86_400)),
     # -- Triton --
     Setting("triton_image", "nvcr.io/nvidia/tritonserver:25.05-py3", "Triton image, pinned by tag.", "str", _text(_IMAGE, "registry/repository:tag")),
     Setting("triton_image_digest", "", "Optional sha256 digest pin for triton_image.", "str", _text(r"(sha256:[0-9a-f]{64})?", "sha256:<64 hex> or empty")),
-    Setting("triton_dir", "/opt/triton-embeddinggemma", "Host directory for the model repository and compose file.", "str", _text(r"/[A-Za-z0-9_./\-]+", "an absolute path")),
+    Setting("triton_dir", "/opt/triton-embeddinggemma", "Host directory for the model repository and compose file (absolute, no '..').", "str", _host_dir),
     Setting("triton_max_batch_size", 8, "config.pbtxt max_batch_size.", "int", _int(1, 1024)),
     Setting("triton_preferred_batch_sizes", [4, 8], "dynamic_batching preferred_batch_size (each ≤ triton_max_batch_size).", "list[int]", _batch_sizes),
     Setting("triton_max_queue_delay_us", 100, "dynamic_batching max_queue_delay_microseconds.", "int", _int(0, 10_000_000)),
@@ -266,7 +310,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("triton_subnet", "10.57.0.0/24", "Subnet of the compose network (pick one that no VPN uses).", "str", _subnet),
     Setting("triton_shm_size", "1g", "Container shm size.", "str", _text(r"[0-9]+[kmg]", "a size such as 1g")),
     Setting("triton_ulimit_memlock", -1, "Container memlock ulimit in bytes (-1: unlimited, as NVIDIA recommends; lower it where raising it is not permitted, e.g. hosts that are containers without CAP_SYS_RESOURCE).", "int", _int(-1, 2**62)),
-    Setting("triton_ready_timeout_s", 600, "Seconds to wait for the model READY after a start.", "int", _int(10, 7200)),
+    Setting("triton_ready_timeout_s", 600, "Seconds to wait for the model READY after a start (in all: each HTTP try is bounded too).", "int", _int(10, 7200)),
+    Setting("triton_start_timeout_s", 300, "Seconds `docker compose up -d` and the GPU smoke run (`docker run … nvidia-smi -L`) may each take; past it the host fails with one line.", "int", _int(10, 3600)),
     Setting("triton_log_verbose", 0, "tritonserver --log-verbose level.", "int", _int(0, 3)),
     Setting("triton_releases_keep", 3, "Releases kept under {triton_dir}/releases (current and previous are never pruned).", "int", _int(2, 100)),
     Setting("triton_config_template", "config.pbtxt.j2", "Template under templates/ rendered as config.pbtxt (a site-specific config; checked against Triton's schema).", "str", _text(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*\.j2", "a .j2 file name under templates/")),
@@ -288,6 +333,7 @@ SETTINGS: tuple[Setting, ...] = (
     _verify("timeout", "int", _int(1, 3600)),
     Setting("verify_wheels_dir", "", "Controller directory of wheels for the verify venv (pushed; pip uses no index). Empty: the host's package index.", "str", _text(r"\S*", "a directory path or empty")),
     Setting("verify_pip_index_url", "", "Package index for the verify venv (a mirror); empty: pip's default.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
+    Setting("verify_pip_timeout_s", 1800, "Seconds each pip install (the verify runtime, the gateway runtime) may take; past it the host fails with one line.", "int", _int(60, 14_400)),
     Setting("verify_report_dir", "reports", "Controller directory for the JSON reports: <dir>/<run>/<host>.json.", "str", _text(r"\S+", "a directory path")),
     # -- embeddings gateway (OpenAI /v1/embeddings on every host: verify/gateway.py) --
     Setting("gateway_enabled", True, "Run the embeddings gateway (a systemd unit) on the host.", "bool", _bool),
@@ -364,12 +410,15 @@ class Settings:
     gpu: bool | str
     preflight_min_free_gib: int
     preflight_min_free_gib_cpu: int
+    preflight_margin_gib: int
     nvidia_min_driver: int
     nvidia_datacenter_compat_branches: list[int]
     nvidia_min_compute_capability: float
+    allow_plain_http: bool
     docker_source: str
     docker_ce_version: str
     docker_ce_apt_url: str
+    docker_ce_key_fingerprint: str
     docker_log_max_size: str
     docker_log_max_file: int
     docker_registry_mirrors: list[str]
@@ -378,8 +427,10 @@ class Settings:
     docker_https_proxy: str
     docker_no_proxy: str
     docker_service_env: dict[str, str]
+    docker_pull_timeout_s: int
     nvidia_toolkit_version: str
     nvidia_toolkit_apt_url: str
+    nvidia_toolkit_key_fingerprint: str
     registry_host: str
     registry_username: str
     registry_auth: str
@@ -401,9 +452,11 @@ class Settings:
     model_name: str
     model_fetch: str
     model_mirror: str
+    model_token_endpoints: list[str]
     model_require_lock: bool
     model_lock_file: str
     model_cache_dir: str
+    model_download_timeout_s: int
     triton_image: str
     triton_image_digest: str
     triton_dir: str
@@ -424,6 +477,7 @@ class Settings:
     triton_shm_size: str
     triton_ulimit_memlock: int
     triton_ready_timeout_s: int
+    triton_start_timeout_s: int
     triton_log_verbose: int
     triton_releases_keep: int
     triton_config_template: str
@@ -443,6 +497,7 @@ class Settings:
     verify_timeout_s: int
     verify_wheels_dir: str
     verify_pip_index_url: str
+    verify_pip_timeout_s: int
     verify_report_dir: str
     gateway_enabled: bool
     gateway_listen_address: str
@@ -594,6 +649,11 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
         raise _fail(host, "model_mirror", "", "model_fetch=mirror needs a mirror URL or directory")
     if v["registry_cache_tls"] and v["registry_cache_insecure"]:
         raise _fail(host, "registry_cache_insecure", True, "registry_cache_tls is on; pick one of TLS or plain HTTP")
+    if not v["allow_plain_http"]:
+        for name in URL_SETTINGS:
+            value = v[name]
+            if any(url.lower().startswith("http://") for url in (value if isinstance(value, list) else [value])):
+                raise _fail(host, name, value, "plain http:// is refused; use https://, or set allow_plain_http: true to accept it")
     if v["docker_ce_version"] and v["docker_source"] != "docker-ce":
         raise _fail(host, "docker_ce_version", v["docker_ce_version"], "only used with docker_source: docker-ce")
 

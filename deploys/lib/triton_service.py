@@ -9,11 +9,13 @@ from typing import Any
 from pyinfra import host, logger
 from pyinfra.operations import server
 
-from deploys.lib import paths
-from deploys.lib.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name
+from deploys.lib import bounds, paths
+from deploys.lib.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name, url_host
 from deploys.lib.settings import Settings
 from facts.docker import DockerContainer
 from facts.triton import TritonHealth, TritonReleases
+
+STEP = "Triton"  # the triton step's name (deploys/steps/triton.py), in the lines printed past a bound
 
 
 def probe_address(s: Settings) -> str:
@@ -21,19 +23,50 @@ def probe_address(s: Settings) -> str:
     return "127.0.0.1" if s.triton_bind_address in ("0.0.0.0", "::", "127.0.0.1") else s.triton_bind_address
 
 
+def probe_endpoint(s: Settings, port: int) -> str:
+    """``host:port`` of one of Triton's published ports as the host reaches it (IPv6 bracketed:
+    ``[fd00::5]:6000``), for URLs and for tritonclient's and gRPC's ``url`` arguments."""
+    return f"{url_host(probe_address(s))}:{port}"
+
+
 def compose_command(compose_file: str, *args: str, project: str = COMPOSE_PROJECT) -> str:
     """``docker compose -p PROJECT -f FILE ARGS`` (Triton's project unless ``project`` says otherwise)."""
     return " ".join(["docker compose", "-p", project, "-f", shlex.quote(compose_file), *args])
 
 
-def wait_ready_command(s: Settings) -> str:
-    """Poll the model's readiness; on timeout print the container's last log lines and fail."""
-    url = f"http://{probe_address(s)}:{s.triton_http_port}/v2/models/{s.model_name}/ready"
-    return (
-        f"for i in $(seq 1 {s.triton_ready_timeout_s}); do "
-        f'[ "$(curl -s -o /dev/null -w "%{{http_code}}" {url})" = 200 ] && exit 0; sleep 1; done; '
-        f'echo "Triton model {s.model_name} not READY after {s.triton_ready_timeout_s}s; last log lines:" >&2; '
-        f"docker logs --tail 40 {container_name(s)} >&2; exit 1"
+def wait_ready_command(s: Settings, step: str = STEP) -> str:
+    """Poll the model's readiness until triton_ready_timeout_s (each try bounded: a Triton that
+    accepts and never answers cannot stretch it); past it one line naming the step and the host,
+    the container's last log lines, and exit 1."""
+    url = f"http://{probe_endpoint(s, s.triton_http_port)}/v2/models/{s.model_name}/ready"
+    line = f"{step} on host {s.host}: model {s.model_name} not READY within {s.triton_ready_timeout_s}s (triton_ready_timeout_s); last log lines:"
+    logs = f"timeout -k {bounds.KILL_AFTER_S} {bounds.DOCKER_LOGS_TIMEOUT_S} docker logs --tail 40 {shlex.quote(container_name(s))} >&2"
+    return bounds.ready_poll(url, s.triton_ready_timeout_s, f"echo {shlex.quote(line)} >&2; {logs}; exit 1")
+
+
+def compose_up_command(s: Settings, compose_file: str, *extra: str, step: str = STEP) -> str:
+    """``docker compose up -d`` of a release, bounded by triton_start_timeout_s."""
+    return bounds.bounded(
+        compose_command(compose_file, "up", "-d", "--remove-orphans", *extra),
+        s.triton_start_timeout_s,
+        step,
+        s.host,
+        "docker compose up -d",
+        "triton_start_timeout_s",
+    )
+
+
+def gpu_smoke_command(s: Settings, image: str | None = None) -> str:
+    """The GPU smoke run (the image lists the GPUs), bounded by triton_start_timeout_s. ``image``:
+    the reference the host runs Triton by (through the registry cache: deploys/lib/registry.py:pull_ref);
+    default ``triton_image_ref``."""
+    return bounds.bounded(
+        f"docker run --rm --gpus all --entrypoint nvidia-smi {shlex.quote(image or s.triton_image_ref)} -L",
+        s.triton_start_timeout_s,
+        STEP,
+        s.host,
+        "the GPU smoke run (docker run … nvidia-smi -L)",
+        "triton_start_timeout_s",
     )
 
 
@@ -64,15 +97,14 @@ def serving_release(s: Settings) -> str | None:
     return container["labels"].get(DEPLOY_HASH_LABEL) if container else None
 
 
-def start(s: Settings, compose_file: str, reason: str) -> None:
-    """`docker compose up -d` the release's compose file, then wait for READY."""
+def start(s: Settings, compose_file: str, reason: str, step: str = STEP) -> None:
+    """`docker compose up -d` the release's compose file, then wait for READY (both bounded; ``step``
+    names the calling step in the lines printed past a bound)."""
     logger.info(f"{host.print_prefix}Triton (re)start: {reason}")
     # A running container that is not READY is recreated: `up -d` alone leaves it as it is.
     force = ["--force-recreate"] if reason == "model not ready" else []
-    server.shell(
-        name="Start Triton (docker compose up -d)", commands=[compose_command(compose_file, "up", "-d", "--remove-orphans", *force)]
-    )
-    server.shell(name=f"Wait for model {s.model_name} READY (≤ {s.triton_ready_timeout_s}s)", commands=[wait_ready_command(s)])
+    server.shell(name="Start Triton (docker compose up -d)", commands=[compose_up_command(s, compose_file, *force, step=step)])
+    server.shell(name=f"Wait for model {s.model_name} READY (≤ {s.triton_ready_timeout_s}s)", commands=[wait_ready_command(s, step=step)])
 
 
 def releases_state(s: Settings) -> dict[str, Any]:

@@ -3,8 +3,8 @@ reports saved on the controller and the fleet table (deploys/steps/verify.py rou
 
 Per host (all idempotent; a converged host reports 0 changed operations):
 
-1. the verify runtime in its own venv ``{triton_dir}/verify/venv`` with pinned versions
-   (verify/requirements-{cpu,gpu}.txt), from the package index or from wheels pushed from the
+1. the verify runtime in its own venv ``{triton_dir}/verify/venv`` from a hashed lock
+   (verify/requirements-{cpu,gpu}.txt, ``--require-hashes``), from the package index or from wheels pushed from the
    controller (``verify_wheels_dir``); pip runs only when the pins changed;
 2. verify/ uploaded to ``{triton_dir}/verify/verify``;
 3. with the gateway on (``gateway_enabled``) and auth on (vault keys), the verify step's own
@@ -38,11 +38,11 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.lib import gateway, paths
+from deploys.lib import bounds, gateway, paths
 from deploys.lib.paths import Layout
-from deploys.lib.repo import VERIFY_SRC
+from deploys.lib.repo import PIP_LOCK_FLAGS, VERIFY_SRC
 from deploys.lib.settings import Settings, SettingsError
-from deploys.lib.triton_service import probe_address
+from deploys.lib.triton_service import probe_endpoint
 from facts._shell import RC_MARKER
 from facts.verify import LOG_MARKER, NOTHING_TO_CHECK, REPORT_MARKER, ParityRun, parse_parity_output
 from verify import options
@@ -53,12 +53,13 @@ RUN_ID = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
 def requirements_file(cuda: bool) -> Path:
-    """The pinned runtime: onnxruntime-gpu with its CUDA wheels when the local run may use CUDA."""
+    """The hashed lock of the runtime: onnxruntime-gpu with its CUDA wheels when the local run may use CUDA."""
     return VERIFY_SRC / f"requirements-{'gpu' if cuda else 'cpu'}.txt"
 
 
 def pip_install_command(s: Settings, layout: Layout) -> str:
-    """pip install of the pinned requirements, then the marker that makes the next run skip it."""
+    """pip install of the pinned requirements (bounded by verify_pip_timeout_s), then the marker that
+    makes the next run skip it."""
     v = layout.verify
     source = ""
     if s.verify_wheels_dir:
@@ -66,12 +67,13 @@ def pip_install_command(s: Settings, layout: Layout) -> str:
     elif s.verify_pip_index_url:
         source = f"--index-url {shlex.quote(s.verify_pip_index_url)} "
     pip_bin = shlex.quote(f"{v.venv}/bin/pip")
-    return (
-        # --no-compile: the check runs with PYTHONDONTWRITEBYTECODE=1, so byte-compiling every
-        # installed file (most of the install's CPU time: sympy) would buy nothing.
-        f"{pip_bin} install --quiet --disable-pip-version-check --no-compile {source}-r {shlex.quote(v.requirements)} "
-        f"&& cp {shlex.quote(v.requirements)} {shlex.quote(v.installed)}"
-    )
+    # --no-compile: the check runs with PYTHONDONTWRITEBYTECODE=1, so byte-compiling every
+    # installed file (most of the install's CPU time: sympy) would buy nothing.
+    # --require-hashes: the lock pins every package with the sha256 of its files (make locks);
+    # pip installs nothing else. --only-binary: wheels only (no build, no unhashed build deps).
+    pip = f"{pip_bin} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}-r {shlex.quote(v.requirements)}"
+    install = bounds.bounded(pip, s.verify_pip_timeout_s, "Verify", s.host, "pip install of the verify runtime", "verify_pip_timeout_s")
+    return f"{install} && cp {shlex.quote(v.requirements)} {shlex.quote(v.installed)}"
 
 
 def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
@@ -105,7 +107,6 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
     """The check on the host; always exits 0 and prints rc, report and log tail between markers.
     ``gateway_key_file``: pass the verify step's gateway key file (auth on); ``gateway_too``: False
     checks Triton alone."""
-    address = probe_address(s)
     v = layout.verify
     settings_values = {option.name: getattr(s, option.setting) for option in options.OPTIONS}
     args = [
@@ -115,8 +116,8 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
         "--model-dir", layout.current_release.version_dir,
         "--model-file", paths.onnx_filename(s.model_variant),
         "--tokenizer-dir", layout.tokenizer_dir,
-        "--url", f"{address}:{s.triton_http_port}",
-        "--grpc-url", f"{address}:{s.triton_grpc_port}",
+        "--url", probe_endpoint(s, s.triton_http_port),
+        "--grpc-url", probe_endpoint(s, s.triton_grpc_port),
         "--model-name", s.model_name,
         *options.argv({**settings_values, "device": device}),
         *(gateway_args(s, layout, gateway_key_file) if gateway_too else []),
@@ -239,6 +240,7 @@ def check_wheels_dir(s: Settings) -> Path | None:
     if not path.is_dir() or not any(path.glob("*.whl")):
         raise SettingsError(
             f"host {s.host}: setting verify_wheels_dir={s.verify_wheels_dir!r} has no wheels; fill it with "
-            f"`pip download -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` (gpu: requirements-gpu.txt) or set it to ''"
+            f"`pip download --only-binary=:all: --python-version 3.13 -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` "
+            "(the hosts' Python; gpu: requirements-gpu.txt) or set it to ''"
         )
     return path

@@ -11,7 +11,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from deploys.lib import monitoring, paths, registry, render, settings
+from deploys.lib import bounds, monitoring, paths, registry, render, settings
 from deploys.lib.triton_service import compose_command
 from facts.docker import DockerContainer
 
@@ -36,6 +36,15 @@ def dcgm_exporter() -> None:
         logger.info(f"{host.print_prefix}dcgm-exporter {'not created' if not container else container['status']}: starting it")
     server.shell(
         name="Start dcgm-exporter (docker compose up -d)",
-        commands=[compose_command(compose, "up", "-d", "--remove-orphans", project=render.DCGM_EXPORTER_PROJECT)],
+        commands=[
+            bounds.bounded(
+                compose_command(compose, "up", "-d", "--remove-orphans", project=render.DCGM_EXPORTER_PROJECT),
+                s.triton_start_timeout_s,
+                "dcgm-exporter",
+                s.host,
+                "docker compose up -d (dcgm-exporter)",
+                "triton_start_timeout_s",
+            )
+        ],
         **({} if not running else {"_if": put.did_change}),
     )

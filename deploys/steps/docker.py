@@ -17,15 +17,15 @@ def docker() -> None:
     """Docker engine + compose v2, daemon.json merged, enabled and running; restarted only on change."""
     s = settings.load(host)
     packages = install_packages(s)
-    config_ops, dropin = configure_daemon(s)
+    config_ops, dropin_ops = configure_daemon(s)
     # daemon-reload only when the unit drop-in changed: a reload can detach running GPU containers
     # from their devices ("Failed to initialize NVML: Unknown Error").
-    systemd.daemon_reload(name="systemd daemon-reload (docker drop-in changed)", _if=dropin.did_change)
+    systemd.daemon_reload(name="systemd daemon-reload (docker drop-in changed)", _if=any_changed(*dropin_ops))
     systemd.service(
         name="Restart Docker (packages or config changed)",
         service="docker",
         restarted=True,
-        _if=any_changed(*packages, *config_ops, dropin),
+        _if=any_changed(*packages, *config_ops, *dropin_ops),
     )
     systemd.service(name="Docker enabled and running", service="docker", running=True, enabled=True)
     logger.debug(f"{host.print_prefix}docker source: {s.docker_source}")

@@ -19,7 +19,7 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.lib import front_door, paths, render, settings
+from deploys.lib import front_door, paths, redact, render, settings
 
 
 @deploy("Front door")
@@ -37,7 +37,7 @@ def front_door_step() -> None:
             server.shell(
                 name="Front-door TLS certificate and key (0600, from the vault)",
                 commands=[front_door.install_pem_command(paths.HAPROXY_TLS_PEM)],
-                _stdin=pem,
+                _stdin=redact.Secret(pem),
             )
         )
     if host.get_fact(Sha256File, path=paths.HAPROXY_CONFIG) != hashlib.sha256(config.encode()).hexdigest():

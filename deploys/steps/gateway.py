@@ -49,14 +49,12 @@ def embeddings_gateway() -> None:
     venv = pip.virtualenv(name=f"Gateway venv {g.venv}", path=g.venv, python="python3", venv=True)
     install = None
     if host.get_fact(Sha256File, path=g.installed) != hashlib.sha256(requirements.read_bytes()).hexdigest():
-        install = server.shell(
-            name="Install the gateway runtime (pinned)", commands=[gateway.pip_install_command(layout, s.verify_pip_index_url)]
-        )
+        install = server.shell(name="Install the gateway runtime (pinned)", commands=[gateway.pip_install_command(s, layout)])
     code = files.sync(
         name="Upload the gateway code (verify/)",
         src=str(VERIFY_SRC),
         dest=g.code,
-        exclude=["*.pyc", "*.json", "*.log", "requirements-*.txt"],
+        exclude=["*.pyc", "*.json", "*.log", "requirements-*.txt", "requirements-*.in"],
         exclude_dir=["__pycache__"],
         delete=True,
     )

@@ -10,7 +10,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
-from deploys.lib import model_lock, paths, settings
+from deploys.lib import model_lock, paths, redact, settings
 from deploys.lib.model_files import (
     download_command,
     endpoint,
@@ -70,9 +70,9 @@ def model() -> None:
     )
     for f in stale:
         rel = PurePosixPath(f.dest).name
-        extra = {"_stdin": f"Authorization: Bearer {token}"} if token else {}
+        extra = {"_stdin": redact.Secret(f"Authorization: Bearer {token}")} if token else {}
         server.shell(
             name=f"Download model file {rel} ({human(f.size)}) on the host",
-            commands=[download_command(f, file_url(s, f.repo_path), with_token=bool(token))],
+            commands=[download_command(s, f, file_url(s, f.repo_path), with_token=bool(token))],
             **extra,
         )

@@ -9,7 +9,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.lib import settings
+from deploys.lib import apt_keys, settings
 from deploys.lib.host import is_gpu_host
 from deploys.lib.nvidia import TOOLKIT_PACKAGES, has_nvidia_runtime, pinned_packages, repo_source
 from deploys.lib.paths import APT_KEYRINGS_DIR, NVIDIA_TOOLKIT_KEYRING
@@ -23,8 +23,13 @@ def nvidia_toolkit() -> None:
         logger.info(f"{host.print_prefix}CPU host: NVIDIA Container Toolkit skipped")
         return
     files.directory(name="apt keyrings directory", path=APT_KEYRINGS_DIR, mode="755")
-    keyring = files.download(
-        name="NVIDIA toolkit apt key (signed-by keyring)", src=f"{s.nvidia_toolkit_apt_url}/gpgkey", dest=NVIDIA_TOOLKIT_KEYRING, mode="644"
+    keyring = apt_keys.ensure_key(
+        "NVIDIA toolkit",
+        f"{s.nvidia_toolkit_apt_url}/gpgkey",
+        NVIDIA_TOOLKIT_KEYRING,
+        s.nvidia_toolkit_key_fingerprint,
+        "nvidia_toolkit_key_fingerprint",
+        s.allow_plain_http,
     )
     repo = apt.repo(
         name="NVIDIA toolkit apt repository",
@@ -33,7 +38,7 @@ def nvidia_toolkit() -> None:
     )
     installed = host.get_fact(DebPackages) or {}
     wanted = pinned_packages(s)
-    if keyring.will_change or repo.will_change or any(s.nvidia_toolkit_version not in installed.get(name, []) for name in TOOLKIT_PACKAGES):
+    if keyring is not None or repo.will_change or any(s.nvidia_toolkit_version not in installed.get(name, []) for name in TOOLKIT_PACKAGES):
         apt.update(name="Refresh apt index (toolkit repository or packages changed)")
     packages = apt.packages(name="NVIDIA Container Toolkit packages (pinned)", packages=wanted)
     if not has_nvidia_runtime():

@@ -26,7 +26,7 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.lib import registry, registry_cache, registry_warm, render, settings
+from deploys.lib import redact, registry, registry_cache, registry_warm, render, settings
 from facts.disk import DirectoryBytes
 from facts.registry_cache import RegistryCacheWarm
 
@@ -80,7 +80,7 @@ def registry_cache_step() -> None:
             server.shell(
                 name="Registry cache TLS certificate and key (0600, from the vault)",
                 commands=[registry_cache.install_pem_command()],
-                _stdin=pem,
+                _stdin=redact.Secret(pem),
             )
         )
     if host.get_fact(Sha256File, path=registry_cache.CONFIG) != _digest(config):
@@ -88,7 +88,7 @@ def registry_cache_step() -> None:
             server.shell(
                 name=f"Registry cache config {registry_cache.CONFIG} (checked; 0600, on stdin: it holds the upstream's password)",
                 commands=[registry_cache.install_config_command()],
-                _stdin=config,
+                _stdin=redact.Secret(config),
             )
         )
     server.shell(

@@ -38,7 +38,7 @@ def rollback() -> None:
     image = host.get_fact(TritonReleaseImages, root=layout.root).get(target)
     if image and host.get_fact(DockerImageId, ref=image) is None:
         logger.info(f"{host.print_prefix}rollback: release {target}'s image {image} is not on the host: pulling it")
-        registry.pull_missing(s, pyinfra_state.inventory, [image])
+        registry.pull_missing(s, pyinfra_state.inventory, [image], step="Rollback")
     if state["current"] != target:
         logger.info(f"{host.print_prefix}rollback: release {state['current'] or 'none'} -> {target}")
         server.shell(
@@ -50,4 +50,4 @@ def rollback() -> None:
     if reason is None:
         logger.info(f"{host.print_prefix}Triton already READY with release {target}")
     else:
-        start(s, layout.release(target).compose_file, reason)
+        start(s, layout.release(target).compose_file, reason, step="Rollback")

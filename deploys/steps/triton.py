@@ -7,7 +7,6 @@ deploys/lib/release.py; host paths come from deploys/lib/paths.py.
 
 from __future__ import annotations
 
-import shlex
 from io import StringIO
 
 from pyinfra import host, logger
@@ -18,7 +17,7 @@ from pyinfra.operations import files, server
 
 from deploys.lib import model_files, paths, registry, release, rolling, settings
 from deploys.lib.host import is_gpu_host
-from deploys.lib.triton_service import needs_start, releases_state, serving_release, start
+from deploys.lib.triton_service import gpu_smoke_command, needs_start, releases_state, serving_release, start
 
 
 @deploy("Triton")
@@ -77,13 +76,13 @@ def triton() -> None:
     if gpu:
         server.shell(
             name="GPU smoke test: the Triton image sees the GPUs",
-            commands=[f"docker run --rm --gpus all --entrypoint nvidia-smi {shlex.quote(spec.image)} -L"],
+            commands=[gpu_smoke_command(s, spec.image)],
         )
     if rolls:
         back_to = serving if serving in on_host["releases"] and serving != spec.id else None
         rolling.roll(
             name=f"Roll Triton behind the front door ({s.rollout_max_unavailable} host(s) out of the pool at a time)",
-            plan=rolling.triton_roll_plan(host, doors, s, gpu, spec.id, reason, back_to),
+            plan=rolling.triton_roll_plan(host, doors, s, gpu, spec.id, reason, back_to, on_host["previous"]),
             _parallel=s.rollout_max_unavailable,
         )
         return

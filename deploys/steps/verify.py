@@ -11,7 +11,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, pip, server
 
-from deploys.lib import gateway, paths, settings
+from deploys.lib import gateway, paths, redact, settings
 from deploys.lib.host import is_gpu_host
 from deploys.lib.repo import VERIFY_SRC
 from deploys.lib.verify_run import check_wheels_dir, key_write_command, local_device, parity_check, pip_install_command, requirements_file
@@ -39,7 +39,9 @@ def verify() -> None:
     if key:
         # Through _stdin only (pyinfra prints neither it nor a diff); rewritten only when the hash differs.
         if host.get_fact(Sha256File, path=key_file) != hashlib.sha256(key.encode()).hexdigest():
-            server.shell(name="Gateway key of the verify step (0600, root)", commands=[key_write_command(key_file)], _stdin=key)
+            server.shell(
+                name="Gateway key of the verify step (0600, root)", commands=[key_write_command(key_file)], _stdin=redact.Secret(key)
+            )
     else:
         files.file(name="No gateway key for the verify step (gateway auth off)", path=key_file, present=False)
     if wheels is not None:

@@ -6,7 +6,9 @@ reads and writes the lock)::
     python -m deploys.model_lock show
 
 A branch or tag is refused (rebuilds must be reproducible); the command says which commit it points
-at. The token comes from HF_TOKEN or the vault, never from the command line.
+at. The token comes from HF_TOKEN or the vault, never from the command line, and goes only to the
+Hub (https://huggingface.co) or to an endpoint named with ``--token-endpoint`` (as the deploy's
+``model_token_endpoints``); any other ``--endpoint`` gets none.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from huggingface_hub import constants
 from pyinfra.api.exceptions import PyinfraError
 
 from deploys.lib import settings, vault
-from deploys.lib.model_lock import LOCK_PATH, read, refresh
+from deploys.lib.model_lock import HUB_ENDPOINT, LOCK_PATH, read, refresh, token_allowed
 
 
 def _token(secrets_file: str) -> str | None:
@@ -40,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--endpoint", default=constants.ENDPOINT, help="Hub or HF-compatible mirror (default: HF_ENDPOINT or huggingface.co)"
     )
+    parser.add_argument(
+        "--token-endpoint",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an endpoint besides the Hub that may receive the HF token (repeatable; like model_token_endpoints)",
+    )
     parser.add_argument("--lock", type=Path, default=LOCK_PATH)
     parser.add_argument("--secrets-file", default=defaults["secrets_file"])
     args = parser.parse_args(argv)
@@ -48,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             for repo_path, entry in read(args.repo_id, args.revision, args.lock).items():
                 print(f"{repo_path}: {entry.to_json()['sha256']} {entry.to_json()['size']}")
             return 0
-        lines = refresh(args.repo_id, args.revision, args.endpoint.rstrip("/"), _token(args.secrets_file), args.lock)
+        url = args.endpoint.rstrip("/")
+        withheld = not token_allowed(url, args.token_endpoint)
+        if withheld:
+            print(f"{url} is not the Hub ({HUB_ENDPOINT}) nor a --token-endpoint: no HF token is sent to it", file=sys.stderr)
+        lines = refresh(args.repo_id, args.revision, url, None if withheld else _token(args.secrets_file), args.lock, withheld=withheld)
     except PyinfraError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

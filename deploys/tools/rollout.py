@@ -45,7 +45,7 @@ from typing import Any
 from pyinfra.api import State
 from pyinfra.context import ctx_state
 
-from deploys.lib import settings
+from deploys.lib import redact, settings
 from deploys.lib.repo import REPO_ROOT
 from deploys.lib.settings import SettingsError
 
@@ -137,14 +137,14 @@ def waves(inv: Inventory, canary: str, batch_size: int) -> list[list[str]]:
 
 def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run a pyinfra command; its log goes to our stderr as it runs and is kept (stdout: --json)."""
-    print("$ pyinfra " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    print(redact.mask("$ pyinfra " + " ".join(cmd[1:])), file=sys.stderr, flush=True)
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stdout: list[str] = []
     reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
     reader.start()
     stderr = []
     for line in proc.stderr:  # type: ignore[union-attr]
-        sys.stderr.write(line)
+        sys.stderr.write(redact.mask(line))
         stderr.append(line)
     reader.join()
     return subprocess.CompletedProcess(cmd, proc.wait(), "".join(stdout), "".join(stderr))
@@ -276,7 +276,9 @@ def save(outcomes: list[Outcome], report_dir: str, meta: dict[str, Any]) -> Path
     """reports/rollouts/<UTC>.json with every host's outcome."""
     path = Path(report_dir) / "rollouts" / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**meta, "hosts": [asdict(o) for o in outcomes]}, indent=1) + "\n", encoding="utf-8")
+    # --data values may carry credentials (a proxy's user:password): the report keeps them masked.
+    report = redact.mask_tree({**meta, "hosts": [asdict(o) for o in outcomes]})
+    path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return path
 
 
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SettingsError("--batch-size must be ≥ 1 and --max-failures ≥ 0")
         plan = waves(inv, args.canary if args.canary is not None else inv.defaults["canary"], batch)
     except Exception as error:
-        print(f"rollout error: {error}", file=sys.stderr)
+        print(redact.mask(f"rollout error: {error}"), file=sys.stderr)
         return 2
     outcomes = Rollout(args.inventory, args.data).run(plan, max_failures)
     path = save(outcomes, args.report_dir, {"inventory": args.inventory, "data": args.data, "waves": plan, "max_failures": max_failures})

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from facts.apt import AptKeyFingerprints
 from facts.disk import FreeDiskBytes
 from facts.docker import (
     DockerContainer,
@@ -284,3 +285,19 @@ def test_docker_facts_without_daemon(local_fact: LoadFact, monkeypatch: pytest.M
     assert local_fact(DockerRuntimes) == []
     assert local_fact(DockerImageId, "nvcr.io/nvidia/tritonserver:25.05-py3") is None
     assert local_fact(DockerContainer, "triton") is None
+
+
+# -- AptKeyFingerprints (a real key file from tests/data/apt_keys) --------------------------------
+
+
+@pytest.mark.parametrize("name", ["plain.asc", "with space's.asc"])
+def test_apt_key_fingerprints_of_a_key_file(local_fact: LoadFact, tmp_path: Path, name: str) -> None:
+    key = tmp_path / name
+    key.write_bytes((Path(__file__).parent.parent / "data" / "apt_keys" / "test-key-1.asc").read_bytes())
+    assert local_fact(AptKeyFingerprints, path=str(key)) == ["BBC1D111292E543AF26A95CD9F6FFA925A0F173F"]
+
+
+def test_apt_key_fingerprints_absent_or_garbage(local_fact: LoadFact, tmp_path: Path) -> None:
+    assert local_fact(AptKeyFingerprints, path=str(tmp_path / "missing.asc")) is None
+    (tmp_path / "junk.asc").write_text("<html>not a key</html>")
+    assert local_fact(AptKeyFingerprints, path=str(tmp_path / "junk.asc")) == []
