@@ -167,6 +167,8 @@ def front() -> tuple[str, str]:
 
 
 def test_fleet_with_a_front_door_converges_and_serves_the_openai_sdk(sandbox: dict[str, Any], reference: Reference) -> None:
+    every = [*sandbox["hosts"], sandbox["front_door"], sandbox["monitoring"]]
+    assert len({h["host_key"] for h in every}) == len(every), "sandbox hosts share an SSH host key"
     res = results(deploy("--json"))
     assert res["failed_hosts"] == []
     ops = {op["name"]: op["success"] for op in res["operations"] if op["success"]}

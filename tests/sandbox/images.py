@@ -57,7 +57,9 @@ class Recipe:
 
 def host_recipe() -> Recipe:
     """Debian 13 minbase with systemd and sshd; the controller's CA bundle stands in for a corporate CA."""
-    return Recipe("host", "trixie", HOST_PACKAGES, (CONTROLLER_CA, RECIPES / "host" / "sshd-sandbox.conf"))
+    return Recipe(
+        "host", "trixie", HOST_PACKAGES, (CONTROLLER_CA, RECIPES / "host" / "sshd-sandbox.conf", RECIPES / "host" / "ssh-host-keys.service")
+    )
 
 
 def registry_recipe() -> Recipe:
@@ -134,6 +136,15 @@ def _finish_host(rootfs: Path) -> None:
     # No kernel modules to load in a container: masked so `systemctl is-system-running` says running.
     (rootfs / "etc/systemd/system/systemd-modules-load.service").symlink_to("/dev/null")
     (rootfs / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
+    # No SSH host key in the image (openssh-server's postinst made some): each container makes its
+    # own at first boot (ssh-host-keys.service), so hosts do not share one and known_hosts means something.
+    for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    unit = rootfs / "etc/systemd/system/ssh-host-keys.service"
+    shutil.copyfile(RECIPES / "host" / "ssh-host-keys.service", unit)
+    for target in ("multi-user.target.wants", "ssh.service.wants"):
+        (rootfs / "etc/systemd/system" / target).mkdir(parents=True, exist_ok=True)
+        (rootfs / "etc/systemd/system" / target / "ssh-host-keys.service").symlink_to("/etc/systemd/system/ssh-host-keys.service")
 
 
 def _finish_registry(rootfs: Path) -> None:
