@@ -510,25 +510,19 @@ def status(name: str) -> str:
     lines = [
         f"sandbox {name}: registry 127.0.0.1:{state['registry']['port']} (hosts: {state['registry']['host']}), image {state['triton_image']}"
     ]
-    for host in state["hosts"]:
+
+    def line(host: dict[str, Any], service: str) -> str:
         info = inspect("container", host["container"])
         running = "running" if info and info["State"]["Running"] else "missing"
-        gateway = f"gateway {gateway_url(host)}" if "gateway_port" in host else ""
-        lines.append(f"  {host['name']:8} {host['container']:24} {running:8} ssh root@127.0.0.1 -p {host['ssh_port']}  {gateway}".rstrip())
-    door = state.get("front_door")
+        return f"  {host['name']:8} {host['container']:24} {running:8} ssh root@127.0.0.1 -p {host['ssh_port']}  {service}".rstrip()
+
+    for host in state["hosts"]:
+        lines.append(line(host, f"gateway {gateway_url(host)}" if "gateway_port" in host else ""))
+    door, mon = state.get("front_door"), state.get("monitoring")
     if door:
-        info = inspect("container", door["container"])
-        running = "running" if info and info["State"]["Running"] else "missing"
-        lines.append(
-            f"  {door['name']:8} {door['container']:24} {running:8} ssh root@127.0.0.1 -p {door['ssh_port']}  front door {front_door_url(state)}"
-        )
-    mon = state.get("monitoring")
+        lines.append(line(door, f"front door {front_door_url(state)}"))
     if mon:
-        info = inspect("container", mon["container"])
-        running = "running" if info and info["State"]["Running"] else "missing"
-        lines.append(
-            f"  {mon['name']:8} {mon['container']:24} {running:8} ssh root@127.0.0.1 -p {mon['ssh_port']}  Prometheus {prometheus_url(state)}"
-        )
+        lines.append(line(mon, f"Prometheus {prometheus_url(state)}"))
     if state["hosts"] and "gateway_port" in state["hosts"][0]:
         lines.append(f"Try it (the OpenAI embeddings API {'through the front door' if door else 'of host1'}):")
         lines.append(curl_example(state))
