@@ -18,12 +18,6 @@ KILL_AFTER_S = 10
 # Fixed bounds of short commands (not settings: nobody needs to change them).
 REGISTRY_LOGIN_TIMEOUT_S = 120  # docker login / logout: one round trip to the registry
 DOCKER_LOGS_TIMEOUT_S = 30  # docker logs --tail, printed when READY does not come
-APT_KEY_DOWNLOAD_TIMEOUT_S = 120  # files.download of a small apt signing key (curl --max-time)
-# files.download's arguments for that bound (it runs curl, else wget).
-APT_KEY_DOWNLOAD_ARGS = {
-    "extra_curl_args": {"--connect-timeout": "30", "--max-time": str(APT_KEY_DOWNLOAD_TIMEOUT_S)},
-    "extra_wget_args": {"--timeout": "30", "--tries": "3"},
-}
 # One try of a READY poll: connect within this, answer within READY_TRY_S.
 READY_CONNECT_S = 2
 READY_TRY_S = 5
