@@ -65,3 +65,22 @@ if _STATE.get("monitoring"):
     # Short intervals so the e2e tests see scrapes and alerts in seconds (production: the defaults).
     _FAST = {"monitoring_scrape_interval_s": 2, "monitoring_model_not_ready_for_s": 10, "monitoring_host_down_for_s": 10}
     monitoring = [(_STATE["monitoring"]["name"], {**_host_data(_STATE["monitoring"]), **_with_monitoring(_STATE["monitoring"]), **_FAST})]
+# The registry cache (python -m tests.sandbox up --registry-cache): docker-registry on cache1 proxying
+# the stand-in for nvcr.io; the Triton hosts then pull through it, anonymously, over plain HTTP on
+# the sandbox network. It proxies the registry's anonymous, read-only view (tests/sandbox/fleet.py
+# _ensure_upstream: distribution 2.8 sends its credential only to token-auth upstreams).
+if _STATE.get("registry_cache"):
+    _CACHE = _STATE["registry_cache"]
+    registry_cache = [
+        (
+            _CACHE["name"],
+            {
+                **_host_data(_CACHE),
+                **_with_monitoring(_CACHE),
+                "registry_cache_listen_address": _CACHE["address"],
+                "registry_cache_insecure": True,
+                "registry_cache_upstream_url": _STATE["upstream"]["url"],
+                "allow_plain_http": True,
+            },
+        )
+    ]

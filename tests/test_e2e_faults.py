@@ -1,5 +1,6 @@
-"""Faults on a real fleet (sandbox ``faults``, 2 hosts, tests/sandbox): what a bad release, a crashed
-Triton, a rebooted host and a cut model transfer do, and that the fleet heals or is healed.
+"""Faults on a real fleet (sandbox ``faults``, 2 Triton hosts pulling through the registry cache
+cache1, tests/sandbox): what a bad release, a crashed Triton, a rebooted host, a cut model transfer
+and a cache that is down do, and that the fleet heals or is healed.
 
 In order, on one fleet converged by the real deploy:
 
@@ -12,6 +13,11 @@ In order, on one fleet converged by the real deploy:
    serving from its release's hard links, and the next run sends the file again, checks its
    sha256, installs it and verifies;
 4. host1's container restarted (a reboot): systemd starts Docker, Docker starts Triton, READY.
+
+Then the registry cache (issue 15): the upstream (the stand-in for nvcr.io) served the image once for
+the whole fleet, no Triton host holds its credential; releases under other tags of the image and a
+prune leave only the kept releases' images; a rollback to a release whose image is gone pulls it
+through the cache; the cache down is one line per host.
 """
 
 from __future__ import annotations
@@ -111,7 +117,7 @@ def sandbox() -> Iterator[dict[str, Any]]:
     old = os.environ.get("NGC_API_KEY")
     os.environ["NGC_API_KEY"] = CANARY  # the sandbox registry's password
     try:
-        state = fleet.up(NAME, len(HOSTS))
+        state = fleet.up(NAME, len(HOSTS), registry_cache=True)
     finally:
         os.environ.pop("NGC_API_KEY") if old is None else os.environ.__setitem__("NGC_API_KEY", old)
     proc = deploy("--json")
@@ -230,3 +236,110 @@ def test_rebooted_host_brings_docker_and_triton_back(sandbox: dict[str, Any]) ->
     assert host_sh("host1", "systemctl is-enabled docker").strip() == "enabled"
     assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
     print(f"host1 READY {took:.0f}s after its restart")
+
+
+# -- registry cache (issue 15) -------------------------------------------------------------------------
+
+CACHE = "cache1"
+IMAGE_REPO = "sandbox-registry:5000/nvidia/tritonserver"  # the hosts' triton_image, without its tag
+
+
+def cache_endpoint(sandbox: dict[str, Any]) -> str:
+    return f"{sandbox['registry_cache']['address']}:{fleet.REGISTRY_CACHE_PORT}"
+
+
+def image_refs(host: str) -> set[str]:
+    """The Triton image references Docker holds on ``host``."""
+    return set(host_sh(host, "docker image ls --format '{{.Repository}}:{{.Tag}}' | grep /nvidia/tritonserver: || true").split())
+
+
+def cache_blob_clients() -> set[str]:
+    """Addresses that fetched blobs from the cache (its access log in the journal)."""
+    log = host_sh(CACHE, "journalctl -u docker-registry --no-pager -o cat")
+    return {line.split()[0] for line in log.splitlines() if '"GET /v2/nvidia/tritonserver/blobs/' in line and '" 200 ' in line}
+
+
+def test_cache_pulls_go_through_it_and_the_upstream_serves_the_image_once(sandbox: dict[str, Any]) -> None:
+    image = fleet.image_bytes(NAME)
+    upstream = fleet.upstream_blob_bytes(NAME)
+    print(f"image_bytes {image}, upstream served {upstream} ({upstream / image:.3f} x) for {len(HOSTS)} hosts")
+    assert image <= upstream <= 1.05 * image, (image, upstream)
+    endpoint = cache_endpoint(sandbox)
+    for host in HOSTS:
+        assert image_refs(host) == {f"{endpoint}/nvidia/tritonserver:25.05-py3"}, image_refs(host)
+    addresses = {h["address"] for h in sandbox["hosts"]}
+    assert addresses <= cache_blob_clients(), (addresses, cache_blob_clients())
+
+
+def test_cache_no_triton_host_holds_the_upstream_credential(sandbox: dict[str, Any]) -> None:
+    password = CANARY  # the registry password the fixture vaulted
+    dirs = "/etc /root /opt /home /usr/local /srv /var/lib/docker/containers"
+
+    def holders(host: str) -> list[str]:
+        # The password goes through stdin (grep -f), never on a command line.
+        proc = subprocess.run(
+            ["docker", "exec", "-i", fleet.host_container(NAME, host), "sh", "-c", f"grep -rlsF -f /dev/stdin {dirs} || true"],
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return proc.stdout.split()
+
+    # The check finds it where it must be: the cache's config, 0600 for the registry's user.
+    assert holders(CACHE) == ["/etc/docker/registry/config.yml"]
+    assert host_sh(CACHE, "stat -c '%a %U' /etc/docker/registry/config.yml").strip() == "600 docker-registry"
+    for host in HOSTS:
+        assert holders(host) == [], f"{host} holds the upstream credential in {holders(host)}"
+        assert "sandbox-registry" not in host_sh(host, "cat /root/.docker/config.json 2>/dev/null || true")
+
+
+def test_cache_releases_of_other_tags_prune_and_rollback_to_a_removed_image(sandbox: dict[str, Any]) -> None:
+    endpoint = cache_endpoint(sandbox)
+    first = {h: link(h, "current") for h in HOSTS}
+    tag_b, tag_c = (fleet.push_tag(NAME, tag) for tag in ("25.05-py3-b", "25.05-py3-c"))
+    try:
+        proc = deploy("--data", f"triton_image={tag_b}")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        proc = deploy("--data", f"triton_image={tag_c}", "--data", "triton_releases_keep=2")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        # Releases: the tag-b one (previous) and the tag-c one (current); the first is pruned and so is its tag.
+        for host in HOSTS:
+            assert first[host] not in host_sh(host, f"ls {TRITON_DIR}/releases").split()
+            assert image_refs(host) == {f"{endpoint}/nvidia/tritonserver:25.05-py3-b", f"{endpoint}/nvidia/tritonserver:25.05-py3-c"}
+        previous = link("host1", "previous")
+
+        # The previous release's image gone from host1 (an earlier prune, a hand clean-up): rollback pulls it.
+        host_sh("host1", f"docker image rm {endpoint}/nvidia/tritonserver:25.05-py3-b")
+        proc = run_deploy(NAME, CANARY, "--limit", "host1", deploy="deploys/rollback.py")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert "is not on the host: pulling it" in proc.stderr
+        assert link("host1", "current") == previous
+        assert model_ready("host1")
+        assert f"{endpoint}/nvidia/tritonserver:25.05-py3-b" in image_refs("host1")
+        # Three tags of one image: still one copy's worth from the upstream.
+        assert fleet.upstream_blob_bytes(NAME) <= 1.05 * fleet.image_bytes(NAME)
+    finally:
+        proc = deploy()  # back to the defaults (the first tag) on every host
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    for host in HOSTS:
+        assert model_ready(host)
+
+
+def test_cache_down_is_one_line_per_host_and_changes_nothing(sandbox: dict[str, Any]) -> None:
+    tag_d = fleet.push_tag(NAME, "25.05-py3-d")
+    before = {h: (link(h, "current"), started_at(h)) for h in HOSTS}
+    host_sh(CACHE, "systemctl stop docker-registry")
+    try:
+        # The Triton hosts only (the cache step would start the cache again): a new tag needs a pull.
+        proc = deploy("--limit", "sandbox", "--data", f"triton_image={tag_d}", timeout=600)
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr
+        for host in HOSTS:
+            lines = [line for line in proc.stderr.splitlines() if f"[{host}]" in line and "through the registry cache" in line]
+            assert len(lines) == 1, proc.stderr[-4000:]
+            assert f"(host {CACHE}) failed: is docker-registry running there" in lines[0], lines[0]
+            assert (link(host, "current"), started_at(host)) == before[host]
+            assert model_ready(host)
+    finally:
+        host_sh(CACHE, "systemctl start docker-registry")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox import images
+from tests.sandbox import fleet, images
 
 ROOT = Path(__file__).resolve().parents[1]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -43,3 +43,12 @@ def test_image_tag_follows_the_recipe(tmp_path: Path) -> None:
 def test_recipes_name_their_packages(recipe) -> None:
     r = recipe()
     assert r.suite in ("trixie", "bookworm") and r.packages
+
+
+def test_blob_bytes_served_counts_blob_bodies_only() -> None:
+    # The anonymous upstream's access log during one cache warm (captured from docker logs), plus a
+    # 404 line: /v2/, manifests, HEADs and the 404 count nothing; the two GETs of the small config
+    # blob and the cut and the full GET of the layer all count.
+    log = (ROOT / "tests/data/registry/upstream-access.log").read_text()
+    assert fleet.blob_bytes_served(log) == 1050 + 1050 + 775720 + 185061486
+    assert fleet.blob_bytes_served("") == 0

@@ -58,6 +58,7 @@ def test_tls_upstream_url_storage_and_anonymous_upstream() -> None:
         registry_cache_listen_address="fd00::7",
         registry_cache_port=5443,
         registry_cache_upstream_url="http://sandbox-registry:5000",
+        allow_plain_http=True,
         registry_cache_storage_dir="/srv/cache",
     )
     data = yaml.safe_load(render.registry_cache_config(s, "", "", registry_cache.TLS_PEM))
@@ -118,6 +119,11 @@ def test_every_key_the_template_writes_is_one_the_check_knows() -> None:
         (
             {"registry_cache_upstream_url": "nvcr.io"},
             "setting registry_cache_upstream_url='nvcr.io' is invalid (allowed: an http(s)://host[:port] URL",
+        ),
+        (
+            {"registry_cache_upstream_url": "http://sandbox-registry:5000"},
+            "setting registry_cache_upstream_url='http://sandbox-registry:5000' is invalid (plain http:// is refused; use https://, "
+            "or set allow_plain_http: true",
         ),
         ({"registry_cache_max_gb": 0}, "setting registry_cache_max_gb=0 is invalid (allowed: an integer from 1 to 1000000)"),
         ({"registry_cache_storage_dir": "cache"}, "setting registry_cache_storage_dir='cache' is invalid (allowed: an absolute path)"),
@@ -240,6 +246,20 @@ def test_images_to_prune_keeps_every_id_a_kept_release_has() -> None:
         "sha256:dangling",
     ]
     assert registry.images_to_prune(rows[:1], {"sha256:kept"}) == []
+
+
+def test_images_to_prune_untags_a_tag_no_kept_release_names_on_a_kept_image() -> None:
+    # Releases of one image under two tags: the pruned release's tag goes, the image stays (its id is kept).
+    rows = [
+        {"repository": "10.0.0.7:5000/nvidia/tritonserver", "tag": "25.05-py3", "digest": "<none>", "id": "sha256:same"},
+        {"repository": "10.0.0.7:5000/nvidia/tritonserver", "tag": "25.05-py3-b", "digest": "<none>", "id": "sha256:same"},
+        {"repository": "10.0.0.7:5000/nvidia/tritonserver", "tag": "<none>", "digest": DIGEST, "id": "sha256:same"},
+    ]
+    kept = {"10.0.0.7:5000/nvidia/tritonserver:25.05-py3-b"}
+    assert registry.images_to_prune(rows, {"sha256:same"}, kept) == ["10.0.0.7:5000/nvidia/tritonserver:25.05-py3"]
+    # A kept release named by tag and digest keeps that tag.
+    pinned = {f"10.0.0.7:5000/nvidia/tritonserver:25.05-py3@{DIGEST}", "10.0.0.7:5000/nvidia/tritonserver:25.05-py3-b"}
+    assert registry.images_to_prune(rows, {"sha256:same"}, pinned) == []
 
 
 def test_usage_warning_only_past_the_limit() -> None:

@@ -172,14 +172,20 @@ def pull_missing(s: Settings, inventory: Any, images: list[str], step: str = STE
 # -- images no kept release uses ---------------------------------------------------------------------
 
 
-def images_to_prune(listed: list[dict[str, str]], kept_ids: set[str]) -> list[str]:
+def images_to_prune(listed: list[dict[str, str]], kept_ids: set[str], kept_refs: set[str] | None = None) -> list[str]:
     """References to remove: every image in ``listed`` (facts.docker.DockerImages rows of the
-    releases' repositories) whose id no kept release's image has, by tag, else by digest."""
+    releases' repositories) whose id no kept release's image has, by tag, else by digest; and a
+    tag no kept release names on an image a kept release uses (``kept_refs``: its references), which
+    ``docker image rm`` only untags (two releases of one image under two tags)."""
+    kept_tags = {ref.split("@", 1)[0] for ref in kept_refs or ()}
     refs: list[str] = []
     for image in listed:
+        tagged = image["tag"] not in ("", "<none>")
         if image["id"] in kept_ids:
+            if kept_refs is not None and tagged and f"{image['repository']}:{image['tag']}" not in kept_tags:
+                refs.append(f"{image['repository']}:{image['tag']}")
             continue
-        if image["tag"] not in ("", "<none>"):
+        if tagged:
             ref = f"{image['repository']}:{image['tag']}"
         elif image["digest"] not in ("", "<none>"):
             ref = f"{image['repository']}@{image['digest']}"

@@ -43,7 +43,14 @@ OWNED_NAMES = ("gpu", "allow_plain_http")
 
 # Settings that hold repository or endpoint URLs: plain http:// is refused in them unless
 # allow_plain_http is true (the values are checked together, in _check_together).
-URL_SETTINGS = ("docker_ce_apt_url", "nvidia_toolkit_apt_url", "verify_pip_index_url", "model_mirror", "model_token_endpoints")
+URL_SETTINGS = (
+    "docker_ce_apt_url",
+    "nvidia_toolkit_apt_url",
+    "verify_pip_index_url",
+    "model_mirror",
+    "model_token_endpoints",
+    "registry_cache_upstream_url",
+)
 
 # The apt repositories' signing keys (primary-key fingerprints), as their vendors publish them:
 # Docker's "Docker Release (CE deb)" key (docs.docker.com's install pages) and NVIDIA's
@@ -242,7 +249,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("nvidia_datacenter_compat_branches", [470, 525, 535, 545, 560, 565, 570], "Older driver branches accepted on data-centre GPUs via CUDA forward compatibility.", "list[int]", _batch_sizes),
     Setting("nvidia_min_compute_capability", 7.5, "Minimum GPU compute capability (Triton 25.05 needs 7.5).", "float", _float(5.0, 20.0)),
     # -- package sources --
-    Setting("allow_plain_http", False, "Accept plain http:// in docker_ce_apt_url, nvidia_toolkit_apt_url, verify_pip_index_url, model_mirror and model_token_endpoints (refused by default; pinned key fingerprints and hashed locks still apply).", "bool", _bool),
+    Setting("allow_plain_http", False, "Accept plain http:// in docker_ce_apt_url, nvidia_toolkit_apt_url, verify_pip_index_url, model_mirror, model_token_endpoints and registry_cache_upstream_url (refused by default; pinned key fingerprints and hashed locks still apply).", "bool", _bool),
     # -- Docker --
     Setting("docker_source", "distro", "Where Docker comes from: distro (docker.io + compose v2 plugin) or docker-ce (Docker's apt repo).", "str", _choice("distro", "docker-ce")),
     Setting("docker_ce_version", "", 'docker-ce version pin for apt (e.g. "5:28.3.3-1~ubuntu.24.04~noble"); empty: latest.', "str", _text(r"[A-Za-z0-9.:~+\-]*", "an apt version string or empty")),
@@ -273,7 +280,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("registry_cache_hostname", "", "Name the Triton hosts pull from (the name the cache's TLS certificate carries); empty: registry_cache_listen_address.", "str", _text(r"([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)*)?", "a DNS name or empty")),
     Setting("registry_cache_tls", False, "Serve the cache over HTTPS: certificate and key from the vault's registry_cache_tls (cert, key, optional ca the Triton hosts' Docker trusts).", "bool", _bool),
     Setting("registry_cache_insecure", False, "Serve the cache over plain HTTP, for private networks only: the Triton hosts list it in daemon.json insecure-registries. A cache host needs registry_cache_tls or this.", "bool", _bool),
-    Setting("registry_cache_upstream_url", "", "URL the cache proxies (the cache host's registry_host, whose credential from the vault it uses); empty: https://{registry_host}.", "str", _text(r"(https?://[A-Za-z0-9.\-]+(:[0-9]+)?)?", "an http(s)://host[:port] URL or empty")),
+    Setting("registry_cache_upstream_url", "", "URL the cache proxies (the cache host's registry_host, whose credential from the vault it uses); empty: https://{registry_host}. http:// needs allow_plain_http.", "str", _text(r"(https?://[A-Za-z0-9.\-]+(:[0-9]+)?)?", "an http(s)://host[:port] URL or empty")),
     Setting("registry_cache_storage_dir", "/var/lib/docker-registry", "Where the cache keeps what it pulled (Debian's default; owned by the docker-registry user).", "str", _text(r"/[A-Za-z0-9_./\-]+", "an absolute path")),
     Setting("registry_cache_warm_platforms", ["linux/amd64"], "Platforms of the Triton hosts' images the cache fetches once, before their pulls (the first step of a run); []: no warming (concurrent cold pulls then each cost an upstream fetch).", "list[str]", _platforms),
     Setting("registry_cache_max_gb", 500, "Disk (GiB) the cache may use: the registry has no size limit of its own (it drops what it cached 7 days after fetching it); every run warns when its storage holds more.", "int", _int(1, 1_000_000)),

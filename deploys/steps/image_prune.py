@@ -1,6 +1,7 @@
 """Image prune step (Triton hosts, after the verify step: only a deploy that passed gets here):
 ``docker image rm`` of the images of the releases' repositories that no kept release names
-(``registry_image_prune``, default on). The kept releases are those the triton step leaves on
+(``registry_image_prune``, default on), and the tags no kept release names on an image one uses
+(untagged only). The kept releases are those the triton step leaves on
 disk (current, previous, the newest ``triton_releases_keep``); their compose files name their
 images (facts.triton.TritonReleaseImages). Nothing to remove: no operation."""
 
@@ -28,7 +29,7 @@ def image_prune() -> None:
     repositories = sorted({registry.repository(image) for image in (*kept_images, *on_disk.values())})
     kept_ids = {image_id for image in sorted(kept_images) if (image_id := host.get_fact(DockerImageId, ref=image))}
     listed = [image for repository in repositories for image in host.get_fact(DockerImages, repository=repository)]
-    doomed = registry.images_to_prune(listed, kept_ids)
+    doomed = registry.images_to_prune(listed, kept_ids, kept_images)
     if not doomed:
         return
     logger.info(f"{host.print_prefix}image prune: {len(doomed)} image reference(s) no kept release uses: {', '.join(doomed)}")

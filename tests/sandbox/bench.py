@@ -15,6 +15,12 @@ The front door's overhead: the front-door host front1 is added to the converged 
 deployed, then the controller alternates single requests (concurrency 1) through the front door
 and straight to host1's gateway: ``front_door_overhead_p50_ms`` is the difference of the p50s.
 
+The image: ``image_bytes`` is one copy of the Triton image's compressed blobs (its manifest in the
+sandbox registry, the stand-in for nvcr.io); ``upstream_image_bytes_no_cache`` is what that registry
+served as blobs during the 3-host converge (its access log), ``upstream_image_bytes`` the same for a
+fresh 3-host converge through the registry cache cache1 (counted at the registry and its anonymous
+view, which the cache proxies).
+
 The gateway figures come from host1 of the converged fleet: tests/gateway_bench.py runs there, in
 the gateway's own venv, against the gateway (text in) and Triton's gRPC (the same texts as token
 ids), at concurrency 1, 8 and 32, bounded in time; every request stays inside that host.
@@ -211,9 +217,9 @@ def front_door_figures(state: dict[str, Any], api_key: str, requests: int = FRON
     }
 
 
-def _fresh_fleet(hosts: int) -> dict[str, Any]:
+def _fresh_fleet(hosts: int, registry_cache: bool = False) -> dict[str, Any]:
     fleet.down(NAME)
-    return fleet.up(NAME, hosts)
+    return fleet.up(NAME, hosts, registry_cache=registry_cache)
 
 
 def main() -> int:
@@ -234,6 +240,9 @@ def main() -> int:
             _log(f"converge {hosts} host{'s' if hosts > 1 else ''}")
             converged[hosts] = _deploy(hub, work / f"cache-{hosts}")
         upstream = hub.body_bytes  # of the 3-host converge
+        # A fresh fleet has a fresh registry: its access log holds the 3 hosts' pulls only.
+        image_no_cache = fleet.upstream_blob_bytes(NAME)
+        image = fleet.image_bytes(NAME)
         _log("no-op re-run on 3 hosts")
         noop = _deploy(hub, work / "cache-3")
     _log("embeddings gateway vs Triton straight, on host1 (concurrency 1, 8, 32)")
@@ -244,6 +253,11 @@ def main() -> int:
     with HubServer([repo]) as hub:
         _deploy(hub, work / "cache-3")
     front_door = front_door_figures(door_state, fleet.api_key_file(NAME).read_text().strip())
+    _log("converge 3 fresh hosts pulling through the registry cache cache1")
+    _fresh_fleet(3, registry_cache=True)
+    with HubServer([repo]) as hub:
+        cached = _deploy(hub, work / "cache-3-registry")
+    image_cached = fleet.upstream_blob_bytes(NAME)
     fleet.down(NAME)
     cores = os.cpu_count() or 1
     one, three = converged[1], converged[3]
@@ -264,6 +278,12 @@ def main() -> int:
         **{key: gateway[key] for key in GATEWAY_KEYS},
         "gateway_failures": gateway["failures"],
         **front_door,
+        "image_bytes": image,
+        "upstream_image_bytes": image_cached,
+        "upstream_image_bytes_no_cache": image_no_cache,
+        "upstream_image_ratio": round(image_cached / image, 3),
+        "upstream_image_ratio_no_cache": round(image_no_cache / image, 3),
+        "converge_3_registry_cache_s": round(cached.seconds, 1),
     }
     print(json.dumps(line))
     return 0

@@ -2,16 +2,20 @@
 
 A sandbox is: a Docker network, a registry container (alias ``sandbox-registry`` on that network,
 htpasswd auth, the stand-in Triton image pushed under the NGC path and tag), and N host containers
-(systemd + sshd, SSH on 127.0.0.1 ports, a per-sandbox key). Every container, network and volume
+(systemd + sshd, SSH on 127.0.0.1 ports, a per-sandbox key). With ``up --registry-cache``: the host
+``cache1`` and an anonymous, read-only view of the registry's storage (alias ``sandbox-upstream``,
+recipes/registry/upstream.yml) that the cache proxies. Every container, network and volume
 carries the label ``triton-embeddinggemma.sandbox=<name>`` and is removed by it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -38,6 +42,9 @@ FRONT_DOOR = "front1"  # the front-door host (inventory group front_door), with 
 FRONT_DOOR_PORT = 8080  # HAProxy's port on it (front_door_port default)
 MONITORING = "mon1"  # the monitoring host (inventory group monitoring), with `up --monitoring`
 PROMETHEUS_PORT = 9090  # Prometheus's port on it (monitoring_port default)
+REGISTRY_CACHE = "cache1"  # the registry cache host (inventory group registry_cache), with `up --registry-cache`
+REGISTRY_CACHE_PORT = 5000  # docker-registry's port on it (registry_cache_port default)
+UPSTREAM_ALIAS = "sandbox-upstream"  # the registry's anonymous, read-only view, which the cache proxies
 SOPS = Path(sys.executable).parent / "sops"
 
 # Container flags that run systemd here without --privileged (see the field notes).
@@ -259,6 +266,98 @@ def _ensure_registry(name: str, image: str, net: str, password: str) -> int:
     return port
 
 
+def _ensure_upstream(name: str, image: str, net: str) -> str:
+    """The registry's storage served anonymously and read-only (the cache's upstream); its container name.
+
+    A stand-in detail, not a product one: distribution 2.8's proxy sends a credential only to an
+    upstream with a bearer token realm (nvcr.io has one), and the sandbox registry has htpasswd auth.
+    """
+    container = f"{name}-upstream"
+    current = inspect("container", container)
+    if current is not None and (current["Config"]["Image"] != image or not current["State"]["Running"]):
+        docker("rm", "-f", container)
+        current = None
+    if current is None:
+        _log(f"starting the cache's upstream {container}")
+        docker(
+            "run",
+            "-d",
+            "--name",
+            container,
+            "--label",
+            f"{LABEL}={name}",
+            "--restart",
+            "unless-stopped",
+            "--network",
+            net,
+            "--network-alias",
+            UPSTREAM_ALIAS,
+            "-v",
+            f"{images.RECIPES / 'registry' / 'upstream.yml'}:/etc/docker/registry/config.yml:ro",
+            "--mount",
+            f"type=volume,src={name}-registry-data,dst=/var/lib/docker-registry,readonly,volume-label={LABEL}={name}",
+            image,
+        )
+    return container
+
+
+def push_tag(name: str, tag: str) -> str:
+    """Push the stand-in Triton image again under another tag of the NGC repository; its reference
+    as the hosts name it (same layers: the registry stores nothing new)."""
+    state = load_state(name)
+    if state is None:
+        raise SandboxError(f"sandbox {name}: not up")
+    port = state["registry"]["port"]
+    config = state_dir(name) / "docker-config"
+    env = {**os.environ, "DOCKER_CONFIG": str(config)}
+    repo = NGC_IMAGE_PATH.split(":")[0]
+    target = f"127.0.0.1:{port}/{repo}:{tag}"
+    docker("tag", state["images"]["triton"], target)
+    _run(["docker", "push", "-q", target], f"docker push of the Triton stand-in as {tag}", env=env)
+    docker("rmi", target, check=False)
+    return f"{REGISTRY_ALIAS}:5000/{repo}:{tag}"
+
+
+# One access-log line of the distribution registry (combined log format, on its stdout).
+_ACCESS_LINE = re.compile(
+    r'^(?P<client>\S+) \S+ \S+ \[[^\]]*\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) (?P<bytes>\d+|-)'
+)
+
+
+def blob_bytes_served(access_log: str) -> int:
+    """Bytes of blob bodies a registry sent (GET .../blobs/sha256:..., 200 or 206), from its access log."""
+    total = 0
+    for line in access_log.splitlines():
+        m = _ACCESS_LINE.match(line.strip())
+        if m and m["method"] == "GET" and "/blobs/sha256:" in m["path"] and m["status"] in ("200", "206") and m["bytes"] != "-":
+            total += int(m["bytes"])
+    return total
+
+
+def upstream_blob_bytes(name: str) -> int:
+    """What the stand-in for nvcr.io (the registry and, with a cache, its anonymous view) served as blobs."""
+    total = blob_bytes_served(docker("logs", f"{name}-registry", check=False))
+    if inspect("container", f"{name}-upstream") is not None:
+        total += blob_bytes_served(docker("logs", f"{name}-upstream", check=False))
+    return total
+
+
+def image_bytes(name: str, reference: str = NGC_IMAGE_PATH) -> int:
+    """One copy of the image's compressed blobs (config and layers), from its manifest in the registry."""
+    state = load_state(name)
+    if state is None:
+        raise SandboxError(f"sandbox {name}: not up")
+    repo, tag = reference.rsplit(":", 1)
+    auth = base64.b64encode(f"{REGISTRY_USER}:{_read_vault(state_dir(name))['ngc_api_key']}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{state['registry']['port']}/v2/{repo}/manifests/{tag}",
+        headers={"Authorization": f"Basic {auth}", "Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        manifest = json.load(response)
+    return int(manifest["config"]["size"]) + sum(int(layer["size"]) for layer in manifest["layers"])
+
+
 def _published_port(container: str, port: str) -> int:
     out = docker("port", container, port).split()
     for line in out:
@@ -309,11 +408,12 @@ def host_container(name: str, host: str) -> str:
 def service_port(host: str) -> int:
     """The port a sandbox host publishes besides SSH: HAProxy on the front door, Prometheus on the
     monitoring host, else the gateway."""
-    return {FRONT_DOOR: FRONT_DOOR_PORT, MONITORING: PROMETHEUS_PORT}.get(host, GATEWAY_PORT)
+    return {FRONT_DOOR: FRONT_DOOR_PORT, MONITORING: PROMETHEUS_PORT, REGISTRY_CACHE: REGISTRY_CACHE_PORT}.get(host, GATEWAY_PORT)
 
 
 # What a host's published service port is called in its state.
-_SERVICE_KEY = {FRONT_DOOR: "front_door_port", MONITORING: "prometheus_port"}
+_SERVICE_KEY = {FRONT_DOOR: "front_door_port", MONITORING: "prometheus_port", REGISTRY_CACHE: "registry_cache_port"}
+ROLE_HOSTS = (FRONT_DOOR, MONITORING, REGISTRY_CACHE)  # hosts with a role of their own, not Triton hosts
 
 
 def _start_host(name: str, host: str, image: str, net: str) -> None:
@@ -447,10 +547,10 @@ def ensure_model_mirror() -> dict[str, str]:
 # -- the commands --
 
 
-def up(name: str, hosts: int, front_door: bool = False, monitoring: bool = False) -> dict[str, Any]:
+def up(name: str, hosts: int, front_door: bool = False, monitoring: bool = False, registry_cache: bool = False) -> dict[str, Any]:
     """Create or update the sandbox ``name`` with exactly ``hosts`` Triton hosts (and the front-door
-    host ``front1`` when ``front_door``, the monitoring host ``mon1`` when ``monitoring``); returns
-    its state."""
+    host ``front1`` when ``front_door``, the monitoring host ``mon1`` when ``monitoring``, the
+    registry cache ``cache1`` and its upstream when ``registry_cache``); returns its state."""
     tags = images.ensure_all()
     images.remove_stale()  # images of older recipes (ones still in use by containers stay)
     sdir = state_dir(name)
@@ -461,13 +561,21 @@ def up(name: str, hosts: int, front_door: bool = False, monitoring: bool = False
     triton_image = _push_triton(name, tags["triton"], port, password)
     model = ensure_model_mirror()
     pubkey = (sdir / "id_ed25519.pub").read_text()
-    wanted = [f"host{i}" for i in range(1, hosts + 1)] + ([FRONT_DOOR] if front_door else []) + ([MONITORING] if monitoring else [])
+    wanted = (
+        [f"host{i}" for i in range(1, hosts + 1)]
+        + ([FRONT_DOOR] if front_door else [])
+        + ([MONITORING] if monitoring else [])
+        + ([REGISTRY_CACHE] if registry_cache else [])
+    )
     for container in labelled("container", name):
         host = container[len(name) + 1 :]
-        if (host.startswith("host") or host in (FRONT_DOOR, MONITORING)) and host not in wanted:
+        if (host.startswith("host") or host in ROLE_HOSTS) and host not in wanted:
             remove_host(name, host)
+    upstream = _ensure_upstream(name, tags["registry"], net) if registry_cache else None
+    if not registry_cache:
+        docker("rm", "-f", f"{name}-upstream", check=False)
     every = [_ensure_host(name, host, tags["host"], net, pubkey) for host in wanted]
-    fleet = [h for h in every if h["name"] not in (FRONT_DOOR, MONITORING)]
+    fleet = [h for h in every if h["name"] not in ROLE_HOSTS]
     (sdir / "known_hosts").write_text("".join(f"[127.0.0.1]:{h['ssh_port']} {h['host_key']}\n" for h in every))
     state = {
         "name": name,
@@ -484,6 +592,8 @@ def up(name: str, hosts: int, front_door: bool = False, monitoring: bool = False
         "hosts": fleet,
         "front_door": next((h for h in every if h["name"] == FRONT_DOOR), None),
         "monitoring": next((h for h in every if h["name"] == MONITORING), None),
+        "registry_cache": next((h for h in every if h["name"] == REGISTRY_CACHE), None),
+        "upstream": {"container": upstream, "url": f"http://{UPSTREAM_ALIAS}:5000"} if upstream else None,
     }
     _write_private(sdir / "state.json", json.dumps(state, indent=2) + "\n")
     return state
@@ -518,11 +628,13 @@ def status(name: str) -> str:
 
     for host in state["hosts"]:
         lines.append(line(host, f"gateway {gateway_url(host)}" if "gateway_port" in host else ""))
-    door, mon = state.get("front_door"), state.get("monitoring")
+    door, mon, cache = state.get("front_door"), state.get("monitoring"), state.get("registry_cache")
     if door:
         lines.append(line(door, f"front door {front_door_url(state)}"))
     if mon:
         lines.append(line(mon, f"Prometheus {prometheus_url(state)}"))
+    if cache:
+        lines.append(line(cache, f"registry cache {cache['address']}:{REGISTRY_CACHE_PORT} (proxies {state['upstream']['url']})"))
     if state["hosts"] and "gateway_port" in state["hosts"][0]:
         lines.append(f"Try it (the OpenAI embeddings API {'through the front door' if door else 'of host1'}):")
         lines.append(curl_example(state))
