@@ -134,3 +134,37 @@ def parse_release_images(output: list[str]) -> dict[str, str]:
         if isinstance(value, str) and value:
             found[release] = value
     return found
+
+
+class TritonModelLinks(FactBase[dict[str, dict[str, str | None]]]):
+    """
+    ``{name: {"store": "<device>:<inode>" | None, "release": "<device>:<inode>" | None}}``: for each
+    model file ``name``, the identity of the model store's file (``store_dir/name``) and of the
+    release's (``release_dir/name``; a hard link of the store's when intact). None: no such file.
+    ``{}`` when neither directory has any of them.
+    """
+
+    def command(self, store_dir: str, release_dir: str, names: tuple[str, ...]) -> str:
+        parts = []
+        for name in names:
+            for side, directory in (("store", store_dir), ("release", release_dir)):
+                path = quote(f"{directory}/{name}")
+                parts.append(f"[ -f {path} ] && stat -c {quote(f'{side} %d:%i {name}')} {path}")
+        return "; ".join(parts) + "; true"
+
+    @staticmethod
+    def default() -> dict[str, dict[str, str | None]]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, dict[str, str | None]]:
+        return parse_model_links(output)
+
+
+def parse_model_links(output: list[str]) -> dict[str, dict[str, str | None]]:
+    """Parse :class:`TritonModelLinks`'s output (``store 2049:131 model.onnx``; pure)."""
+    found: dict[str, dict[str, str | None]] = {}
+    for line in output:
+        parts = line.split(maxsplit=2)
+        if len(parts) == 3 and parts[0] in ("store", "release") and ":" in parts[1]:
+            found.setdefault(parts[2], {"store": None, "release": None})[parts[0]] = parts[1]
+    return found

@@ -213,6 +213,16 @@ def hash_answer(tool: str, path: str, digest: str) -> tuple[str, list[str]]:
     return f"{tool} {path} 2>", [f"{digest}  {path}"]
 
 
+def model_links_answer(weights: dict[str, str], release_inodes: dict[str, int] | None = None) -> list[str]:
+    """The TritonModelLinks fact's output: each store file and its release link, one inode each
+    (``release_inodes``: name → another inode for a release file that is not the store's)."""
+    lines = []
+    for i, name in enumerate(sorted(weights)):
+        inode = 2146453 + i
+        lines += [f"store 65024:{inode} {name}", f"release 65024:{(release_inodes or {}).get(name, inode)} {name}"]
+    return lines
+
+
 def key_fingerprint_answer(path: str, fingerprints: list[str]) -> tuple[str, list[str]]:
     """(matcher, output) for facts.apt.AptKeyFingerprints on ``path``: the keyring's primary keys."""
     return f"{SCRIPT_LABEL} {path}", [",".join(fingerprints) or "none"]
@@ -306,8 +316,9 @@ def converged_responses(
     stat(layout.releases_dir, "directory", 755)
     for path in (live.dir, live.config_file.rsplit("/", 1)[0], live.version_dir):
         stat(path, "directory", 755)
-    for name in weights:
-        stat(f"{live.version_dir}/{name}", "file", 644)
+    # The release's model files are hard links of the store's: the same device and inode.
+    # (Matched on this release's path: a new release's directory has no files yet.)
+    table[f"[ -f {live.version_dir}/{sorted(weights)[0]} ] && stat -c 'release"] = model_links_answer(weights)
     stat(live.config_file, "file", 644, spec.config.encode())
     stat(live.compose_file, "file", 644, spec.compose.encode())
     labels = {

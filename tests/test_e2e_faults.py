@@ -12,7 +12,10 @@ In order, on one fleet converged by the real deploy:
 3. a model transfer cut halfway on host1 (the store file gone, half a ``.partial`` left): Triton keeps
    serving from its release's hard links, and the next run sends the file again, checks its
    sha256, installs it and verifies;
-4. host1's container restarted (a reboot): systemd starts Docker, Docker starts Triton, READY.
+4. host1's container restarted (a reboot): systemd starts Docker, Docker starts Triton, READY;
+5. served file integrity: a served model file damaged in place (so the store's too: one inode) is
+   sent again, linked again and Triton restarted; one replaced by a damaged copy fails verify (the
+   sha256 differs from the lock) and the deploy links it again and restarts Triton.
 
 Then the registry cache (issue 15): the upstream (the stand-in for nvcr.io) served the image once for
 the whole fleet, no Triton host holds its credential; releases under other tags of the image and a
@@ -221,7 +224,9 @@ def test_cut_model_transfer_resumes_and_verifies(sandbox: dict[str, Any]) -> Non
     assert proc.returncode == 0, proc.stderr[-4000:]
     changed = [op["name"] for op in json.loads(proc.stdout)["results"]["operations"] if op["success"]]
     assert "Model files (pinned, checksummed) | Check sha256 and install model.onnx_data" in changed, changed
-    assert not [name for name in changed if name.startswith("Triton |")], changed  # same release: no restart
+    # The release's old link is not the new store file: linked again, but its bytes were intact, so no restart.
+    assert "Triton | Hard-link model.onnx_data into the release" in changed, changed
+    assert not [name for name in changed if name.startswith("Triton |") and "Hard-link" not in name], changed
     assert "[host1] parity PASS" in proc.stderr
     assert host_sh("host1", f"sha256sum {store}").split()[0] == wanted
     assert host_sh("host1", f"test -e {store}.partial && echo left || echo gone").strip() == "gone"
@@ -236,6 +241,104 @@ def test_rebooted_host_brings_docker_and_triton_back(sandbox: dict[str, Any]) ->
     assert host_sh("host1", "systemctl is-enabled docker").strip() == "enabled"
     assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
     print(f"host1 READY {took:.0f}s after its restart")
+
+
+# -- served file integrity: a damaged file in the live release is found by verify and healed by the deploy --
+
+SERVED_DATA = f"{TRITON_DIR}/current/models/{MODEL}/1/model.onnx_data"
+STORE_DATA = f"{TRITON_DIR}/models/{MODEL}/1/model.onnx_data"
+
+
+def _integrity_lock_sha(sandbox: dict[str, Any]) -> str:
+    """The lock's sha256 of the served data file (the sandbox's own lock)."""
+    model = sandbox["model"]
+    lock = json.loads((ROOT / model["model_lock_file"]).read_text())["models"][model["model_repo_id"]][model["model_revision"]]
+    return lock["onnx/model.onnx_data"]["sha256"]
+
+
+def _integrity_inode(path: str) -> str:
+    return host_sh("host1", f"stat -c %d:%i {path}").strip()
+
+
+def _integrity_sha(path: str) -> str:
+    return host_sh("host1", f"sha256sum {path}").split()[0]
+
+
+def _integrity_report(stderr: str) -> dict[str, Any]:
+    """host1's parity report, from the path the verify step logs (``(report: reports/<run>/host1.json)``)."""
+    marker = "(report: "
+    line = next(line for line in stderr.splitlines() if "[host1]" in line and marker in line)
+    path = line[line.index(marker) + len(marker) :].split(")")[0]
+    return json.loads((ROOT / path).read_text())
+
+
+def _integrity_changed(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [op["name"] for op in json.loads(proc.stdout)["results"]["operations"] if op["success"]]
+
+
+def _integrity_healed(sandbox: dict[str, Any], proc: subprocess.CompletedProcess[str], started: str) -> None:
+    """After a healing deploy: the release's file is the store's again, intact, Triton restarted READY, parity passed."""
+    lock = _integrity_lock_sha(sandbox)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    changed = _integrity_changed(proc)
+    assert "Triton | Hard-link model.onnx_data into the release" in changed, changed
+    assert "Triton | Start Triton (docker compose up -d)" in changed, changed
+    assert "Triton | Hard-link model.onnx into the release" not in changed, changed  # the intact graph stays
+    assert _integrity_inode(SERVED_DATA) == _integrity_inode(STORE_DATA)
+    assert _integrity_sha(SERVED_DATA) == lock
+    assert started_at("host1") != started
+    assert model_ready("host1")
+    assert "[host1] parity PASS" in proc.stderr
+    report = _integrity_report(proc.stderr)
+    assert report["model"]["files"]["model.onnx_data"] == lock and report["model"]["differs"] == [], report["model"]
+
+
+def test_integrity_damaged_store_link_is_resent_relinked_and_restarted(sandbox: dict[str, Any]) -> None:
+    lock = _integrity_lock_sha(sandbox)
+    assert _integrity_inode(SERVED_DATA) == _integrity_inode(STORE_DATA)  # a hard link of the store's file
+    started = started_at("host1")
+    # Bytes appended to the served data file: the external data's offsets still hold, so Triton
+    # and ONNX Runtime agree on it; being the store's inode, the store is damaged too.
+    host_sh("host1", f"printf 'damaged' >> {SERVED_DATA}")
+    assert _integrity_sha(STORE_DATA) != lock
+
+    proc = deploy("--json", "--limit", "host1")
+    assert "Model files (pinned, checksummed) | Check sha256 and install model.onnx_data" in _integrity_changed(proc), proc.stderr[-4000:]
+    _integrity_healed(sandbox, proc, started)
+    assert _integrity_sha(STORE_DATA) == lock
+
+
+def test_integrity_replaced_served_file_fails_verify_and_the_deploy_heals(sandbox: dict[str, Any]) -> None:
+    lock = _integrity_lock_sha(sandbox)
+    store_inode = _integrity_inode(STORE_DATA)
+    started = started_at("host1")
+    # A damaged copy moved over the served file: another inode, the store intact.
+    host_sh("host1", f"cp {SERVED_DATA} {SERVED_DATA}.bad && printf 'damaged' >> {SERVED_DATA}.bad && mv {SERVED_DATA}.bad {SERVED_DATA}")
+    damaged = _integrity_sha(SERVED_DATA)
+    assert damaged != lock and _integrity_inode(SERVED_DATA) != store_inode and _integrity_sha(STORE_DATA) == lock
+
+    # Verify alone names the mismatch: the file, the host, expected vs found, the fix; the table shows it.
+    proc = run_deploy(NAME, CANARY, "--limit", "host1", deploy="deploys/verify.py")
+    assert proc.returncode != 0, proc.stderr[-4000:]
+    line = next((line for line in proc.stderr.splitlines() if "differ from the lock" in line), "")
+    assert "host host1:" in line and "model.onnx_data has sha256" in line, proc.stderr[-4000:]
+    assert f"{damaged[:12]}, the lock says {lock[:12]}" in line, line
+    assert "re-run the deploy" in line, line
+    assert f"{damaged[:12]} DIFFERS from lock" in proc.stderr  # the fleet table's model sha column
+    assert "Traceback" not in proc.stderr
+    assert started_at("host1") == started  # verify changes nothing
+
+    proc = deploy("--json", "--limit", "host1")
+    assert not [name for name in _integrity_changed(proc) if name.startswith("Model files")], _integrity_changed(proc)  # store intact
+    _integrity_healed(sandbox, proc, started)
+    assert _integrity_inode(STORE_DATA) == store_inode
+
+    # Converged: a re-run changes nothing and restarts nothing.
+    healed = started_at("host1")
+    proc = deploy("--json", "--limit", "host1")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert _integrity_changed(proc) == [], _integrity_changed(proc)
+    assert started_at("host1") == healed
 
 
 # -- registry cache (issue 15) -------------------------------------------------------------------------

@@ -342,6 +342,16 @@ def test_old_releases_are_pruned_but_never_current_or_previous(tmp_path, hub):
             ["Triton | GPU smoke test: the Triton image sees the GPUs", *TRITON_RESTART],
         ),
         (
+            # The live release's model.onnx_data is another file than the store's (a damaged copy
+            # moved over it; its own sha256 is not the lock's): linked again, Triton recreated.
+            """"stat -c 'release", f.model_links_answer({"model.onnx": "", "model.onnx_data": ""}, {"model.onnx_data": 99})""",
+            [
+                "Triton | Hard-link model.onnx_data into the release",
+                "Triton | GPU smoke test: the Triton image sees the GPUs",
+                *TRITON_RESTART,
+            ],
+        ),
+        (
             # Docker holds a login made with an older key.
             '"python3 -I -c", [__import__("facts.docker").docker.registry_auth_digest("$oauthtoken", "nvapi-old")]',
             ["Registry login and image pull | Docker login to nvcr.io (password on stdin)"],
@@ -355,7 +365,7 @@ def test_old_releases_are_pruned_but_never_current_or_previous(tmp_path, hub):
             ],
         ),
     ],
-    ids=["model-file-corrupt", "model-not-ready", "rotated-key", "apt-key-other-fingerprint"],
+    ids=["model-file-corrupt", "model-not-ready", "served-file-replaced", "rotated-key", "apt-key-other-fingerprint"],
 )
 def test_drift_on_a_converged_host_plans_exactly_its_repair(tmp_path, hub, drift, expected):
     # The converged fixture is not blind: one fact drifting away from "deployed" brings back
@@ -366,6 +376,24 @@ def test_drift_on_a_converged_host_plans_exactly_its_repair(tmp_path, hub, drift
     assert sorted(changed) == sorted(expected), f"changed operations: {sorted(changed)}"
     assert all(hosts == ["@fake/gpu-ubuntu"] for hosts in changed.values()), changed
     assert CANARY_KEY not in result.stdout + result.stderr
+
+
+def test_served_file_damaged_with_the_store_is_sent_linked_after_it_and_restarted(tmp_path, hub):
+    # The served model.onnx_data is the store's inode and its sha256 is no longer the lock's (bytes
+    # appended in place): the model step sends it again (a rename: a new inode), the triton step
+    # links the release to it after that, and Triton, serving this very release, is recreated.
+    store = "/opt/triton-embeddinggemma/models/embeddinggemma/1/model.onnx_data"
+    drift = f'"sha256sum {store} 2>", ["{"0" * 64}  {store}"]'
+    result = run_fleet(tmp_path, hub, f"f.drifted({CONVERGED_CPU}, {drift})", "-vv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    order = [op["name"] for op in json.loads(result.stdout)["results"]["operations"] if op["success"]]
+    install = "Model files (pinned, checksummed) | Check sha256 and install model.onnx_data"
+    relink = "Triton | Hard-link model.onnx_data into the release"
+    assert install in order and relink in order, order
+    assert order.index(install) < order.index(relink) < order.index(TRITON_RESTART[0]), order
+    assert "Triton | Hard-link model.onnx into the release" not in order  # the intact graph stays linked
+    assert "--force-recreate" in result.stderr  # an unchanged compose file: `up -d` alone would keep the container
+    assert "model files re-linked to the store: model.onnx_data" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,17 @@ def gateway_cell(report: Mapping[str, Any]) -> str:
     return _number(section.get("min_cosine"), 6)
 
 
+def model_cell(report: Mapping[str, Any]) -> str:
+    """The model sha column: the served data file's (or graph's) sha256, first 12 hex; with
+    ``DIFFERS from lock`` (or ``from source``) when a served file's sha256 is not the expected one
+    (deploys/lib/verify_run.py check_model_files)."""
+    model = report.get("model") or {}
+    sha = (model.get("sha256") or "-")[:12]
+    if model.get("differs"):
+        return f"{sha} DIFFERS from {model.get('expected_from') or 'lock'}"
+    return sha
+
+
 def rows(results: list[HostResult]) -> list[tuple[str, ...]]:
     """Table rows (strings), hosts in name order."""
     fleet = cross_host(results)
@@ -107,7 +118,7 @@ def rows(results: list[HostResult]) -> list[tuple[str, ...]]:
         report = result.report
         summary = report.get("summary") or {}
         gpu, driver = _gpu(report)
-        sha = ((report.get("model") or {}).get("sha256") or "-")[:12]
+        sha = model_cell(report)
         p50 = ((report.get("latency") or {}).get("batch_1") or {}).get("p50_ms")
         cross = fleet["hosts"].get(result.host)
         if cross is None:

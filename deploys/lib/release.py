@@ -8,7 +8,10 @@ points at the live one, ``previous`` at the one before.
 ``<id>`` is a short content hash of config.pbtxt, the compose inputs and the model files' sha256, so
 the same settings and model always give the same release and a converged re-run changes nothing.
 The model step replaces store files by rename, so an older release keeps its own inodes (its files
-stay intact). The last ``triton_releases_keep`` releases are kept; current and previous never go.
+stay intact). The release going live is checked every run (:func:`check_link`): each model file
+must be the store's own inode with the expected sha256; a file that is not (a damaged copy moved
+over it, or a link of a store file the model step replaces this run) is linked again after the
+model step, and a served release whose bytes were wrong restarts Triton. The last ``triton_releases_keep`` releases are kept; current and previous never go.
 
 :func:`build` makes the :class:`ReleaseSpec` of a host once per run: config.pbtxt is rendered once
 and every other part (id, compose file, labels) is derived from that text.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -126,6 +130,47 @@ def set_previous_command(root: str, target: str) -> str:
 def link_command(store_file: str, release_file: str) -> str:
     """Hard-link a model store file into a release (same filesystem: no copy, no extra space)."""
     return f"ln -f {shlex.quote(store_file)} {shlex.quote(release_file)}"
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    """What one model file of a release needs: ``relink`` (the release's file is not the model
+    store's, or the store's is replaced this run), ``restart`` (the bytes Triton was started on are
+    not the expected ones: a served release then restarts) and why, for the log."""
+
+    relink: bool
+    restart: bool
+    why: str = ""
+
+
+def check_link(
+    name: str,
+    link: dict[str, str | None] | None,
+    store_sha256: str | None,
+    expected_sha256: str,
+    release_sha256: Callable[[], str | None],
+) -> LinkCheck:
+    """Decide for model file ``name`` of a release from the TritonModelLinks fact (``link``: the
+    store's and the release's device:inode), the store file's sha256 (the model step's fact) and
+    the expected digest. ``release_sha256`` hashes the release's own file; it is called only when
+    that file is not the store's (a converged host hashes nothing more)."""
+    store, mine = (link or {}).get("store"), (link or {}).get("release")
+    store_ok = store is not None and store_sha256 == expected_sha256
+    if mine is not None and mine == store:
+        if store_ok:
+            return LinkCheck(False, False)
+        # One inode: the store's damage is the served file's; the model step replaces the store file.
+        return LinkCheck(True, True, f"{name} (the served file, a link of the store's, has sha256 {_short(store_sha256)})")
+    if mine is None:
+        return LinkCheck(True, False, f"{name} (missing in the release)")
+    served = release_sha256()
+    if served == expected_sha256:
+        return LinkCheck(True, False, f"{name} (an intact copy, not the store's file)")
+    return LinkCheck(True, True, f"{name} (the served file is not the store's and has sha256 {_short(served)})")
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "none (missing)"
 
 
 def prune_command(root: str, doomed: list[str]) -> str:

@@ -39,7 +39,7 @@ from deploys.lib import gateway, paths, release, verify_run
 from deploys.lib.front_door import server_name
 from deploys.lib.roles import FRONT_DOOR_GROUP, is_front_door
 from deploys.lib.settings import Settings
-from deploys.lib.triton_service import compose_up_command, wait_ready_command
+from deploys.lib.triton_service import compose_up_command, forces_recreate, wait_ready_command
 from facts.haproxy import _STAT_SERVERS, parse_servers_state, runtime_command, set_server_state_command
 from facts.verify import NOTHING_TO_CHECK
 
@@ -114,7 +114,7 @@ def triton_roll_plan(
         doors,
         s,
         what=f"Triton release {new}",
-        start=_go_live(s, layout, new, keep_previous=False, force=reason == "model not ready"),
+        start=_go_live(s, layout, new, keep_previous=False, force=forces_recreate(reason)),
         start_timeout_s=start_timeout,
         check=verify_run.roll_check_command(s, layout, device) if s.verify_enabled else "",
         check_timeout_s=900,

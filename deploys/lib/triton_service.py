@@ -7,13 +7,14 @@ import shlex
 from typing import Any
 
 from pyinfra import host, logger
+from pyinfra.facts.files import Sha256File
 from pyinfra.operations import server
 
-from deploys.lib import bounds, paths
+from deploys.lib import bounds, paths, release
 from deploys.lib.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name, url_host
 from deploys.lib.settings import Settings
 from facts.docker import DockerContainer
-from facts.triton import TritonHealth, TritonReleases
+from facts.triton import TritonHealth, TritonModelLinks, TritonReleases
 
 STEP = "Triton"  # the triton step's name (deploys/steps/triton.py), in the lines printed past a bound
 
@@ -91,6 +92,22 @@ def needs_start(s: Settings, release: str, wanted_labels: dict[str, str] | None 
     return None
 
 
+# Why a READY Triton serving this very release restarts: its model files were linked again
+# (deploys/lib/release.py check_link). The compose file is unchanged, so `up -d` must recreate it.
+RELINKED = "model files re-linked to the store"
+
+
+def relinked_reason(why: list[str]) -> str:
+    """The restart reason after re-linking damaged served files (``why``: one entry per file)."""
+    return f"{RELINKED}: {', '.join(why)}"
+
+
+def forces_recreate(reason: str | None) -> bool:
+    """``docker compose up -d`` leaves a running container of an unchanged compose file as it is:
+    recreate it when it is not READY, or when the files it loaded were replaced under it."""
+    return reason == "model not ready" or bool(reason and reason.startswith(RELINKED))
+
+
 def serving_release(s: Settings) -> str | None:
     """The release the host's Triton container was started with (its label), running or not."""
     container = host.get_fact(DockerContainer, container=container_name(s))
@@ -101,8 +118,9 @@ def start(s: Settings, compose_file: str, reason: str, step: str = STEP) -> None
     """`docker compose up -d` the release's compose file, then wait for READY (both bounded; ``step``
     names the calling step in the lines printed past a bound)."""
     logger.info(f"{host.print_prefix}Triton (re)start: {reason}")
-    # A running container that is not READY is recreated: `up -d` alone leaves it as it is.
-    force = ["--force-recreate"] if reason == "model not ready" else []
+    # A running container that is not READY, or whose model files were re-linked, is recreated:
+    # `up -d` alone leaves it as it is.
+    force = ["--force-recreate"] if forces_recreate(reason) else []
     server.shell(name="Start Triton (docker compose up -d)", commands=[compose_up_command(s, compose_file, *force, step=step)])
     server.shell(name=f"Wait for model {s.model_name} READY (≤ {s.triton_ready_timeout_s}s)", commands=[wait_ready_command(s, step=step)])
 
@@ -121,3 +139,22 @@ def read_state(s: Settings) -> dict[str, Any]:
     ready = model_ready(s)
     state["model_ready"] = running and ready
     return state
+
+
+def link_checks(s: Settings, weights: dict[str, str], release_dir: str) -> dict[str, release.LinkCheck]:
+    """Each model file of the release in ``release_dir`` (``weights``: name → expected sha256)
+    checked against the model store (facts: the files' inodes, the store files' sha256, which the
+    model step reads too; the release's own file is hashed only when it is not the store's)."""
+    store_dir = paths.layout(s).version_dir
+    names = tuple(sorted(weights))
+    links = host.get_fact(TritonModelLinks, store_dir=store_dir, release_dir=release_dir, names=names)
+    return {
+        name: release.check_link(
+            name,
+            links.get(name),
+            host.get_fact(Sha256File, path=f"{store_dir}/{name}"),
+            weights[name],
+            lambda name=name: host.get_fact(Sha256File, path=f"{release_dir}/{name}"),
+        )
+        for name in names
+    }

@@ -14,7 +14,9 @@ Per host (all idempotent; a converged host reports 0 changed operations):
 4. the parity check (``python -m verify.parity``) against Triton's published ports, on the served
    release's model files (``{triton_dir}/current/models/{model_name}/1/``) and the tokenizer in
    ``{triton_dir}/tokenizer/``; with the gateway on, also through the gateway
-   (``--gateway-url``, :func:`gateway_args`).
+   (``--gateway-url``, :func:`gateway_args`); the report's sha256 of the served graph and data
+   file (hashed there, on the host) must be the lock's (or, for files the lock does not pin, the
+   source's metadata for the run): a damaged served file fails the host (:func:`check_model_files`).
 
 The check is read-only, so it is not a change: the operation plans nothing, and at execution time
 reads the report through a fact (a command that changes nothing on the host) and yields a command
@@ -31,14 +33,14 @@ import shlex
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.lib import bounds, gateway, paths
+from deploys.lib import bounds, gateway, model_files, paths
 from deploys.lib.paths import Layout
 from deploys.lib.repo import PIP_LOCK_FLAGS, VERIFY_SRC
 from deploys.lib.settings import Settings, SettingsError
@@ -161,6 +163,42 @@ def outcome_message(host_name: str, outcome: dict[str, Any], saved: str | None) 
     return f"host {host_name}: verify did not run (exit {outcome.get('rc')}): {detail}{where}"
 
 
+def expected_model_files(s: Settings) -> tuple[dict[str, str], str]:
+    """(file name in 1/ → the sha256 it must have, where that comes from: ``lock``, or ``source``
+    when the lock pins none of them and the model step trusts the source's metadata for the run)."""
+    wanted = [f for f in model_files.expected(s, model_files.hub_token(s)) if f.repo_path.startswith("onnx/")]
+    return {PurePosixPath(f.dest).name: f.sha256 for f in wanted}, "lock" if all(f.locked for f in wanted) else "source"
+
+
+def _short(digest: str | None) -> str:
+    return digest[:12] if digest else "none (missing)"
+
+
+def check_model_files(report: dict[str, Any], expected: dict[str, str], source: str) -> dict[str, Any]:
+    """The report with the served files' sha256 (hashed on the host, in ``current``: what Triton
+    serves) compared with ``expected``: ``model.expected``, ``model.expected_from`` and
+    ``model.differs`` (names) added; on a difference the verdict is ``fail`` and the message one
+    line naming each file, expected vs found and the fix. A report without hashes (an error
+    report: Triton unreachable, say) is returned as it is."""
+    model = report.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("files"), dict) or not expected:
+        return report
+    found = model["files"]
+    differs = [name for name in sorted(expected) if found.get(name) != expected[name]]
+    report = {**report, "model": {**model, "expected": dict(expected), "expected_from": source, "differs": differs}}
+    if not differs:
+        return report
+    said = "the lock" if source == "lock" else "the source's metadata"
+    files = "; ".join(f"{name} has sha256 {_short(found.get(name))}, {said} says {_short(expected[name])}" for name in differs)
+    message = (
+        f"served model files in {model.get('dir')} differ from {said}: {files}; "
+        "re-run the deploy (it re-links the release to the checked model store and restarts Triton)"
+    )
+    if report.get("verdict") != "pass" and report.get("message"):
+        message += f" (parity: {report['message']})"
+    return {**report, "verdict": "fail", "message": message}
+
+
 def save_report(s: Settings, host_name: str, report: dict[str, Any]) -> str:
     """Write the host's report on the controller: {verify_report_dir}/<run>/<host>.json."""
     path = Path(s.verify_report_dir) / RUN_ID / f"{host_name}.json"
@@ -199,15 +237,20 @@ def _fail(state: Any, host: Any, message: str) -> bool:  # pyinfra passes state 
 
 
 @operation(is_idempotent=True)
-def parity_check(s: Settings, device: str, gateway_key_file: bool = False):
+def parity_check(
+    s: Settings, device: str, gateway_key_file: bool = False, expected: dict[str, str] | None = None, expected_from: str = "lock"
+):
     """Run the parity check at execution time; yields a command only to fail the host.
 
     While pyinfra plans (diff stage) nothing runs and nothing is yielded: the check is not a
-    change. At execution, the fact runs the check and its report is saved on the controller."""
+    change. At execution, the fact runs the check and its report is saved on the controller.
+    ``expected``: file name → sha256 the served model files must have (:func:`check_model_files`)."""
     state = host.state
     if state.current_stage != StateStage.Execute:
         return
     outcome = host.get_fact(ParityRun, command=parity_command(s, paths.layout(s), device, gateway_key_file))
+    if outcome.get("report"):
+        outcome = {**outcome, "report": check_model_files(outcome["report"], expected or {}, expected_from)}
     report = outcome.get("report") or {"verdict": "error", "message": None}
     saved = save_report(s, host.name, report) if outcome.get("report") else None
     result = HostResult(host=host.name, report=report, image=image_label(s))

@@ -1,5 +1,6 @@
 """Triton step: this configuration's release on the host, `current` pointing at it, `docker compose
-up -d` only when the live release changes (or the container does not serve it), then READY.
+up -d` only when the live release changes (or the container does not serve it, or the release's
+model files were not the store's checked files and were linked again), then READY.
 
 The release (config.pbtxt, compose file, labels, id, paths) is built once per host per run by
 deploys/lib/release.py; host paths come from deploys/lib/paths.py.
@@ -12,12 +13,19 @@ from io import StringIO
 from pyinfra import host, logger
 from pyinfra import state as pyinfra_state
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
 from deploys.lib import model_files, paths, registry, release, rolling, settings
 from deploys.lib.host import is_gpu_host
-from deploys.lib.triton_service import gpu_smoke_command, needs_start, releases_state, serving_release, start
+from deploys.lib.triton_service import (
+    gpu_smoke_command,
+    link_checks,
+    needs_start,
+    releases_state,
+    relinked_reason,
+    serving_release,
+    start,
+)
 
 
 @deploy("Triton")
@@ -39,15 +47,25 @@ def triton() -> None:
         files.directory(name="TensorRT engine cache directory", path=layout.trt_cache_dir, mode="755")
     files.put(name="Triton model config (config.pbtxt)", src=StringIO(spec.config), dest=live.config_file, mode="644")
     files.put(name="Triton compose file", src=StringIO(spec.compose), dest=live.compose_file, mode="644")
-    for name in sorted(spec.weights):
-        target = f"{live.version_dir}/{name}"
-        if not host.get_fact(File, path=target):
-            server.shell(name=f"Hard-link {name} into the release", commands=[release.link_command(f"{layout.version_dir}/{name}", target)])
+    # Each model file must be the store's own (checked, same inode); the model step's operations
+    # run before these, so a store file it replaces this run is linked after the replacement.
+    checks = link_checks(s, spec.weights, live.version_dir)
+    for name, check in checks.items():
+        if check.relink:
+            server.shell(
+                name=f"Hard-link {name} into the release",
+                commands=[release.link_command(f"{layout.version_dir}/{name}", f"{live.version_dir}/{name}")],
+            )
+    damaged = [check.why for check in checks.values() if check.restart]
     # Files of the layout before releases: Triton no longer reads them.
     for stale in (layout.compose_file, layout.config_file):
         files.file(name=f"Remove {stale} (now in releases/)", path=stale, present=False)
 
     reason = needs_start(s, spec.id, spec.labels)
+    if reason is None and damaged:
+        # Triton serves this release READY, but from bytes that are not the expected ones.
+        reason = relinked_reason(damaged)
+        logger.warning(f"{host.print_prefix}release {spec.id}: {reason}; Triton restarts on the checked files")
     doors = rolling.front_doors(pyinfra_state.inventory)
     # Behind a front door a host that already serves rolls: out of the pool, switch, READY, parity, back.
     rolls = bool(doors) and reason not in (None, "not created")

@@ -14,7 +14,15 @@ from pyinfra.operations import apt, files, pip, server
 from deploys.lib import gateway, paths, redact, settings
 from deploys.lib.host import is_gpu_host
 from deploys.lib.repo import VERIFY_SRC
-from deploys.lib.verify_run import check_wheels_dir, key_write_command, local_device, parity_check, pip_install_command, requirements_file
+from deploys.lib.verify_run import (
+    check_wheels_dir,
+    expected_model_files,
+    key_write_command,
+    local_device,
+    parity_check,
+    pip_install_command,
+    requirements_file,
+)
 
 
 @deploy("Verify")
@@ -32,6 +40,8 @@ def verify() -> None:
     layout = paths.layout(s)
     v = layout.verify
     requirements = requirements_file(cuda=device != "cpu")
+    # The digests the served model files must have (the model step's: the lock, else the source's metadata).
+    expected, expected_from = expected_model_files(s)
 
     apt.packages(name="Install python3-venv (verify runtime)", packages=["python3-venv"])
     files.directory(name=f"Directory {v.base}", path=v.base, mode="755")
@@ -66,4 +76,6 @@ def verify() -> None:
         s=s,
         device=device,
         gateway_key_file=bool(key),
+        expected=expected,
+        expected_from=expected_from,
     )
