@@ -9,11 +9,11 @@ from typing import Any
 from pyinfra import host, logger
 from pyinfra.operations import server
 
-from deploys.lib import bounds, paths
+from deploys.lib import bounds, paths, settings
 from deploys.lib.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name, url_host
 from deploys.lib.settings import Settings
 from facts.docker import DockerContainer
-from facts.triton import TritonHealth, TritonReleases
+from facts.triton import TritonHealth, TritonReleaseOwnSettings, TritonReleases
 
 STEP = "Triton"  # the triton step's name (deploys/steps/triton.py), in the lines printed past a bound
 
@@ -113,11 +113,35 @@ def releases_state(s: Settings) -> dict[str, Any]:
 
 
 def read_state(s: Settings) -> dict[str, Any]:
-    """This host's releases and what its Triton container serves (facts only)."""
+    """This host's releases and what its Triton container serves (facts only), reached with the
+    live release's own ports and model name (its compose file), whatever ``--data`` says."""
     state = dict(releases_state(s))
+    s = release_own_settings(s, state["current"])
     container = host.get_fact(DockerContainer, container=container_name(s))
     running = bool(container) and container["status"] == "running"
     state["serving"] = container["labels"].get(DEPLOY_HASH_LABEL) if running else None
     ready = model_ready(s)
     state["model_ready"] = running and ready
     return state
+
+
+def own_values_changed(s: Settings, own: dict[str, Any]) -> dict[str, Any]:
+    """Of a release's own values (TritonReleaseOwnSettings), those that differ from ``s``."""
+    return {key: value for key, value in own.items() if getattr(s, key) != value}
+
+
+def release_own_settings(s: Settings, release: str | None) -> Settings:
+    """The settings ``release`` (on the host) was deployed with, as far as reaching it goes: ``s``
+    with that release's own published ports, bind address and model name, read from its compose
+    file, so a rollback or a state read waits on the port and container that release really uses,
+    not those of a newer ``--data`` or inventory. ``s`` itself when they agree or are not known."""
+    if not release:
+        return s
+    own = host.get_fact(TritonReleaseOwnSettings, root=paths.layout(s).root).get(release) or {}
+    changed = own_values_changed(s, own)
+    if not changed:
+        return s
+    logger.info(
+        f"{host.print_prefix}release {release} was deployed with {', '.join(f'{k}={v}' for k, v in changed.items())}: using its own values"
+    )
+    return settings.parse(s.host, {**host.data.dict(), **changed})
