@@ -485,10 +485,10 @@ class Settings:
     rollout_canary: str
     rollout_batch_size: int
     rollout_max_failures: int
+    rollout_child_timeout_s: int
     rollout_max_unavailable: int
     rollout_drain_timeout_s: int
     rollout_restore_timeout_s: int
-    rollout_child_timeout_s: int
     verify_enabled: bool
     verify_min_cosine: float
     verify_max_abs_diff: float
