@@ -537,3 +537,41 @@ def test_rollback_waits_on_the_previous_release_own_port(tmp_path, hub) -> None:
     )
     assert "127.0.0.1:7000/v2/models/embeddinggemma/ready" in proc.stderr
     assert "127.0.0.1:6000/v2/models/embeddinggemma/ready" not in proc.stderr.split("rollback: release")[-1]
+
+
+def test_rollout_sigterm_to_the_real_driver_writes_the_report(tmp_path, hub) -> None:
+    # The real driver on a converged @fake fleet, SIGTERM to its whole process group while the
+    # canary's deploy runs: that pyinfra run (its own session) finishes, batch 1 never starts, the
+    # report is written, exit 128+15 with one last line.
+    import signal
+
+    url, data = hub
+    inventory = write_inventory(tmp_path, data, CONVERGED_GPU + ",\n" + CONVERGED_CPU)
+    cmd = [sys.executable, "-m", "deploys.rollout", str(inventory), "--report-dir", str(tmp_path / "reports")]
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=fake_env(url), stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines: list[str] = []
+    try:
+        for line in driver.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "--> Beginning operation run" in line and "rollout: canary: @fake/gpu-ubuntu" in "".join(lines):
+                os.killpg(driver.pid, signal.SIGTERM)
+                break
+        lines += driver.stderr.readlines()  # type: ignore[union-attr]
+        driver.wait(300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    stderr = "".join(lines)
+    assert driver.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "rollout: SIGTERM: finishing the wave in flight" in stderr
+    assert "deploys/all.py -y --json --limit @fake/cpu-debian" not in stderr
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("rollout interrupted (SIGTERM): the wave in flight was finished, 1 host(s) not started; report: ")
+    )
+    [report] = (tmp_path / "reports/rollouts").glob("*.json")
+    saved = json.loads(report.read_text())
+    hosts = {h["host"]: h for h in saved["hosts"]}
+    assert saved["interrupted"] == "SIGTERM"
+    assert hosts["@fake/gpu-ubuntu"]["verdict"] == "pass" and hosts["@fake/cpu-debian"]["verdict"] == "skipped"
