@@ -14,5 +14,4 @@ from deploys.steps.verify import verify
 settings.validate_fleet(state)
 
 if is_triton_host(host):  # front doors and monitoring hosts run no Triton
-    rollback()
-    verify()
+    verify(rollback())  # verified with the previous release's own ports and model name

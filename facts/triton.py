@@ -168,3 +168,57 @@ def parse_model_links(output: list[str]) -> dict[str, dict[str, str | None]]:
         if len(parts) == 3 and parts[0] in ("store", "release") and ":" in parts[1]:
             found.setdefault(parts[2], {"store": None, "release": None})[parts[0]] = parts[1]
     return found
+
+
+class TritonReleaseOwnSettings(FactBase[dict[str, dict[str, Any]]]):
+    """
+    ``{release id: {"triton_http_port": 6000, "triton_grpc_port": 6001, "triton_metrics_port": 6002,
+    "triton_bind_address": "127.0.0.1", "model_name": "embeddinggemma"}}``: the values each
+    release's compose file under ``{triton_dir}/releases`` was rendered with (its published ports,
+    the HTTP port's address and ``--load-model=``, as
+    templates/docker-compose.yml.j2 writes them), so a rollback waits on that release's own port
+    and container whatever the inventory or ``--data`` say now; ``{}`` when there is none.
+    """
+
+    def command(self, root: str) -> str:
+        return (
+            f"cd {quote(root)}/{RELEASES} 2>/dev/null || exit 0; "
+            'for f in */docker-compose.yml; do [ -f "$f" ] && sed -n '
+            '-e \'s|^      - \\("[^"]*:800[012]"\\)$|\'"${f%%/*}"\' port \\1|p\' '
+            '-e \'s|^      - \\("--load-model=[^"]*"\\)$|\'"${f%%/*}"\' model \\1|p\' '
+            '"$f"; done; true'
+        )
+
+    @staticmethod
+    def default() -> dict[str, dict[str, Any]]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
+        return parse_release_own_settings(output)
+
+
+_CONTAINER_PORTS = {"8000": "triton_http_port", "8001": "triton_grpc_port", "8002": "triton_metrics_port"}
+
+
+def parse_release_own_settings(output: list[str]) -> dict[str, dict[str, Any]]:
+    """Parse :class:`TritonReleaseOwnSettings`'s output (``<id> port "ADDR:PORT:8000"``,
+    ``<id> model "--load-model=NAME"``: the template writes them as JSON strings); a release is
+    kept only with its three ports, the HTTP port's address and its model name."""
+    found: dict[str, dict[str, Any]] = {}
+    for line in output:
+        release, kind, value = [*line.strip().split(" ", 2), "", ""][:3]
+        try:
+            text = json.loads(value)
+        except ValueError:
+            continue
+        if not isinstance(text, str):
+            continue
+        if kind == "port":
+            address, host_port, container_port = ["", "", *text.rsplit(":", 2)][-3:]
+            if container_port in _CONTAINER_PORTS and host_port.isdigit():
+                found.setdefault(release, {})[_CONTAINER_PORTS[container_port]] = int(host_port)
+                if container_port == "8000" and address:
+                    found[release]["triton_bind_address"] = address.removeprefix("[").removesuffix("]")
+        elif kind == "model" and text.startswith("--load-model=") and len(text) > len("--load-model="):
+            found.setdefault(release, {})["model_name"] = text[len("--load-model=") :]
+    return {r: v for r, v in found.items() if len(v) == len(_CONTAINER_PORTS) + 2}

@@ -15,7 +15,10 @@ In order, on one fleet converged by the real deploy:
 4. host1's container restarted (a reboot): systemd starts Docker, Docker starts Triton, READY;
 5. served file integrity: a served model file damaged in place (so the store's too: one inode) is
    sent again, linked again and Triton restarted; one replaced by a damaged copy fails verify (the
-   sha256 differs from the lock) and the deploy links it again and restarts Triton.
+   sha256 differs from the lock) and the deploy links it again and restarts Triton;
+6. the rollout driver with host2 unreachable (its sshd stopped): host2 is reported ``unreachable``
+   and untouched, the canary host1 is still rolled back READY; and SIGTERM to the driver during the
+   canary's deploy: the canary is finished (rolled back), no batch starts, the report is written.
 
 Then the registry cache (issue 15): the upstream (the stand-in for nvcr.io) served the image once for
 the whole fleet, no Triton host holds its credential; releases under other tags of the image and a
@@ -28,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -241,6 +245,113 @@ def test_rebooted_host_brings_docker_and_triton_back(sandbox: dict[str, Any]) ->
     assert host_sh("host1", "systemctl is-enabled docker").strip() == "enabled"
     assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
     print(f"host1 READY {took:.0f}s after its restart")
+
+
+# -- rollout driver: an unreachable host, SIGTERM (python -m deploys.rollout) ------------------------
+
+
+def _rollout_cmd(template: str, report_dir: Path) -> list[str]:
+    """The broken release of test_broken_release_canary_rolled_back, rolled out one host at a time."""
+    return [
+        sys.executable,
+        "-m",
+        "deploys.rollout",
+        "inventories/sandbox.py",
+        "--batch-size",
+        "1",
+        "--data",
+        f"triton_config_template={template}",
+        "--data",
+        "triton_ready_timeout_s=60",
+        "--report-dir",
+        str(report_dir),
+    ]
+
+
+def _report(report_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    [path] = (report_dir / "rollouts").glob("*.json")
+    report = json.loads(path.read_text())
+    return report, {h["host"]: h for h in report["hosts"]}
+
+
+def _assert_rolled_back(host: str, outcome: dict[str, Any], good: str, good_files: str) -> None:
+    """``host``: the broken release went live, failed READY and was rolled back to ``good`` (READY)."""
+    assert outcome["old"] == good and outcome["new"] and outcome["new"] != good, outcome
+    assert outcome["verdict"] == "rolled back" and outcome["rolled_back"] is True, outcome
+    assert outcome["serving"] == good and outcome["ready"] is True, outcome
+    assert model_ready(host) and link(host, "current") == good
+    assert served_outputs(host) == ["last_hidden_state", "sentence_embedding"]
+    assert release_files(host, good) == good_files
+
+
+def test_rollout_driver_unreachable_host_is_reported_and_canary_rolled_back(
+    sandbox: dict[str, Any], broken_template: str, tmp_path: Path
+) -> None:
+    # host2's sshd stopped before the rollout: the fleet-wide state read fails, each host is read
+    # alone; host1 (the canary) gets the broken release and is rolled back, host2 is "unreachable".
+    good = {h: link(h, "current") for h in HOSTS}
+    good_files = release_files("host1", good["host1"])
+    host2_started = started_at("host2")
+    host_sh("host2", "systemctl stop ssh.socket 2>/dev/null; systemctl stop ssh")
+    try:
+        proc = subprocess.run(_rollout_cmd(broken_template, tmp_path), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    finally:
+        host_sh("host2", "systemctl start ssh")
+        fleet._wait_ssh(fleet._published_port(fleet.host_container(NAME, "host2"), "22/tcp"))
+    assert proc.returncode == 1, proc.stderr[-6000:]
+    assert "host2: unreachable over SSH" in proc.stderr, proc.stderr[-6000:]
+    assert "rollout: the canary failed; stopping" in proc.stderr
+    _, report = _report(tmp_path)
+    print(proc.stderr[proc.stderr.index("Rollout summary") :])  # shown with pytest -s
+    _assert_rolled_back("host1", report["host1"], good["host1"], good_files)
+    host2 = report["host2"]
+    assert host2["verdict"] == "unreachable" and host2["wave"] is None and host2["new"] is None, host2
+    # Read alone, host2's run ends at pyinfra's own connect error (sshd down: no SSH banner).
+    assert any(f"[host2] {e}" in host2["message"] for e in ("SSH error", "Could not connect", "EOF error")), host2
+    # host2 was never touched.
+    assert link("host2", "current") == good["host2"] and started_at("host2") == host2_started
+    assert model_ready("host2")
+
+
+def test_rollout_driver_sigterm_during_the_canary_finishes_it_and_writes_the_report(
+    sandbox: dict[str, Any], broken_template: str, tmp_path: Path
+) -> None:
+    # SIGTERM to the driver's whole process group (as a terminal's Ctrl-C or a service manager would)
+    # while the canary deploys: the pyinfra runs (their own session) are not cut, the canary is
+    # finished (failed READY, rolled back), no batch starts, the report is written, exit 128+15.
+    good = {h: link(h, "current") for h in HOSTS}
+    good_files = release_files("host1", good["host1"])
+    host2_started = started_at("host2")
+    driver = subprocess.Popen(
+        _rollout_cmd(broken_template, tmp_path), cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    lines: list[str] = []
+    try:
+        for line in driver.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "deploys/all.py -y --json --limit host1" in line:
+                time.sleep(5)  # inside the canary's deploy
+                os.killpg(driver.pid, signal.SIGTERM)
+                break
+        lines += driver.stderr.readlines()  # type: ignore[union-attr]
+        driver.wait(900)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    stderr = "".join(lines)
+    assert driver.returncode == 128 + signal.SIGTERM, stderr[-6000:]
+    assert "rollout: SIGTERM: finishing the wave in flight" in stderr
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("rollout interrupted (SIGTERM): the wave in flight was finished, 1 host(s) not started; report: ")
+    )
+    assert "deploys/all.py -y --json --limit host2" not in stderr
+    report, hosts = _report(tmp_path)
+    assert report["interrupted"] == "SIGTERM"
+    _assert_rolled_back("host1", hosts["host1"], good["host1"], good_files)
+    assert hosts["host2"]["verdict"] == "skipped" and hosts["host2"]["wave"] is None
+    assert link("host2", "current") == good["host2"] and started_at("host2") == host2_started
 
 
 # -- served file integrity: a damaged file in the live release is found by verify and healed by the deploy --

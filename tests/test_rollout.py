@@ -6,6 +6,9 @@
 - The rollout driver (`python -m deploys.rollout`) end to end on a converged `@fake` fleet: waves,
   state read-back, summary table and JSON report. The failure paths (a release that does not come
   READY, automatic rollback) need real Triton hosts: tests/test_e2e_faults.py.
+- The driver's logic (per-host state reads, an unreachable host, a host dying mid-batch, a timed-out
+  run, SIGTERM, which runs get ``--data``) with a fake fleet behind its runner, and its runner's
+  timeout on a real child process.
 """
 
 from __future__ import annotations
@@ -326,3 +329,249 @@ def test_rollout_bad_setting_is_one_line_before_anything_runs(tmp_path, hub) -> 
         "rollout error: host @fake/cpu-debian: setting triton_max_batch_size=0 is invalid (allowed: an integer from 1 to 1024); "
         "fix it in the inventory, group_data/ or --data"
     ]
+
+
+# -- the driver's logic with a fake fleet behind its runner -----------------------------------------
+
+
+class FakeFleet:
+    """Stands in for the pyinfra runs the driver starts (its ``runner``): deploys/releases.py writes
+    each host's state to TRITON_RELEASES_OUT, and one unreachable host in the run fails the whole run
+    as settings.validate_fleet does; deploys/all.py moves ``current`` to NEW and fails as told per
+    host ("broken": not READY; "dies": unreachable mid-run; "hangs": past the timeout);
+    deploys/rollback.py goes back to OLD."""
+
+    OLD, NEW = "0ld0ld0ld0ld", "new0new0new0"
+
+    def __init__(self, hosts: list[str], unreachable: set[str] = frozenset(), deploy: dict[str, str] | None = None, on_deploy=None):
+        self.state = {
+            h: {"current": self.OLD, "previous": None, "releases": [self.OLD], "serving": self.OLD, "model_ready": True} for h in hosts
+        }
+        self.unreachable = set(unreachable)
+        self.behaviour = deploy or {}
+        self.on_deploy = on_deploy
+        self.calls: list[tuple[str, list[str], list[str]]] = []
+
+    def __call__(self, cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+        deploy, limit = cmd[2], [cmd[i + 1] for i, a in enumerate(cmd) if a == "--limit"]
+        data = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--data"]
+        self.calls.append((deploy, limit, data))
+        down = sorted(h for h in limit if h in self.unreachable)
+        if down and len(down) == len(limit):  # pyinfra itself: no host left after connecting
+            connect = "".join(f"    [{h}] Could not connect ([Errno None] Unable to connect to port 22 on {h})\n" for h in down)
+            return subprocess.CompletedProcess(cmd, 1, "", f"--> Connecting to hosts...\n{connect}--> pyinfra error: No hosts remaining!\n")
+        if down:  # settings.validate_fleet
+            line = f"--> pyinfra error: host {down[0]}: unreachable over SSH ({len(down)} host(s): {', '.join(down)}); fix SSH access"
+            return subprocess.CompletedProcess(cmd, 1, "", f"--> Connecting to hosts...\n--> Preparing operation files...\n{line}\n")
+        if deploy == "deploys/releases.py":
+            for h in limit:
+                Path(env["TRITON_RELEASES_OUT"], f"{h}.json").write_text(json.dumps({"host": h, **self.state[h]}))
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        if deploy == "deploys/rollback.py":
+            [h] = limit
+            self.state[h].update(current=self.OLD, serving=self.OLD, model_ready=True)
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        if self.on_deploy:
+            self.on_deploy(limit)
+        failed = []
+        for h in limit:
+            how = self.behaviour.get(h, "ok")
+            self.state[h].update(current=self.NEW, previous=self.OLD, serving=self.NEW, model_ready=how == "ok")
+            if how == "dies":
+                self.unreachable.add(h)
+            if how != "ok":
+                failed.append(h)
+        if any(self.behaviour.get(h) == "hangs" for h in limit):
+            raise subprocess.TimeoutExpired(cmd, timeout, output="", stderr="--> Beginning operation run\n")
+        return subprocess.CompletedProcess(
+            cmd, 1 if failed else 0, json.dumps({"results": {"failed_hosts": failed}}), "--> Beginning operation run\n"
+        )
+
+    def ran(self, deploy: str) -> list[list[str]]:
+        return [limit for d, limit, _ in self.calls if d == deploy]
+
+
+def drive(fleet: FakeFleet, plan: list[list[str]], max_failures: int = 0) -> dict[str, rollout.Outcome]:
+    driver = rollout.Rollout("inv.py", ["triton_http_port=7000"], runner=fleet, child_timeout_s=5)
+    outcomes = {o.host: o for o in driver.run(plan, max_failures)}
+    fleet.driver = driver
+    return outcomes
+
+
+def test_rollout_an_unreachable_host_is_reported_and_the_others_proceed() -> None:
+    # One host down at the start: the fleet-wide read fails, each host is read alone; the failed
+    # canary is rolled back READY, the down host is "unreachable" and never deployed.
+    fleet = FakeFleet(["h1", "h2", "h3"], unreachable={"h2"}, deploy={"h1": "broken"})
+    out = drive(fleet, [["h1"], ["h2"], ["h3"]])
+    assert out["h1"].verdict == "rolled back" and out["h1"].rolled_back and out["h1"].ready and out["h1"].serving == FakeFleet.OLD
+    assert out["h2"].verdict == "unreachable" and "[h2] Could not connect" in out["h2"].message and out["h2"].wave is None
+    assert out["h3"].verdict == "skipped"  # the canary failed: stop
+    assert ["h2"] not in fleet.ran("deploys/all.py") and fleet.ran("deploys/rollback.py") == [["h1"]]
+
+
+def test_rollout_an_unreachable_host_does_not_stop_the_healthy_ones() -> None:
+    fleet = FakeFleet(["h1", "h2", "h3"], unreachable={"h2"})
+    out = drive(fleet, [["h1"], ["h2", "h3"]])
+    assert out["h1"].verdict == out["h3"].verdict == "pass" and out["h3"].serving == FakeFleet.NEW
+    assert out["h2"].verdict == "unreachable"
+    assert fleet.ran("deploys/all.py") == [["h1"], ["h3"]]
+
+
+def test_rollout_a_host_dying_mid_batch_leaves_its_neighbours_judged_on_their_own() -> None:
+    # h2 dies in batch 1, h3 is broken, h4 is fine: h4 passes, h3 (moved, failed) is rolled back,
+    # h2 cannot be read: unreachable, told to be checked by hand.
+    fleet = FakeFleet(["h1", "h2", "h3", "h4"], deploy={"h2": "dies", "h3": "broken"})
+    out = drive(fleet, [["h1"], ["h2", "h3", "h4"]], max_failures=5)
+    assert out["h1"].verdict == out["h4"].verdict == "pass" and not out["h4"].rolled_back
+    assert out["h3"].verdict == "rolled back" and out["h3"].serving == FakeFleet.OLD and out["h3"].ready
+    assert out["h2"].verdict == "unreachable" and "roll it back by hand" in out["h2"].message
+    assert sorted(fleet.ran("deploys/rollback.py")) == [["h3"]]
+
+
+def test_rollout_a_timed_out_deploy_is_reported_and_rolled_back() -> None:
+    fleet = FakeFleet(["h1", "h2"], deploy={"h1": "hangs"})
+    out = drive(fleet, [["h1"], ["h2"]])
+    assert out["h1"].verdict == "timed out" and out["h1"].rolled_back and out["h1"].serving == FakeFleet.OLD
+    assert "timed out after 5s (rollout_child_timeout_s)" in out["h1"].message and out["h1"].message.endswith(
+        f"rolled back to {FakeFleet.OLD}"
+    )
+    assert out["h2"].verdict == "skipped"
+
+
+def test_rollout_rollback_and_state_reads_do_not_get_the_new_release_data() -> None:
+    fleet = FakeFleet(["h1"], deploy={"h1": "broken"})
+    drive(fleet, [["h1"]])
+    with_data = [deploy for deploy, _, data in fleet.calls if data]
+    # The deploy and the read right after it: the new release. The first read, the rollback and
+    # the read after it: the release on the host, with the inventory's own values.
+    assert with_data == ["deploys/all.py", "deploys/releases.py"]
+    assert [d for d, _, _ in fleet.calls] == [
+        "deploys/releases.py",
+        "deploys/all.py",
+        "deploys/releases.py",
+        "deploys/rollback.py",
+        "deploys/releases.py",
+    ]
+
+
+def test_rollout_sigterm_finishes_the_wave_in_flight_then_stops() -> None:
+    import signal
+
+    fleet = FakeFleet(["h1", "h2", "h3"], on_deploy=lambda hosts: os.kill(os.getpid(), signal.SIGTERM))
+    out = drive(fleet, [["h1"], ["h2"], ["h3"]])
+    assert fleet.driver.interrupted == "SIGTERM" and fleet.driver.not_started == 2
+    assert out["h1"].verdict == "pass" and out["h1"].serving == FakeFleet.NEW  # the canary's run was not cut
+    assert out["h2"].verdict == out["h3"].verdict == "skipped" and fleet.ran("deploys/all.py") == [["h1"]]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+
+
+def test_rollout_state_read_of_a_host_ssh_cannot_reach(tmp_path: Path) -> None:
+    # The real deploys/releases.py run on a host whose SSH port refuses: reported unreachable, with
+    # pyinfra's own connect error line.
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = [("127.0.0.1", {"ssh_port": 1, "ssh_connect_retries": 0})]\n')
+    state = rollout.Rollout(str(inventory), [], child_timeout_s=120).states(["127.0.0.1"])["127.0.0.1"]
+    assert state["unreachable"] is True and "[127.0.0.1] Could not connect" in state["error"], state
+
+
+def test_run_terminates_a_child_past_its_timeout(monkeypatch) -> None:
+    # A real child that ignores SIGTERM and has a child of its own: SIGKILL to its process group
+    # after the grace, TimeoutExpired with what it printed.
+    import time
+
+    monkeypatch.setattr(rollout, "KILL_GRACE_S", 1)
+    marker = f"rollout-timeout-test-{os.getpid()}"
+    script = f"trap '' TERM; echo started >&2; sleep 300 & exec -a {marker} sleep 300"
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as expired:
+        rollout._run(["bash", "-c", script], dict(os.environ), 1)
+    assert time.monotonic() - start < 20 and "started" in expired.value.stderr
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # nothing left
+
+
+# -- a rollback waits on the previous release's own port and container -------------------------------
+
+
+def test_release_own_settings_fact_on_real_compose_files(tmp_path: Path) -> None:
+    # Compose files as the triton step writes them (release.build), read by the fact's own command
+    # in a real shell: each release's ports, bind address and model name.
+    from deploys.lib import release
+    from deploys.lib.triton_service import own_values_changed
+    from facts.triton import TritonReleaseOwnSettings
+
+    root = tmp_path / "triton dir"
+    moved = {"triton_http_port": 7000, "triton_grpc_port": 7001, "triton_metrics_port": 7002, "triton_bind_address": "::1"}
+    specs = {}
+    for name, data in (("default", {"gpu": False}), ("moved", {"gpu": False, **moved})):
+        specs[name] = release.build(settings.parse("h", data), False, {"model.onnx": "a" * 64}, image="img:1")
+        (root / "releases" / specs[name].id).mkdir(parents=True)
+        (root / "releases" / specs[name].id / "docker-compose.yml").write_text(specs[name].compose)
+    (root / "releases" / "000000000000").mkdir()  # a release without its compose file yet
+    fact = TritonReleaseOwnSettings()
+    found = fact.process(
+        subprocess.run(["sh", "-c", fact.command(str(root))], capture_output=True, text=True, check=True).stdout.splitlines()
+    )
+    default = {"triton_http_port": 6000, "triton_grpc_port": 6001, "triton_metrics_port": 6002, "triton_bind_address": "127.0.0.1"}
+    assert found == {
+        specs["default"].id: {**default, "model_name": "embeddinggemma"},
+        specs["moved"].id: {**moved, "model_name": "embeddinggemma"},
+    }
+    assert subprocess.run(["sh", "-c", fact.command(str(tmp_path / "absent"))], capture_output=True, text=True, check=True).stdout == ""
+    s = settings.parse("h", {"gpu": False})
+    assert own_values_changed(s, found[specs["default"].id]) == {}
+    assert own_values_changed(s, found[specs["moved"].id]) == moved
+
+
+def test_rollback_waits_on_the_previous_release_own_port(tmp_path, hub) -> None:
+    # The previous release was deployed on port 7000 (its compose file says so); the inventory says
+    # 6000: the rollback starts that release and waits for READY on 7000, and says why.
+    url, data = hub
+    live = live_release(tmp_path, url, write_inventory(tmp_path, data, CONVERGED_CPU))
+    own = [f'0ld0ld0ld0ld port "127.0.0.1:{p}:{c}"' for p, c in ((7000, 8000), (7001, 8001), (7002, 8002))]
+    drifted = f'f.answering(f.drifted({CONVERGED_CPU}, "readlink current", {WITH_PREVIOUS.replace("{live}", live)}), {{"--load-model=": {json.dumps([*own, "0ld0ld0ld0ld model " + json.dumps("--load-model=embeddinggemma")])}}})'
+    proc = pyinfra(write_inventory(tmp_path, data, drifted), "deploys/rollback.py", url, "--json", "-vv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        "release 0ld0ld0ld0ld was deployed with triton_http_port=7000, triton_grpc_port=7001, triton_metrics_port=7002: using its own values"
+        in proc.stderr
+    )
+    assert "127.0.0.1:7000/v2/models/embeddinggemma/ready" in proc.stderr
+    assert "127.0.0.1:6000/v2/models/embeddinggemma/ready" not in proc.stderr.split("rollback: release")[-1]
+
+
+def test_rollout_sigterm_to_the_real_driver_writes_the_report(tmp_path, hub) -> None:
+    # The real driver on a converged @fake fleet, SIGTERM to its whole process group while the
+    # canary's deploy runs: that pyinfra run (its own session) finishes, batch 1 never starts, the
+    # report is written, exit 128+15 with one last line.
+    import signal
+
+    url, data = hub
+    inventory = write_inventory(tmp_path, data, CONVERGED_GPU + ",\n" + CONVERGED_CPU)
+    cmd = [sys.executable, "-m", "deploys.rollout", str(inventory), "--report-dir", str(tmp_path / "reports")]
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=fake_env(url), stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines: list[str] = []
+    try:
+        for line in driver.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "--> Beginning operation run" in line and "rollout: canary: @fake/gpu-ubuntu" in "".join(lines):
+                os.killpg(driver.pid, signal.SIGTERM)
+                break
+        lines += driver.stderr.readlines()  # type: ignore[union-attr]
+        driver.wait(300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    stderr = "".join(lines)
+    assert driver.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "rollout: SIGTERM: finishing the wave in flight" in stderr
+    assert "deploys/all.py -y --json --limit @fake/cpu-debian" not in stderr
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("rollout interrupted (SIGTERM): the wave in flight was finished, 1 host(s) not started; report: ")
+    )
+    [report] = (tmp_path / "reports/rollouts").glob("*.json")
+    saved = json.loads(report.read_text())
+    hosts = {h["host"]: h for h in saved["hosts"]}
+    assert saved["interrupted"] == "SIGTERM"
+    assert hosts["@fake/gpu-ubuntu"]["verdict"] == "pass" and hosts["@fake/cpu-debian"]["verdict"] == "skipped"

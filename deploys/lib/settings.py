@@ -326,6 +326,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rollout_canary", "", "Canary of a rollout: an inventory group or host name; empty: the first host.", "str", _text(r"[A-Za-z0-9_.@/\-]*", "a group or host name, or empty")),
     Setting("rollout_batch_size", 1, "Hosts deployed at once after the canary, each batch verified before the next.", "int", _int(1, 10_000)),
     Setting("rollout_max_failures", 0, "Failed hosts tolerated after the canary before the rollout stops (a failed canary always stops it).", "int", _int(0, 10_000)),
+    Setting("rollout_child_timeout_s", 3600, "Seconds each pyinfra run of python -m deploys.rollout (a wave's deploy, a state read, a rollback) may take; past it the run is terminated, its hosts are reported `timed out` and those whose release moved are rolled back.", "int", _int(30, 86_400)),
     Setting("rollout_max_unavailable", 1, "With a front door: Triton hosts taken out of its pool at once while a new release goes live (drain, switch, READY, verify, back in the pool), by deploys/all.py and the rollout alike.", "int", _int(1, 10_000)),
     Setting("rollout_drain_timeout_s", 30, "With a front door: seconds to wait for a drained host's requests in flight to end before its Triton restarts (then it restarts anyway: the front door retries those requests elsewhere).", "int", _int(0, 3600)),
     Setting("rollout_restore_timeout_s", 60, "With a front door: seconds to wait for a restored host to pass the front door's health checks (UP) before the next host is drained.", "int", _int(1, 3600)),
@@ -491,6 +492,7 @@ class Settings:
     rollout_canary: str
     rollout_batch_size: int
     rollout_max_failures: int
+    rollout_child_timeout_s: int
     rollout_max_unavailable: int
     rollout_drain_timeout_s: int
     rollout_restore_timeout_s: int

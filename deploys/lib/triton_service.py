@@ -10,11 +10,11 @@ from pyinfra import host, logger
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import server
 
-from deploys.lib import bounds, paths, release
+from deploys.lib import bounds, paths, release, settings
 from deploys.lib.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name, url_host
 from deploys.lib.settings import Settings
 from facts.docker import DockerContainer
-from facts.triton import TritonHealth, TritonModelLinks, TritonReleases
+from facts.triton import TritonHealth, TritonModelLinks, TritonReleaseOwnSettings, TritonReleases
 
 STEP = "Triton"  # the triton step's name (deploys/steps/triton.py), in the lines printed past a bound
 
@@ -131,8 +131,10 @@ def releases_state(s: Settings) -> dict[str, Any]:
 
 
 def read_state(s: Settings) -> dict[str, Any]:
-    """This host's releases and what its Triton container serves (facts only)."""
+    """This host's releases and what its Triton container serves (facts only), reached with the
+    live release's own ports and model name (its compose file), whatever ``--data`` says."""
     state = dict(releases_state(s))
+    s = release_own_settings(s, state["current"])
     container = host.get_fact(DockerContainer, container=container_name(s))
     running = bool(container) and container["status"] == "running"
     state["serving"] = container["labels"].get(DEPLOY_HASH_LABEL) if running else None
@@ -158,3 +160,25 @@ def link_checks(s: Settings, weights: dict[str, str], release_dir: str) -> dict[
         )
         for name in names
     }
+
+
+def own_values_changed(s: Settings, own: dict[str, Any]) -> dict[str, Any]:
+    """Of a release's own values (TritonReleaseOwnSettings), those that differ from ``s``."""
+    return {key: value for key, value in own.items() if getattr(s, key) != value}
+
+
+def release_own_settings(s: Settings, release: str | None) -> Settings:
+    """The settings ``release`` (on the host) was deployed with, as far as reaching it goes: ``s``
+    with that release's own published ports, bind address and model name, read from its compose
+    file, so a rollback or a state read waits on the port and container that release really uses,
+    not those of a newer ``--data`` or inventory. ``s`` itself when they agree or are not known."""
+    if not release:
+        return s
+    own = host.get_fact(TritonReleaseOwnSettings, root=paths.layout(s).root).get(release) or {}
+    changed = own_values_changed(s, own)
+    if not changed:
+        return s
+    logger.info(
+        f"{host.print_prefix}release {release} was deployed with {', '.join(f'{k}={v}' for k, v in changed.items())}: using its own values"
+    )
+    return settings.parse(s.host, {**host.data.dict(), **changed})

@@ -14,6 +14,7 @@ from pyinfra.operations import apt, files, pip, server
 from deploys.lib import gateway, paths, redact, settings
 from deploys.lib.host import is_gpu_host
 from deploys.lib.repo import VERIFY_SRC
+from deploys.lib.settings import Settings
 from deploys.lib.verify_run import (
     check_wheels_dir,
     expected_model_files,
@@ -26,9 +27,10 @@ from deploys.lib.verify_run import (
 
 
 @deploy("Verify")
-def verify() -> None:
-    """Parity of Triton against local ONNX Runtime on this host; fails the host on a mismatch."""
-    s = settings.load(host)
+def verify(s: Settings | None = None) -> None:
+    """Parity of Triton against local ONNX Runtime on this host; fails the host on a mismatch.
+    ``s``: the settings to verify with (the rollback's: the previous release's own ports), else the host's."""
+    s = s or settings.load(host)
     if not s.verify_enabled:
         logger.info(f"{host.print_prefix}verify skipped (verify_enabled: false)")
         return
