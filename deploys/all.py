@@ -6,6 +6,9 @@ what they share lives in deploys/lib/. Hosts of the inventory group `front_door`
 (scraping every host), hosts of the group `registry_cache` get the registry cache (the Triton
 hosts then pull through it); every other host gets the Triton chain. With a monitoring host in the
 inventory every host also runs the node exporter.
+
+The first operation on every host takes its deploy lock and the last gives it back
+(deploys/steps/deploy_lock.py): a second run started meanwhile fails at once, changing nothing.
 """
 
 from pyinfra import host, state
@@ -13,6 +16,7 @@ from pyinfra import host, state
 from deploys.lib import settings
 from deploys.lib.roles import has_monitoring, is_front_door, is_monitoring, is_registry_cache
 from deploys.steps.dcgm_exporter import dcgm_exporter
+from deploys.steps.deploy_lock import lock, unlock
 from deploys.steps.docker import docker
 from deploys.steps.front_door import front_door_step
 from deploys.steps.gateway import embeddings_gateway
@@ -28,6 +32,8 @@ from deploys.steps.triton import triton
 from deploys.steps.verify import verify
 
 settings.validate_fleet(state)  # every host's settings, before any host is planned
+
+lock()  # the first operation on every host: nothing changes before every host's lock is held
 
 if is_front_door(host):
     front_door_step()
@@ -48,3 +54,4 @@ else:
     image_prune()  # after a deploy that passed: images no kept release uses
 if has_monitoring(state.inventory):
     node_exporter()  # every host, the monitoring host included
+unlock()  # the last operation on every host

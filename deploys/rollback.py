@@ -8,10 +8,13 @@ from pyinfra import host, state
 
 from deploys.lib import settings
 from deploys.lib.roles import is_triton_host
+from deploys.steps.deploy_lock import lock, unlock
 from deploys.steps.rollback import rollback
 from deploys.steps.verify import verify
 
 settings.validate_fleet(state)
 
 if is_triton_host(host):  # front doors and monitoring hosts run no Triton
+    lock()  # the deploy lock, as deploys/all.py takes it
     verify(rollback())  # verified with the previous release's own ports and model name
+    unlock()

@@ -18,7 +18,10 @@ In order, on one fleet converged by the real deploy:
    sha256 differs from the lock) and the deploy links it again and restarts Triton;
 6. the rollout driver with host2 unreachable (its sshd stopped): host2 is reported ``unreachable``
    and untouched, the canary host1 is still rolled back READY; and SIGTERM to the driver during the
-   canary's deploy: the canary is finished (rolled back), no batch starts, the report is written.
+   canary's deploy: the canary is finished (rolled back), no batch starts, the report is written;
+7. the deploy lock: a lock held on host1 fails the next deploy there at once with one line naming
+   the holder, two deploys started at once leave one run and one such line, a stale lock (a pid gone
+   from this controller, an old lock of another) is taken over, and the re-run converges.
 
 Then the registry cache (issue 15): the upstream (the stand-in for nvcr.io) served the image once for
 the whole fleet, no Triton host holds its credential; releases under other tags of the image and a
@@ -32,10 +35,12 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +250,115 @@ def test_rebooted_host_brings_docker_and_triton_back(sandbox: dict[str, Any]) ->
     assert host_sh("host1", "systemctl is-enabled docker").strip() == "enabled"
     assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
     print(f"host1 READY {took:.0f}s after its restart")
+
+
+# -- deploy lock (issue 11, problem 5): one run at a time changes a host ---------------------------
+#
+# The lock as deploys/lib/deploy_lock.py keeps it on every host (spelled here, not imported: the
+# tests must fail on code without the lock, not only at import).
+LOCK_DIR = "/run/lock/triton-embeddinggemma-deploy"
+
+
+def _hold_lock(host: str, holder: str, pid: int, run_id: str, age_s: int = 0) -> None:
+    """Write a lock record on ``host`` out of band, as a run ``age_s`` old would have left it."""
+    record = " ".join(f"'{line}'" for line in (f"holder={holder}", f"pid={pid}", "started=2026-12-02T06:00:00Z", f"run={run_id}"))
+    age = f" && touch -d @$(( $(date +%s) - {age_s} )) {LOCK_DIR}/held" if age_s else ""
+    host_sh(host, f"mkdir -p {LOCK_DIR} && mkdir {LOCK_DIR}/held && printf '%s\\n' {record} > {LOCK_DIR}/held/record{age}")
+
+
+def _lock_record(host: str) -> str:
+    return host_sh(host, f"cat {LOCK_DIR}/held/record 2>/dev/null || echo none", check=False).strip()
+
+
+def _changed(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    if not proc.stdout.strip():
+        return []
+    return [op["name"] for op in json.loads(proc.stdout)["results"]["operations"] if op["success"]]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_lock_held_lock_fails_the_host_at_once_naming_the_holder(sandbox: dict[str, Any]) -> None:
+    current, started = link("host1", "current"), started_at("host1")
+    holder = f"tester@{socket.gethostname()}"  # this controller, a live pid: not stale
+    _hold_lock("host1", holder, os.getpid(), "e2e-lock-held")
+    try:
+        # A change the deploy would make (a new release goes live) if it got the lock.
+        proc = deploy("--json", "--limit", "host1", "--data", "triton_max_batch_size=16")
+        assert proc.returncode != 0, proc.stderr[-4000:]
+        lines = [line for line in proc.stderr.splitlines() if "deploy lock held by" in line]
+        assert len(lines) == 1, proc.stderr[-4000:]
+        expected = f"{holder} (pid {os.getpid()}, since 2026-12-02T06:00:00Z, run e2e-lock-held)"
+        assert expected in lines[0] and f"rm -rf {LOCK_DIR}/held" in lines[0], lines[0]
+        print(lines[0])
+        assert "Traceback" not in proc.stderr
+        assert _changed(proc) == [], _changed(proc)
+        assert link("host1", "current") == current and started_at("host1") == started
+        assert "run=e2e-lock-held" in _lock_record("host1")  # the holder's lock stays as it was
+    finally:
+        host_sh("host1", f"rm -rf {LOCK_DIR}/held")  # the documented way to clear a lock
+    assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
+
+
+def test_lock_two_deploys_at_once_one_runs_the_other_fails(sandbox: dict[str, Any]) -> None:
+    current, started = link("host1", "current"), started_at("host1")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(lambda _: deploy("--json", "--limit", "host1"), range(2)))
+    passed = [proc for proc in runs if proc.returncode == 0]
+    failed = [proc for proc in runs if proc.returncode != 0]
+    assert len(passed) == 1 and len(failed) == 1, [proc.stderr[-2000:] for proc in runs]
+    assert _changed(passed[0]) == [], _changed(passed[0])  # converged: the run that ran changed nothing
+    assert "[host1] parity PASS" in passed[0].stderr
+    # The other ends with one line: the lock held by the first run, or (its plan read the host
+    # before the first run ended) a plan made stale by that run.
+    lines = [
+        line
+        for line in failed[0].stderr.splitlines()
+        if "deploy lock held by" in line or "changed this host after this run read it" in line
+    ]
+    assert len(lines) == 1, failed[0].stderr[-4000:]
+    print(lines[0])
+    if "held by" in lines[0]:
+        assert f"@{socket.gethostname()} (pid " in lines[0] and ", run " in lines[0], lines[0]
+    assert _changed(failed[0]) == []
+    assert link("host1", "current") == current and started_at("host1") == started
+    assert _lock_record("host1") == "none"  # given back
+    assert host_sh("host1", f"ls {TRITON_DIR} | grep -c '\\.new' || true").strip() == "0"  # no working names left
+
+
+def test_lock_stale_lock_is_taken_over_and_the_rerun_converges(sandbox: dict[str, Any]) -> None:
+    current = link("host1", "current")
+    # A pid gone from this same controller: taken over at once.
+    pid = _dead_pid()
+    _hold_lock("host1", f"tester@{socket.gethostname()}", pid, "e2e-lock-dead-pid")
+    try:
+        proc = deploy("--json", "--limit", "host1")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        warnings = [line for line in proc.stderr.splitlines() if "is stale" in line]
+        assert len(warnings) == 1 and f"its pid {pid} no longer runs on {socket.gethostname()}" in warnings[0], proc.stderr[-4000:]
+        assert "run e2e-lock-dead-pid" in warnings[0] and "taken over" in warnings[0]
+        print(warnings[0])
+        assert _changed(proc) == [], _changed(proc)
+        assert _lock_record("host1") == "none"
+
+        # Another controller's lock, older than deploy_lock_stale_s: taken over too.
+        _hold_lock("host1", "someone@another-controller", 1, "e2e-lock-old", age_s=5 * 3600)
+        proc = deploy("--json", "--limit", "host1")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        warnings = [line for line in proc.stderr.splitlines() if "is stale" in line]
+        assert len(warnings) == 1 and "older than deploy_lock_stale_s=14400s" in warnings[0], proc.stderr[-4000:]
+        print(warnings[0])
+        assert _changed(proc) == [], _changed(proc)
+    finally:
+        host_sh("host1", f"rm -rf {LOCK_DIR}/held")
+    assert _lock_record("host1") == "none" and link("host1", "current") == current
+    # Unlocked: a plain re-run converges with 0 changes.
+    proc = deploy("--json", "--limit", "host1")
+    assert proc.returncode == 0 and _changed(proc) == [], proc.stderr[-4000:]
 
 
 # -- rollout driver: an unreachable host, SIGTERM (python -m deploys.rollout) ------------------------

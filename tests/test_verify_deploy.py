@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploys.lib import gateway, paths, settings
+from deploys.lib import gateway, paths, run, settings
 from deploys.lib import verify_run as step
 from deploys.lib.settings import SettingsError
 from facts._shell import RC_MARKER
@@ -44,8 +44,10 @@ def test_parity_command_points_at_the_deploy_layout() -> None:
     command = step.parity_command(s, paths.layout(s), "cpu")
     assert "/srv/triton/verify/venv/bin/python -m verify.parity" in command
     assert (
-        "--model-dir /srv/triton/current/models/embeddinggemma/1" in command and "--report /srv/triton/verify/last-report.json" in command
-    )
+        "--model-dir /srv/triton/current/models/embeddinggemma/1" in command
+        and f"--report /srv/triton/verify/last-report.json.{run.RUN_ID}.tmp" in command
+        and f"mv -f /srv/triton/verify/last-report.json.{run.RUN_ID}.tmp /srv/triton/verify/last-report.json" in command
+    )  # the run's own report name, renamed into place: two checks never write one file
     assert "--model-file model_quantized.onnx" in command and "--tokenizer-dir /srv/triton/tokenizer" in command
     assert "--url 127.0.0.1:7000 --grpc-url 127.0.0.1:7001" in command and "--min-cosine 0.999" in command
     assert command.rstrip().endswith("true")  # a fact command must not fail the host by itself

@@ -308,6 +308,11 @@ def from_mirror_directory(s: Settings, wanted: list[ModelFile]) -> dict[str, Pat
 
 
 # -- host side --
+#
+# A file in transfer is ``<dest>.partial``, the same name in every run: a download cut by a
+# failure or a Ctrl-C resumes from it in the next run (curl -C -). Two runs could otherwise share
+# it; the deploy lock (deploys/lib/deploy_lock.py) lets one run at a time change the host, so a
+# per-run name would buy nothing and lose the resume.
 
 
 def install_command(f: ModelFile) -> str:

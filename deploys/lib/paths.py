@@ -47,6 +47,13 @@ PROMETHEUS_DEFAULTS = "/etc/default/prometheus"  # ARGS of Debian's prometheus.s
 PROMETHEUS_DATA_DIR = "/var/lib/prometheus/metrics2"  # the TSDB (Debian's default storage path)
 NODE_EXPORTER_DEFAULTS = "/etc/default/prometheus-node-exporter"  # ARGS of Debian's prometheus-node-exporter.service
 GRAFANA_EXPORT_DIR = "/etc/prometheus/grafana"  # on the monitoring host: provisioning files + dashboard for a user's Grafana
+# The deploy lock (deploys/lib/deploy_lock.py), on every host of the inventory, whatever its role.
+# Under /run/lock (tmpfs): a reboot clears it. ``held/`` exists while a run holds the lock (mkdir is
+# the atomic test-and-set), ``held/record`` names the holder, ``last-run`` the run that released last.
+DEPLOY_LOCK_DIR = "/run/lock/triton-embeddinggemma-deploy"
+DEPLOY_LOCK_HELD = f"{DEPLOY_LOCK_DIR}/held"
+DEPLOY_LOCK_RECORD = f"{DEPLOY_LOCK_HELD}/record"
+DEPLOY_LOCK_LAST_RUN = f"{DEPLOY_LOCK_DIR}/last-run"
 GRAFANA_DASHBOARDS_DIR = "/var/lib/grafana/dashboards/triton-embeddinggemma"  # on the user's Grafana: the provider's path
 
 # -- names relative to {triton_dir} (shell commands run there: ``cd {triton_dir} && ...``) --

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from deploys.lib import model_files, paths, render
+from deploys.lib import bounds, model_files, paths, render, run
 from deploys.lib.paths import CURRENT, PREVIOUS, RELEASES, Layout, Release
+from deploys.lib.render import DEPLOY_HASH_LABEL
 from deploys.lib.settings import Settings
 
 
@@ -101,30 +102,33 @@ def to_prune(releases: list[str], current: str, previous: str | None, keep: int)
     return [r for r in releases if r not in kept]
 
 
-def switch_command(root: str, target: str, keep_previous: bool) -> str:
+def switch_command(root: str, target: str, keep_previous: bool, run_id: str = run.RUN_ID) -> str:
     """Point ``current`` at ``releases/<target>`` atomically (rename of a new symlink).
 
     ``keep_previous``: ``previous`` stays as it is (rollback); else it takes the old ``current``.
-    The target's mtime marks it as the most recently activated release (pruning order).
+    The target's mtime marks it as the most recently activated release (pruning order). The new
+    symlinks are named after the run (``current.new.<run>``): two runs never share one.
     """
     r, t = shlex.quote(root), shlex.quote(f"{RELEASES}/{target}")
     cur, prev = shlex.quote(CURRENT), shlex.quote(PREVIOUS)
+    cur_new, prev_new = shlex.quote(f"{CURRENT}.new.{run_id}"), shlex.quote(f"{PREVIOUS}.new.{run_id}")
     move_previous = (
         f"old=$(readlink {cur} 2>/dev/null || true); "
-        f'if [ -n "$old" ] && [ "$old" != {t} ]; then ln -sfn "$old" {prev}.new && mv -Tf {prev}.new {prev}; fi; '
+        f'if [ -n "$old" ] && [ "$old" != {t} ]; then ln -sfn "$old" {prev_new} && mv -Tf {prev_new} {prev}; fi; '
     )
     return (
         f"cd {r} && test -d {t} && "
         + ("" if keep_previous else "{ " + move_previous + "} && ")
-        + f"ln -sfn {t} {cur}.new && mv -Tf {cur}.new {cur} && touch {t}"
+        + f"ln -sfn {t} {cur_new} && mv -Tf {cur_new} {cur} && touch {t}"
     )
 
 
-def set_previous_command(root: str, target: str) -> str:
-    """Point ``previous`` at ``releases/<target>`` (atomic rename of a new symlink): what a failed
-    roll puts back, so the release before the roll stays the one to roll back to."""
+def set_previous_command(root: str, target: str, run_id: str = run.RUN_ID) -> str:
+    """Point ``previous`` at ``releases/<target>`` (atomic rename of a new symlink named after the
+    run): what a failed roll puts back, so the release before the roll stays the one to roll back to."""
     r, t, prev = shlex.quote(root), shlex.quote(f"{RELEASES}/{target}"), shlex.quote(PREVIOUS)
-    return f"cd {r} && test -d {t} && ln -sfn {t} {prev}.new && mv -Tf {prev}.new {prev}"
+    prev_new = shlex.quote(f"{PREVIOUS}.new.{run_id}")
+    return f"cd {r} && test -d {t} && ln -sfn {t} {prev_new} && mv -Tf {prev_new} {prev}"
 
 
 def link_command(store_file: str, release_file: str) -> str:
@@ -174,7 +178,23 @@ def _short(digest: str | None) -> str:
 
 
 def prune_command(root: str, doomed: list[str]) -> str:
-    return f"cd {shlex.quote(root)} && rm -rf " + " ".join(shlex.quote(f"{RELEASES}/{r}") for r in doomed)
+    """Delete the releases ``doomed`` (decided when the run planned), re-checked when it runs: a
+    release ``current`` or ``previous`` points at then, or that a running container carries in its
+    deploy-hash label (bounded ``docker ps``; when Docker does not answer, nothing is deleted), stays,
+    with one line saying so."""
+    q = shlex.quote
+    label = q(DEPLOY_HASH_LABEL)
+    docker_ps = f'timeout -k {bounds.KILL_AFTER_S} {bounds.DOCKER_PS_TIMEOUT_S} docker ps -q --filter label={label}="$r"'
+    in_use = f'used=""; if command -v docker >/dev/null 2>&1; then used=$({docker_ps}) || used="docker ps did not answer"; fi; '
+    return (
+        f"cd {q(root)} && "
+        f"cur=$(readlink {q(CURRENT)} 2>/dev/null || true); prev=$(readlink {q(PREVIOUS)} 2>/dev/null || true); "
+        f"for r in {' '.join(q(r) for r in doomed)}; do "
+        f'if [ "${{cur##*/}}" = "$r" ] || [ "${{prev##*/}}" = "$r" ]; then echo "release $r kept: current or previous points at it now"; continue; fi; '
+        + in_use
+        + f'if [ -n "$used" ]; then echo "release $r kept: a running container uses it ($used)"; continue; fi; '
+        f'rm -rf {q(RELEASES)}/"$r"; done'
+    )
 
 
 @dataclass(frozen=True)

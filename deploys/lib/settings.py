@@ -37,6 +37,7 @@ OWNED_PREFIXES = (
     "gateway_",
     "front_door_",
     "monitoring_",
+    "deploy_",
 )
 # Plain names we own as well.
 OWNED_NAMES = ("gpu", "allow_plain_http")
@@ -330,6 +331,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rollout_max_unavailable", 1, "With a front door: Triton hosts taken out of its pool at once while a new release goes live (drain, switch, READY, verify, back in the pool), by deploys/all.py and the rollout alike.", "int", _int(1, 10_000)),
     Setting("rollout_drain_timeout_s", 30, "With a front door: seconds to wait for a drained host's requests in flight to end before its Triton restarts (then it restarts anyway: the front door retries those requests elsewhere).", "int", _int(0, 3600)),
     Setting("rollout_restore_timeout_s", 60, "With a front door: seconds to wait for a restored host to pass the front door's health checks (UP) before the next host is drained.", "int", _int(1, 3600)),
+    # -- the deploy lock (deploys/lib/deploy_lock.py; every host the deploy touches) --
+    Setting("deploy_lock_stale_s", 14_400, "Seconds after which another run's deploy lock on a host counts as stale and is taken over with one warning (a lock whose pid is gone from this same controller is taken over at once).", "int", _int(60, 7 * 86_400)),
     # -- verification --
     Setting("verify_enabled", True, "Run the Triton-vs-ONNX-Runtime parity check after the deploy.", "bool", _bool),
     _verify("min_cosine", "float", _float(0.0, 1.0)),
@@ -496,6 +499,7 @@ class Settings:
     rollout_max_unavailable: int
     rollout_drain_timeout_s: int
     rollout_restore_timeout_s: int
+    deploy_lock_stale_s: int
     verify_enabled: bool
     verify_min_cosine: float
     verify_max_abs_diff: float

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import shlex
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -40,7 +39,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.lib import bounds, gateway, model_files, paths
+from deploys.lib import bounds, gateway, model_files, paths, run
 from deploys.lib.paths import Layout
 from deploys.lib.repo import PIP_LOCK_FLAGS, VERIFY_SRC
 from deploys.lib.settings import Settings, SettingsError
@@ -51,7 +50,7 @@ from verify import options
 from verify.fleet import HostResult, drift, table
 
 # One directory of reports per pyinfra run (UTC start time of the controller process).
-RUN_ID = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+RUN_ID = run.STAMP
 
 
 def requirements_file(cuda: bool) -> Path:
@@ -110,6 +109,7 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
     ``gateway_key_file``: pass the verify step's gateway key file (auth on); ``gateway_too``: False
     checks Triton alone."""
     v = layout.verify
+    report, log = f"{v.report}.{run.RUN_ID}.tmp", f"{v.log}.{run.RUN_ID}.tmp"
     settings_values = {option.name: getattr(s, option.setting) for option in options.OPTIONS}
     args = [
         f"{v.venv}/bin/python", "-m", "verify.parity",
@@ -123,14 +123,18 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
         "--model-name", s.model_name,
         *options.argv({**settings_values, "device": device}),
         *(gateway_args(s, layout, gateway_key_file) if gateway_too else []),
-        "--report", v.report,
+        "--report", report,
     ]  # fmt: skip
     q = shlex.quote
+    # The report and log go to names of this run first, then are renamed over last-report.json and
+    # last-run.log: two checks never write one file (no report: last-report.json goes too).
     return (
-        f"rm -f {q(v.report)}; "
-        f"cd {q(v.base)} && PYTHONDONTWRITEBYTECODE=1 {' '.join(q(a) for a in args)} > {q(v.log)} 2>&1; "
-        f"echo {RC_MARKER}$?; echo {REPORT_MARKER}; cat {q(v.report)} 2>/dev/null; echo; "
-        f"echo {LOG_MARKER}; tail -n 20 {q(v.log)} 2>/dev/null; true"
+        f"rm -f {q(report)}; "
+        f"cd {q(v.base)} && PYTHONDONTWRITEBYTECODE=1 {' '.join(q(a) for a in args)} > {q(log)} 2>&1; "
+        f"echo {RC_MARKER}$?; echo {REPORT_MARKER}; cat {q(report)} 2>/dev/null; echo; "
+        f"echo {LOG_MARKER}; tail -n 20 {q(log)} 2>/dev/null; "
+        f"if [ -f {q(report)} ]; then mv -f {q(report)} {q(v.report)}; else rm -f {q(v.report)}; fi; "
+        f"mv -f {q(log)} {q(v.log)} 2>/dev/null; true"
     )
 
 
