@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploys.lib import gateway, paths, run, settings
+from deploys.lib import gateway, model_lock, paths, run, settings
 from deploys.lib import verify_run as step
 from deploys.lib.settings import SettingsError
 from facts._shell import RC_MARKER
@@ -179,12 +179,26 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
     hub = tmp_path_factory.mktemp("hub")
     tinymodel.write_all(hub)
     root = ts.triton_dir(tmp_path_factory.mktemp("triton"), hub, ts.cpu_config())
+    # The verify step checks the served files' sha256 against the model lock: one for the tiny model.
+    lock = tmp_path_factory.mktemp("lock") / "model.lock.json"
+    files = model_lock.variant_files("fp32")
+    model_lock.write(
+        TINY_REPO, TINY_REVISION, {p: model_lock.LockEntry(model_lock.sha256_file(hub / p), (hub / p).stat().st_size) for p in files}, lock
+    )
     with ts.serve(root / "models", tmp_path_factory.mktemp("work")) as server:
-        yield {"root": root, "server": server, "reports": tmp_path_factory.mktemp("reports")}
+        yield {"root": root, "server": server, "reports": tmp_path_factory.mktemp("reports"), "lock": lock}
 
 
-def _inventory(path: Path, root: Path, server: ts.Server, reports: Path) -> Path:
+TINY_REPO = "tests/tiny-embeddinggemma-onnx"  # not a Hub repository: the tiny model's name in the test's lock
+TINY_REVISION = "0" * 40
+
+
+def _inventory(path: Path, root: Path, server: ts.Server, reports: Path, lock: Path) -> Path:
     data = {
+        "model_repo_id": TINY_REPO,
+        "model_revision": TINY_REVISION,
+        "model_lock_file": str(lock),
+        "model_require_lock": True,
         "gpu": False,
         "triton_dir": str(root),
         "triton_http_port": server.http_port,
@@ -208,8 +222,8 @@ def _pyinfra(inventory: Path, *extra: str) -> subprocess.CompletedProcess:
 def test_verify_step_end_to_end(deployment: dict, tmp_path: Path) -> None:
     """First run installs the runtime and passes; the second changes nothing and keeps --json clean;
     Triton serving other weights fails the host naming the worst sample."""
-    root, server, reports = deployment["root"], deployment["server"], deployment["reports"]
-    inventory = _inventory(tmp_path / "inventory.py", root, server, reports)
+    root, server, reports, lock = deployment["root"], deployment["server"], deployment["reports"], deployment["lock"]
+    inventory = _inventory(tmp_path / "inventory.py", root, server, reports, lock)
     first = _pyinfra(inventory)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "parity PASS" in first.stdout + first.stderr
@@ -226,7 +240,7 @@ def test_verify_step_end_to_end(deployment: dict, tmp_path: Path) -> None:
     tinymodel.write_all(hub, perturb=0.02)
     other = ts.triton_dir(tmp_path / "other", hub, ts.cpu_config())
     with ts.serve(other / "models", tmp_path / "work") as wrong:
-        third = _pyinfra(_inventory(tmp_path / "wrong.py", root, wrong, reports))
+        third = _pyinfra(_inventory(tmp_path / "wrong.py", root, wrong, reports, lock))
     assert third.returncode != 0
     output = third.stdout + third.stderr
     assert "host @local: parity FAIL" in output and "worst sample '" in output and "FAIL" in output
