@@ -285,7 +285,9 @@ def test_restricted_control_apis_need_the_host_key(sandbox: dict[str, Any]) -> N
     assert label.strip() == host_sh("host1", f"sha256sum {TRITON_KEY_FILE}").split()[0]
     # Health and inference stay open; the gateway (it reads max_batch_size, a restricted API) serves.
     assert host_sh("host1", f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/v2/health/ready").strip() == "200"
-    assert host_sh("host1", "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:6080/ready").strip() == "200"
+    # (The sandbox's gateway listens on the host's private address: gateway.json says which.)
+    listen = host_sh("host1", f"python3 -c \"import json; print(json.load(open('{TRITON_DIR}/gateway/gateway.json'))['listen_address'])\"")
+    assert host_sh("host1", f"curl -s -o /dev/null -w '%{{http_code}}' http://{listen.strip()}:6080/ready").strip() == "200"
     assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
     # A re-run: verify passes (it reads the model config with the key) and nothing changes.
     started = started_at("host1")
