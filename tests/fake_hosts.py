@@ -208,6 +208,9 @@ def _mode_string(kind: str, mode: int) -> str:
     return ("d" if kind == "directory" else "-") + bits
 
 
+TRITON_KEY_SHA256 = hashlib.sha256(b"0123456789abcdef" * 4).hexdigest()  # a converged host's Triton API key file
+
+
 def stat_answer(path: str, kind: str, mode: int, size: int = 4096, user: str = "root", mtime: int = STAT_TIME) -> tuple[str, list[str]]:
     """(matcher, output) for pyinfra's File/Directory fact on ``path`` (a GNU ``stat -c`` line)."""
     line = f"user={user} group={user} mode={_mode_string(kind, mode)} atime={mtime} mtime={mtime} ctime={mtime} size={size} '{path}'"
@@ -318,6 +321,13 @@ def converged_responses(
     }
     spec = build_release(s, gpu, weights, layout, image=image)
     live = spec.paths
+    # Triton's restricted-API key: made on the host before (0600 root, 0700 dir), the gateway's copy
+    # the same, and the container carries its sha256.
+    stat(layout.triton_key_dir, "directory", 700)
+    stat(layout.triton_key, "file", 600)
+    for key_file in (layout.triton_key, layout.gateway.triton_key):
+        matcher, line = hash_answer("sha256sum", key_file, TRITON_KEY_SHA256)
+        table[matcher] = line
     table["readlink current"] = [f"current releases/{live.id}", "previous ", f"release {STAT_TIME} releases/{live.id}/"]
     if s.triton_tensorrt:
         stat(layout.trt_cache_dir, "directory", 755)
@@ -334,6 +344,7 @@ def converged_responses(
         "com.docker.compose.service": "triton",
         "com.docker.compose.project.config_files": live.compose_file,
         **spec.labels,
+        render.TRITON_KEY_LABEL: TRITON_KEY_SHA256,
     }
     container = [
         {

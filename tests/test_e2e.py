@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from deploys.lib import paths, settings
 from tests.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, good_request, too_many_inputs
 from tests.sandbox import fleet
 from tests.sandbox.deploy import run_deploy, sandbox_env
@@ -67,8 +68,10 @@ def host_sh(host: str, command: str) -> str:
 
 
 def triton_get(host: str, path: str) -> str:
-    """GET Triton's HTTP endpoint inside ``host`` (the port binds to the host's loopback)."""
-    return host_sh(host, f"curl -fsS http://127.0.0.1:{HTTP_PORT}{path}")
+    """GET Triton's HTTP endpoint inside ``host`` (the port binds to the host's loopback), with the
+    host's restricted-API key header (read inside the host: the model config is restricted)."""
+    key = paths.layout(settings.parse(host, {})).triton_key
+    return host_sh(host, f'curl -fsS -H "triton-api-key: $(cat {key})" http://127.0.0.1:{HTTP_PORT}{path}')
 
 
 def compose_digests() -> dict[str, str]:

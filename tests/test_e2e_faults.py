@@ -21,7 +21,9 @@ In order, on one fleet converged by the real deploy:
    canary's deploy: the canary is finished (rolled back), no batch starts, the report is written;
 7. the deploy lock: a lock held on host1 fails the next deploy there at once with one line naming
    the holder, two deploys started at once leave one run and one such line, a stale lock (a pid gone
-   from this controller, an old lock of another) is taken over, and the re-run converges.
+   from this controller, an old lock of another) is taken over, and the re-run converges;
+8. Triton's restricted APIs: control endpoints refuse requests without the host's key header and
+   answer with it; a new key restarts Triton once.
 
 Then the registry cache (issue 15): the upstream (the stand-in for nvcr.io) served the image once for
 the whole fleet, no Triton host holds its credential; releases under other tags of the image and a
@@ -102,9 +104,15 @@ def wait_ready(host: str, timeout: float) -> float:
     raise AssertionError(f"{host}: model not READY within {timeout:.0f}s")
 
 
+# Triton's restricted APIs (model config, repository, logging, trace) want the host's key header;
+# the key is read inside the host, so it is on no command line here.
+TRITON_KEY_FILE = f"{TRITON_DIR}/triton-api/key"
+KEY_HEADER = f'-H "triton-api-key: $(cat {TRITON_KEY_FILE})"'
+
+
 def served_outputs(host: str) -> list[str]:
-    """Output names of the config Triton serves (its model config endpoint)."""
-    config = json.loads(host_sh(host, f"curl -fsS http://127.0.0.1:{HTTP_PORT}/v2/models/{MODEL}/config"))
+    """Output names of the config Triton serves (its model config endpoint, a restricted API)."""
+    config = json.loads(host_sh(host, f"curl -fsS {KEY_HEADER} http://127.0.0.1:{HTTP_PORT}/v2/models/{MODEL}/config"))
     return sorted(output["name"] for output in config["output"])
 
 
@@ -250,6 +258,92 @@ def test_rebooted_host_brings_docker_and_triton_back(sandbox: dict[str, Any]) ->
     assert host_sh("host1", "systemctl is-enabled docker").strip() == "enabled"
     assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
     print(f"host1 READY {took:.0f}s after its restart")
+
+
+# ---------------------------------------------------------------------------------------------
+# restricted APIs: Triton's control APIs answer only with the host's key header (issue 11, item 1)
+
+RESTRICTED_CALLS = (("POST", "/v2/repository/index"), ("GET", "/v2/logging"), ("GET", "/v2/trace/setting"))
+
+
+def restricted_codes(host: str, with_key: bool) -> dict[str, str]:
+    """HTTP status of each restricted call on ``host``, with or without the key header."""
+    header = KEY_HEADER if with_key else ""
+    return {
+        f"{method} {path}": host_sh(
+            host,
+            f"curl -s --max-time 10 -o /dev/null -w '%{{http_code}}' -X {method} {header} http://127.0.0.1:{HTTP_PORT}{path}",
+            check=False,
+        ).strip()
+        for method, path in RESTRICTED_CALLS
+    }
+
+
+def changed_on(proc: subprocess.CompletedProcess[str], host: str) -> list[str]:
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [op["name"] for op in json.loads(proc.stdout)["results"]["operations"] if host in op["success"]]
+
+
+def test_restricted_control_apis_need_the_host_key(sandbox: dict[str, Any]) -> None:
+    refused = restricted_codes("host1", with_key=False)
+    assert all(code in ("401", "403") for code in refused.values()), refused
+    assert set(restricted_codes("host1", with_key=True).values()) == {"200"}
+    unload = host_sh(
+        "host1",
+        f"curl -s --max-time 10 -o /dev/null -w '%{{http_code}}' -X POST http://127.0.0.1:{HTTP_PORT}/v2/repository/models/{MODEL}/unload",
+    )
+    assert unload.strip() in ("401", "403") and model_ready("host1")
+    # The key: 0600 root, in a 0700 directory; not in the compose file nor in docker inspect.
+    assert host_sh("host1", f"stat -c '%a %U %G' {TRITON_KEY_FILE} {TRITON_DIR}/triton-api").split("\n")[:2] == [
+        "600 root root",
+        "700 root root",
+    ]
+    key = host_sh("host1", f"cat {TRITON_KEY_FILE}").strip()
+    assert len(key) == 64
+    assert key not in host_sh("host1", f"cat {TRITON_DIR}/current/docker-compose.yml")
+    assert key not in host_sh("host1", f"docker inspect {CONTAINER}")
+    assert key not in host_sh("host1", f"cat {TRITON_DIR}/gateway/gateway.json")
+    label = host_sh("host1", f"docker inspect -f '{{{{index .Config.Labels \"io.triton-embeddinggemma.api-key-sha256\"}}}}' {CONTAINER}")
+    assert label.strip() == host_sh("host1", f"sha256sum {TRITON_KEY_FILE}").split()[0]
+    # Health and inference stay open; the gateway (it reads max_batch_size, a restricted API) serves.
+    assert host_sh("host1", f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/v2/health/ready").strip() == "200"
+    # (The sandbox's gateway listens on the host's private address: gateway.json says which.)
+    listen = host_sh("host1", f"python3 -c \"import json; print(json.load(open('{TRITON_DIR}/gateway/gateway.json'))['listen_address'])\"")
+    assert host_sh("host1", f"curl -s -o /dev/null -w '%{{http_code}}' http://{listen.strip()}:6080/ready").strip() == "200"
+    assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
+    # A re-run: verify passes (it reads the model config with the key) and nothing changes.
+    started = started_at("host1")
+    proc = deploy("--json", "--limit", "host1")
+    assert changed_on(proc, "host1") == []
+    assert "[host1] parity PASS" in proc.stderr
+    assert started_at("host1") == started
+    assert key not in proc.stdout + proc.stderr
+
+
+def test_restricted_new_key_restarts_triton_once(sandbox: dict[str, Any]) -> None:
+    old = host_sh("host1", f"cat {TRITON_KEY_FILE}").strip()
+    started = started_at("host1")
+    host_sh(
+        "host1",
+        f"umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > {TRITON_KEY_FILE}.new && mv {TRITON_KEY_FILE}.new {TRITON_KEY_FILE}",
+    )
+    new = host_sh("host1", f"cat {TRITON_KEY_FILE}").strip()
+    assert new != old and len(new) == 64
+    proc = deploy("--json", "--limit", "host1")
+    changed = changed_on(proc, "host1")
+    assert "Triton | Start Triton (docker compose up -d)" in changed, changed
+    assert "[host1] parity PASS" in proc.stderr
+    assert started_at("host1") != started
+    wait_ready("host1", 180)
+    assert set(restricted_codes("host1", with_key=True).values()) == {"200"}  # the new key
+    old_key = host_sh(
+        "host1",
+        f"curl -s --max-time 10 -o /dev/null -w '%{{http_code}}' -H 'triton-api-key: {old}' http://127.0.0.1:{HTTP_PORT}/v2/logging",
+    )
+    assert old_key.strip() in ("401", "403")
+    # The gateway's copy follows; a further run changes nothing.
+    assert host_sh("host1", f"cmp {TRITON_KEY_FILE} {TRITON_DIR}/gateway/triton-api.key && echo same").strip() == "same"
+    assert changed_on(deploy("--json", "--limit", "host1"), "host1") == []
 
 
 # -- deploy lock (issue 11, problem 5): one run at a time changes a host ---------------------------

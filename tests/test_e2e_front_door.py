@@ -381,9 +381,10 @@ def triton_started(host: str) -> datetime:
 
 
 def max_batch_size(host: str) -> int:
-    out = in_container(
-        fleet.host_container(NAME, host), f"curl -sf http://127.0.0.1:{settings.parse(host, {}).triton_http_port}/v2/models/{MODEL}/config"
-    )
+    """The served model's max_batch_size (its model config: a restricted API, so with the host's key header)."""
+    s = settings.parse(host, {})
+    key = f'-H "triton-api-key: $(cat {s.triton_dir}/triton-api/key)"'
+    out = in_container(fleet.host_container(NAME, host), f"curl -sf {key} http://127.0.0.1:{s.triton_http_port}/v2/models/{MODEL}/config")
     return json.loads(out)["max_batch_size"]
 
 

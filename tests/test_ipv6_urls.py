@@ -25,7 +25,7 @@ CASES = [
 
 
 def _settings(**data: object) -> settings.Settings:
-    return settings.parse("web-1", {"gpu": False, **data})
+    return settings.parse("web-1", {"gpu": False, "triton_bind_beyond_loopback": True, **data})
 
 
 @pytest.mark.parametrize("address, endpoint", CASES, ids=[a for a, _ in CASES])

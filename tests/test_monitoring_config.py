@@ -230,7 +230,15 @@ def test_no_gateway_no_gateway_target_and_wildcard_listeners_are_scraped_by_host
     inventory = Inventory(
         (
             [
-                ("gpu-01", {"gateway_enabled": False, "monitoring_exporter_address": "0.0.0.0", "triton_bind_address": "10.0.0.1"}),
+                (
+                    "gpu-01",
+                    {
+                        "gateway_enabled": False,
+                        "monitoring_exporter_address": "0.0.0.0",
+                        "triton_bind_address": "10.0.0.1",
+                        "triton_bind_beyond_loopback": True,
+                    },
+                ),
                 ("mon1", {"monitoring_listen_address": "::", "monitoring_exporter_address": "::"}),
             ],
             {},

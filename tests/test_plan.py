@@ -706,7 +706,7 @@ def test_gpu_without_a_reported_compute_capability_is_a_warning_not_a_crash(tmp_
 
 def test_converged_host_bound_to_an_ipv6_address_plans_zero_changes(tmp_path, hub):
     # The health fact probes http://[fd00::5]:6000 (bracketed); the converged answer sits there.
-    data = '{"gpu": False, **f.SETTINGS, "triton_bind_address": "fd00::5"}'
+    data = '{"gpu": False, **f.SETTINGS, "triton_bind_address": "fd00::5", "triton_bind_beyond_loopback": True}'
     converged = f'f.converged_host("cpu-v6", {data}, f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
     result = run_fleet(tmp_path, hub, converged)
     assert result.returncode == 0, result.stderr[-3000:]

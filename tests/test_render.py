@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -254,7 +255,10 @@ VARIANTS = {
     "cpu": ({"gpu": False}, False),
     "gpu": ({"gpu": True}, True),
     "gpu-tensorrt-digest": ({"gpu": True, "triton_tensorrt": True, "triton_image_digest": "sha256:" + "a" * 64}, True),
-    "cpu-ipv6-public": ({"gpu": False, "triton_bind_address": "::", "triton_subnet": "172.30.0.0/16"}, False),
+    "cpu-ipv6-public": (
+        {"gpu": False, "triton_bind_address": "::", "triton_bind_beyond_loopback": True, "triton_subnet": "172.30.0.0/16"},
+        False,
+    ),
 }
 
 
@@ -355,7 +359,14 @@ def test_gpu_reservation_only_on_gpu_hosts() -> None:
 def test_ports_bind_to_the_bind_address() -> None:
     _, data, _ = compose("cpu")
     assert data["services"]["triton"]["ports"] == ["127.0.0.1:6000:8000", "127.0.0.1:6001:8001", "127.0.0.1:6002:8002"]
-    s = make(gpu=False, triton_bind_address="10.1.2.3", triton_http_port=7000, triton_grpc_port=7001, triton_metrics_port=7002)
+    s = make(
+        gpu=False,
+        triton_bind_address="10.1.2.3",
+        triton_bind_beyond_loopback=True,
+        triton_http_port=7000,
+        triton_grpc_port=7001,
+        triton_metrics_port=7002,
+    )
     ports = yaml.safe_load(render.compose_file(s, gpu=False))["services"]["triton"]["ports"]
     assert ports == ["10.1.2.3:7000:8000", "10.1.2.3:7001:8001", "10.1.2.3:7002:8002"]
     _, v6, _ = compose("cpu-ipv6-public")
@@ -369,15 +380,25 @@ def test_compose_service_shape() -> None:
     assert service["image"] == "nvcr.io/nvidia/tritonserver:25.05-py3"
     assert service["container_name"] == "triton-embeddinggemma"
     assert service["restart"] == "unless-stopped"
-    assert service["command"] == [
+    # sh reads the restricted-API key from the mounted file, then execs tritonserver (compose's $$ is $).
+    sh, dash_c, script = service["command"]
+    assert (sh, dash_c) == ("sh", "-c")
+    exec_words = shlex.split(script.replace("$$", "$").split("; exec ", 1)[1])
+    apis = "model-repository,model-config,logging,trace,shared-memory:triton-api-key=$key"
+    assert exec_words == [
         "tritonserver",
         "--model-repository=/models",
         "--model-control-mode=explicit",
         "--load-model=embeddinggemma",
         "--log-verbose=0",
+        f"--http-restricted-api={apis}",
+        f"--grpc-restricted-protocol={apis}",
     ]
     assert service["healthcheck"]["test"] == ["CMD", "curl", "-fsS", "http://localhost:8000/v2/health/ready"]
-    assert service["volumes"] == ["/opt/triton-embeddinggemma/models:/models:ro"]  # no TensorRT: no cache
+    assert service["volumes"] == [  # no TensorRT: no cache
+        "/opt/triton-embeddinggemma/models:/models:ro",
+        "/opt/triton-embeddinggemma/triton-api:/run/triton-api:ro",
+    ]
     assert service["shm_size"] == "1g"
     assert service["ulimits"] == {"memlock": -1, "stack": 67108864}
     assert service["labels"]["io.triton-embeddinggemma.deploy"] == "triton-embeddinggemma"
@@ -412,7 +433,8 @@ def test_deploy_hash_label_only_when_given() -> None:
 def test_log_verbose_and_model_name_reach_the_command() -> None:
     s = make(gpu=False, triton_log_verbose=2, model_name="emb")
     service = yaml.safe_load(render.compose_file(s, gpu=False))["services"]["triton"]
-    assert "--log-verbose=2" in service["command"] and "--load-model=emb" in service["command"]
+    words = shlex.split(service["command"][2].split("; exec ", 1)[1])
+    assert "--log-verbose=2" in words and "--load-model=emb" in words
     assert service["container_name"] == "triton-emb"
 
 

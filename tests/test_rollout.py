@@ -255,9 +255,13 @@ def test_release_compose_file_mounts_its_own_models_read_only() -> None:
     s = settings.parse("h", {"gpu": False})
     live = paths.layout(s).release("0123456789ab")
     service = yaml.safe_load(release_compose_file(s, False, live))["services"]["triton"]
-    assert service["volumes"] == [f"{s.triton_dir}/releases/0123456789ab/models:/models:ro"]
+    assert service["volumes"] == [
+        f"{s.triton_dir}/releases/0123456789ab/models:/models:ro",
+        f"{s.triton_dir}/triton-api:/run/triton-api:ro",  # the host's restricted-API key, not per release
+    ]
     assert service["labels"][render.DEPLOY_HASH_LABEL] == "0123456789ab"
-    assert service["labels"] == release_labels(s, False, "0123456789ab")
+    # The release's labels, plus the key file's sha256 that compose fills in at `up` (deploys/lib/triton_api.py).
+    assert service["labels"] == {**release_labels(s, False, "0123456789ab"), render.TRITON_KEY_LABEL: "${TRITON_API_KEY_SHA256:-}"}
     # Everything else is what render.compose_file renders for these settings.
     plain = yaml.safe_load(render.compose_file(s, False))["services"]["triton"]
     assert {k: v for k, v in service.items() if k not in ("volumes", "labels")} == {

@@ -26,6 +26,7 @@ from verify import parity
 from verify.fleet import HostResult
 
 REPO = Path(__file__).resolve().parent.parent
+KEY = "fedcba9876543210" * 4  # a restricted-API key shaped like the deploy's (64 hex digits)
 
 
 def _settings(**data: object) -> settings.Settings:
@@ -51,7 +52,7 @@ def test_parity_command_points_at_the_deploy_layout() -> None:
     assert "--model-file model_quantized.onnx" in command and "--tokenizer-dir /srv/triton/tokenizer" in command
     assert "--url 127.0.0.1:7000 --grpc-url 127.0.0.1:7001" in command and "--min-cosine 0.999" in command
     assert command.rstrip().endswith("true")  # a fact command must not fail the host by itself
-    bound = _settings(triton_bind_address="10.0.0.5")
+    bound = _settings(triton_bind_address="10.0.0.5", triton_bind_beyond_loopback=True)
     assert "--url 10.0.0.5:6000" in step.parity_command(bound, paths.layout(bound), "cpu")
 
 
@@ -185,7 +186,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
     model_lock.write(
         TINY_REPO, TINY_REVISION, {p: model_lock.LockEntry(model_lock.sha256_file(hub / p), (hub / p).stat().st_size) for p in files}, lock
     )
-    with ts.serve(root / "models", tmp_path_factory.mktemp("work")) as server:
+    ts.write_key(root, KEY)  # Triton restricts its model config: parity reads it with the host's key
+    with ts.serve(root / "models", tmp_path_factory.mktemp("work"), extra_args=ts.restricted_args(KEY)) as server:
         yield {"root": root, "server": server, "reports": tmp_path_factory.mktemp("reports"), "lock": lock}
 
 
@@ -239,7 +241,7 @@ def test_verify_step_end_to_end(deployment: dict, tmp_path: Path) -> None:
     hub = tmp_path / "perturbed"
     tinymodel.write_all(hub, perturb=0.02)
     other = ts.triton_dir(tmp_path / "other", hub, ts.cpu_config())
-    with ts.serve(other / "models", tmp_path / "work") as wrong:
+    with ts.serve(other / "models", tmp_path / "work", extra_args=ts.restricted_args(KEY)) as wrong:
         third = _pyinfra(_inventory(tmp_path / "wrong.py", root, wrong, reports, lock))
     assert third.returncode != 0
     output = third.stdout + third.stderr

@@ -22,7 +22,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,9 +164,17 @@ def stop(server: Server, timeout_s: float = 20.0) -> None:
         server.process.wait(timeout=timeout_s)
 
 
-def start(repository: Path, work_dir: Path, ready_timeout_s: float = 90.0, exit_on_error: bool = True, wait: str = "ready") -> Server:
+def start(
+    repository: Path,
+    work_dir: Path,
+    ready_timeout_s: float = 90.0,
+    exit_on_error: bool = True,
+    wait: str = "ready",
+    extra_args: Sequence[str] = (),
+) -> Server:
     """Start tritonserver on ``repository``; block until /v2/health/{wait} answers 200 (``wait``:
-    ready, live, or "" for no wait).
+    ready, live, or "" for no wait). ``extra_args``: more tritonserver options (e.g. the deploy's
+    restricted-API options).
 
     ``exit_on_error=False`` keeps the server up when a model fails to load (to test clients
     against a live server with an unavailable model: wait for "live" then)."""
@@ -190,6 +198,7 @@ def start(repository: Path, work_dir: Path, ready_timeout_s: float = 90.0, exit_
         "--strict-readiness=true",
         "--exit-timeout-secs=10",
         "--log-verbose=0",
+        *extra_args,
     ]
     log = log_path.open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_environment(), cwd=work_dir, start_new_session=True)
@@ -211,14 +220,37 @@ def start(repository: Path, work_dir: Path, ready_timeout_s: float = 90.0, exit_
 
 @contextlib.contextmanager
 def serve(
-    repository: Path, work_dir: Path, ready_timeout_s: float = 90.0, exit_on_error: bool = True, wait: str = "ready"
+    repository: Path,
+    work_dir: Path,
+    ready_timeout_s: float = 90.0,
+    exit_on_error: bool = True,
+    wait: str = "ready",
+    extra_args: Sequence[str] = (),
 ) -> Iterator[Server]:
     """Context manager: a tritonserver on ``repository`` (READY unless ``wait`` says otherwise), stopped on exit."""
-    server = start(repository, work_dir, ready_timeout_s=ready_timeout_s, exit_on_error=exit_on_error, wait=wait)
+    server = start(repository, work_dir, ready_timeout_s=ready_timeout_s, exit_on_error=exit_on_error, wait=wait, extra_args=extra_args)
     try:
         yield server
     finally:
         stop(server)
+
+
+def restricted_args(key: str) -> list[str]:
+    """Triton's restricted-API options for ``key``, the APIs and header the deploy uses (its compose
+    file builds the same from the key file: tests/test_triton_restricted.py checks that one)."""
+    from verify.client import TRITON_KEY_HEADER
+
+    apis = ",".join(render.TRITON_RESTRICTED_APIS)
+    return [f"--http-restricted-api={apis}:{TRITON_KEY_HEADER}={key}", f"--grpc-restricted-protocol={apis}:{TRITON_KEY_HEADER}={key}"]
+
+
+def write_key(triton_root: Path, key: str) -> Path:
+    """``triton_root/triton-api/key`` as the triton step leaves it (0600)."""
+    path = triton_root / "triton-api" / "key"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(key)
+    path.chmod(0o600)
+    return path
 
 
 def cpu_config(model_name: str = "embeddinggemma", **data: object) -> str:

@@ -36,6 +36,11 @@ SENTENCE_EMBEDDING = "sentence_embedding"
 EMBEDDING_DIM = 768
 MATRYOSHKA_DIMS = (768, 512, 256, 128)
 MAX_LENGTH = 2048  # EmbeddingGemma's context
+# The header Triton's restricted APIs (model config, repository index, ...) want; its value is the
+# host's key (deploys/lib/triton_api.py). Lower case: gRPC metadata keys must be.
+TRITON_KEY_HEADER = "triton-api-key"
+# Over gRPC Triton (2.51, 25.05) checks the metadata key with this prefix, whatever the option says.
+TRITON_GRPC_KEY_PREFIX = "triton-grpc-protocol-"
 QUERY_TASKS = (
     "search result",
     "question answering",
@@ -57,6 +62,21 @@ class TritonUnavailable(EmbeddingError):
 
 class ModelContractError(EmbeddingError):
     """The served model's inputs/outputs are not EmbeddingGemma's."""
+
+
+def triton_key_headers(key_file: str | Path, protocol: str = "http") -> dict[str, str]:
+    """The header (``protocol`` http) or gRPC metadata (grpc) Triton's restricted APIs want, its value
+    read from ``key_file`` ({} when ``key_file`` is ''); EmbeddingError naming the file when it
+    cannot be read."""
+    if not key_file:
+        return {}
+    try:
+        key = Path(key_file).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise EmbeddingError(f"cannot read Triton's API key file {key_file}: {error.strerror or error}") from None
+    if not key:
+        raise EmbeddingError(f"Triton's API key file {key_file} is empty")
+    return {(TRITON_GRPC_KEY_PREFIX if protocol == "grpc" else "") + TRITON_KEY_HEADER: key}
 
 
 def query_text(text: str, task: str = "search result") -> str:
@@ -145,6 +165,7 @@ class TritonBackend:
     model_name: str = "embeddinggemma"
     protocol: str = "http"
     timeout_s: float = 30.0
+    key_file: str = ""  # Triton's restricted-API key (model config, repository index); '' = none sent
 
     def __post_init__(self) -> None:
         if self.protocol not in ("http", "grpc"):
@@ -184,8 +205,11 @@ class TritonBackend:
     def model_states(self) -> dict[str, tuple[str, str]]:
         """{model name: (state, reason)} from the repository index (empty when unavailable)."""
         try:
-            index = self._call("repository index", "get_model_repository_index", **({"as_json": True} if self.protocol == "grpc" else {}))
-        except TritonUnavailable:
+            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+            index = self._call(
+                "repository index", "get_model_repository_index", headers=triton_key_headers(self.key_file, self.protocol), **kwargs
+            )
+        except (TritonUnavailable, EmbeddingError):
             return {}
         models = index.get("models", []) if isinstance(index, dict) else index
         return {m.get("name", ""): (m.get("state", "UNKNOWN"), m.get("reason", "")) for m in models}
@@ -219,7 +243,9 @@ class TritonBackend:
     def max_batch_size(self) -> int:
         """The model config's max_batch_size (0: no batching)."""
         kwargs = {"as_json": True} if self.protocol == "grpc" else {}
-        config = self._call("model config", "get_model_config", self.model_name, **kwargs)
+        config = self._call(
+            "model config", "get_model_config", self.model_name, headers=triton_key_headers(self.key_file, self.protocol), **kwargs
+        )
         config = config.get("config", config)  # gRPC wraps it
         return int(config.get("max_batch_size", 0))
 

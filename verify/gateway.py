@@ -100,7 +100,16 @@ from typing import Any
 
 import numpy as np
 
-from verify.client import ATTENTION_MASK, EMBEDDING_DIM, INPUT_IDS, SENTENCE_EMBEDDING, EmbeddingError, TextEncoder, truncate
+from verify.client import (
+    ATTENTION_MASK,
+    EMBEDDING_DIM,
+    INPUT_IDS,
+    SENTENCE_EMBEDDING,
+    EmbeddingError,
+    TextEncoder,
+    triton_key_headers,
+    truncate,
+)
 from verify.gateway_api import (
     ApiError,
     ConfigError,
@@ -529,10 +538,15 @@ class Gateway:
 
     async def follow_batch_size(self) -> None:
         """Take the served model's max_batch_size from Triton (each time the model becomes READY):
-        a Triton restarted with another max_batch_size (a rolled release) is never sent more."""
+        a Triton restarted with another max_batch_size (a rolled release) is never sent more. The
+        model config is one of Triton's restricted APIs: the key file is read each time (a new key
+        works without a gateway restart)."""
         assert self.batcher is not None
         config = await self.client.get_model_config(
-            self.config.model_name, as_json=True, client_timeout=min(READY_DEADLINE_S, self.config.triton_timeout_s)
+            self.config.model_name,
+            headers=triton_key_headers(self.config.triton_key_file, "grpc"),
+            as_json=True,
+            client_timeout=min(READY_DEADLINE_S, self.config.triton_timeout_s),
         )
         size = int(config.get("config", {}).get("max_batch_size", 0) or 0)
         if size > 0 and size != self.batcher.max_batch:

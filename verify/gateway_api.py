@@ -45,6 +45,7 @@ class GatewayConfig:
     listen_address: str = "127.0.0.1"  # an IP literal or "localhost"; beyond loopback needs api_key_sha256_file
     listen_port: int = 6080
     api_key_sha256_file: str = ""  # lowercase hex sha256 of each valid key, one a line; "" = auth off (loopback only)
+    triton_key_file: str = ""  # Triton's restricted-API key (its model config needs it); "" = sent without
     max_tokens: int = MAX_LENGTH  # tokens per input, prompt and special tokens included
     truncate: bool = True  # false: an input over max_tokens is a 400 naming its index
     length_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)  # pad lengths; the last ≥ max_tokens
@@ -131,6 +132,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "listen_address": _address,
     "listen_port": _int(1, 65535),
     "api_key_sha256_file": lambda v: _string(v, empty_ok=True),
+    "triton_key_file": lambda v: _string(v, empty_ok=True),
     "max_tokens": _int(1, MAX_LENGTH),
     "truncate": _bool,
     "length_buckets": _buckets,

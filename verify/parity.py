@@ -766,7 +766,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Evaluation]:
     lengths = [len(ids) for ids in id_lists]
     urls = {"http": args.url, "grpc": args.grpc_url}
     servers = {
-        p: TritonBackend(urls[p], model_name=args.model_name, protocol=p, timeout_s=args.request_timeout) for p in PROTOCOLS if urls[p]
+        p: TritonBackend(urls[p], model_name=args.model_name, protocol=p, timeout_s=args.request_timeout, key_file=args.triton_key_file)
+        for p in PROTOCOLS
+        if urls[p]
     }
     if not servers:
         raise EmbeddingError("give --url and/or --grpc-url")
@@ -871,6 +873,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer-dir", required=True, type=Path, help="directory with tokenizer.json (+ tokenizer_config.json)")
     p.add_argument("--url", default="127.0.0.1:6000", help="Triton HTTP host:port ('' to skip HTTP)")
     p.add_argument("--grpc-url", default="127.0.0.1:6001", help="Triton gRPC host:port ('' to skip gRPC)")
+    p.add_argument(
+        "--triton-key-file", default="", help="file holding Triton's restricted-API key (model config, repository index); '' = none sent"
+    )
     p.add_argument("--model-name", default="embeddinggemma")
     options.add_arguments(p)  # device, thresholds, max length, latency iterations, timeout
     p.add_argument("--threads", type=int, default=0, help="local ONNX Runtime intra-op threads (0: its default)")

@@ -75,6 +75,7 @@ def config_text(s: Settings, layout: Layout, auth: bool) -> str:
         triton_grpc_url=probe_endpoint(s, s.triton_grpc_port),
         tokenizer_dir=layout.tokenizer_dir,
         api_key_sha256_file=layout.gateway.api_keys if auth else "",
+        triton_key_file=layout.gateway.triton_key,
     )
 
 

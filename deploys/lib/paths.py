@@ -5,6 +5,8 @@ Under ``{triton_dir}`` (:func:`layout`)::
     models/{model_name}/1/<model files>              the model store (the model step keeps it)
     tokenizer/                                        tokenizer.json & co. (the verify step reads it)
     trt-cache/                                        TensorRT engines (GPU hosts with triton_tensorrt)
+    triton-api/key                                    Triton's restricted-API key (0700 dir, 0600 file, root;
+                                                      generated on the host, mounted read-only into Triton)
     releases/<id>/docker-compose.yml                  mounts releases/<id>/models read-only
     releases/<id>/models/{model_name}/config.pbtxt
     releases/<id>/models/{model_name}/1/<files>       hard links of the store's files (no extra space)
@@ -64,6 +66,8 @@ PREVIOUS = "previous"
 # -- inside the Triton container: the compose file mounts the host directories here --
 MODELS_MOUNT = "/models"
 TRT_CACHE_MOUNT = "/trt-cache"
+TRITON_KEY_MOUNT = "/run/triton-api"  # the host's triton-api/ directory, read-only
+TRITON_KEY_NAME = "key"  # the key file's name in that directory (host and container)
 
 
 def onnx_filename(variant: str) -> str:
@@ -109,6 +113,7 @@ class GatewayPaths:
     config: str
     api_keys: str  # sha256 of each accepted API key, 0600 for the service user
     verify_key: str  # the verify step's own key, 0600 for root
+    triton_key: str  # the gateway's copy of Triton's restricted-API key, 0600 for the service user
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ class Layout:
     onnx_data_file: str  # name recorded inside the graph: never rename it
     tokenizer_dir: str
     trt_cache_dir: str  # only used when TensorRT is on
+    triton_key_dir: str  # mounted read-only into Triton at TRITON_KEY_MOUNT
+    triton_key: str  # Triton's restricted-API key (0600 root), generated on the host
     releases_dir: str
     current: str
     previous: str
@@ -179,6 +186,7 @@ def _gateway(root: str) -> GatewayPaths:
         config=f"{base}/gateway.json",
         api_keys=f"{base}/api-keys.sha256",
         verify_key=f"{root}/verify/gateway.key",
+        triton_key=f"{base}/triton-api.key",
     )
 
 
@@ -200,6 +208,8 @@ def layout(s: Settings) -> Layout:
         onnx_data_file=f"{model}/1/{graph}_data",
         tokenizer_dir=f"{root}/tokenizer",
         trt_cache_dir=f"{root}/trt-cache",
+        triton_key_dir=f"{root}/triton-api",
+        triton_key=f"{root}/triton-api/{TRITON_KEY_NAME}",
         releases_dir=f"{root}/{RELEASES}",
         current=f"{root}/{CURRENT}",
         previous=f"{root}/{PREVIOUS}",

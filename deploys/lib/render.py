@@ -11,6 +11,7 @@ import copy
 import hashlib
 import ipaddress
 import json
+import shlex
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Protocol
@@ -24,11 +25,17 @@ from deploys.lib import paths, registry_cache
 from deploys.lib.paths import MODELS_MOUNT, TRT_CACHE_MOUNT, onnx_filename
 from deploys.lib.repo import TEMPLATES_DIR
 from deploys.lib.settings import Settings, SettingsError
+from verify.client import TRITON_KEY_HEADER
 
 COMPOSE_PROJECT = "triton-embeddinggemma"
 LABEL_PREFIX = "io.triton-embeddinggemma"
 # Set by the triton step: a digest of what the container depends on beyond the compose file.
 DEPLOY_HASH_LABEL = f"{LABEL_PREFIX}.deploy-hash"
+# Triton's restricted APIs (deploys/lib/triton_api.py): which, and the key file's sha256 label
+# compose fills in from the environment of `docker compose up`.
+TRITON_RESTRICTED_APIS = ("model-repository", "model-config", "logging", "trace", "shared-memory")
+TRITON_KEY_LABEL = f"{LABEL_PREFIX}.api-key-sha256"
+TRITON_KEY_SHA256_ENV = "TRITON_API_KEY_SHA256"
 
 
 class RenderError(PyinfraError):
@@ -43,12 +50,14 @@ def container_name(s: Settings) -> str:
 @lru_cache(maxsize=4)
 def _environment(directory: str) -> jinja2.Environment:
     """A jinja2 environment for ``directory``: StrictUndefined, so a missing value is an error."""
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # pbtxt/YAML/JSON/INI, not HTML
     )
+    environment.filters["shquote"] = shlex.quote  # a word of a shell command (the compose file's sh -c)
+    return environment
 
 
 def render(template_name: str, **context: Any) -> str:
@@ -153,6 +162,13 @@ def compose_file(
         models_mount=MODELS_MOUNT,
         trt_cache_dir=host_paths.trt_cache_dir,
         trt_cache_mount=TRT_CACHE_MOUNT,
+        key_dir=host_paths.triton_key_dir,
+        key_mount=paths.TRITON_KEY_MOUNT,
+        key_name=paths.TRITON_KEY_NAME,
+        key_header=TRITON_KEY_HEADER,
+        key_label=TRITON_KEY_LABEL,
+        key_sha256_env=TRITON_KEY_SHA256_ENV,
+        restricted_apis=TRITON_RESTRICTED_APIS,
     )
 
 
@@ -231,10 +247,15 @@ def docker_dropin(s: Settings, proxy_env: bool = False) -> str:
     return render("docker-service-env.conf.j2", assignments=assignments)
 
 
-def gateway_config(s: Settings, triton_grpc_url: str, tokenizer_dir: str, api_key_sha256_file: str) -> str:
+def gateway_config(s: Settings, triton_grpc_url: str, tokenizer_dir: str, api_key_sha256_file: str, triton_key_file: str = "") -> str:
     """The embeddings gateway's JSON config (templates/gateway.json.j2), parsed back as JSON."""
     text = render(
-        "gateway.json.j2", s=s, triton_grpc_url=triton_grpc_url, tokenizer_dir=tokenizer_dir, api_key_sha256_file=api_key_sha256_file
+        "gateway.json.j2",
+        s=s,
+        triton_grpc_url=triton_grpc_url,
+        tokenizer_dir=tokenizer_dir,
+        api_key_sha256_file=api_key_sha256_file,
+        triton_key_file=triton_key_file,
     )
     json.loads(text)
     return text

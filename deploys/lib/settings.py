@@ -310,7 +310,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("triton_tensorrt", False, "Use the TensorRT execution accelerator (FP32, cached engines) on GPU hosts.", "bool", _bool),
     Setting("triton_tensorrt_opt_seq_len", 512, "TensorRT profile: optimal sequence length.", "int", _int(1, 2048)),
     Setting("triton_tensorrt_max_seq_len", 2048, "TensorRT profile: maximum sequence length.", "int", _int(1, 2048)),
-    Setting("triton_bind_address", "127.0.0.1", "Host address the ports bind to (0.0.0.0 exposes Triton on every interface).", "str", _ip),
+    Setting("triton_bind_address", "127.0.0.1", "Host address the HTTP and gRPC ports bind to (and metrics, unless triton_metrics_address); beyond loopback (0.0.0.0, a private address) needs triton_bind_beyond_loopback: true.", "str", _ip),
+    Setting("triton_bind_beyond_loopback", False, "Allow a triton_bind_address beyond loopback: Triton's inference API then answers anyone who reaches that address (its control APIs still need the host's key header; see README \"Triton's restricted APIs\").", "bool", _bool),
     Setting("triton_http_port", 6000, "Host port for HTTP (container 8000).", "int", _int(1, 65535)),
     Setting("triton_grpc_port", 6001, "Host port for gRPC (container 8001).", "int", _int(1, 65535)),
     Setting("triton_metrics_port", 6002, "Host port for metrics (container 8002).", "int", _int(1, 65535)),
@@ -480,6 +481,7 @@ class Settings:
     triton_tensorrt_opt_seq_len: int
     triton_tensorrt_max_seq_len: int
     triton_bind_address: str
+    triton_bind_beyond_loopback: bool
     triton_http_port: int
     triton_grpc_port: int
     triton_metrics_port: int
@@ -667,6 +669,14 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
             value = v[name]
             if any(url.lower().startswith("http://") for url in (value if isinstance(value, list) else [value])):
                 raise _fail(host, name, value, "plain http:// is refused; use https://, or set allow_plain_http: true to accept it")
+    if not v["triton_bind_beyond_loopback"] and not ipaddress.ip_address(v["triton_bind_address"]).is_loopback:
+        raise _fail(
+            host,
+            "triton_bind_address",
+            v["triton_bind_address"],
+            "beyond loopback, Triton answers anyone who reaches that address; set triton_bind_beyond_loopback: true to mean it, "
+            "or bind 127.0.0.1",
+        )
     if v["docker_ce_version"] and v["docker_source"] != "docker-ce":
         raise _fail(host, "docker_ce_version", v["docker_ce_version"], "only used with docker_source: docker-ce")
 

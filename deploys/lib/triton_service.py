@@ -10,7 +10,7 @@ from pyinfra import host, logger
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import server
 
-from deploys.lib import bounds, paths, release, settings
+from deploys.lib import bounds, paths, release, settings, triton_api
 from deploys.lib.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name, url_host
 from deploys.lib.settings import Settings
 from facts.docker import DockerContainer
@@ -46,8 +46,11 @@ def wait_ready_command(s: Settings, step: str = STEP) -> str:
 
 
 def compose_up_command(s: Settings, compose_file: str, *extra: str, step: str = STEP) -> str:
-    """``docker compose up -d`` of a release, bounded by triton_start_timeout_s."""
-    return bounds.bounded(
+    """``docker compose up -d`` of a release, bounded by triton_start_timeout_s, with the key
+    file's sha256 in the environment (the compose file's key label)."""
+    # The key file's sha256 becomes the container's key label (compose interpolates it).
+    key = triton_api.key_sha256_env(paths.layout(s).triton_key)
+    return f"{key} " + bounds.bounded(
         compose_command(compose_file, "up", "-d", "--remove-orphans", *extra),
         s.triton_start_timeout_s,
         step,
@@ -85,6 +88,9 @@ def needs_start(s: Settings, release: str, wanted_labels: dict[str, str] | None 
         return f"serves release {container['labels'].get(DEPLOY_HASH_LABEL) or 'none'}"
     if wanted_labels and any(container["labels"].get(key) != value for key, value in wanted_labels.items()):
         return "configuration changed"
+    key_changed = triton_api.changed_reason(container["labels"], host.get_fact(Sha256File, path=paths.layout(s).triton_key))
+    if key_changed:
+        return key_changed
     if container["status"] != "running":
         return f"container {container['status']}"
     if not model_ready(s):

@@ -120,6 +120,7 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
         "--tokenizer-dir", layout.tokenizer_dir,
         "--url", probe_endpoint(s, s.triton_http_port),
         "--grpc-url", probe_endpoint(s, s.triton_grpc_port),
+        "--triton-key-file", layout.triton_key,
         "--model-name", s.model_name,
         *options.argv({**settings_values, "device": device}),
         *(gateway_args(s, layout, gateway_key_file) if gateway_too else []),

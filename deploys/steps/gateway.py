@@ -14,7 +14,7 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, pip, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.lib import gateway, paths, rolling, settings
+from deploys.lib import gateway, paths, rolling, settings, triton_api
 from deploys.lib.repo import VERIFY_SRC
 
 
@@ -69,6 +69,14 @@ def embeddings_gateway() -> None:
         group=gateway.SERVICE_USER,
         mode="600",
     )
+    # Triton's restricted-API key (the triton step made it): the gateway's own copy, read at each
+    # model-config call, so a new key needs no restart.
+    triton_key = host.get_fact(Sha256File, path=layout.triton_key)
+    if triton_key is None or host.get_fact(Sha256File, path=g.triton_key) != triton_key:
+        server.shell(
+            name="Gateway copy of Triton's API key (0600, service user)",
+            commands=[triton_api.copy_command(layout.triton_key, g.triton_key, gateway.SERVICE_USER)],
+        )
     unit = files.put(
         name=f"Gateway unit {paths.GATEWAY_UNIT}", src=StringIO(gateway.unit_text(s, layout)), dest=paths.GATEWAY_UNIT_FILE, mode="644"
     )

@@ -1,6 +1,7 @@
-"""Triton step: this configuration's release on the host, `current` pointing at it, `docker compose
-up -d` only when the live release changes (or the container does not serve it, or the release's
-model files were not the store's checked files and were linked again), then READY.
+"""Triton step: the host's restricted-API key (made once, on the host), this configuration's release
+on the host, `current` pointing at it, `docker compose up -d` only when the live release or the key
+changes (or the container does not serve it, or the release's model files were not the store's
+checked files and were linked again), then READY.
 
 The release (config.pbtxt, compose file, labels, id, paths) is built once per host per run by
 deploys/lib/release.py; host paths come from deploys/lib/paths.py.
@@ -13,9 +14,10 @@ from io import StringIO
 from pyinfra import host, logger
 from pyinfra import state as pyinfra_state
 from pyinfra.api import deploy
+from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
-from deploys.lib import model_files, paths, registry, release, rolling, settings
+from deploys.lib import model_files, paths, registry, release, rolling, settings, triton_api
 from deploys.lib.host import is_gpu_host
 from deploys.lib.triton_service import (
     gpu_smoke_command,
@@ -41,6 +43,16 @@ def triton() -> None:
     on_host = releases_state(s)
 
     # The model step lays out the store (version directory, tokenizer); the release links to it.
+    # Triton's restricted-API key: made on the host once (never on the controller or a command line).
+    files.directory(
+        name=f"Directory {layout.triton_key_dir} (Triton API key)", path=layout.triton_key_dir, mode="700", user="root", group="root"
+    )
+    if host.get_fact(Sha256File, path=layout.triton_key) in (None, triton_api.EMPTY_SHA256):
+        server.shell(
+            name="Generate Triton's restricted-API key on the host (0600 root)",
+            commands=[triton_api.generate_command(layout.triton_key_dir, layout.triton_key)],
+        )
+    files.file(name="Triton API key file 0600 root", path=layout.triton_key, mode="600", user="root", group="root")
     files.directory(name=f"Directory {layout.releases_dir}", path=layout.releases_dir, mode="755")
     files.directory(name="Release model directory", path=live.version_dir, mode="755")
     if s.triton_tensorrt and gpu:
