@@ -185,7 +185,8 @@ class TritonReleaseOwnSettings(FactBase[dict[str, dict[str, Any]]]):
             f"cd {quote(root)}/{RELEASES} 2>/dev/null || exit 0; "
             'for f in */docker-compose.yml; do [ -f "$f" ] && sed -n '
             '-e \'s|^      - \\("[^"]*:800[012]"\\)$|\'"${f%%/*}"\' port \\1|p\' '
-            '-e \'s|^      - \\("--load-model=[^"]*"\\)$|\'"${f%%/*}"\' model \\1|p\' '
+            # --load-model= inside the container's sh -c script (or, in releases from before it, a list item)
+            "-e 's|.*--load-model=\\([A-Za-z0-9_.-]*\\).*|'\"${f%%/*}\"' model \"--load-model=\\1\"|p' "
             '"$f"; done; true'
         )
 

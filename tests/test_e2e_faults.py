@@ -12,7 +12,7 @@ In order, on one fleet converged by the real deploy:
 3. a model transfer cut halfway on host1 (the store file gone, half a ``.partial`` left): Triton keeps
    serving from its release's hard links, and the next run sends the file again, checks its
    sha256, installs it and verifies;
-4. host1's container restarted (a reboot): systemd starts Docker, Docker starts Triton, READY;
+4. (run last) host1's container restarted (a reboot): systemd starts Docker, Docker starts Triton, READY;
 5. served file integrity: a served model file damaged in place (so the store's too: one inode) is
    sent again, linked again and Triton restarted; one replaced by a damaged copy fails verify (the
    sha256 differs from the lock) and the deploy links it again and restarts Triton;
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -84,6 +85,12 @@ def host_sh(host: str, command: str, check: bool = True) -> str:
     if check:
         assert proc.returncode == 0, f"{host}: {command}: {proc.stderr}"
     return proc.stdout
+
+
+def said(output: str, host: str, text: str) -> bool:
+    """Whether pyinfra's ``output`` has ``text`` on a line of ``host`` (pyinfra pads the ``[host]``
+    prefix to the inventory's longest host name)."""
+    return re.search(rf"\[{re.escape(host)}\]\s+{re.escape(text)}", output) is not None
 
 
 def model_ready(host: str) -> bool:
@@ -244,20 +251,10 @@ def test_cut_model_transfer_resumes_and_verifies(sandbox: dict[str, Any]) -> Non
     # The release's old link is not the new store file: linked again, but its bytes were intact, so no restart.
     assert "Triton | Hard-link model.onnx_data into the release" in changed, changed
     assert not [name for name in changed if name.startswith("Triton |") and "Hard-link" not in name], changed
-    assert "[host1] parity PASS" in proc.stderr
+    assert said(proc.stderr, "host1", "parity PASS")
     assert host_sh("host1", f"sha256sum {store}").split()[0] == wanted
     assert host_sh("host1", f"test -e {store}.partial && echo left || echo gone").strip() == "gone"
     assert started_at("host1") == started
-
-
-def test_rebooted_host_brings_docker_and_triton_back(sandbox: dict[str, Any]) -> None:
-    container = fleet.host_container(NAME, "host1")
-    subprocess.run(["docker", "restart", container], check=True, capture_output=True, timeout=120)
-    took = wait_ready("host1", 240)
-    assert host_sh("host1", "systemctl is-active docker").strip() == "active"
-    assert host_sh("host1", "systemctl is-enabled docker").strip() == "enabled"
-    assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
-    print(f"host1 READY {took:.0f}s after its restart")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +312,7 @@ def test_restricted_control_apis_need_the_host_key(sandbox: dict[str, Any]) -> N
     started = started_at("host1")
     proc = deploy("--json", "--limit", "host1")
     assert changed_on(proc, "host1") == []
-    assert "[host1] parity PASS" in proc.stderr
+    assert said(proc.stderr, "host1", "parity PASS")
     assert started_at("host1") == started
     assert key not in proc.stdout + proc.stderr
 
@@ -332,7 +329,7 @@ def test_restricted_new_key_restarts_triton_once(sandbox: dict[str, Any]) -> Non
     proc = deploy("--json", "--limit", "host1")
     changed = changed_on(proc, "host1")
     assert "Triton | Start Triton (docker compose up -d)" in changed, changed
-    assert "[host1] parity PASS" in proc.stderr
+    assert said(proc.stderr, "host1", "parity PASS")
     assert started_at("host1") != started
     wait_ready("host1", 180)
     assert set(restricted_codes("host1", with_key=True).values()) == {"200"}  # the new key
@@ -406,7 +403,7 @@ def test_lock_two_deploys_at_once_one_runs_the_other_fails(sandbox: dict[str, An
     failed = [proc for proc in runs if proc.returncode != 0]
     assert len(passed) == 1 and len(failed) == 1, [proc.stderr[-2000:] for proc in runs]
     assert _changed(passed[0]) == [], _changed(passed[0])  # converged: the run that ran changed nothing
-    assert "[host1] parity PASS" in passed[0].stderr
+    assert said(passed[0].stderr, "host1", "parity PASS")
     # The other ends with one line: the lock held by the first run, or (its plan read the host
     # before the first run ended) a plan made stale by that run.
     lines = [
@@ -515,7 +512,7 @@ def test_rollout_driver_unreachable_host_is_reported_and_canary_rolled_back(
     host2 = report["host2"]
     assert host2["verdict"] == "unreachable" and host2["wave"] is None and host2["new"] is None, host2
     # Read alone, host2's run ends at pyinfra's own connect error (sshd down: no SSH banner).
-    assert any(f"[host2] {e}" in host2["message"] for e in ("SSH error", "Could not connect", "EOF error")), host2
+    assert any(said(host2["message"], "host2", e) for e in ("SSH error", "Could not connect", "EOF error")), host2
     # host2 was never touched.
     assert link("host2", "current") == good["host2"] and started_at("host2") == host2_started
     assert model_ready("host2")
@@ -607,7 +604,7 @@ def _integrity_healed(sandbox: dict[str, Any], proc: subprocess.CompletedProcess
     assert _integrity_sha(SERVED_DATA) == lock
     assert started_at("host1") != started
     assert model_ready("host1")
-    assert "[host1] parity PASS" in proc.stderr
+    assert said(proc.stderr, "host1", "parity PASS")
     report = _integrity_report(proc.stderr)
     assert report["model"]["files"]["model.onnx_data"] == lock and report["model"]["differs"] == [], report["model"]
 
@@ -765,3 +762,16 @@ def test_cache_down_is_one_line_per_host_and_changes_nothing(sandbox: dict[str, 
             assert model_ready(host)
     finally:
         host_sh(CACHE, "systemctl start docker-registry")
+
+
+# -- last: a restarted host container gets new published ports (the state file keeps the old ones) --
+
+
+def test_rebooted_host_brings_docker_and_triton_back(sandbox: dict[str, Any]) -> None:
+    container = fleet.host_container(NAME, "host1")
+    subprocess.run(["docker", "restart", container], check=True, capture_output=True, timeout=120)
+    took = wait_ready("host1", 240)
+    assert host_sh("host1", "systemctl is-active docker").strip() == "active"
+    assert host_sh("host1", "systemctl is-enabled docker").strip() == "enabled"
+    assert served_outputs("host1") == ["last_hidden_state", "sentence_embedding"]
+    print(f"host1 READY {took:.0f}s after its restart")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from deploys.lib import paths, render, settings, triton_api
+from deploys.lib import paths, render, settings, triton_api, verify_run
 from tests import tinymodel
 from tests import tritonserver as ts
 from tests.gateway_bench import GatewayProcess
@@ -219,3 +219,37 @@ def test_the_gateway_follows_max_batch_size_with_its_key_copy(server: ts.Server,
         assert httpx.get(f"{gateway.url}/ready", timeout=5).status_code == 200
         log = gateway.log_tail()
     assert f"max_batch_size {served['max_batch_size']} (was 2)" in log
+
+
+# -- the upgrade behind a front door: one run open, then restricted ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "behind, serving, gateway_takes_key, verify_takes_key, on",
+    [
+        (False, True, False, False, True),  # no front door: the later steps of the same run update both
+        (True, False, False, False, True),  # a fresh host: nothing rolls
+        (True, True, True, True, True),  # gateway and verify code already take the key
+        (True, True, False, True, False),  # the running gateway cannot read the model config yet
+        (True, True, True, False, False),  # the verify code on the host has no --triton-key-file yet
+    ],
+)
+def test_restricted_apis_wait_one_run_for_an_old_gateway_or_verify_behind_a_front_door(
+    behind: bool, serving: bool, gateway_takes_key: bool, verify_takes_key: bool, on: bool
+) -> None:
+    assert triton_api.restrict(behind, serving, gateway_takes_key, verify_takes_key) is on
+
+
+def test_an_open_release_has_no_restricted_options_and_its_roll_check_no_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings.parse("h", {"gpu": False})
+    mount = tmp_path / "key"
+    mount.mkdir()
+    (mount / paths.TRITON_KEY_NAME).write_text(KEY)
+    monkeypatch.setattr(paths, "TRITON_KEY_MOUNT", str(mount))
+    open_compose = render.compose_file(s, gpu=False, deploy_hash="r1", restrict=False)
+    proc, argv = run_script(yaml.safe_load(open_compose)["services"]["triton"]["command"][2].replace("$$", "$"), tmp_path)
+    assert proc.returncode == 0 and argv and restricted_options(argv) == [], (proc.stderr, argv)
+    assert open_compose != render.compose_file(s, gpu=False, deploy_hash="r1")  # so the next run's release differs
+    layout = paths.layout(s)
+    assert "--triton-key-file" not in verify_run.roll_check_command(s, layout, "cpu", triton_key=False)
+    assert f"--triton-key-file {layout.triton_key}" in verify_run.roll_check_command(s, layout, "cpu")

@@ -45,19 +45,22 @@ class ReleaseSpec:
     image: str  # the reference its compose file runs Triton by
 
 
-def build(s: Settings, gpu: bool, weights: dict[str, str], layout: Layout | None = None, image: str | None = None) -> ReleaseSpec:
+def build(
+    s: Settings, gpu: bool, weights: dict[str, str], layout: Layout | None = None, image: str | None = None, restrict: bool = True
+) -> ReleaseSpec:
     """The release of ``s`` on a GPU or CPU host with model files ``weights`` (name → sha256);
     ``image``: the reference the host runs Triton by (deploys/lib/registry.py:pull_ref; default
     ``triton_image_ref``). It is part of the compose file, so of the release id: a fleet without
-    a registry cache keeps its release ids."""
+    a registry cache keeps its release ids. ``restrict``: Triton's restricted APIs on (as in
+    render.compose_file)."""
     layout = layout or paths.layout(s)
     config = render.model_config(s, gpu)
-    release = layout.release(release_id(s, gpu, weights, config=config, image=image))
+    release = layout.release(release_id(s, gpu, weights, config=config, image=image, restrict=restrict))
     return ReleaseSpec(
         id=release.id,
         gpu=gpu,
         config=config,
-        compose=release_compose_file(s, gpu, release, config=config, image=image),
+        compose=release_compose_file(s, gpu, release, config=config, image=image, restrict=restrict),
         labels=release_labels(s, gpu, release.id, config=config),
         weights=dict(weights),
         paths=release,
@@ -65,13 +68,15 @@ def build(s: Settings, gpu: bool, weights: dict[str, str], layout: Layout | None
     )
 
 
-def release_id(s: Settings, gpu: bool, model_sha256: dict[str, str], config: str | None = None, image: str | None = None) -> str:
+def release_id(
+    s: Settings, gpu: bool, model_sha256: dict[str, str], config: str | None = None, image: str | None = None, restrict: bool = True
+) -> str:
     """12 hex of sha256 over config.pbtxt, the compose inputs and the model files' digests.
 
     ``config``: config.pbtxt when already rendered (else rendered here); ``image``: as in :func:`build`."""
     config = render.model_config(s, gpu) if config is None else config
     digest = hashlib.sha256()
-    for part in (config, render.compose_file(s, gpu, config=config, image=image)):
+    for part in (config, render.compose_file(s, gpu, config=config, image=image, restrict=restrict)):
         digest.update(part.encode() + b"\0")
     for name in sorted(model_sha256):
         digest.update(f"{name} {model_sha256[name]}\n".encode())
@@ -83,10 +88,12 @@ def version_files(s: Settings, token: str | None) -> dict[str, str]:
     return {PurePosixPath(f.dest).name: f.sha256 for f in model_files.expected(s, token) if f.repo_path.startswith("onnx/")}
 
 
-def release_compose_file(s: Settings, gpu: bool, release: Release, config: str | None = None, image: str | None = None) -> str:
+def release_compose_file(
+    s: Settings, gpu: bool, release: Release, config: str | None = None, image: str | None = None, restrict: bool = True
+) -> str:
     """The release's compose file: it mounts the release's models dir, and its deploy-hash label
     carries the release id, so a container can be matched to its release."""
-    return render.compose_file(s, gpu, deploy_hash=release.id, models_dir=release.models_dir, config=config, image=image)
+    return render.compose_file(s, gpu, deploy_hash=release.id, models_dir=release.models_dir, config=config, image=image, restrict=restrict)
 
 
 def release_labels(s: Settings, gpu: bool, release_id_: str, config: str | None = None) -> dict[str, str]:

@@ -135,6 +135,7 @@ def compose_file(
     models_dir: str | None = None,
     config: str | None = None,
     image: str | None = None,
+    restrict: bool = True,
 ) -> str:
     """The compose file for a GPU (``gpu=True``) or CPU host.
 
@@ -143,7 +144,8 @@ def compose_file(
     model repository mounted at /models (default: the layout's; a release passes its own).
     ``config``: the host's config.pbtxt when the caller already rendered it (its sha256 is a label).
     ``image``: the reference the host pulls Triton by (deploys/lib/registry.py:pull_ref: the
-    registry cache's when the inventory has one); default ``triton_image_ref``.
+    registry cache's when the inventory has one); default ``triton_image_ref``. ``restrict``: pass
+    Triton the restricted-API options (deploys/lib/triton_api.py:restrict says when not).
     """
     host_paths = paths.layout(s)
     labels = compose_labels(s, gpu, deploy_hash, config=config)
@@ -169,6 +171,7 @@ def compose_file(
         key_label=TRITON_KEY_LABEL,
         key_sha256_env=TRITON_KEY_SHA256_ENV,
         restricted_apis=TRITON_RESTRICTED_APIS,
+        restrict=restrict,
     )
 
 

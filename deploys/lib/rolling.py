@@ -100,7 +100,15 @@ def _go_live(s: Settings, layout: paths.Layout, target: str, keep_previous: bool
 
 
 def triton_roll_plan(
-    host: Any, doors: tuple[str, ...], s: Settings, gpu: bool, new: str, reason: str, back_to: str | None, previous: str | None
+    host: Any,
+    doors: tuple[str, ...],
+    s: Settings,
+    gpu: bool,
+    new: str,
+    reason: str,
+    back_to: str | None,
+    previous: str | None,
+    triton_key: bool = True,
 ) -> RollPlan:
     """The Triton step's roll: release ``new`` live, READY, parity of Triton with local ONNX Runtime;
     on failure back to ``back_to`` (the release the container served), READY, with ``previous``
@@ -116,7 +124,7 @@ def triton_roll_plan(
         what=f"Triton release {new}",
         start=_go_live(s, layout, new, keep_previous=False, force=forces_recreate(reason)),
         start_timeout_s=start_timeout,
-        check=verify_run.roll_check_command(s, layout, device) if s.verify_enabled else "",
+        check=verify_run.roll_check_command(s, layout, device, triton_key=triton_key) if s.verify_enabled else "",
         check_timeout_s=900,
         judge=verify_run.roll_verdict(host.name),
         roll_back=(

@@ -62,3 +62,16 @@ def changed_reason(container_labels: dict[str, str], key_sha256: str | None) -> 
     if container_labels[KEY_LABEL] != (key_sha256 or ""):
         return "Triton API key changed"
     return None
+
+
+def restrict(behind_front_door: bool, serving: bool, gateway_takes_key: bool, verify_takes_key: bool) -> bool:
+    """Whether this run gives Triton its restricted-API options: always, except on the first run of
+    an upgrade behind a front door. There a serving host rolls Triton and checks it, through the
+    gateway already running and the verify code already on the host, before this run's gateway and
+    verify steps update them; if they predate the key (``gateway_takes_key``: the host's
+    gateway.json names a key file; ``verify_takes_key``: its verify code knows ``--triton-key-file``),
+    a restricted Triton fails that check, the roll goes back, and the host would never move. That
+    run keeps Triton open; the next one, with both updated, restricts it."""
+    if not (behind_front_door and serving):
+        return True
+    return gateway_takes_key and verify_takes_key

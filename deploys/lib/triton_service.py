@@ -7,7 +7,7 @@ import shlex
 from typing import Any
 
 from pyinfra import host, logger
-from pyinfra.facts.files import Sha256File
+from pyinfra.facts.files import FindInFile, Sha256File
 from pyinfra.operations import server
 
 from deploys.lib import bounds, paths, release, settings, triton_api
@@ -188,3 +188,21 @@ def release_own_settings(s: Settings, release: str | None) -> Settings:
         f"{host.print_prefix}release {release} was deployed with {', '.join(f'{k}={v}' for k, v in changed.items())}: using its own values"
     )
     return settings.parse(s.host, {**host.data.dict(), **changed})
+
+
+def restricted_apis_on(s: Settings, layout: paths.Layout, behind_front_door: bool, serving: bool) -> bool:
+    """Triton's restricted APIs in this run's release (deploys/lib/triton_api.py:restrict): off for
+    one run when a serving host behind a front door still has a gateway or verify code from before them."""
+    if not (behind_front_door and serving):
+        return True
+    gateway_takes_key = not s.gateway_enabled or bool(host.get_fact(FindInFile, path=layout.gateway.config, pattern="triton_key_file"))
+    verify_takes_key = not s.verify_enabled or bool(
+        host.get_fact(FindInFile, path=f"{layout.verify.code}/parity.py", pattern="--triton-key-file")
+    )
+    on = triton_api.restrict(behind_front_door, serving, gateway_takes_key, verify_takes_key)
+    if not on:
+        logger.warning(
+            f"{host.print_prefix}Triton's restricted APIs go on at the next run: this host's gateway or verify code is from "
+            "before them, and the roll checks Triton through both before this run updates them"
+        )
+    return on

@@ -104,10 +104,13 @@ def key_write_command(path: str) -> str:
     return f"umask 077; rm -f {tmp}; tr -d '\\n' > {tmp} && chmod 600 {tmp} && mv -f {tmp} {q(path)}"
 
 
-def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: bool = False, gateway_too: bool = True) -> str:
+def parity_command(
+    s: Settings, layout: Layout, device: str, gateway_key_file: bool = False, gateway_too: bool = True, triton_key: bool = True
+) -> str:
     """The check on the host; always exits 0 and prints rc, report and log tail between markers.
     ``gateway_key_file``: pass the verify step's gateway key file (auth on); ``gateway_too``: False
-    checks Triton alone."""
+    checks Triton alone; ``triton_key``: False leaves ``--triton-key-file`` out (verify code from
+    before the restricted APIs, which does not know it: deploys/lib/triton_api.py:restrict)."""
     v = layout.verify
     report, log = f"{v.report}.{run.RUN_ID}.tmp", f"{v.log}.{run.RUN_ID}.tmp"
     settings_values = {option.name: getattr(s, option.setting) for option in options.OPTIONS}
@@ -120,7 +123,7 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
         "--tokenizer-dir", layout.tokenizer_dir,
         "--url", probe_endpoint(s, s.triton_http_port),
         "--grpc-url", probe_endpoint(s, s.triton_grpc_port),
-        "--triton-key-file", layout.triton_key,
+        *(["--triton-key-file", layout.triton_key] if triton_key else []),
         "--model-name", s.model_name,
         *options.argv({**settings_values, "device": device}),
         *(gateway_args(s, layout, gateway_key_file) if gateway_too else []),
@@ -139,15 +142,17 @@ def parity_command(s: Settings, layout: Layout, device: str, gateway_key_file: b
     )
 
 
-def roll_check_command(s: Settings, layout: Layout, device: str) -> str:
+def roll_check_command(s: Settings, layout: Layout, device: str, triton_key: bool = True) -> str:
     """The parity check of Triton alone (HTTP, gRPC vs local ONNX Runtime) on a host rolled behind the
     front door, before it is back in the pool (deploys/lib/rolling.py). Prints
     ``NOTHING_TO_CHECK`` when the host has no verify runtime yet: the verify step, later in
-    the run, installs it and checks the host (gateway included) as always."""
+    the run, installs it and checks the host (gateway included) as always. ``triton_key``: as in
+    :func:`parity_command` (the roll runs before the verify step uploads this run's verify code)."""
     v = layout.verify
     q = shlex.quote
     present = f"[ -x {q(v.venv + '/bin/python')} ] && [ -f {q(v.installed)} ] && [ -d {q(v.code)} ]"
-    return f"if {present}; then {parity_command(s, layout, device, gateway_too=False)}; else echo {NOTHING_TO_CHECK}; fi"
+    check = parity_command(s, layout, device, gateway_too=False, triton_key=triton_key)
+    return f"if {present}; then {check}; else echo {NOTHING_TO_CHECK}; fi"
 
 
 def roll_verdict(host_name: str) -> Callable[[list[str]], str | None]:

@@ -25,6 +25,7 @@ from deploys.lib.triton_service import (
     needs_start,
     releases_state,
     relinked_reason,
+    restricted_apis_on,
     serving_release,
     start,
 )
@@ -38,9 +39,11 @@ def triton() -> None:
     layout = paths.layout(s)
     # The image as this host pulls it: through the registry cache when the inventory has one.
     image = registry.pull_ref(s, pyinfra_state.inventory)
-    spec = release.build(s, gpu, release.version_files(s, model_files.hub_token(s)), layout, image=image)
-    live = spec.paths
     on_host = releases_state(s)
+    doors = rolling.front_doors(pyinfra_state.inventory)
+    restrict = restricted_apis_on(s, layout, bool(doors), on_host["current"] is not None)
+    spec = release.build(s, gpu, release.version_files(s, model_files.hub_token(s)), layout, image=image, restrict=restrict)
+    live = spec.paths
 
     # The model step lays out the store (version directory, tokenizer); the release links to it.
     # Triton's restricted-API key: made on the host once (never on the controller or a command line).
@@ -78,7 +81,6 @@ def triton() -> None:
         # Triton serves this release READY, but from bytes that are not the expected ones.
         reason = relinked_reason(damaged)
         logger.warning(f"{host.print_prefix}release {spec.id}: {reason}; Triton restarts on the checked files")
-    doors = rolling.front_doors(pyinfra_state.inventory)
     # Behind a front door a host that already serves rolls: out of the pool, switch, READY, parity, back.
     rolls = bool(doors) and reason not in (None, "not created")
     previous = on_host["previous"]
@@ -112,7 +114,7 @@ def triton() -> None:
         back_to = serving if serving in on_host["releases"] and serving != spec.id else None
         rolling.roll(
             name=f"Roll Triton behind the front door ({s.rollout_max_unavailable} host(s) out of the pool at a time)",
-            plan=rolling.triton_roll_plan(host, doors, s, gpu, spec.id, reason, back_to, on_host["previous"]),
+            plan=rolling.triton_roll_plan(host, doors, s, gpu, spec.id, reason, back_to, on_host["previous"], triton_key=restrict),
             _parallel=s.rollout_max_unavailable,
         )
         return
