@@ -579,3 +579,15 @@ def test_rollout_sigterm_to_the_real_driver_writes_the_report(tmp_path, hub) -> 
     hosts = {h["host"]: h for h in saved["hosts"]}
     assert saved["interrupted"] == "SIGTERM"
     assert hosts["@fake/gpu-ubuntu"]["verdict"] == "pass" and hosts["@fake/cpu-debian"]["verdict"] == "skipped"
+
+
+def test_the_connect_error_line_is_found_behind_pyinfras_padded_prefix() -> None:
+    # pyinfra pads "[HOST]" to the inventory's longest host name: host2 next to cache1 gets two spaces
+    # (captured from the faults fleet with its sshd stopped).
+    stderr = (
+        "--> Connecting to hosts...\n"
+        "    [host2]  SSH error (Error reading SSH protocol banner)\n\n"
+        "--> Disconnecting from hosts...\n"
+        "--> pyinfra error: No hosts remaining!\n"
+    )
+    assert rollout._error_line(stderr) == "[host2]  SSH error (Error reading SSH protocol banner)"

@@ -70,9 +70,10 @@ ROLL_EVENT = re.compile(
 # A runner runs one pyinfra command with a timeout in seconds; past it: subprocess.TimeoutExpired.
 Runner = Callable[[list[str], dict[str, str], float], subprocess.CompletedProcess]
 # What settings.validate_fleet says of a host pyinfra could not connect to (some hosts of a run
-# reached); when none is, pyinfra's own "[HOST] Could not connect (…)" then "No hosts remaining!".
+# reached); when none is, pyinfra's own "[HOST] Could not connect (…)" then "No hosts remaining!" (pyinfra
+# pads "[HOST]" to the longest host name of the inventory: any run of spaces follows it).
 UNREACHABLE = "unreachable over SSH"
-CONNECT_ERROR = re.compile(r"\] (Could not connect|SSH error|Could not resolve hostname|EOF error|Authentication error)\b")
+CONNECT_ERROR = re.compile(r"\]\s+(Could not connect|SSH error|Could not resolve hostname|EOF error|Authentication error)\b")
 # Seconds between the SIGTERM to a timed-out pyinfra run's process group and the SIGKILL.
 KILL_GRACE_S = 10
 
