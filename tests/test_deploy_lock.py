@@ -244,3 +244,21 @@ def test_a_host_failing_mid_run_gives_its_lock_back(tmp_path, hub) -> None:
     released = [i for i, command in enumerate(sent) if command.startswith(deploy_lock.RELEASE_LABEL)]
     assert released and released[0] > switch, sent[switch:]
     assert "Deploy lock: give it back" not in result.stderr.split("mv: cannot move", 1)[1]  # the callback, not the operation
+
+
+@pytest.mark.parametrize("previous,expected", [(None, None), ("aaa", "releases/aaa"), ("bbb", "releases/bbb")])
+def test_a_failed_roll_puts_previous_back_as_it_was(tmp_path: Path, previous: str | None, expected: str | None) -> None:
+    """A roll to ``ccc`` from ``bbb`` fails; the roll back restores ``previous``, absent included."""
+    _releases(tmp_path, "aaa", "bbb", "ccc")
+    subprocess.run(["sh", "-c", release.switch_command(str(tmp_path), "bbb", keep_previous=False)], check=True)
+    if previous:
+        subprocess.run(["sh", "-c", release.set_previous_command(str(tmp_path), previous)], check=True)
+    subprocess.run(["sh", "-c", release.switch_command(str(tmp_path), "ccc", keep_previous=False)], check=True)
+    back = (
+        release.switch_command(str(tmp_path), "bbb", keep_previous=True)
+        + " && "
+        + release.restore_previous_command(str(tmp_path), previous, "bbb")
+    )
+    subprocess.run(["sh", "-c", back], check=True)
+    assert os.readlink(tmp_path / "current") == "releases/bbb"
+    assert (os.readlink(tmp_path / "previous") if (tmp_path / "previous").is_symlink() else None) == expected

@@ -187,6 +187,21 @@ def test_rerun_changes_nothing_on_any_host(sandbox: dict[str, Any]) -> None:
     assert changed == {}, changed
 
 
+def test_a_host_whose_key_is_not_known_is_refused_not_trusted(sandbox: dict[str, Any], tmp_path: Path) -> None:
+    """Strict host-key checking (group_data/all.py): a known_hosts without host1's key fails the
+    connection with pyinfra's line and adds nothing (the old default, accept-new, trusted it)."""
+    state = fleet.load_state(NAME)
+    known = Path(state["known_hosts"]).read_text().splitlines(keepends=True)
+    [port] = [h["ssh_port"] for h in state["hosts"] if h["name"] == "host1"]
+    host1 = f"[127.0.0.1]:{port} "
+    without_host1 = tmp_path / "known_hosts"
+    without_host1.write_text("".join(line for line in known if not line.startswith(host1)))
+    proc = deploy("--limit", "host1", "--data", f"ssh_known_hosts_file={without_host1}", timeout=120)
+    assert proc.returncode != 0
+    assert "No host key for" in proc.stderr and "found in known_hosts" in proc.stderr, proc.stderr[-2000:]
+    assert host1 not in without_host1.read_text()
+
+
 # -- monitoring (mon1: scrape interval 2 s, TritonModelNotReady `for` 10 s: inventories/sandbox.py) --
 
 SCRAPE_S, NOT_READY_FOR_S = 2, 10

@@ -138,6 +138,16 @@ def set_previous_command(root: str, target: str, run_id: str = run.RUN_ID) -> st
     return f"cd {r} && test -d {t} && ln -sfn {t} {prev_new} && mv -Tf {prev_new} {prev}"
 
 
+def restore_previous_command(root: str, previous: str | None, back_to: str, run_id: str = run.RUN_ID) -> str:
+    """What a failed roll runs after switching ``current`` back to ``back_to``: ``previous`` as it was
+    before the roll (``previous`` None: the host had none, so the link the roll made goes)."""
+    if not previous:
+        return f"cd {shlex.quote(root)} && rm -f {shlex.quote(PREVIOUS)}"
+    if previous == back_to:
+        return "true"
+    return set_previous_command(root, previous, run_id)
+
+
 def link_command(store_file: str, release_file: str) -> str:
     """Hard-link a model store file into a release (same filesystem: no copy, no extra space)."""
     return f"ln -f {shlex.quote(store_file)} {shlex.quote(release_file)}"

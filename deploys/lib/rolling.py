@@ -129,7 +129,7 @@ def triton_roll_plan(
         judge=verify_run.roll_verdict(host.name),
         roll_back=(
             _go_live(s, layout, back_to, keep_previous=True, force=False)
-            + (f" && {release.set_previous_command(layout.root, previous)}" if previous and previous != back_to else "")
+            + f" && {release.restore_previous_command(layout.root, previous, back_to)}"
             if back_to
             else ""
         ),

@@ -15,5 +15,6 @@ model_repo_id = "onnx-community/embeddinggemma-300m-ONNX"
 model_revision = "5090578d9565bb06545b4552f76e6bc2c93e4a66"
 model_variant = "fp32"
 
-# Triton listens on loopback only; put a reverse proxy or set 0.0.0.0 to expose it.
+# Triton listens on loopback only (the gateway on the same host reaches it there); binding it
+# beyond loopback needs triton_bind_beyond_loopback = True as well (README: tunables).
 triton_bind_address = "127.0.0.1"
