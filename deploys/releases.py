@@ -4,17 +4,16 @@
     pyinfra inventories/prod.py deploys/releases.py -y
 
 logs one line per host; with ``TRITON_RELEASES_OUT=DIR`` in the environment each host's state is
-also written to ``DIR/<host>.json`` (``current``, ``previous``, ``releases``, ``serving`` — the
+also written to ``DIR/<digest of the host name>.json`` (deploys/lib/events.py:state_file) (``current``, ``previous``, ``releases``, ``serving`` — the
 release label of the running container — and ``model_ready``).
 """
 
 import json
 import os
-from pathlib import Path
 
 from pyinfra import host, logger, state
 
-from deploys.lib import settings
+from deploys.lib import events, settings
 from deploys.lib.roles import is_triton_host
 from deploys.lib.triton_service import read_state
 
@@ -31,6 +30,6 @@ if is_triton_host(host):  # front doors and monitoring hosts run no Triton
     )
     out = os.environ.get(OUT_ENV)
     if out:
-        path = Path(out) / f"{host.name}.json"
+        path = events.state_file(out, host.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"host": host.name, **releases}, indent=1) + "\n", encoding="utf-8")

@@ -184,7 +184,9 @@ class TritonReleaseOwnSettings(FactBase[dict[str, dict[str, Any]]]):
         return (
             f"cd {quote(root)}/{RELEASES} 2>/dev/null || exit 0; "
             'for f in */docker-compose.yml; do [ -f "$f" ] && sed -n '
-            '-e \'s|^      - \\("[^"]*:800[012]"\\)$|\'"${f%%/*}"\' port \\1|p\' '
+            # a port item: a JSON string (releases from before the canonical compose file) or a
+            # YAML scalar, plain or quoted (the canonical file); parse_release_own_settings unquotes
+            "-e 's|^ *- \\(.*:800[012].\\{0,1\\}\\)$|'\"${f%%/*}\"' port \\1|p' "
             # --load-model= inside the container's sh -c script (or, in releases from before it, a list item)
             "-e 's|.*--load-model=\\([A-Za-z0-9_.-]*\\).*|'\"${f%%/*}\"' model \"--load-model=\\1\"|p' "
             '"$f"; done; true'
@@ -202,12 +204,14 @@ _CONTAINER_PORTS = {"8000": "triton_http_port", "8001": "triton_grpc_port", "800
 
 
 def parse_release_own_settings(output: list[str]) -> dict[str, dict[str, Any]]:
-    """Parse :class:`TritonReleaseOwnSettings`'s output (``<id> port "ADDR:PORT:8000"``,
-    ``<id> model "--load-model=NAME"``: the template writes them as JSON strings); a release is
-    kept only with its three ports, the HTTP port's address and its model name."""
+    """Parse :class:`TritonReleaseOwnSettings`'s output (``<id> port "ADDR:PORT:8000"`` or
+    ``<id> port ADDR:PORT:8000``, ``<id> model "--load-model=NAME"``); a release is kept only with
+    its three ports, the HTTP port's address and its model name."""
     found: dict[str, dict[str, Any]] = {}
     for line in output:
         release, kind, value = [*line.strip().split(" ", 2), "", ""][:3]
+        if kind == "port" and value[:1] not in ('"', ""):
+            value = json.dumps(value.strip("'"))  # a plain or single-quoted YAML scalar
         try:
             text = json.loads(value)
         except ValueError:

@@ -35,7 +35,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import BaseStateCallback, StateStage
 
-from deploys.lib import run
+from deploys.lib import context, events, run
 from deploys.lib.paths import DEPLOY_LOCK_DIR, DEPLOY_LOCK_HELD, DEPLOY_LOCK_LAST_RUN, DEPLOY_LOCK_RECORD
 from facts.deploy_lock import STATUS_MARKER, DeployLock
 
@@ -192,9 +192,6 @@ def takeover_warning(host_name: str, record: dict[str, str], reason: str) -> str
 
 # -- the operations --------------------------------------------------------------------------------
 
-# Hosts whose lock this process holds, per state (tests may run several states in one process).
-_HELD: set[tuple[int, str]] = set()
-
 
 def _fail(state: Any, host: Any, message: str) -> bool:  # pyinfra passes state and host
     logger.error(f"{host.print_prefix}{message}")
@@ -212,12 +209,16 @@ def acquire(stale_s: int, expected_last: str):
     if outcome["status"] == "held":
         reason = stale_reason(outcome["record"], outcome["age_s"], stale_s, run.CONTROLLER)
         if reason:
+            events.write(state, "lock taken over", host.name, detail=reason, holder=outcome["record"])
             logger.warning(f"{host.print_prefix}{takeover_warning(host.name, outcome['record'], reason)}")
             taken = outcome["record"].get("run", "")
             outcome = host.get_fact(DeployLock, command=acquire_command(record, expected_last, take_over=taken))
     status = outcome["status"]
     if status == "acquired":
-        _HELD.add((id(state), host.name))
+        ctx = context.of(state)
+        with ctx.lock:
+            ctx.held_locks.add(host.name)
+        events.write(state, "lock acquired", host.name)
         return
     if status == "held":
         message = held_message(host.name, outcome["record"], stale_s)
@@ -225,16 +226,19 @@ def acquire(stale_s: int, expected_last: str):
         message = moved_message(host.name, outcome["last"])
     else:
         message = error_message(host.name, outcome)
+    events.write(state, "lock refused", host.name, detail=message, status=status)
     yield FunctionCommand(_fail, (message,), {})
 
 
 def give_back(state: Any, target: Any) -> None:
     """Release ``target``'s lock if this run holds it there (a warning when it no longer does)."""
-    key = (id(state), target.name)
-    if key not in _HELD:
-        return
-    _HELD.discard(key)
+    ctx = context.of(state)
+    with ctx.lock:
+        if target.name not in ctx.held_locks:
+            return
+        ctx.held_locks.discard(target.name)
     outcome = target.get_fact(DeployLock, command=release_command(run.RUN_ID))
+    events.write(state, "lock released" if outcome["status"] == "released" else "lock not ours", target.name)
     if outcome["status"] != "released":
         logger.warning(
             f"{target.print_prefix}host {target.name}: the deploy lock was no longer this run's "
@@ -249,6 +253,8 @@ def release():
     if state.current_stage != StateStage.Execute:
         return
     give_back(state, host)
+    # The last operation of a deploy: the host came through every one before it.
+    events.write(state, "outcome", host.name, result="done")
     yield from ()
 
 

@@ -4,11 +4,11 @@ once every host has reported. Read-only: nothing here plans an operation."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from pyinfra import logger
 
+from deploys.lib import context
 from deploys.lib.roles import is_front_door, is_monitoring, is_registry_cache
 
 # What Prometheus is asked, per Triton host (the instance label is the inventory host name).
@@ -18,21 +18,18 @@ QUERIES = {
     "gpu_memory_mib": 'sum by (instance) (DCGM_FI_DEV_FB_USED{job="dcgm"})',
 }
 
-_REPORTS: dict[int, dict[str, tuple[str, dict[str, Any]]]] = {}
-_LOCK = threading.Lock()
-_PRINTED: set[int] = set()
-
 
 def record(state: Any, host_name: str, kind: str, data: dict[str, Any]) -> None:
     """Keep what ``host_name`` (a ``triton``, ``front_door``, ``monitoring`` or ``registry_cache`` host) reported; once
     every active host has reported, log the table."""
-    with _LOCK:
-        reports = _REPORTS.setdefault(id(state), {})
+    ctx = context.of(state)
+    with ctx.lock:
+        reports = ctx.fleet_reports
         reports[host_name] = (kind, data)
         expected = {h.name for h in state.inventory.iter_activated_hosts()} - {h.name for h in state.failed_hosts}
-        if not expected <= set(reports) or id(state) in _PRINTED:
+        if not expected <= set(reports) or ctx.fleet_printed:
             return
-        _PRINTED.add(id(state))
+        ctx.fleet_printed = True
         rows = dict(reports)
     logger.info("Fleet status\n%s", table(rows, [h.name for h in state.inventory]))
 

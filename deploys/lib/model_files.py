@@ -41,7 +41,7 @@ from huggingface_hub import constants, hf_hub_download, hf_hub_url
 from pyinfra import logger
 from tqdm import tqdm
 
-from deploys.lib import bounds, model_lock, paths, vault
+from deploys.lib import bounds, context, model_lock, paths, vault
 from deploys.lib.model_lock import HUB_ENDPOINT, LockEntry, ModelError, sha256_file, token_allowed
 from deploys.lib.settings import Settings
 
@@ -112,19 +112,15 @@ def hub_token(s: Settings) -> str | None:
     return secrets.hf_token.unmask() if secrets.hf_token else None
 
 
-_said: set[str] = set()
-
-
 def _say_once(message: str, log: Callable[[str], Any] = logger.info) -> None:
-    """Log a run-wide message once, not once per host."""
-    if message not in _said:
-        _said.add(message)
+    """Log a run-wide message once, not once per host (the run context keeps what was said)."""
+    said = context.run_cache("model_files.said")
+    if message not in said:
+        said[message] = True
         log(message)
 
 
 # -- expected digests --
-
-_digests: dict[tuple, dict[str, LockEntry]] = {}
 
 
 def expected(s: Settings, token: str | None) -> list[ModelFile]:
@@ -140,9 +136,10 @@ def expected(s: Settings, token: str | None) -> list[ModelFile]:
         s.model_lock_file,
         endpoint(s),
     )
-    if key not in _digests:
-        _digests[key] = _resolve(s, paths, token)
-    return [ModelFile(p, destination(s, p), e.sha256 or "", e.size or 0, locked=_locked(s, p)) for p, e in _digests[key].items()]
+    digests = context.run_cache("model_files.digests")  # resolved once per run
+    if key not in digests:
+        digests[key] = _resolve(s, paths, token)
+    return [ModelFile(p, destination(s, p), e.sha256 or "", e.size or 0, locked=_locked(s, p)) for p, e in digests[key].items()]
 
 
 def _locked(s: Settings, repo_path: str) -> bool:
@@ -196,7 +193,10 @@ def _resolve(s: Settings, paths: list[str], token: str | None) -> dict[str, Lock
 
 # -- controller side: cache and verification --
 
-_fetched: dict[tuple, dict[str, Path]] = {}
+
+def _fetched() -> dict[tuple, dict[str, Path]]:
+    """Files fetched to (or checked on) the controller this run (the run context's)."""
+    return context.run_cache("model_files.fetched")
 
 
 def _verified_sha256(path: Path, memo_file: Path) -> str:
@@ -261,8 +261,9 @@ def fetch_to_controller(s: Settings, wanted: list[ModelFile], token: str | None)
     """Download ``wanted`` once per run into the controller cache and verify each file's sha256."""
     url = endpoint(s)
     key = (s.model_repo_id, s.model_revision, url, s.model_cache_dir, tuple(f.repo_path for f in wanted))
-    if key in _fetched:
-        return _fetched[key]
+    fetched = _fetched()
+    if key in fetched:
+        return fetched[key]
     bar, received = _counting_bar()
     extra = {"tqdm_class": bar} if "tqdm_class" in inspect.signature(hf_hub_download).parameters else {}
     local: dict[str, Path] = {}
@@ -286,7 +287,7 @@ def fetch_to_controller(s: Settings, wanted: list[ModelFile], token: str | None)
         f"model: {len(wanted)} files ({human(total)}) of {s.model_repo_id}@{s.model_revision[:12]} in the controller cache "
         f"{s.model_cache_dir}; {human(received[0])} came from upstream ({url}) this run"
     )
-    _fetched[key] = local
+    fetched[key] = local
     return local
 
 
@@ -295,16 +296,17 @@ def from_mirror_directory(s: Settings, wanted: list[ModelFile]) -> dict[str, Pat
     directory = mirror_directory(s)
     assert directory is not None
     key = (str(directory), tuple(f.repo_path for f in wanted))
-    if key not in _fetched:
+    fetched = _fetched()
+    if key not in fetched:
         for f in wanted:
             if not (directory / f.repo_path).is_file():
                 raise ModelError(
                     f"model mirror {directory}: {f.repo_path} is missing; copy the repository's files there (hf download --local-dir)"
                 )
             _check_local(f, directory / f.repo_path, f"mirror directory {directory}", _memo_file(s), remove_bad=False)
-        _fetched[key] = {f.repo_path: directory / f.repo_path for f in wanted}
+        fetched[key] = {f.repo_path: directory / f.repo_path for f in wanted}
         _say_once(f"model: {len(wanted)} files from mirror directory {directory}; 0 B came from upstream")
-    return _fetched[key]
+    return fetched[key]
 
 
 # -- host side --

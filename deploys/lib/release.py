@@ -5,8 +5,10 @@ A release is a directory ``{triton_dir}/releases/<id>`` (deploys/lib/paths.py sp
 holding config.pbtxt, the compose file and hard links of the model store's files; ``current``
 points at the live one, ``previous`` at the one before.
 
-``<id>`` is a short content hash of config.pbtxt, the compose inputs and the model files' sha256, so
-the same settings and model always give the same release and a converged re-run changes nothing.
+``<id>`` is a short hash of what the release means (:func:`release_id` states the rule): the parsed
+config.pbtxt and compose file in canonical form without the host's own addresses, the image and the
+model files' sha256, so the same settings and model always give the same release, on every host,
+and a converged re-run (or a template comment edit) changes nothing.
 The model step replaces store files by rename, so an older release keeps its own inodes (its files
 stay intact). The release going live is checked every run (:func:`check_link`): each model file
 must be the store's own inode with the expected sha256; a file that is not (a damaged copy moved
@@ -20,12 +22,15 @@ and every other part (id, compose file, labels) is derived from that text.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from deploys.lib import bounds, model_files, paths, render, run
+import yaml
+
+from deploys.lib import bounds, context, model_files, paths, render, run
 from deploys.lib.paths import CURRENT, PREVIOUS, RELEASES, Layout, Release
 from deploys.lib.render import DEPLOY_HASH_LABEL
 from deploys.lib.settings import Settings
@@ -71,16 +76,39 @@ def build(
 def release_id(
     s: Settings, gpu: bool, model_sha256: dict[str, str], config: str | None = None, image: str | None = None, restrict: bool = True
 ) -> str:
-    """12 hex of sha256 over config.pbtxt, the compose inputs and the model files' digests.
+    """12 hex of sha256 over what the release is (:func:`identity`).
+
+    The rule: a release id digests meaning, not text. Its parts are the parsed config.pbtxt in
+    canonical form (Triton's ModelConfig protobuf printed by text_format), the compose file's parsed
+    content (JSON with sorted keys) without the host's own bindings (the addresses its ports publish
+    on, and the label that carries them), the image reference (with its digest when pinned) and the
+    model files' sha256. So a comment, whitespace or layout edit of a template changes no id; a
+    changed setting that reaches either file (batch size, image, port, flag) or a model file gives a
+    new one; hosts with the same settings serve the same release id, whatever their addresses.
+    A change of only a host's binding keeps the id: the compose file on the host is written again
+    and its bindings label recreates the container (deploys/lib/triton_service.py:needs_start).
 
     ``config``: config.pbtxt when already rendered (else rendered here); ``image``: as in :func:`build`."""
+    return hashlib.sha256(identity(s, gpu, model_sha256, config=config, image=image, restrict=restrict).encode()).hexdigest()[:12]
+
+
+def identity(
+    s: Settings, gpu: bool, model_sha256: dict[str, str], config: str | None = None, image: str | None = None, restrict: bool = True
+) -> str:
+    """The canonical text a release id digests (see :func:`release_id`)."""
     config = render.model_config(s, gpu) if config is None else config
-    digest = hashlib.sha256()
-    for part in (config, render.compose_file(s, gpu, config=config, image=image, restrict=restrict)):
-        digest.update(part.encode() + b"\0")
-    for name in sorted(model_sha256):
-        digest.update(f"{name} {model_sha256[name]}\n".encode())
-    return digest.hexdigest()[:12]
+    compose = yaml.safe_load(render.compose_file(s, gpu, config=config, image=image, restrict=restrict))
+    for service in (compose.get("services") or {}).values():
+        (service.get("labels") or {}).pop(render.BINDINGS_LABEL, None)
+        # "ADDRESS:HOST_PORT:CONTAINER_PORT": the ports are the release's, the address the host's.
+        service["ports"] = [":".join(str(p).rsplit(":", 2)[-2:]) for p in service.get("ports") or []]
+    parts = {
+        "config.pbtxt": render.canonical_model_config(config),
+        "compose": compose,
+        "image": s.triton_image_ref if image is None else image,
+        "model": {name: model_sha256[name] for name in sorted(model_sha256)},
+    }
+    return json.dumps(parts, sort_keys=True, separators=(",", ":"))
 
 
 def version_files(s: Settings, token: str | None) -> dict[str, str]:
@@ -224,14 +252,11 @@ class Planned:
     kept: tuple[str, ...]
 
 
-_planned: dict[tuple[int, str], Planned] = {}
-
-
 def record_planned(state: object, host_name: str, planned: Planned) -> None:
     """Remember the triton step's plan of ``host_name`` for the rest of this run's planning."""
-    _planned[(id(state), host_name)] = planned
+    context.of(state).planned[host_name] = planned
 
 
 def planned(state: object, host_name: str) -> Planned | None:
     """The triton step's plan of ``host_name`` in this run, or None when it planned nothing there."""
-    return _planned.get((id(state), host_name))
+    return context.of(state).planned.get(host_name)

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 import jinja2
+import yaml
 from google.protobuf import text_format
 from pyinfra.api.exceptions import PyinfraError
 from tritonclient.grpc import model_config_pb2
@@ -36,6 +37,12 @@ DEPLOY_HASH_LABEL = f"{LABEL_PREFIX}.deploy-hash"
 TRITON_RESTRICTED_APIS = ("model-repository", "model-config", "logging", "trace", "shared-memory")
 TRITON_KEY_LABEL = f"{LABEL_PREFIX}.api-key-sha256"
 TRITON_KEY_SHA256_ENV = "TRITON_API_KEY_SHA256"
+# The host's own addresses the container's ports publish on ("8000=127.0.0.1 …"): not part of the
+# release (deploys/lib/release.py), but a change of them recreates the container (a label changes).
+BINDINGS_LABEL = f"{LABEL_PREFIX}.host-bindings"
+# The files the deploy writes from a parsed template are written in canonical form (below), so a
+# template's comments and layout never reach a host; this line says where they come from.
+MANAGED_HEADER = "# Managed by the triton-embeddinggemma pyinfra deploy: edits here are overwritten.\n"
 
 
 class RenderError(PyinfraError):
@@ -87,8 +94,26 @@ def parse_model_config(text: str, source: str = "config.pbtxt") -> model_config_
         raise RenderError(f"{source} does not parse as Triton's ModelConfig: {error}") from None
 
 
+def canonical_model_config(text: str, source: str = "config.pbtxt") -> str:
+    """``text`` parsed as Triton's ModelConfig and printed back by protobuf's text_format (fields in
+    the schema's order, one spelling per value, no comments): the same configuration always gives
+    the same text, whatever the template's comments, indentation or field order."""
+    return text_format.MessageToString(parse_model_config(text, source))
+
+
+def canonical_yaml(text: str, source: str) -> str:
+    """``text`` parsed as YAML and dumped back (keys in their order, no comments, one layout)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise RenderError(f"{source} does not parse as YAML: {error}") from None
+    return yaml.safe_dump(data, sort_keys=False, width=1_000_000, allow_unicode=True)
+
+
 def model_config(s: Settings, gpu: bool, template_name: str | None = None) -> str:
-    """The model's config.pbtxt for a GPU (``gpu=True``) or CPU host, checked against the schema.
+    """The model's config.pbtxt for a GPU (``gpu=True``) or CPU host, checked against the schema,
+    in canonical form (:func:`canonical_model_config`): what a host gets, and what the release id
+    and the config-sha256 label digest.
 
     The template is ``triton_config_template`` unless ``template_name`` names another."""
     template_name = template_name or s.triton_config_template
@@ -100,8 +125,7 @@ def model_config(s: Settings, gpu: bool, template_name: str | None = None) -> st
         trt_cache_path=TRT_CACHE_MOUNT,
         onnx_filename=onnx_filename(s.model_variant),
     )
-    parse_model_config(text, source=f"template {template_name}")
-    return text
+    return MANAGED_HEADER + canonical_model_config(text, source=f"template {template_name}")
 
 
 def url_host(address: str) -> str:
@@ -122,10 +146,17 @@ def compose_labels(s: Settings, gpu: bool, deploy_hash: str | None = None, confi
         f"{LABEL_PREFIX}.model-revision": s.model_revision,
         f"{LABEL_PREFIX}.model-variant": s.model_variant,
         f"{LABEL_PREFIX}.config-sha256": hashlib.sha256(config.encode()).hexdigest(),
+        BINDINGS_LABEL: host_bindings(s),
     }
     if deploy_hash is not None:
         labels[DEPLOY_HASH_LABEL] = deploy_hash
     return labels
+
+
+def host_bindings(s: Settings) -> str:
+    """The host's own addresses the container's ports publish on, per container port."""
+    http = s.triton_bind_address
+    return f"8000={http} 8001={http} 8002={s.triton_metrics_address or http}"
 
 
 def compose_file(
@@ -146,10 +177,13 @@ def compose_file(
     ``image``: the reference the host pulls Triton by (deploys/lib/registry.py:pull_ref: the
     registry cache's when the inventory has one); default ``triton_image_ref``. ``restrict``: pass
     Triton the restricted-API options (deploys/lib/triton_api.py:restrict says when not).
+
+    The text is the rendered template parsed and dumped back (:func:`canonical_yaml`): a comment or
+    layout edit of the template leaves it, byte for byte, as it was.
     """
     host_paths = paths.layout(s)
     labels = compose_labels(s, gpu, deploy_hash, config=config)
-    return render(
+    text = render(
         "docker-compose.yml.j2",
         s=s,
         gpu=gpu,
@@ -173,6 +207,7 @@ def compose_file(
         restricted_apis=TRITON_RESTRICTED_APIS,
         restrict=restrict,
     )
+    return MANAGED_HEADER + canonical_yaml(text, "template docker-compose.yml.j2")
 
 
 def _union(existing: Any, wanted: list[str]) -> list[str]:

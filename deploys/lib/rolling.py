@@ -17,17 +17,15 @@ pyinfra runs the batches one after another. Its body runs on the controller (:fu
    front door's health checks see it UP; only then the next host.
 
 A front door that cannot be reached, or refuses the drain, fails the host before anything changed
-on it. Each event is logged with its UTC time (``roll host1: drained at 2026-...Z on front1``), which
-is what the tests and the rollout tool read.
+on it. Each step is an event in the run's events file (deploys/lib/events.py: what the rollout tool
+reads) and a log line with its UTC time for people (``roll host1: drained at 2026-...Z on front1``).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import gevent
@@ -35,7 +33,7 @@ from pyinfra import logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
-from deploys.lib import gateway, paths, release, verify_run
+from deploys.lib import context, events, gateway, paths, release, verify_run
 from deploys.lib.front_door import server_name
 from deploys.lib.roles import FRONT_DOOR_GROUP, is_front_door
 from deploys.lib.settings import Settings
@@ -155,17 +153,11 @@ def roll(plan: RollPlan):
     yield FunctionCommand(_roll, (plan,), {})
 
 
-# Hosts whose roll failed, per run (keyed by id(state): tests may run several states in one process).
-_FAILED: dict[int, list[str]] = {}
-_FAILED_LOCK = threading.Lock()
-
-
-def _stamp() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _event(host: Any, what: str, detail: str = "") -> None:
-    logger.info(f"{host.print_prefix}roll {host.name}: {what} at {_stamp()}{detail}")
+def _event(host: Any, what: str, detail: str = "", **fields: Any) -> None:
+    """One step of a roll: an event in the run's events file (deploys/lib/events.py: what programs
+    read) and the same as a log line for people."""
+    record = events.write(host.state, what, host.name, detail=detail.strip(), **fields)
+    logger.info(f"{host.print_prefix}roll {host.name}: {what} at {record['at']}{detail}")
 
 
 class RollError(Exception):
@@ -242,7 +234,7 @@ def _drain(host: Any, doors: list[Any], plan: RollPlan, drained: list[Any]) -> N
                 "restarting anyway (the front door retries them elsewhere)"
             )
         )
-        _event(host, "drained", f" on {door.name} (idle after {time.monotonic() - start:.1f}s{left})")
+        _event(host, "drained", f" on {door.name} (idle after {time.monotonic() - start:.1f}s{left})", door=door.name)
 
 
 def _restore(host: Any, drained: list[tuple[Any, bool]], plan: RollPlan) -> str | None:
@@ -257,7 +249,12 @@ def _restore(host: Any, drained: list[tuple[Any, bool]], plan: RollPlan) -> str 
             problems.append(str(error))
             continue
         if up:
-            _event(host, "back in the pool", f" of {door.name}" + ("" if was_up else " (it was not UP before the roll: not waited for)"))
+            _event(
+                host,
+                "back in the pool",
+                f" of {door.name}" + ("" if was_up else " (it was not UP before the roll: not waited for)"),
+                door=door.name,
+            )
         else:
             state = server["operational_state"] if server else "?"
             problems.append(f"front door {door.name}: not UP {plan.restore_timeout_s}s after the restore (health checks say {state})")
@@ -280,12 +277,13 @@ def _run_on_host(host: Any, command: str, timeout_s: int, what: str) -> list[str
 
 def _roll(state: Any, host: Any, plan: RollPlan) -> bool:  # pyinfra passes state and host
     """The FunctionCommand: drain, start, check, (roll back), restore. False fails the host."""
-    with _FAILED_LOCK:
-        before = list(_FAILED.get(id(state), []))
+    ctx = context.of(state)
+    with ctx.lock:
+        before = list(ctx.failed_rolls)
     if before:
-        logger.error(
-            f"{host.print_prefix}roll {host.name}: not restarted: {', '.join(before)} failed first in this run; it keeps serving as it was"
-        )
+        why = f"{', '.join(before)} failed first in this run; it keeps serving as it was"
+        events.write(state, "not restarted", host.name, detail=why)
+        logger.error(f"{host.print_prefix}roll {host.name}: not restarted: {why}")
         return False
     inventory = state.inventory
     doors = [inventory.get_host(name) for name in plan.doors]
@@ -298,7 +296,7 @@ def _roll(state: Any, host: Any, plan: RollPlan) -> bool:  # pyinfra passes stat
             f"(fix the front door, or remove it from the {FRONT_DOOR_GROUP} group)"
         )
         _restore(host, drained, plan)
-        return _failed(state, host)
+        return _failed(state, host, f"{error}; nothing changed on {host.name}")
     failure = None
     try:
         _run_on_host(host, plan.start, plan.start_timeout_s, f"{plan.what}: start")
@@ -317,21 +315,24 @@ def _roll(state: Any, host: Any, plan: RollPlan) -> bool:  # pyinfra passes stat
         logger.error(f"{host.print_prefix}roll {host.name}: {failure}")
         try:
             _run_on_host(host, plan.roll_back, plan.start_timeout_s, f"roll back to {plan.roll_back_to}")
-            _event(host, "rolled back", f" to {plan.roll_back_to}")
+            _event(host, "rolled back", f" to {plan.roll_back_to}", release=plan.roll_back_to)
         except RollError as error:
             failure += f"; {error}: the host stays out of the pool"
             logger.error(f"{host.print_prefix}roll {host.name}: {failure}")
-            return _failed(state, host)
+            return _failed(state, host, failure)
     elif failure:
         logger.error(f"{host.print_prefix}roll {host.name}: {failure}")
     problem = _restore(host, drained, plan)
     if problem:
         logger.error(f"{host.print_prefix}roll {host.name}: {problem}")
-        return _failed(state, host)
-    return _failed(state, host) if failure else True
+        return _failed(state, host, "; ".join(p for p in (failure, problem) if p))
+    return _failed(state, host, failure) if failure else True
 
 
-def _failed(state: Any, host: Any) -> bool:
-    with _FAILED_LOCK:
-        _FAILED.setdefault(id(state), []).append(host.name)
+def _failed(state: Any, host: Any, why: str = "") -> bool:
+    """The roll of ``host`` failed (an event); the hosts after it in this run are not restarted."""
+    events.write(state, "roll failed", host.name, detail=why)
+    ctx = context.of(state)
+    with ctx.lock:
+        ctx.failed_rolls.append(host.name)
     return False

@@ -682,33 +682,53 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
 
 
 def load(host: Any) -> Settings:
-    """Settings of a pyinfra ``Host`` (validated; raises SettingsError)."""
-    return parse(host.name, host.data.dict())
+    """Settings of a pyinfra ``Host`` (validated; raises SettingsError), parsed once per host per
+    run: the run context (deploys/lib/context.py) keeps them. A host outside a run (no state) is
+    parsed each time."""
+    state = getattr(host, "state", None)
+    if state is None:
+        return parse(host.name, host.data.dict())
+    from deploys.lib import context
 
-
-_fleet_checked: set[int] = set()
+    ctx = context.of(state)
+    with ctx.lock:
+        found = ctx.settings.get(host.name)
+        if found is None:
+            found = ctx.settings[host.name] = parse(host.name, host.data.dict())
+            ctx.settings_parsed[host.name] += 1
+        return found
 
 
 def validate_fleet(state: Any) -> None:
     """Validate every host in the inventory once per run, before any operation is planned.
 
     pyinfra runs the deploy file for all hosts before executing anything, so raising here ends the
-    run with nothing changed on any host.
+    run with nothing changed on any host. What ends the run is also written as an event (the
+    rollout driver reads events, not the log).
     """
-    if id(state) in _fleet_checked:
+    from deploys.lib import context, events
+
+    ctx = context.of(state)
+    if ctx.fleet_checked:
         return
     targets = [host for host in state.inventory if state.is_host_in_limit(host)]
-    for host in targets:
-        load(host)
+    try:
+        for host in targets:
+            load(host)
+    except SettingsError as error:
+        events.write(state, "run refused", detail=str(error))
+        raise
     # pyinfra carries on without hosts it could not connect to; a fleet deploy must not silently
     # skip a box, so the operator decides (fix access, or leave it out with --limit).
     unreachable = sorted(host.name for host in targets if host in state.failed_hosts)
     if unreachable:
-        raise SettingsError(
+        message = (
             f"host {unreachable[0]}: unreachable over SSH ({len(unreachable)} host(s): {', '.join(unreachable)}); "
             "fix SSH access (ssh_hostname, ssh_user, ssh_key) or leave them out with --limit"
         )
-    _fleet_checked.add(id(state))
+        events.write(state, "run refused", detail=message, unreachable=unreachable)
+        raise SettingsError(message)
+    ctx.fleet_checked = True
 
 
 def markdown_table() -> str:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from pyinfra.api.hiddenvalue import HiddenValue
 
+from deploys.lib import context
 from deploys.lib.settings import SettingsError
 
 NGC_REGISTRY = "nvcr.io"
@@ -168,9 +169,6 @@ def _explain(path: Path, rc: int, stderr: str, env: Mapping[str, str]) -> VaultE
     return VaultError(f"{where}: sops failed (exit {rc}: {first}); check the file with `sops decrypt {path}`")
 
 
-_decrypted: dict[tuple[str, int, int], dict] = {}
-
-
 def decrypt(path: Path, env: Mapping[str, str] | None = None) -> dict:
     """Decrypt ``path`` with sops into a dict (memoised per file version for the run)."""
     env = os.environ if env is None else env
@@ -182,8 +180,9 @@ def decrypt(path: Path, env: Mapping[str, str] | None = None) -> dict:
             "point secrets_file at it, or export NGC_API_KEY/HF_TOKEN"
         ) from None
     memo_key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if memo_key in _decrypted:
-        return _decrypted[memo_key]
+    decrypted = context.run_cache("vault.decrypted")  # once per file version per run
+    if memo_key in decrypted:
+        return decrypted[memo_key]
     # Plaintext goes only to this process's memory (a pipe), never to a file or the terminal.
     proc = subprocess.run(
         [sops_binary(), "--decrypt", "--output-type", "json", str(path)],
@@ -200,7 +199,7 @@ def decrypt(path: Path, env: Mapping[str, str] | None = None) -> dict:
         raise VaultError(f"vault {path}: sops output is not a mapping; re-create the file ({README_HINT})") from None
     if not isinstance(data, dict):
         raise VaultError(f"vault {path}: top level must be a mapping with {'/'.join(KNOWN_KEYS)} ({README_HINT})")
-    _decrypted[memo_key] = data
+    decrypted[memo_key] = data
     return data
 
 

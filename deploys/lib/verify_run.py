@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import threading
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -39,7 +38,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.lib import bounds, gateway, model_files, paths, run
+from deploys.lib import bounds, context, gateway, model_files, paths, run
 from deploys.lib.paths import Layout
 from deploys.lib.repo import PIP_LOCK_FLAGS, VERIFY_SRC
 from deploys.lib.settings import Settings, SettingsError
@@ -217,23 +216,18 @@ def save_report(s: Settings, host_name: str, report: dict[str, Any]) -> str:
     return str(path)
 
 
-# Reports gathered during one run (keyed by id(state): tests may run several states in one process).
-_FLEET: dict[int, dict[str, HostResult]] = {}
-_FLEET_LOCK = threading.Lock()
-_PRINTED: set[int] = set()
-
-
 def record(state: Any, op_hash: str | None, result: HostResult, min_cosine: float) -> None:
     """Keep ``result``; when every host running this operation has reported, log the fleet table."""
-    with _FLEET_LOCK:
-        gathered = _FLEET.setdefault(id(state), {})
+    ctx = context.of(state)  # the results gathered during this run
+    with ctx.lock:
+        gathered = ctx.verify_results
         gathered[result.host] = result
         expected = {h.name for h in state.inventory.iter_activated_hosts() if op_hash is None or op_hash in state.ops.get(h, {})} - {
             h.name for h in state.failed_hosts
         }
-        if not expected <= set(gathered) or id(state) in _PRINTED:
+        if not expected <= set(gathered) or ctx.verify_printed:
             return
-        _PRINTED.add(id(state))
+        ctx.verify_printed = True
         results = list(gathered.values())
     logger.info("Verify: fleet parity (run %s)\n%s", RUN_ID, table(results))
     for line in drift(results, min_cosine):

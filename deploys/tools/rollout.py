@@ -29,7 +29,13 @@ with 128 + the signal number and one line.
 
 Behind a front door, each wave's ``deploys/all.py`` itself takes its hosts out of the pool at most
 ``rollout_max_unavailable`` at a time (drain, switch, READY, parity, restore; a failure is rolled
-back there: deploys/lib/rolling.py); the driver reads the roll events it logs.
+back there: deploys/lib/rolling.py).
+
+The driver decides from what each pyinfra run writes for programs, never from its log (stderr is
+passed through for people, untouched): the run's events (deploys/lib/events.py: roll steps, lock
+events, hosts it could not connect to, the line that refused a run; each run gets its own
+``TRITON_RUN_DIR`` under ``reports/rollouts/<UTC time>.runs/``), pyinfra's ``--json`` result (the
+failed hosts) and deploys/releases.py's state files.
 
 At the end a table (stderr) and ``reports/rollouts/<UTC time>.json``: per host the old and new
 release, the verdict (``pass``, ``rolled back``, ``failed``, ``timed out``, ``unreachable``,
@@ -43,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -58,22 +63,17 @@ from typing import Any
 from pyinfra.api import State
 from pyinfra.context import ctx_state
 
+from deploys.lib import events as run_events
 from deploys.lib import redact, settings
 from deploys.lib.repo import REPO_ROOT
 from deploys.lib.settings import SettingsError
 
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-# deploys/lib/rolling.py logs "roll HOST: EVENT at TIME ..." for each step of a host's roll.
-ROLL_EVENT = re.compile(
-    r"roll (?P<host>\S+): (?P<event>drained|live|checked|check skipped|rolled back|back in the pool) at (?P<at>\S+)(?P<detail>.*)$"
-)
+# The steps of a host's roll behind a front door (deploys/lib/rolling.py), as events.
+ROLL_STEPS = ("drained", "live", "checked", "check skipped", "rolled back", "back in the pool", "roll failed", "not restarted")
 # A runner runs one pyinfra command with a timeout in seconds; past it: subprocess.TimeoutExpired.
+# Its env carries TRITON_RUN_DIR, the directory the run writes its events to (deploys/lib/events.py).
 Runner = Callable[[list[str], dict[str, str], float], subprocess.CompletedProcess]
-# What settings.validate_fleet says of a host pyinfra could not connect to (some hosts of a run
-# reached); when none is, pyinfra's own "[HOST] Could not connect (…)" then "No hosts remaining!" (pyinfra
-# pads "[HOST]" to the longest host name of the inventory: any run of spaces follows it).
-UNREACHABLE = "unreachable over SSH"
-CONNECT_ERROR = re.compile(r"\]\s+(Could not connect|SSH error|Could not resolve hostname|EOF error|Authentication error)\b")
 # Seconds between the SIGTERM to a timed-out pyinfra run's process group and the SIGKILL.
 KILL_GRACE_S = 10
 
@@ -207,21 +207,19 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
     return subprocess.CompletedProcess(cmd, returncode, "".join(stdout), "".join(stderr))
 
 
-def _error_line(stderr: str) -> str:
-    """The line that says why a pyinfra run failed (its ``pyinfra error:`` line, else its last one)."""
-    lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
-    errors = (
-        [line for line in lines if UNREACHABLE in line]
-        or [line for line in lines if CONNECT_ERROR.search(line)]
-        or [line for line in lines if "error" in line.lower()]
-    )
-    return redact.mask((errors or lines or ["no output"])[-1])[:300]
-
-
-def _unreachable(stderr: str) -> bool:
-    """Whether a pyinfra run failed because SSH could not reach a host (before any operation)."""
-    stderr = stderr or ""
-    return UNREACHABLE in stderr or ("No hosts remaining!" in stderr and "--> Preparing" not in stderr)
+def _why(found: list[dict[str, Any]], hosts: list[str], returncode: int) -> tuple[str, bool]:
+    """Why a pyinfra run over ``hosts`` failed, from its events: the line that refused the run (a
+    bad setting, an unreachable host) or a host pyinfra could not connect to; and whether SSH
+    could not reach a host. No such event: its exit status (its log is above, for people)."""
+    down = [e for e in found if e["event"] == "unreachable" and e.get("host") in hosts]
+    refused = [e for e in found if e["event"] == "run refused"]
+    unreachable = bool(down) or any(e.get("unreachable") for e in refused)
+    if refused:
+        return redact.mask(str(refused[-1].get("detail", "")))[:300], unreachable
+    if down:
+        e = down[-1]
+        return redact.mask(f"host {e['host']}: could not connect ({e.get('detail', '')})")[:300], True
+    return f"pyinfra exited with status {returncode} (its log above says why)", False
 
 
 class Rollout:
@@ -234,6 +232,7 @@ class Rollout:
         runner: Runner = _run,
         deploy: str = "deploys/all.py",
         child_timeout_s: float = 3600,
+        run_root: str | Path | None = None,
     ) -> None:
         self.inventory = inventory
         self.data_args = data_args
@@ -241,36 +240,48 @@ class Rollout:
         self.deploy = deploy
         self.child_timeout_s = child_timeout_s
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.events: dict[str, list[dict[str, str]]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        # Each pyinfra run gets its own directory for its events (TRITON_RUN_DIR) under run_root.
+        self.run_root = Path(run_root) if run_root is not None else Path(tempfile.mkdtemp(prefix="rollout-runs-"))
+        self.runs = 0
         self.interrupted: str | None = None  # the signal's name once SIGINT/SIGTERM came
         self.not_started = 0  # hosts no wave deployed (skipped), at the end
 
-    def pyinfra(self, deploy: str, hosts: list[str], *extra: str, data: bool = True) -> subprocess.CompletedProcess:
-        """``pyinfra INV DEPLOY -y EXTRA --limit …``; ``data``: with the rollout's ``--data``."""
+    def pyinfra(
+        self, deploy: str, hosts: list[str], *extra: str, data: bool = True, env: dict[str, str] | None = None
+    ) -> tuple[subprocess.CompletedProcess, Path]:
+        """``pyinfra INV DEPLOY -y EXTRA --limit …``; ``data``: with the rollout's ``--data``. The
+        run writes its events to a directory of its own (returned with the process)."""
         cmd = [PYINFRA, self.inventory, deploy, "-y", *extra]
         for host in hosts:
             cmd += ["--limit", host]
         for item in self.data_args if data else []:
             cmd += ["--data", item]
-        return self.runner(cmd, self.env, self.child_timeout_s)
+        self.runs += 1
+        run_dir = self.run_root / f"{self.runs:03d}-{Path(deploy).stem}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env = {**self.env, **(env or {}), run_events.RUN_DIR_ENV: str(run_dir)}
+        try:
+            return self.runner(cmd, env, self.child_timeout_s), run_dir
+        except subprocess.TimeoutExpired as expired:
+            expired.run_dir = run_dir  # type: ignore[attr-defined]
+            raise
 
     def _read(self, hosts: list[str], data: bool) -> tuple[dict[str, dict[str, Any]], str, bool]:
         """One deploys/releases.py run over ``hosts``: the states it wrote, why it failed, and
         whether that was SSH not reaching a host."""
         unreachable = False
         with tempfile.TemporaryDirectory(prefix="rollout-state-") as out:
-            self.env["TRITON_RELEASES_OUT"] = out
             try:
-                proc = self.pyinfra("deploys/releases.py", hosts, data=data)
-                why = "" if proc.returncode == 0 else _error_line(proc.stderr)
-                unreachable = proc.returncode != 0 and _unreachable(proc.stderr)
+                proc, run_dir = self.pyinfra("deploys/releases.py", hosts, data=data, env={"TRITON_RELEASES_OUT": out})
+                why = ""
+                if proc.returncode != 0:
+                    why, unreachable = _why(run_events.read(run_dir), hosts, proc.returncode)
             except subprocess.TimeoutExpired:
                 why = f"the state read timed out after {self.child_timeout_s:g}s (rollout_child_timeout_s)"
-            finally:
-                self.env.pop("TRITON_RELEASES_OUT", None)
             found = {}
             for host in hosts:
-                path = Path(out) / f"{host}.json"
+                path = run_events.state_file(out, host)
                 if path.exists():
                     found[host] = json.loads(path.read_text())
             return found, why, unreachable
@@ -296,25 +307,25 @@ class Rollout:
         ``self.events``."""
         timed_out = False
         try:
-            proc = self.pyinfra(self.deploy, hosts, "--json")
+            proc, run_dir = self.pyinfra(self.deploy, hosts, "--json")
         except subprocess.TimeoutExpired as expired:
             timed_out = True
-            proc = subprocess.CompletedProcess(expired.cmd, -1, expired.output or "", expired.stderr or "")
-        for line in (proc.stderr or "").splitlines():
-            found = ROLL_EVENT.search(line)
-            if found:
-                self.events.setdefault(found["host"], []).append(
-                    {"event": found["event"], "at": found["at"], "detail": found["detail"].strip()}
-                )
+            proc = subprocess.CompletedProcess(expired.cmd, -1, expired.output or "", "")
+            run_dir = expired.run_dir  # type: ignore[attr-defined]
+        found = run_events.read(run_dir)
+        for event in found:
+            if event["event"] in ROLL_STEPS and event.get("host") in hosts:
+                self.events.setdefault(event["host"], []).append({k: v for k, v in event.items() if k not in ("host", "run")})
         if timed_out:
             return set(hosts), f"the deploy timed out after {self.child_timeout_s:g}s (rollout_child_timeout_s) and was terminated", True
         try:
             failed = set(json.loads(proc.stdout)["results"]["failed_hosts"])
         except (ValueError, KeyError, TypeError):
-            if "--> Beginning operation run" in (proc.stderr or ""):
+            if any(e["event"] == "run began" for e in found):
                 return set(hosts), "", False  # every host failed ("No hosts remaining!"): pyinfra prints no JSON
             # The run ended before any host executed (bad setting, unreachable host…).
-            return set(hosts), f"the deploy ended before running (exit {proc.returncode}): {_error_line(proc.stderr)}", False
+            why, _ = _why(found, hosts, proc.returncode)
+            return set(hosts), f"the deploy ended before running (exit {proc.returncode}): {why}", False
         if proc.returncode != 0 and not failed:
             return set(hosts), f"the deploy failed (exit {proc.returncode})", False
         return failed, "", False
@@ -418,7 +429,7 @@ class Rollout:
         the previous release is the one the inventory's own values describe)."""
         print(f"rollout: {o.host}: rolling back {o.new} -> {o.old}", file=sys.stderr, flush=True)
         try:
-            returncode = self.pyinfra("deploys/rollback.py", [o.host], data=False).returncode
+            returncode = self.pyinfra("deploys/rollback.py", [o.host], data=False)[0].returncode
             why = f"exit {returncode}"
         except subprocess.TimeoutExpired:
             returncode, why = -1, f"timed out after {self.child_timeout_s:g}s (rollout_child_timeout_s)"
@@ -483,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         print(redact.mask(f"rollout error: {error}"), file=sys.stderr)
         return 2
-    rollout = Rollout(args.inventory, args.data, child_timeout_s=child_timeout)
+    runs = Path(args.report_dir) / "rollouts" / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.runs"
+    rollout = Rollout(args.inventory, args.data, child_timeout_s=child_timeout, run_root=runs)
     outcomes = rollout.run(plan, max_failures)
     meta = {"inventory": args.inventory, "data": args.data, "waves": plan, "max_failures": max_failures}
     path = save(outcomes, args.report_dir, {**meta, "child_timeout_s": child_timeout, "interrupted": rollout.interrupted})
