@@ -4,7 +4,8 @@ the monitoring host (Prometheus from Debian's apt) scraping all of it.
 One fleet (sandbox ``door``: host1, host2, host3, the front-door host front1 and the monitoring host
 mon1) serves every test in order: converge and the openai SDK through the front door; a re-run
 changes nothing; Prometheus has every target up, counts requests exactly, and fires and resolves
-the model-not-READY alert; Triton killed on one host under load; a host container stopped under load; a new release rolled host by
+the model-not-READY alert; every Triton host on one release id, and a template comment edit changing
+nothing; Triton killed on one host under load; a host container stopped under load; a new release rolled host by
 host under load by deploys/all.py, then back by python -m deploys.rollout; a host destroyed and
 rebuilt from scratch under load; bad front-door settings. The load loops send a few requests per
 second through the front door only (the controller's loopback), check every answer against local
@@ -33,11 +34,12 @@ import numpy as np
 import pytest
 
 from deploys.lib import monitoring, render, settings
-from deploys.tools.rollout import ROLL_EVENT
+from deploys.lib.repo import TEMPLATES_DIR
 from tests.load import LoadResult, run_threads
 from tests.openai_checks import MODEL, Reference, check_sdk_parity, cosines
 from tests.sandbox import fleet
 from tests.sandbox.deploy import run_deploy, sandbox_env
+from tests.template_edits import EDITS, edited
 from tests.test_e2e_faults import broken_template  # noqa: F401 (a fixture)
 from verify.samples import samples
 
@@ -46,6 +48,11 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "door"
 HOSTS = ("host1", "host2", "host3")
+# The human log line deploys/lib/rolling.py writes beside each roll event (for people; tests of the
+# deploy's log read it, the rollout driver reads the events).
+ROLL_EVENT = re.compile(
+    r"roll (?P<host>\S+): (?P<event>drained|live|checked|check skipped|rolled back|back in the pool) at (?P<at>\S+)(?P<detail>.*)$"
+)
 CANARY = "canary-ngc-" + secrets.token_hex(12)
 OUT_WITHIN_S = 3.0  # a host that stops answering READY leaves the pool within this
 
@@ -187,6 +194,31 @@ def test_rerun_changes_nothing_on_any_host(sandbox: dict[str, Any]) -> None:
     assert changed == {}, changed
 
 
+def test_every_triton_host_serves_the_same_release_id(sandbox: dict[str, Any]) -> None:
+    # Same settings, same release: the hosts' own metrics addresses are not part of it.
+    live = {h: current_release(h) for h in HOSTS}
+    assert len(set(live.values())) == 1 and all(live.values()), live
+    metrics = {h: in_container(fleet.host_container(NAME, h), "docker ps --format '{{.Ports}}'") for h in HOSTS}
+    assert len(set(metrics.values())) == len(HOSTS), metrics  # the compose files do differ: their bindings
+
+
+def test_a_template_comment_edit_changes_nothing_on_any_host(sandbox: dict[str, Any]) -> None:
+    started = {h: triton_started(h) for h in HOSTS}
+    live = {h: current_release(h) for h in HOSTS}
+    originals = {name: (TEMPLATES_DIR / name).read_text(encoding="utf-8") for name in EDITS}
+    try:
+        for name, text in originals.items():
+            (TEMPLATES_DIR / name).write_text(edited(name, text), encoding="utf-8")
+        res = results(deploy("--json"))
+    finally:
+        for name, text in originals.items():
+            (TEMPLATES_DIR / name).write_text(text, encoding="utf-8")
+    changed = {op["name"]: op["success"] for op in res["operations"] if op["success"]}
+    assert changed == {}, changed
+    assert {h: current_release(h) for h in HOSTS} == live
+    assert {h: triton_started(h) for h in HOSTS} == started
+
+
 def test_a_host_whose_key_is_not_known_is_refused_not_trusted(sandbox: dict[str, Any], tmp_path: Path) -> None:
     """Strict host-key checking (group_data/all.py): a known_hosts without host1's key fails the
     connection with pyinfra's line and adds nothing (the old default, accept-new, trusted it)."""
@@ -307,6 +339,7 @@ def test_fleet_status_shows_every_host_read_only(sandbox: dict[str, Any]) -> Non
         float(row[6]), float(row[7])  # requests/s and p95 from Prometheus: numbers, not '-'
     assert [line for line in table if line.startswith(f"{fleet.FRONT_DOOR} ") and f"{len(HOSTS)}/{len(HOSTS)} UP" in line]
     assert [line for line in table if line.startswith(f"{fleet.MONITORING} ") and "Prometheus answered" in line]
+    assert f"Triton fleet on one release: {current_release(HOSTS[0])} ({len(HOSTS)} host(s))" in table
 
 
 def firing(alert: str) -> set[str]:

@@ -78,7 +78,25 @@ def table(reports: dict[str, tuple[str, dict[str, Any]]], order: list[str]) -> s
             answered = "Prometheus answered" if figures else "Prometheus did not answer"
             rows.append((name, "monitoring", "-", "-", answered, "-", "-", "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    live = {name: data.get("current") for name, (kind, data) in reports.items() if kind == "triton"}
+    return "\n".join([*lines, one_release(live, [n for n in order if n in live])])
+
+
+def one_release(live: dict[str, str | None], order: list[str]) -> str:
+    """One line: whether the Triton hosts (``live``: host → its live release) are on one release
+    (a release id is the same on every host with the same settings: deploys/lib/release.py), and
+    else which hosts differ from the release most of them are on."""
+    if not live:
+        return "Triton fleet: no Triton host reported"
+    counts: dict[str, int] = {}
+    for host in order:
+        counts[live[host] or "none"] = counts.get(live[host] or "none", 0) + 1
+    if len(counts) == 1:
+        return f"Triton fleet on one release: {next(iter(counts))} ({len(live)} host(s))"
+    most = max(counts, key=lambda r: counts[r])  # ties: the first host's
+    differ = ", ".join(f"{h} ({live[h] or 'none'})" for h in order if (live[h] or "none") != most)
+    return f"Triton fleet on {len(counts)} releases: {most} on {counts[most]} host(s); differ: {differ}"
 
 
 def pool_states(servers: list[dict[str, Any]]) -> dict[str, str]:

@@ -65,6 +65,7 @@ from pyinfra.context import ctx_state
 
 from deploys.lib import events as run_events
 from deploys.lib import redact, settings
+from deploys.lib.fleet_status import one_release
 from deploys.lib.repo import REPO_ROOT
 from deploys.lib.settings import SettingsError
 
@@ -452,7 +453,9 @@ def table(outcomes: list[Outcome]) -> str:
         serving = f"{o.serving or '-'}{' READY' if o.ready else ''}"
         rows.append((o.host, o.old or "-", o.new or "-", o.verdict, "yes" if o.rolled_back else "no", serving))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    # Release ids are the same on every host with the same settings (deploys/lib/release.py).
+    return "\n".join([*lines, one_release({o.host: o.serving for o in outcomes}, [o.host for o in outcomes])])
 
 
 def save(outcomes: list[Outcome], report_dir: str, meta: dict[str, Any]) -> Path:
