@@ -100,7 +100,7 @@ def parse_releases(output: list[str]) -> dict[str, Any]:
 class TritonReleaseImages(FactBase[dict[str, str]]):
     """
     ``{release id: image}``: the Triton image each release's compose file under ``{triton_dir}/releases``
-    names (its first ``    image:`` line, as templates/docker-compose.yml.j2 writes it); ``{}`` when
+    names (its first ``    image:`` line, as the canonical compose file has it); ``{}`` when
     there is none.
     """
 
@@ -131,6 +131,8 @@ def parse_release_images(output: list[str]) -> dict[str, str]:
                 value = json.loads(value)
             except ValueError:
                 continue
+        elif value.startswith("'"):
+            value = value.strip("'")  # a single-quoted YAML scalar (the canonical compose file)
         if isinstance(value, str) and value:
             found[release] = value
     return found

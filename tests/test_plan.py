@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deploys.lib import settings
 from deploys.lib.paths import DOCKER_CE_KEYRING
@@ -539,7 +540,7 @@ def test_a_fleet_with_a_registry_cache_pulls_through_it_and_no_triton_host_gets_
         daemon = json.loads(puts[(name, "/etc/docker/daemon.json")])
         assert daemon["insecure-registries"] == ["10.0.0.7:5000"]
         [compose] = [text for (h, dest), text in puts.items() if h == name and dest.endswith("/docker-compose.yml")]
-        assert f'image: "{CACHED_IMAGE}"' in compose
+        assert yaml.safe_load(compose)["services"]["triton"]["image"] == CACHED_IMAGE
     assert not any(r["dest"].startswith("/etc/docker/certs.d") for r in result.records if r["kind"] == "put")  # plain HTTP: no CA
 
 

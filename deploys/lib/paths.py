@@ -191,7 +191,18 @@ def _gateway(root: str) -> GatewayPaths:
 
 
 def layout(s: Settings) -> Layout:
-    """The host layout for ``s``."""
+    """The host layout for ``s``: made once per run for the same settings (the run context keeps it;
+    it depends only on triton_dir, model_name and model_variant)."""
+    from deploys.lib import context
+
+    key = (s.triton_dir, s.model_name, s.model_variant)
+    made = context.run_cache("paths.layout")
+    if key not in made:
+        made[key] = _layout(s)
+    return made[key]
+
+
+def _layout(s: Settings) -> Layout:
     root = s.triton_dir.rstrip("/") or "/"
     models = f"{root}/models"
     model = f"{models}/{s.model_name}"

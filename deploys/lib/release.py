@@ -252,9 +252,19 @@ class Planned:
     kept: tuple[str, ...]
 
 
-def record_planned(state: object, host_name: str, planned: Planned) -> None:
-    """Remember the triton step's plan of ``host_name`` for the rest of this run's planning."""
-    context.of(state).planned[host_name] = planned
+def record_planned(state: object, host_name: str, planned: Planned, spec: ReleaseSpec | None = None) -> None:
+    """Remember the triton step's plan of ``host_name`` (and the release spec it built) for the rest
+    of this run's planning."""
+    ctx = context.of(state)
+    with ctx.lock:
+        ctx.planned[host_name] = planned
+        if spec is not None:
+            ctx.specs[host_name] = spec
+
+
+def spec_of(state: object, host_name: str) -> ReleaseSpec | None:
+    """The release spec the triton step built for ``host_name`` in this run (None: none built)."""
+    return context.of(state).specs.get(host_name)
 
 
 def planned(state: object, host_name: str) -> Planned | None:

@@ -100,7 +100,7 @@ def triton() -> None:
     if doomed:
         server.shell(name=f"Prune old releases (keep {s.triton_releases_keep})", commands=[release.prune_command(layout.root, doomed)])
     kept = tuple(r for r in [spec.id, *on_host["releases"]] if r not in doomed)
-    release.record_planned(pyinfra_state, host.name, release.Planned(spec.id, spec.image, tuple(dict.fromkeys(kept))))
+    release.record_planned(pyinfra_state, host.name, release.Planned(spec.id, spec.image, tuple(dict.fromkeys(kept))), spec)
 
     if reason is None:
         logger.info(f"{host.print_prefix}Triton already READY with this configuration (release {spec.id})")

@@ -1,0 +1,107 @@
+"""One run context per pyinfra State (deploys/lib/context.py): nothing of one run leaks into the next
+one in the same process, even when the next State gets the freed one's id(); settings are parsed
+once per host per run."""
+
+from __future__ import annotations
+
+import builtins
+import gc
+import json
+import os
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import pytest
+from pyinfra.api import Config, Inventory, State
+
+from deploys.lib import context, fleet_status, release, settings
+from deploys.lib.settings import SettingsError
+from tests.test_plan import CANARY_KEY, FRESH_CPU, FRESH_GPU, ROOT, hub  # noqa: F401 (fixture)
+
+
+def _state(data: dict) -> State:
+    return State(Inventory((["h1", "h2"], data)), Config())
+
+
+def test_two_states_in_one_process_never_see_each_others_run_state(monkeypatch) -> None:
+    # CPython gives a new object the address of a freed one when it can, so id() of a freed State
+    # may be the next one's; whether it is in one try depends on the allocator. To make the case
+    # certain, id() of every State is the same number here (what reuse would give).
+    real_id = builtins.id
+    monkeypatch.setattr(builtins, "id", lambda obj: 4242 if isinstance(obj, State) else real_id(obj))
+
+    first = _state({})
+    settings.validate_fleet(first)  # the fleet of the first run is valid
+    release.record_planned(first, "h1", release.Planned("a1b2c3d4e5f6", "image", ("a1b2c3d4e5f6",)))
+    ctx = context.of(first)
+    ctx.failed_rolls.append("h1")
+    ctx.held_locks.add("h1")
+    fleet_status.record(first, "h1", "triton", {"current": "a1b2c3d4e5f6"})
+    alive = weakref.ref(first)
+    del first, ctx
+    gc.collect()
+    assert alive() is None  # the first State is freed (and its context with it)
+
+    # The second run, same id(), a bad setting: it is validated, and knows nothing of the first.
+    second = _state({"triton_max_batch_size": 0})
+    assert id(second) == 4242
+    assert release.planned(second, "h1") is None
+    ctx = context.of(second)
+    assert ctx.failed_rolls == [] and ctx.held_locks == set() and ctx.fleet_reports == {} and not ctx.fleet_printed
+    with pytest.raises(SettingsError, match="triton_max_batch_size=0"):
+        settings.validate_fleet(second)
+
+
+def test_settings_are_cached_per_state_not_per_process() -> None:
+    first, second = _state({"triton_http_port": 7000}), _state({"triton_http_port": 7100})
+    one, two = (next(iter(s.inventory)) for s in (first, second))
+    assert settings.load(one).triton_http_port == 7000 and settings.load(two).triton_http_port == 7100
+    assert settings.load(one) is settings.load(one)  # parsed once in its run
+    assert context.of(first).settings_parsed == {"h1": 1}
+
+
+COUNTING_CLI = """
+import atexit, collections, json, sys
+out = sys.argv.pop()
+from deploys.lib import settings
+counts = collections.Counter()
+original = settings.parse
+def counting(host_name, data):
+    counts[host_name] += 1
+    return original(host_name, data)
+settings.parse = counting
+atexit.register(lambda: open(out, "w").write(json.dumps(counts)))
+from pyinfra_cli.main import main
+sys.argv[0] = "pyinfra"
+sys.exit(main())
+"""
+
+
+def test_settings_are_parsed_once_per_host_per_run(tmp_path: Path, hub) -> None:
+    # The real pyinfra CLI plans the whole chain on two fresh @fake hosts; settings.parse counts
+    # per host. Before the run context every settings.load parsed again: 12 per host on main
+    # (87a1d11) for this very run (this test's count, run on that tree); now one.
+    url, data = hub
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        "import json\nfrom tests import fake_hosts as f\n\n"
+        f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
+        "fleet = [\n" + FRESH_GPU + ",\n" + FRESH_CPU + "\n]\n"
+    )
+    counts_file = tmp_path / "counts.json"
+    env = {**os.environ, "NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}
+    env["TRITON_RUN_DIR"] = str(tmp_path / "run")
+    proc = subprocess.run(
+        [sys.executable, "-c", COUNTING_CLI, str(inventory), "deploys/all.py", "-y", "--json", str(counts_file)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = json.loads(counts_file.read_text())
+    print("settings.parse per host:", counts)  # shown with pytest -s
+    assert counts == {"@fake/gpu-ubuntu": 1, "@fake/cpu-debian": 1}, counts
