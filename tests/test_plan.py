@@ -231,6 +231,7 @@ def test_fleet_status_is_one_read_only_table(tmp_path, hub):
     table = result.stderr[result.stderr.index("Fleet status") :].splitlines()
     [row] = [line.split() for line in table if line.startswith("@fake/cpu-debian ")]
     assert row[1] == "triton" and row[3] == "yes" and row[4:] == ["-", "-", "-", "-"], row  # no front door, no Prometheus
+    assert f"Triton fleet on one release: {row[2]} (1 host(s))" in table
 
 
 def test_monitoring_of_a_loopback_endpoint_ends_the_run_with_one_line(tmp_path, hub):
@@ -304,6 +305,21 @@ def test_one_setting_changes_only_what_depends_on_it(tmp_path, hub, change):
     assert changed == expected, f"changed operations: {sorted(changed)}"
     assert not [name for name in changed if name.split(" | ")[0] in STEPS[:4]], "docker/toolkit/login/model must stay untouched"
     assert result.stderr.count(" goes live (was ") == 2
+
+
+def test_a_changed_host_binding_keeps_the_release_and_still_reaches_the_host(tmp_path, hub):
+    # The host's own addresses are not part of the release id (deploys/lib/release.py): a new
+    # metrics address builds no new release and switches nothing, but the release's compose file is
+    # written again and Triton is started on it (its bindings label differs), on both hosts.
+    result = run_fleet(tmp_path, hub, CONVERGED_GPU + ",\n" + CONVERGED_CPU, "--data", "triton_metrics_address=10.0.0.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    gpu, cpu = "@fake/gpu-ubuntu", "@fake/cpu-debian"
+    expected = {name: [cpu, gpu] for name in ("Triton | Triton compose file", *TRITON_RESTART)}
+    expected["Triton | GPU smoke test: the Triton image sees the GPUs"] = [gpu]
+    changed = {name: sorted(hosts) for name, hosts in changed_ops(result).items()}
+    assert changed == expected, f"changed operations: {sorted(changed)}"
+    assert " goes live (was " not in result.stderr
+    assert result.stderr.count("Triton (re)start: configuration changed") == 2
 
 
 def test_old_releases_are_pruned_but_never_current_or_previous(tmp_path, hub):

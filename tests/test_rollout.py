@@ -643,3 +643,10 @@ def test_rollout_report_from_events_whatever_pyinfras_log_says() -> None:
     assert out[down].verdict == "unreachable" and f"host {down}: could not connect" in out[down].message
     assert fleet.ran("deploys/rollback.py") == []  # the deploy's roll already put h2 back
     assert "rolled back" not in [e["event"] for e in out[ok].events] and not out[ok].rolled_back
+
+
+def test_the_summary_says_whether_the_fleet_is_on_one_release() -> None:
+    same = [rollout.Outcome(host=h, serving="a1b2c3d4e5f6", ready=True, verdict="pass") for h in ("h1", "h2")]
+    assert rollout.table(same).splitlines()[-1] == "Triton fleet on one release: a1b2c3d4e5f6 (2 host(s))"
+    mixed = [*same, rollout.Outcome(host="h3", serving="0ld0ld0ld0ld", ready=True, verdict="rolled back")]
+    assert rollout.table(mixed).splitlines()[-1] == ("Triton fleet on 2 releases: a1b2c3d4e5f6 on 2 host(s); differ: h3 (0ld0ld0ld0ld)")

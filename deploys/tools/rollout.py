@@ -501,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     rollout = Rollout(args.inventory, args.data, child_timeout_s=child_timeout, run_root=runs)
     outcomes = rollout.run(plan, max_failures)
     meta = {"inventory": args.inventory, "data": args.data, "waves": plan, "max_failures": max_failures}
+    meta["fleet"] = one_release({o.host: o.serving for o in outcomes}, [o.host for o in outcomes])
     path = save(outcomes, args.report_dir, {**meta, "child_timeout_s": child_timeout, "interrupted": rollout.interrupted})
     print(f"\nRollout summary ({path}):\n{table(outcomes)}", file=sys.stderr)
     if rollout.interrupted:
