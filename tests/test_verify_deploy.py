@@ -156,11 +156,14 @@ def test_fleet_table_is_logged_once_when_the_last_host_reports(caplog: pytest.Lo
 
     hosts = [FakeHost(n) for n in ("a", "b", "c")]
     failed_early = hosts[2]  # failed before the verify step: not waited for
-    state = SimpleNamespace(
-        inventory=SimpleNamespace(iter_activated_hosts=lambda: iter(hosts)),
-        ops={h: {"op1": object()} for h in hosts},
-        failed_hosts={failed_early},
-    )
+
+    class FakeState:  # a class, not a SimpleNamespace: the run context holds its State by weak reference
+        def __init__(self) -> None:
+            self.inventory = SimpleNamespace(iter_activated_hosts=lambda: iter(hosts))
+            self.ops = {h: {"op1": object()} for h in hosts}
+            self.failed_hosts = {failed_early}
+
+    state = FakeState()
     report = {"verdict": "pass", "summary": {"min_cosine": 1.0, "max_abs_diff": 0.0}, "embeddings": {"s": [1.0, 0.0]}}
     with caplog.at_level(logging.INFO, logger="pyinfra"):
         step.record(state, "op1", HostResult("a", report), 0.9999)
