@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyinfra.api import Config, Inventory, State
 
-from deploys.lib import context, fleet_status, release, settings
+from deploys.lib import context, events, fleet_status, release, settings
 from deploys.lib.settings import SettingsError
 from tests.test_plan import CANARY_KEY, FRESH_CPU, FRESH_GPU, ROOT, hub  # noqa: F401 (fixture)
 
@@ -105,3 +105,13 @@ def test_settings_are_parsed_once_per_host_per_run(tmp_path: Path, hub) -> None:
     counts = json.loads(counts_file.read_text())
     print("settings.parse per host:", counts)  # shown with pytest -s
     assert counts == {"@fake/gpu-ubuntu": 1, "@fake/cpu-debian": 1}, counts
+
+
+def test_an_event_is_one_json_line_with_credentials_masked(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(events.RUN_DIR_ENV, str(tmp_path))
+    events.write(None, "run refused", detail="setting docker_http_proxy='http://user:s3cret@proxy:3128 x' is invalid")
+    events.write(None, "drained", "host1", door="front1")
+    lines = (tmp_path / events.EVENTS_FILE).read_text().splitlines()
+    assert len(lines) == 2 and "s3cret" not in lines[0]
+    found = events.read(tmp_path)
+    assert [(e["event"], e.get("host"), e.get("door")) for e in found] == [("run refused", None, None), ("drained", "host1", "front1")]

@@ -26,7 +26,7 @@ from typing import Any
 
 from pyinfra.api import BaseStateCallback
 
-from deploys.lib import context
+from deploys.lib import context, redact
 from deploys.lib.run import RUN_ID
 
 RUN_DIR_ENV = "TRITON_RUN_DIR"
@@ -47,7 +47,8 @@ def run_dir() -> Path:
 def write(state: Any, event: str, host: str | None = None, **fields: Any) -> dict[str, Any]:
     """Append one event (``fields``: JSON values) to the run's events file; the event, as written.
     ``state``: the run's State (its run id is the process's, shared by the events file)."""
-    record = {"at": stamp(), "run": RUN_ID, "event": event, **({"host": host} if host else {}), **fields}
+    # A detail may quote a setting (a proxy URL's user:password): masked like every other output.
+    record = {"at": stamp(), "run": RUN_ID, "event": event, **({"host": host} if host else {}), **redact.mask_tree(fields)}
     path = run_dir() / EVENTS_FILE
     line = json.dumps(record, default=str) + "\n"
     with _WRITE:
