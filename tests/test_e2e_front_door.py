@@ -208,13 +208,13 @@ def test_a_host_whose_key_is_not_known_is_refused_not_trusted(sandbox: dict[str,
 # -- overload (issue 24): a busy fleet sheds load with 429s and stays in the pool --
 
 OVERLOAD_S = 20.0
-# 3 gateways × front_door_server_maxconn (16) = 48 requests in flight at most, 64 more may queue:
+# 3 gateways × front_door_server_maxconn (8) = 24 requests in flight at most, 64 more may queue:
 # 160 clients back to back are well beyond what the fleet takes (most answers are 429s).
 OVERLOAD_CLIENTS = 160
 OVERLOAD_INPUTS = 32
 # The bound on the p95 latency of admitted requests: front_door_queue_timeout_ms (1 s) in the front
-# door's queue, plus a gateway working through its 16 requests of 32 inputs in flight on this shared
-# 2-core machine (about 2-3 s here; a GPU host takes far less).
+# door's queue, plus a gateway working through its 8 requests of 32 inputs in flight on this shared
+# 2-core machine (p95 2.6 s with a local HAProxy, 3 gateways and one Triton; a GPU host takes far less).
 ADMITTED_P95_S = 6.0
 
 
