@@ -301,6 +301,20 @@ def test_hung_triton_hits_the_deadline_and_the_concurrency_limit_answers_429(gat
     assert time.monotonic() - t0 < 2.5
 
 
+def test_health_port_tells_a_dead_triton_and_a_hung_one(gateways: dict[str, GatewayProcess]) -> None:
+    """The health port of the gateways whose Triton is away (refused) or hung (never answers): /ready
+    503 naming Triton, at once; /health 200 (the process lives). Before the SIGTERM test stops hang."""
+    for name in ("dead", "hang"):
+        deadline = time.monotonic() + 5  # the probe's first answer comes within its 1 s deadline
+        while "Triton at" not in (answer := timed_get(f"{gateways[name].health_url}/ready"))[1].get("reason", ""):
+            assert time.monotonic() < deadline, (name, answer)
+            time.sleep(0.2)
+        status, body, seconds = answer
+        assert status == 503 and body["ready"] is False, (name, body)
+        assert seconds < 0.5
+        assert timed_get(f"{gateways[name].health_url}/health")[0] == 200  # the process lives
+
+
 # ---------------------------------------------------------------------------------------------
 # Metrics and bucketing
 
@@ -835,11 +849,3 @@ def test_health_port_stays_fast_while_the_gateway_is_saturated(server: ts.Server
     # Under the front door's check timeout (front_door_check_timeout_ms, 1 s) with room: seen here at
     # most 0.2-0.55 s on a 2-core machine shared with Triton, this load and the test itself.
     assert max(seconds for _, _, seconds in health) < 1.0, health
-
-
-def test_health_port_tells_a_dead_triton_and_a_hung_one(gateways: dict[str, GatewayProcess]) -> None:
-    for name in ("dead", "hang"):
-        status, body, seconds = timed_get(f"{gateways[name].health_url}/ready")
-        assert status == 503 and body["ready"] is False and "Triton at" in body["reason"], (name, body)
-        assert seconds < 0.5
-        assert timed_get(f"{gateways[name].health_url}/health")[0] == 200  # the process lives
