@@ -833,9 +833,10 @@ def test_health_port_stays_fast_while_the_gateway_is_saturated(server: ts.Server
         loader.start()
         time.sleep(1.0)
         health, main = [], []
-        while loader.is_alive() and len(health) < 40:
+        while loader.is_alive() and len(health) < 60:
             health.append(timed_get(f"{gateway.health_url}/ready"))
-            main.append(timed_get(f"{gateway.url}/ready", timeout=10))
+            if len(health) % 4 == 1:  # the main port's /ready, for the printed comparison only
+                main.append(timed_get(f"{gateway.url}/ready", timeout=10))
             time.sleep(0.05)
         loader.join(timeout=30)
     load_result = result["load"]
@@ -843,7 +844,7 @@ def test_health_port_stays_fast_while_the_gateway_is_saturated(server: ts.Server
         f"saturated: {load_result.as_dict()}; health port /ready max {max(s for *_, s in health) * 1000:.0f} ms, "
         f"main port /ready max {max(s for *_, s in main) * 1000:.0f} ms ({len(health)} checks)"
     )
-    assert load_result.items > 20 and load_result.failures == 0, load_result.as_dict()  # it was saturated, and served
+    assert load_result.items > 10 and load_result.failures == 0, load_result.as_dict()  # it was saturated, and served
     assert len(health) >= 10
     assert [status for status, _, _ in health] == [200] * len(health)
     # Under the front door's check timeout (front_door_check_timeout_ms, 1 s) with room: seen here at
