@@ -66,6 +66,11 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def health_url(self) -> str:
+        """The health responder (its own thread and port: verify/gateway_health.py)."""
+        return f"http://127.0.0.1:{json.loads(self.config_path.read_text())['health_port']}"
+
     @classmethod
     def start(
         cls, work_dir: Path, triton_grpc_url: str, tokenizer_dir: str | Path, api_key: str | None = None, **config: Any
@@ -83,6 +88,7 @@ class GatewayProcess:
             "tokenizer_dir": str(tokenizer_dir),
             "listen_address": "127.0.0.1",
             "listen_port": port,
+            "health_port": free_port(),  # the health responder's own port (6081 by default: clashes between tests)
             "api_key_sha256_file": str(key_file or ""),
             **config,
         }

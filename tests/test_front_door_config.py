@@ -65,6 +65,7 @@ class Gateway:
     name: str
     address: str
     port: int
+    health_port: int = 6081
 
 
 def front_door(**data: Any) -> Settings:
@@ -123,16 +124,24 @@ def test_rendered_config_passes_haproxy_check(
     assert "Configuration file is valid" in result.stdout + result.stderr
 
     for backend in backends:
-        assert f"    server {backend.name} {render.url_host(backend.address)}:{backend.port}\n" in text
+        address = f"{render.url_host(backend.address)}:{backend.port}"
+        assert f"    server {backend.name} {address} port {backend.health_port}\n" in text  # checked on the health port
+        assert f"    server {backend.name} {address}\n" in text  # the fallback backend: no check
     assert f"stats socket {paths.HAPROXY_ADMIN_SOCKET} mode 600 level admin expose-fd listeners" in text
-    assert f"default-server check inter {s.front_door_check_interval_ms}ms fall {s.front_door_fall} rise {s.front_door_rise}" in text
+    assert (
+        f"default-server check inter {s.front_door_check_interval_ms}ms fall {s.front_door_fall} rise {s.front_door_rise} "
+        f"maxconn {s.front_door_server_maxconn}\n"
+    ) in text
+    assert f"timeout check {s.front_door_check_timeout_ms}ms\n" in text and f"timeout queue {s.front_door_queue_timeout_ms}ms\n" in text
+    assert f"use_backend {paths.HAPROXY_FALLBACK_BACKEND} if {{ nbsrv({BACKEND}) eq 0 }}" in text
+    assert "retry-on conn-failure empty-response 503\n" in text  # never a timeout: a retry must not add load
     assert (f"ssl crt {tls_pem} alpn h2,http/1.1" in text) == tls
     limited = re.search(r"http-request return status 429 .* string '(.*)' if \{ sc_http_req_rate\(0\) gt (\d+) \}", text)
     assert bool(limited) == (s.front_door_rate_limit_per_s > 0)
     if limited:
         assert int(limited.group(2)) == 10 * s.front_door_rate_limit_per_s  # per second, over a 10 s window
         assert json.loads(limited.group(1))["error"]["code"] == "rate_limit_exceeded"
-    for body in re.findall(r"http-error status 50\d .* string '(.*)'", text):
+    for body in re.findall(r"(?:http-error status 50\d|return status 429) .* string '(.*)'", text):
         assert set(json.loads(body)["error"]) == {"message", "type", "param", "code"}
 
 
@@ -299,7 +308,7 @@ def start_front_door(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls_pem: P
         }
         s = front_door(**base, **data)
         text = render.haproxy_config(
-            s, [Gateway(name, "127.0.0.1", g.port) for name, g in gateways.items()], str(tls_pem) if s.front_door_tls else ""
+            s, [Gateway(name, "127.0.0.1", g.port, g.port) for name, g in gateways.items()], str(tls_pem) if s.front_door_tls else ""
         )
         config = tmp_path / f"haproxy-{len(started)}.cfg"
         config.write_text(text)
@@ -408,9 +417,11 @@ def test_drain_waits_for_the_request_in_flight(start_front_door: Callable[..., F
 
 
 def test_no_gateway_left_is_an_openai_shaped_503(start_front_door: Callable[..., FrontDoor]) -> None:
+    """Every gateway in maint in both backends (the fallback has its own servers: README, the front door)."""
     door = start_front_door()
-    for name in ("a", "b"):
-        assert sh(set_server_state_command(door.socket, BACKEND, name, "maint")).returncode == 0
+    for backend in (BACKEND, paths.HAPROXY_FALLBACK_BACKEND):
+        for name in ("a", "b"):
+            assert sh(set_server_state_command(door.socket, backend, name, "maint")).returncode == 0
     assert {server["admin_state"] for server in door.servers().values()} == {"maint"}
     status, body, headers = door.post()
     assert status == 503 and headers.get("retry-after") == "1"
@@ -477,3 +488,84 @@ def test_tls_http2_and_rate_limit(start_front_door: Callable[..., FrontDoor]) ->
     assert retry_after == "10"
     assert body["error"]["code"] == "rate_limit_exceeded" and body["error"]["type"] == "requests"
     assert set(body["error"]) == {"message", "type", "param", "code"}
+
+
+def test_every_check_failing_falls_back_to_the_same_gateways(start_front_door: Callable[..., FrontDoor]) -> None:
+    """Both gateways fail their checks (/ready 503) while they still serve: the front door sends to
+    them unchecked (the fallback backend) instead of answering 503 no_backend_available; a gateway
+    that then dies is skipped by the connection-failure retry; once checks pass the pool is back."""
+    door = start_front_door()
+    for gateway in door.gateways.values():
+        gateway.ready = 503
+    door.wait_for(lambda: {s["operational_state"] for s in door.servers().values()} == {"down"}, 5, "both gateways DOWN")
+    answers = [door.post() for _ in range(6)]
+    assert [status for status, _, _ in answers] == [200] * 6, answers
+    assert {body["served_by"] for _, body, _ in answers} == {door.gateways["a"].port, door.gateways["b"].port}
+    fallback = parse_stat_csv(sh(runtime_command(door.socket, f"show stat {paths.HAPROXY_FALLBACK_BACKEND} 4 -1")).stdout.splitlines())
+    assert sum(int(fallback[(paths.HAPROXY_FALLBACK_BACKEND, name)]["lbtot"]) for name in ("a", "b")) >= 6
+    door.gateways["a"].stop()  # dead: refused connections, retried on b
+    assert [door.post()[0] for _ in range(4)] == [200] * 4
+    door.gateways["b"].ready = 200
+    door.wait_for(lambda: door.servers()["b"]["operational_state"] == "up", 5, "gateway b back in the pool")
+    before = door.gateways["b"].posts
+    assert [door.post()[0] for _ in range(3)] == [200] * 3 and door.gateways["b"].posts == before + 3
+
+
+def post_many(door: FrontDoor, count: int, timeout: float = 15) -> list[tuple[int, dict[str, Any], dict[str, str], float]]:
+    """``count`` concurrent POSTs; (status, body, headers, seconds) each."""
+    out: list[tuple[int, dict[str, Any], dict[str, str], float]] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        start = time.monotonic()
+        status, body, headers = door.post(timeout=timeout)
+        with lock:
+            out.append((status, body, headers, time.monotonic() - start))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)  # in order: the first ones take the slots
+    for thread in threads:
+        thread.join(timeout=timeout + 5)
+    return out
+
+
+def assert_busy_429(body: dict[str, Any], headers: dict[str, str]) -> None:
+    assert headers.get("retry-after") == "1", headers
+    assert body["error"]["code"] == "rate_limit_exceeded" and body["error"]["type"] == "requests"
+    assert set(body["error"]) == {"message", "type", "param", "code"} and "x-front-door-busy" not in headers
+
+
+def test_every_gateway_busy_queues_briefly_then_429_not_503(start_front_door: Callable[..., FrontDoor]) -> None:
+    """One request at a time per gateway (maxconn 1), 400 ms in the queue at most: of 5 requests
+    that each take 1.5 s, 2 are served, the others wait 400 ms and get a 429 with Retry-After (HAProxy's
+    queue timeout is a 503 otherwise). Busy gateways stay UP. A gateway's own 503 still passes as a 503."""
+    door = start_front_door(front_door_server_maxconn=1, front_door_queue_timeout_ms=400, front_door_max_queue=0)
+    for gateway in door.gateways.values():
+        gateway.delay_s = 1.5
+    answers = post_many(door, 5)
+    assert sorted(status for status, *_ in answers) == [200, 200, 429, 429, 429], answers
+    for status, body, headers, seconds in answers:
+        if status == 429:
+            assert_busy_429(body, headers)
+            assert 0.3 < seconds < 1.4, seconds  # waited in the queue, then answered before a slot freed
+    assert {s["operational_state"] for s in door.servers().values()} == {"up"}
+    for gateway in door.gateways.values():
+        gateway.delay_s, gateway.post = 0.0, 503
+    status, body, headers = door.post()
+    assert status == 503 and body["error"]["code"] == "triton_unavailable" and "retry-after" not in headers
+
+
+def test_a_full_front_door_queue_is_a_429_at_once(start_front_door: Callable[..., FrontDoor]) -> None:
+    """maxconn 1 per gateway and at most 1 request queued: the 4th of 6 slow requests and after get a 429 at once."""
+    door = start_front_door(front_door_server_maxconn=1, front_door_queue_timeout_ms=5000, front_door_max_queue=1)
+    for gateway in door.gateways.values():
+        gateway.delay_s = 1.5
+    answers = post_many(door, 6)
+    statuses = sorted(status for status, *_ in answers)
+    assert statuses == [200, 200, 200, 429, 429, 429], answers
+    for status, body, headers, seconds in answers:
+        if status == 429:
+            assert_busy_429(body, headers)
+            assert seconds < 0.5, seconds  # not queued: refused at once

@@ -288,15 +288,31 @@ def test_hung_triton_hits_the_deadline_and_the_concurrency_limit_answers_429(gat
         assert time.monotonic() < deadline, "the first request never got in flight"
         time.sleep(0.02)
     t0 = time.monotonic()
-    assert_error(post(hang, {"model": MODEL, "input": "y"}, key=None), 429, "rate_limit_exceeded", type_="requests")
+    refused = post(hang, {"model": MODEL, "input": "y"}, key=None)
+    assert_error(refused, 429, "rate_limit_exceeded", type_="requests")
+    assert refused.headers["retry-after"] == "1"  # admission full (1 in flight, no queue): shed at once
     assert time.monotonic() - t0 < 1.0
     thread.join(timeout=15)
     assert not thread.is_alive()
-    assert_error(first["response"], 503, "triton_timeout", type_="server_error")
+    assert_error(first["response"], 504, "triton_timeout", type_="server_error")
     assert 1.5 <= first["seconds"] < 5.0  # triton_timeout_s is 2
     t0 = time.monotonic()
     assert httpx.get(f"{hang.url}/ready", timeout=5).status_code == 503
     assert time.monotonic() - t0 < 2.5
+
+
+def test_health_port_tells_a_dead_triton_and_a_hung_one(gateways: dict[str, GatewayProcess]) -> None:
+    """The health port of the gateways whose Triton is away (refused) or hung (never answers): /ready
+    503 naming Triton, at once; /health 200 (the process lives). Before the SIGTERM test stops hang."""
+    for name in ("dead", "hang"):
+        deadline = time.monotonic() + 5  # the probe's first answer comes within its 1 s deadline
+        while "Triton at" not in (answer := timed_get(f"{gateways[name].health_url}/ready"))[1].get("reason", ""):
+            assert time.monotonic() < deadline, (name, answer)
+            time.sleep(0.2)
+        status, body, seconds = answer
+        assert status == 503 and body["ready"] is False, (name, body)
+        assert seconds < 0.5
+        assert timed_get(f"{gateways[name].health_url}/health")[0] == 200  # the process lives
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,7 +478,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(gateways: dict[str
     assert hang.process.wait(timeout=15) == -signal.SIGTERM
     assert time.monotonic() - t0 < 8
     thread.join(timeout=5)
-    assert_error(answer["response"], 503, "triton_timeout", type_="server_error")  # answered, not dropped
+    assert_error(answer["response"], 504, "triton_timeout", type_="server_error")  # answered, not dropped
     assert "Application shutdown complete" in hang.log_tail()
 
 
@@ -725,3 +741,112 @@ def test_a_failed_merged_triton_call_fails_exactly_its_members_with_503(triton_r
         assert response.headers["retry-after"] == "1"
     for response in ok:
         assert response.json()["data"][0]["embedding"][:2] == [1.0, 0.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The health path off the busy path (verify/gateway_health.py)
+
+
+def timed_get(url: str, timeout: float = 5) -> tuple[int, dict[str, Any], float]:
+    start = time.monotonic()
+    response = httpx.get(url, timeout=timeout)
+    return response.status_code, response.json(), time.monotonic() - start
+
+
+def test_health_responder_answers_while_the_event_loop_is_blocked(server: ts.Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The responder and the Triton probe on their threads, an event loop that beats and is then held
+    by pure-Python work (holding the GIL, as a saturated gateway's loop does): /ready still answers in
+    milliseconds, 200 while the block is short, 503 once the loop has not turned for LOOP_STALL_S
+    (wedged), 200 again when it turns."""
+    from verify import gateway_health as gh
+
+    monkeypatch.setattr(gh, "LOOP_STALL_S", 2.0)
+    health = gh.Health(MODEL)
+    probe = gh.TritonProbe(health, server.grpc_url, on_ready=lambda client: None)
+    responder = gh.HealthResponder(health, "127.0.0.1", ts.free_port())
+    url = f"http://127.0.0.1:{responder.server.server_address[1]}"
+    loop = asyncio.new_event_loop()
+
+    def beat() -> None:
+        health.beat()
+        loop.call_later(gh.BEAT_S, beat)
+
+    def hold(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:  # CPU work on the loop's thread, GIL held between switches
+            sum(range(1000))
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    probe.start()
+    responder.start()
+    try:
+        loop.call_soon_threadsafe(beat)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while timed_get(f"{url}/ready")[0] != 200:
+            assert time.monotonic() < deadline, timed_get(f"{url}/ready")
+            time.sleep(0.1)
+        loop.call_soon_threadsafe(hold, 6.0)
+        time.sleep(0.1)
+        held = time.monotonic()
+        answers = []
+        while time.monotonic() - held < 4.0:  # checks while the loop is held
+            answers.append(timed_get(f"{url}/ready"))
+            time.sleep(0.05)
+        statuses = [status for status, _, _ in answers]
+        assert max(seconds for _, _, seconds in answers) < 0.5, answers
+        assert statuses[:3] == [200] * 3, answers  # held for less than LOOP_STALL_S: busy, not wedged
+        assert statuses[-3:] == [503] * 3, answers
+        assert "event loop has not run" in answers[-1][1]["reason"]
+        deadline = time.monotonic() + 8
+        while timed_get(f"{url}/ready")[0] != 200:
+            assert time.monotonic() < deadline, "not ready again once the loop turned"
+            time.sleep(0.1)
+        assert timed_get(f"{url}/health")[0] == 200 and timed_get(f"{url}/nope")[0] == 404
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        responder.stop()
+        probe.stop()
+        loop.close()
+
+
+def test_health_port_stays_fast_while_the_gateway_is_saturated(server: ts.Server, triton_root: Path, tmp_path: Path) -> None:
+    """A real gateway saturated by 48 concurrent 32-input requests (about 6 s): its health port's
+    /ready answers 200 each time, well within the front door's check timeout; the figures of both
+    ports are printed."""
+    with GatewayProcess.started(tmp_path, server.grpc_url, triton_root / "tokenizer", api_key=KEY, max_inputs=64) as gateway:
+        texts = [f"saturating text number {i} with a few more words in it" for i in range(32)]
+        body = json.dumps({"model": MODEL, "input": texts, "encoding_format": "base64"}).encode()
+
+        async def call() -> int:
+            async with httpx.AsyncClient(timeout=30) as client:
+                response = await client.post(f"{gateway.url}/v1/embeddings", content=body, headers={"Authorization": f"Bearer {KEY}"})
+            assert response.status_code in (200, 429), response.text[:200]
+            return 1 if response.status_code == 200 else 0
+
+        def load() -> Any:
+            return asyncio.run(run_async(call, targets=[gateway.url], concurrency=48, max_requests=5000, max_seconds=6))
+
+        result: dict[str, Any] = {}
+        loader = threading.Thread(target=lambda: result.setdefault("load", load()), daemon=True)
+        loader.start()
+        time.sleep(1.0)
+        health, main = [], []
+        while loader.is_alive() and len(health) < 60:
+            health.append(timed_get(f"{gateway.health_url}/ready"))
+            if len(health) % 4 == 1:  # the main port's /ready, for the printed comparison only
+                main.append(timed_get(f"{gateway.url}/ready", timeout=10))
+            time.sleep(0.05)
+        loader.join(timeout=30)
+    load_result = result["load"]
+    print(
+        f"saturated: {load_result.as_dict()}; health port /ready max {max(s for *_, s in health) * 1000:.0f} ms, "
+        f"main port /ready max {max(s for *_, s in main) * 1000:.0f} ms ({len(health)} checks)"
+    )
+    assert load_result.items > 10 and load_result.failures == 0, load_result.as_dict()  # it was saturated, and served
+    assert len(health) >= 10
+    assert [status for status, _, _ in health] == [200] * len(health)
+    # Under the front door's check timeout (front_door_check_timeout_ms, 1 s) with room: seen here at
+    # most 0.2-0.55 s on a 2-core machine shared with Triton, this load and the test itself.
+    assert max(seconds for _, _, seconds in health) < 1.0, health

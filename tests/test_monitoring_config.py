@@ -517,6 +517,7 @@ class Gateway:
     name: str
     address: str
     port: int
+    health_port: int = 6081
 
 
 @pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (tests/system_deps.sh installs it)")
@@ -539,6 +540,8 @@ def test_haproxy_exports_the_documented_names(tmp_path: Path, monkeypatch: pytes
     assert documented <= names, sorted(documented - names)
     # The proxies the alerts and the dashboard select exist under those names.
     assert f'haproxy_backend_active_servers{{proxy="{paths.HAPROXY_BACKEND}"}}' in text[0]
+    # FrontDoorNoBackend reads the checked backend only; the fallback's unchecked servers count as active.
+    assert f'haproxy_backend_active_servers{{proxy="{paths.HAPROXY_FALLBACK_BACKEND}"}} 1' in text[0]
     assert 'haproxy_frontend_http_requests_total{proxy="embeddings"}' in text[0]
     assert f'haproxy_server_status{{proxy="{paths.HAPROXY_BACKEND}",server="gpu-01",state="DOWN"}}' in text[0]
 

@@ -30,7 +30,12 @@ Endpoints
     to the model: prompts and special tokens included, after truncation, before padding.
 ``GET /v1/models``, ``GET /v1/models/{model}`` (bearer key): OpenAI's model list / model object.
 ``GET /health`` (no key): 200 while the process serves. ``GET /ready`` (no key): 200 when Triton
-    says the model is READY (asked with a 1 s deadline, the answer cached 0.5 s), else 503.
+    says the model is READY, else 503 (the answer of the background probe, below: never a wait on Triton).
+``GET /ready``, ``GET /health`` on ``health_port`` (no key; verify/gateway_health.py): the same answers
+    from a thread and a listener of their own, so they stay fast while the event loop is saturated
+    with embedding work; the front door checks this port. A Triton probe thread asks Triton every
+    0.5 s (1 s deadline) whether the model is READY; /ready there is 503 when it is not, when that
+    answer is stale, or when the event loop has not turned for 10 s (wedged, not busy).
 ``GET /metrics`` (no key): Prometheus text, prefix ``embeddings_gateway_``: requests by endpoint
     and status code, inputs, tokens, Triton batch sizes and padded lengths (histograms), tokenize /
     infer / request latency histograms, requests in flight and queued, keys loaded, Triton errors.
@@ -58,7 +63,8 @@ status type                  code                        when
 429    requests              rate_limit_exceeded         ``max_concurrency`` busy and the queue full, or no
                                                          slot within ``queue_timeout_s`` (Retry-After: 1)
 503    server_error          triton_unavailable          Triton unreachable, or the model not loaded/ready
-503    server_error          triton_timeout              no answer within ``triton_timeout_s``
+504    server_error          triton_timeout              no answer within ``triton_timeout_s`` (busy, not dead: not
+                                                         retried by the front door)
 500    server_error          triton_error / internal_error  anything else (details in the log only)
 ====== ===================== =========================== ==================================================
 
@@ -123,6 +129,7 @@ from verify.gateway_api import (
     plan_batches,
     response_body,
 )
+from verify.gateway_health import BEAT_S, Health, HealthResponder, TritonProbe
 
 log = logging.getLogger("verify.gateway")
 
@@ -131,7 +138,6 @@ PREFIX = "embeddings_gateway_"
 # costs more than encoding a few short texts.
 INLINE_TOKENIZE_CHARS = 2048
 READY_DEADLINE_S = 1.0
-READY_CACHE_S = 0.5
 ENDPOINTS = {"/v1/embeddings": "embeddings", "/v1/models": "models", "/health": "health", "/ready": "ready", "/metrics": "metrics"}
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -216,13 +222,14 @@ class Admission:
 
 
 def triton_error(error: Exception, timeout_s: float) -> ApiError:
-    """An ApiError for a failed Triton call: 503 when Triton is away, slow or has no ready model."""
+    """An ApiError for a failed Triton call: 503 when Triton is away or has no ready model, 504 when slow."""
     status = ""
     if callable(getattr(error, "status", None)):
         status = str(error.status() or "")
     text = str(error).lower()
     if "DEADLINE_EXCEEDED" in status or isinstance(error, asyncio.TimeoutError):
-        return ApiError(503, f"Triton did not answer within {timeout_s:g}s", "triton_timeout", type_="server_error")
+        # 504, not 503: a slow Triton is busy, not dead; the front door retries 503s elsewhere, never this.
+        return ApiError(504, f"Triton did not answer within {timeout_s:g}s", "triton_timeout", type_="server_error")
     if (
         "UNAVAILABLE" in status
         or "NOT_FOUND" in status
@@ -383,8 +390,9 @@ class Gateway:
         self.admission: Admission | None = None
         self.batcher: MicroBatcher | None = None
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenize")
-        self._ready: tuple[float, bool, str] = (-math.inf, False, "not checked yet")
-        self._ready_lock: asyncio.Lock | None = None
+        self.vitals = Health(config.model_name)
+        # Bound in main() (a taken port is one line there); None: no health port (tests that embed the app).
+        self.responder: HealthResponder | None = None
         self._last_error_log = -math.inf
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -396,9 +404,20 @@ class Gateway:
         self.client = grpcclient.InferenceServerClient(self.config.triton_grpc_url)  # one channel, reused
         self.admission = Admission(self.config.max_concurrency, self.config.max_queue, self.config.queue_timeout_s, self.metrics)
         self.batcher = MicroBatcher(self.infer, self.config.triton_max_batch_size)
-        self._ready_lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload_keys)
+        beat: asyncio.TimerHandle | None = None
+
+        def heartbeat() -> None:  # the health responder tells a wedged loop from a busy one by this
+            nonlocal beat
+            self.vitals.beat()
+            beat = loop.call_later(BEAT_S, heartbeat)
+
+        heartbeat()
+        probe = TritonProbe(self.vitals, self.config.triton_grpc_url, self.follow_batch_size)
+        probe.start()
+        if self.responder is not None:
+            self.responder.start()
         log.info(
             "serving model %s on %s:%s, Triton gRPC %s, auth %s",
             self.config.model_name,
@@ -411,6 +430,11 @@ class Gateway:
             yield
         finally:
             loop.remove_signal_handler(signal.SIGHUP)
+            if beat is not None:
+                beat.cancel()
+            if self.responder is not None:
+                self.responder.stop()
+            await asyncio.to_thread(probe.stop)
             await self.batcher.close()
             await self.client.close()
             self.pool.shutdown(wait=False, cancel_futures=True)
@@ -515,34 +539,18 @@ class Gateway:
         return truncate(out, request.dimensions), sum(lengths)
 
     async def ready(self) -> tuple[bool, str]:
-        """Is the model READY in Triton? Asked with a short deadline, the answer cached briefly."""
-        assert self._ready_lock is not None
-        async with self._ready_lock:
-            checked, ok, reason = self._ready
-            if time.monotonic() - checked < READY_CACHE_S:
-                return ok, reason
-            was_ok = ok
-            try:
-                ok = bool(
-                    await self.client.is_model_ready(
-                        self.config.model_name, client_timeout=min(READY_DEADLINE_S, self.config.triton_timeout_s)
-                    )
-                )
-                reason = "" if ok else f"model {self.config.model_name} is not ready in Triton"
-                if ok and not was_ok:
-                    await self.follow_batch_size()
-            except Exception as error:
-                ok, reason = False, f"Triton at {self.config.triton_grpc_url} did not answer ({type(error).__name__})"
-            self._ready = (time.monotonic(), ok, reason)
-            return ok, reason
+        """Is the model READY in Triton? The background probe's last answer (verify/gateway_health.py):
+        no wait on Triton here, so /ready is as fast as the loop."""
+        return self.vitals.ready()
 
-    async def follow_batch_size(self) -> None:
-        """Take the served model's max_batch_size from Triton (each time the model becomes READY):
-        a Triton restarted with another max_batch_size (a rolled release) is never sent more. The
-        model config is one of Triton's restricted APIs: the key file is read each time (a new key
-        works without a gateway restart)."""
+    def follow_batch_size(self, client: Any) -> None:
+        """Take the served model's max_batch_size from Triton (the probe thread calls this, with its
+        synchronous gRPC client, each time the model becomes READY and before it says so): a Triton
+        restarted with another max_batch_size (a rolled release) is never sent more. The model config
+        is one of Triton's restricted APIs: the key file is read each time (a new key works without a
+        gateway restart). One int assignment: the loop reads it whole."""
         assert self.batcher is not None
-        config = await self.client.get_model_config(
+        config = client.get_model_config(
             self.config.model_name,
             headers=triton_key_headers(self.config.triton_key_file, "grpc"),
             as_json=True,
@@ -763,6 +771,14 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     config = gateway.config
+    try:
+        gateway.responder = HealthResponder(gateway.vitals, config.listen_address, config.health_port)
+    except OSError as error:
+        print(
+            f"gateway: cannot listen on {config.listen_address}:{config.health_port} (health_port): {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return 1
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s", stream=sys.stderr)
     server = uvicorn.Server(
         uvicorn.Config(

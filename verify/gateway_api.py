@@ -44,6 +44,9 @@ class GatewayConfig:
     tokenizer_dir: str  # directory with tokenizer.json (+ tokenizer_config.json) of the served model
     listen_address: str = "127.0.0.1"  # an IP literal or "localhost"; beyond loopback needs api_key_sha256_file
     listen_port: int = 6080
+    # The health responder (verify/gateway_health.py): GET /ready and /health on a thread and port of
+    # their own, so the front door's check never waits behind embedding work. Same address as listen_address.
+    health_port: int = 6081
     api_key_sha256_file: str = ""  # lowercase hex sha256 of each valid key, one a line; "" = auth off (loopback only)
     triton_key_file: str = ""  # Triton's restricted-API key (its model config needs it); "" = sent without
     max_tokens: int = MAX_LENGTH  # tokens per input, prompt and special tokens included
@@ -131,6 +134,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "tokenizer_dir": _string,
     "listen_address": _address,
     "listen_port": _int(1, 65535),
+    "health_port": _int(1, 65535),
     "api_key_sha256_file": lambda v: _string(v, empty_ok=True),
     "triton_key_file": lambda v: _string(v, empty_ok=True),
     "max_tokens": _int(1, MAX_LENGTH),
@@ -182,6 +186,8 @@ def parse_config(data: Any, source: str = "config") -> GatewayConfig:
         raise ConfigError(
             f"{source}: the last of length_buckets ({config.length_buckets[-1]}) must be at least max_tokens ({config.max_tokens})"
         )
+    if config.health_port == config.listen_port:
+        raise ConfigError(f"{source}: health_port {config.health_port} is listen_port too; pick another port")
     if not config.api_key_sha256_file and not is_loopback(config.listen_address):
         raise ConfigError(
             f"{source}: listen_address {config.listen_address} is beyond loopback: set api_key_sha256_file (auth off is loopback only)"

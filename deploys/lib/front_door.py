@@ -28,6 +28,7 @@ class Backend:
     name: str
     address: str
     port: int
+    health_port: int  # the gateway's health responder (verify/gateway_health.py): the front door checks it
 
 
 def server_name(host_name: str) -> str:
@@ -51,7 +52,7 @@ def backends(s: Settings, inventory: Any) -> list[Backend]:
                 f"host {other.name}: setting gateway_listen_address={t.gateway_listen_address!r} is loopback, so the front door "
                 f"{s.host} cannot reach it; set it to the host's private address (README: the front door)"
             )
-        found.append(Backend(server_name(other.name), t.gateway_listen_address, t.gateway_listen_port))
+        found.append(Backend(server_name(other.name), t.gateway_listen_address, t.gateway_listen_port, t.gateway_health_port))
     if not found:
         raise SettingsError(
             f"host {s.host}: the front door has no backends: the inventory has no host outside the {FRONT_DOOR_GROUP} group"

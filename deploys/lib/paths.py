@@ -42,6 +42,7 @@ GATEWAY_UNIT_FILE = f"/etc/systemd/system/{GATEWAY_UNIT}"
 HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"  # the front door's live config (Debian's haproxy.service reads it)
 HAPROXY_ADMIN_SOCKET = "/run/haproxy/admin.sock"  # the front door's runtime API (level admin, root only)
 HAPROXY_BACKEND = "gateways"  # the HAProxy backend of every Triton host's gateway (one server per host)
+HAPROXY_FALLBACK_BACKEND = "gateways_fallback"  # the same servers unchecked: used only when no server of HAPROXY_BACKEND is UP
 HAPROXY_TLS_PEM = "/etc/haproxy/certs/front-door.pem"  # certificate chain + key from the vault, 0600
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"  # the monitoring host's scrape config (Debian's prometheus package)
 PROMETHEUS_RULES = "/etc/prometheus/rules/triton-embeddinggemma.yml"  # the alert rules the config names

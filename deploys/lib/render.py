@@ -315,6 +315,8 @@ class HaproxyBackend(Protocol):
     def address(self) -> str: ...  # an IP address, v4 or v6 (bracketed here)
     @property
     def port(self) -> int: ...
+    @property
+    def health_port(self) -> int: ...  # the gateway's health responder: what the checks ask
 
 
 def haproxy_config(s: Settings, backends: Sequence[HaproxyBackend], tls_pem_path: str) -> str:
@@ -332,10 +334,11 @@ def haproxy_config(s: Settings, backends: Sequence[HaproxyBackend], tls_pem_path
         s=s,
         admin_socket=paths.HAPROXY_ADMIN_SOCKET,
         backend_name=paths.HAPROXY_BACKEND,
+        fallback_name=paths.HAPROXY_FALLBACK_BACKEND,
         listen_host=url_host(s.front_door_listen_address),
         metrics_host=url_host(s.front_door_metrics_address),
         tls_pem_path=tls_pem_path,
-        backends=[{"name": b.name, "host": url_host(b.address), "port": b.port} for b in backends],
+        backends=[{"name": b.name, "host": url_host(b.address), "port": b.port, "health_port": b.health_port} for b in backends],
     )
 
 

@@ -351,10 +351,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gateway_enabled", True, "Run the embeddings gateway (a systemd unit) on the host.", "bool", _bool),
     Setting("gateway_listen_address", "127.0.0.1", "Address the gateway listens on; beyond loopback (a private address the front door reaches) needs gateway_api_keys in the vault.", "str", _ip),
     _gateway("listen_port", "int", "Port of the embeddings gateway (OpenAI /v1/embeddings, /ready, /metrics)."),
+    _gateway("health_port", "int", "Port of the gateway's health responder (GET /ready, /health on a thread of its own, fast while the gateway is saturated); the front door checks it. Same address as gateway_listen_address."),
     _gateway("max_tokens", "int", "Tokens per input, prompt and special tokens included. The export is reported (third party, not measured here) to drift from Gemma 3 past 256 tokens: cosine 0.991 at 512, 0.949 at 2048."),
     _gateway("truncate", "bool", "Truncate inputs over gateway_max_tokens; false: such a request is a 400 naming the input."),
     _gateway("length_buckets", "list[int]", "Pad lengths: inputs are padded to the bucket above them so Triton's batcher can merge callers (the last ≥ gateway_max_tokens)."),
-    _gateway("triton_timeout_s", "float", "gRPC deadline of each Triton call (past it: 503)."),
+    _gateway("triton_timeout_s", "float", "gRPC deadline of each Triton call (past it: 504)."),
     _gateway("max_inputs", "int", "Inputs per request (past it: 400)."),
     _gateway("max_body_bytes", "int", "Request body limit in bytes (past it: 413)."),
     _gateway("max_concurrency", "int", "Embedding requests processed at once."),
@@ -372,10 +373,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("front_door_timeout_connect_s", 2, "Seconds to connect to a gateway before trying another.", "int", _int(1, 60)),
     Setting("front_door_timeout_client_s", 60, "Seconds a client connection may stay idle.", "int", _int(1, 3600)),
     Setting("front_door_timeout_server_s", 60, "Seconds to wait for a gateway's answer (above gateway_triton_timeout_s).", "int", _int(1, 3600)),
-    Setting("front_door_check_interval_ms", 500, "Health check interval: GET /ready on every gateway.", "int", _int(100, 60_000)),
+    Setting("front_door_check_interval_ms", 500, "Health check interval: GET /ready on every gateway's health port (gateway_health_port).", "int", _int(100, 60_000)),
+    Setting("front_door_check_timeout_ms", 1000, "A health check's answer may take this long (its connect: at most the interval) before it counts as failed.", "int", _int(100, 60_000)),
+    Setting("front_door_server_maxconn", 8, "Requests one gateway gets at once from the front door; the rest wait in the front door's queue.", "int", _int(1, 100_000)),
+    Setting("front_door_queue_timeout_ms", 1000, "Longest wait in the front door's queue for a gateway slot; then a 429 with Retry-After.", "int", _int(1, 600_000)),
+    Setting("front_door_max_queue", 64, "Requests that may wait in the front door's queue; past it a 429 with Retry-After at once (0: no bound but the queue timeout).", "int", _int(0, 1_000_000)),
+    Setting("front_door_retry_after_s", 1, "Retry-After (seconds) of the front door's 429s when every gateway is busy.", "int", _int(1, 3600)),
     Setting("front_door_rise", 2, "Consecutive good checks before a gateway (re)enters the pool.", "int", _int(1, 100)),
     Setting("front_door_fall", 2, "Consecutive failed checks before a gateway leaves the pool (interval × fall: out within that).", "int", _int(1, 100)),
-    Setting("front_door_retries", 3, "Retries of a request on a connection failure, an empty answer, a timeout or a 503 (on another gateway).", "int", _int(0, 10)),
+    Setting("front_door_retries", 3, "Retries of a request on a connection failure, an empty answer or a gateway's 503 (on another gateway); never on a timeout or a 429.", "int", _int(0, 10)),
     Setting("front_door_rate_limit_per_s", 0, "Requests per second allowed per client address (averaged over 10 s; past it: 429); 0: no limit.", "int", _int(0, 1_000_000)),
     Setting("front_door_buffer_bytes", 262_144, "HAProxy's buffer (tune.bufsize): a request body up to this size is retried on another gateway when one fails; memory is about 2 buffers per active request.", "int", _int(16_384, 16_777_216)),
     Setting("front_door_metrics_address", "127.0.0.1", "Address of HAProxy's Prometheus endpoint (/metrics): a private address for Prometheus, never 0.0.0.0 by default.", "str", _ip),
@@ -517,6 +523,7 @@ class Settings:
     gateway_enabled: bool
     gateway_listen_address: str
     gateway_listen_port: int
+    gateway_health_port: int
     gateway_max_tokens: int
     gateway_truncate: bool
     gateway_length_buckets: list[int]
@@ -538,6 +545,11 @@ class Settings:
     front_door_timeout_client_s: int
     front_door_timeout_server_s: int
     front_door_check_interval_ms: int
+    front_door_check_timeout_ms: int
+    front_door_server_maxconn: int
+    front_door_queue_timeout_ms: int
+    front_door_max_queue: int
+    front_door_retry_after_s: int
     front_door_rise: int
     front_door_fall: int
     front_door_retries: int
@@ -625,6 +637,10 @@ def _check_together(host: str, v: dict[str, Any]) -> None:
         raise _fail(host, "triton_http_port", ports, "the HTTP, gRPC and metrics ports must differ")
     if v["gateway_enabled"] and v["gateway_listen_port"] in ports:
         raise _fail(host, "gateway_listen_port", v["gateway_listen_port"], f"Triton's ports {ports} are taken; pick another")
+    if v["gateway_enabled"] and v["gateway_health_port"] in [*ports, v["gateway_listen_port"]]:
+        raise _fail(
+            host, "gateway_health_port", v["gateway_health_port"], f"Triton's ports {ports} and gateway_listen_port are taken; pick another"
+        )
     if v["front_door_port"] == v["front_door_metrics_port"] and v["front_door_listen_address"] in (
         v["front_door_metrics_address"],
         "0.0.0.0",

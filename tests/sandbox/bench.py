@@ -15,6 +15,12 @@ The front door's overhead: the front-door host front1 is added to the converged 
 deployed, then the controller alternates single requests (concurrency 1) through the front door
 and straight to host1's gateway: ``front_door_overhead_p50_ms`` is the difference of the p50s.
 
+The front door under overload (issue 24): on that same fleet, 160 clients send 32-input requests
+back to back for 20 s through the front door (tests/overload.py): ``overload_200_per_s``,
+``overload_429_per_s``, ``overload_5xx`` (answers with a 5xx status), ``overload_bad`` (any answer
+that is neither a 200 with 32 vectors nor a 429 with error JSON and Retry-After),
+``overload_p95_admitted_ms`` (p95 latency of the 200s).
+
 The image: ``image_bytes`` is one copy of the Triton image's compressed blobs (its manifest in the
 sandbox registry, the stand-in for nvcr.io); ``upstream_image_bytes_no_cache`` is what that registry
 served as blobs during the 3-host converge (its access log), ``upstream_image_bytes`` the same for a
@@ -45,6 +51,7 @@ import httpx
 from deploys.lib import paths, settings
 from tests.hub_server import HubServer, Repo
 from tests.load import check_targets
+from tests.overload import run_overload
 from tests.sandbox import fleet
 from tests.sandbox.dockercli import docker
 
@@ -57,6 +64,7 @@ GROWTH_ROWS = 5
 GATEWAY_BENCH_FILES = ("tests/__init__.py", "tests/load.py", "tests/gateway_bench.py")
 GATEWAY_BENCH_SECONDS = 5.0  # per path and concurrency: 6 runs
 FRONT_DOOR_REQUESTS = 400  # per path (front door, host1's gateway), alternating
+OVERLOAD_CLIENTS, OVERLOAD_INPUTS, OVERLOAD_SECONDS = 160, 32, 20.0  # as tests/test_e2e_front_door.py's overload
 GATEWAY_KEYS = (
     "gateway_c1_eps", "direct_c1_eps", "gateway_c8_eps", "direct_c8_eps", "gateway_c32_eps", "direct_c32_eps",
     "gateway_c1_p50_ms", "gateway_c1_p95_ms", "direct_c1_p50_ms", "direct_c1_p95_ms",
@@ -217,6 +225,19 @@ def front_door_figures(state: dict[str, Any], api_key: str, requests: int = FRON
     }
 
 
+def overload_figures(state: dict[str, Any], api_key: str) -> dict[str, Any]:
+    """tests/overload.py through the front door (the controller's loopback): 200s/s, 429s/s, 5xx, p95 of the 200s."""
+    from verify.samples import samples
+
+    texts = [sample.text for sample in samples() if sample.id != "d-long-max"]
+    result = run_overload(
+        fleet.front_door_url(state), api_key, texts, clients=OVERLOAD_CLIENTS, inputs=OVERLOAD_INPUTS, seconds=OVERLOAD_SECONDS
+    )
+    if result.bad_samples:
+        _log(f"overload: {result.bad} bad answers, e.g. {result.bad_samples[0]}")
+    return result.figures()
+
+
 def _fresh_fleet(hosts: int, registry_cache: bool = False) -> dict[str, Any]:
     fleet.down(NAME)
     return fleet.up(NAME, hosts, registry_cache=registry_cache)
@@ -253,6 +274,8 @@ def main() -> int:
     with HubServer([repo]) as hub:
         _deploy(hub, work / "cache-3")
     front_door = front_door_figures(door_state, fleet.api_key_file(NAME).read_text().strip())
+    _log(f"overload through the front door: {OVERLOAD_CLIENTS} clients x {OVERLOAD_INPUTS} inputs for {OVERLOAD_SECONDS:g} s")
+    front_door.update(overload_figures(door_state, fleet.api_key_file(NAME).read_text().strip()))
     _log("converge 3 fresh hosts pulling through the registry cache cache1")
     _fresh_fleet(3, registry_cache=True)
     with HubServer([repo]) as hub:
