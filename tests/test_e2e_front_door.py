@@ -207,7 +207,7 @@ def test_client_libraries_through_the_front_door(sandbox: dict[str, Any], refere
     cc.check_lone_surrogates(url, key)
 
 
-SMALL_P95_BOUND_S = 1.0  # single-input requests' p95 while a 2048-input request runs on the same gateway
+SMALL_P95_BOUND_S = 0.6  # single-input requests' p95 while a 2048-input request runs on the same gateway (measured: 0.18 s)
 
 
 def test_a_2048_input_request_keeps_small_requests_p95_under_the_bound(sandbox: dict[str, Any]) -> None:
