@@ -256,6 +256,9 @@ def test_triton_unreachable_is_503_fast(gateways: dict[str, GatewayProcess]) -> 
     ready = httpx.get(f"{dead.url}/ready", timeout=5)
     assert ready.status_code == 503 and ready.json()["ready"] is False
     assert_error(post(dead, {"model": MODEL, "input": "x"}, key=None), 503, "triton_unavailable", type_="server_error")
+    # Many chunks (20 inputs, 2 buckets: the windowed path) fail as one 503, fast.
+    many = {"model": MODEL, "input": ["a"] * 18 + ["word " * 20] * 2}
+    assert_error(post(dead, many, key=None), 503, "triton_unavailable", type_="server_error")
     # TEI's API: its Unhealthy error (503, which the front door retries elsewhere), in TEI's shape.
     tei = httpx.post(f"{dead.url}/embed", json={"inputs": "x"}, timeout=10)
     assert tei.status_code == 503 and tei.json()["error_type"] == "Unhealthy" and tei.headers["retry-after"] == "1", tei.text

@@ -9,6 +9,7 @@ auth on) and ``ids`` (token_ids_input on, a low max_request_tokens, no auth).
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -43,11 +44,16 @@ def triton_root(hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def gateways(triton_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, GatewayProcess]]:
     tokenizer = triton_root / "tokenizer"
-    with ts.serve(triton_root / "models", tmp_path_factory.mktemp("work")) as server:
+    hole = socket.socket()  # a "Triton" that accepts and never answers
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    with hole, ts.serve(triton_root / "models", tmp_path_factory.mktemp("work")) as server:
         work = tmp_path_factory.mktemp("gateways")
+        hung = f"127.0.0.1:{hole.getsockname()[1]}"
         started = {
             "clients": GatewayProcess.start(work / "clients", server.grpc_url, tokenizer, api_key=KEY),
             "ids": GatewayProcess.start(work / "ids", server.grpc_url, tokenizer, token_ids_input=True, max_request_tokens=2000),
+            "hung": GatewayProcess.start(work / "hung", hung, tokenizer, triton_timeout_s=1),
         }
         try:
             for gateway in started.values():
@@ -239,3 +245,15 @@ def test_a_2048_input_request_does_not_stall_small_ones(url: str) -> None:
     # tenth of the big request's time on a slower machine.
     bound = max(0.5, big_seconds[0] / 10)
     assert p95 < bound, f"small requests' p95 {p95:.3f}s > {bound:.2f}s while the 2048-input request took {big_seconds[0]:.2f}s"
+
+
+def test_a_large_request_on_a_hung_triton_ends_at_the_deadline(gateways: dict[str, GatewayProcess]) -> None:
+    """The windowed path (many chunks) is bounded too: no chunk back within triton_timeout_s (1 s) + 1 s
+    is a 503 triton_timeout, on both APIs; the chunks still queued are never sent."""
+    hung = gateways["hung"].url
+    start = time.monotonic()
+    response = httpx.post(f"{hung}/v1/embeddings", json={"model": MODEL, "input": cc.corpus(100)}, timeout=20)
+    assert_error(response, 503, "triton_timeout", type_="server_error")
+    assert time.monotonic() - start < 4
+    tei = httpx.post(f"{hung}/embed", json={"inputs": cc.corpus(100)}, timeout=20)
+    assert tei.status_code == 503 and tei.json()["error_type"] == "Unhealthy", tei.text
