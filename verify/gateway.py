@@ -82,11 +82,12 @@ the gateway never sees a key file with raw keys.
 Fast path: ``POST /v1/embeddings`` is a plain ASGI handler (Starlette serves the other routes);
 one ``encode_batch`` per request (off the event loop for large requests; the Rust tokenizer
 releases the GIL), truncation at ``max_tokens``, inputs grouped into ``length_buckets`` and padded
-to the bucket, chunks of at most the served model's ``max_batch_size``, at most REQUEST_WINDOW (2)
+to the bucket, chunks of at most the served model's ``max_batch_size`` (Triton's model config, read
+each time the model becomes READY; ``triton_max_batch_size`` until then), at most REQUEST_WINDOW (2)
 chunks of one request queued or in flight at once, the next sent as one returns (a 2048-input
 request holds at most 2 padded batches, and other callers' chunks queue between its chunks: a small
-request waits behind at most 2 Triton calls of each large one); large answers built on the pool (Triton's model config, read
-each time the model becomes READY; ``triton_max_batch_size`` until then). Cross-request micro-batching
+request waits behind at most 2 Triton calls of each large one); large answers built on the pool.
+Cross-request micro-batching
 (:class:`MicroBatcher`): chunks of one padded length from concurrent requests are merged into one
 Triton call of at most that many inputs while that length already has Triton calls
 in flight, with no timer (nothing waits at concurrency 1), and the rows split back per request;
@@ -259,18 +260,6 @@ def triton_error(error: Exception, timeout_s: float) -> ApiError:
     ):
         return ApiError(503, "Triton or the model is not available; retry later", "triton_unavailable", type_="server_error")
     return ApiError(500, "The model server failed to process the request", "triton_error", type_="server_error")
-
-
-async def gather_or_cancel(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
-    """asyncio.gather that cancels the other calls when one fails (no orphan Triton calls)."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 class ClientGone(Exception):
