@@ -296,6 +296,69 @@ async def _direct_run(
         )
 
 
+LARGE_INPUTS = 2048  # OpenAI's (and the gateway's default) inputs per request
+LARGE_REQUESTS = 3  # sequential 2048-input requests in the large-request run
+
+
+def gateway_rss_bytes(gateway_url: str) -> float:
+    """The gateway's resident memory, from its /metrics (prometheus_client's process collector)."""
+    with urllib.request.urlopen(f"{gateway_url}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("process_resident_memory_bytes "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def measure_large(gateway_url: str, api_key: str, model_name: str, texts: Sequence[str], requests: int = LARGE_REQUESTS) -> dict[str, Any]:
+    """``requests`` sequential requests of LARGE_INPUTS inputs each (the bench texts cycled, base64),
+    each bounded by 120 s: ``large_2048_eps`` (embeddings per second over the run), the p50 seconds
+    of one request, and the gateway's RSS before and at its peak (sampled every 20 ms from /metrics
+    while they run)."""
+    import httpx
+
+    body = json.dumps(
+        {"model": model_name, "input": [texts[i % len(texts)] for i in range(LARGE_INPUTS)], "encoding_format": "base64"}
+    ).encode()
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    before = gateway_rss_bytes(gateway_url)
+    peak = [before]
+    import threading
+
+    running = threading.Event()
+    running.set()
+
+    def sample() -> None:
+        while running.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                peak[0] = max(peak[0], gateway_rss_bytes(gateway_url))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    seconds, failures = [], 0
+    start = time.perf_counter()
+    try:
+        with httpx.Client(timeout=120) as client:
+            for _ in range(requests):
+                one = time.perf_counter()
+                response = client.post(f"{gateway_url}/v1/embeddings", content=body, headers=headers)
+                if response.status_code != 200 or len(response.json()["data"]) != LARGE_INPUTS:
+                    failures += 1
+                seconds.append(time.perf_counter() - one)
+    finally:
+        total = time.perf_counter() - start
+        running.clear()
+        sampler.join(timeout=5)
+    done = (requests - failures) * LARGE_INPUTS
+    return {
+        "large_2048_eps": round(done / total, 2) if total else 0.0,
+        "large_2048_p50_s": round(float(np.median(seconds)), 3) if seconds else 0.0,
+        "large_2048_failures": failures,
+        "gateway_rss_before_mb": round(before / 2**20, 1),
+        "gateway_rss_peak_2048_mb": round(peak[0] / 2**20, 1),
+    }
+
+
 def measure(
     gateway_url: str,
     triton_grpc_url: str,
@@ -344,6 +407,8 @@ def measure(
             out["first_errors"] = (out["first_errors"] + summary["errors"])[:5]
         direct = out[f"direct_c{concurrency}_eps"]
         out[f"gateway_vs_direct_c{concurrency}_ratio"] = round(out[f"gateway_c{concurrency}_eps"] / direct, 3) if direct else 0.0
+    out.update(measure_large(gateway_url, api_key, model_name, texts))
+    out["failures"] += out["large_2048_failures"]
     return out
 
 

@@ -149,7 +149,7 @@ def test_gateway_serves_the_openai_sdk_like_local_onnx_runtime(sandbox: dict[str
 def test_gateway_bad_requests_get_openai_errors(sandbox: dict[str, Any]) -> None:
     url, key = gateway()
     auth = {"Authorization": f"Bearer {key}"}
-    for what, body, status, code, param in [*BAD_REQUESTS, too_many_inputs(256)]:
+    for what, body, status, code, param in [*BAD_REQUESTS, too_many_inputs(2048)]:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         response = httpx.post(f"{url}/v1/embeddings", content=raw, headers=auth, timeout=30)
         try:

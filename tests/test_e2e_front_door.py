@@ -3,7 +3,8 @@ the monitoring host (Prometheus from Debian's apt) scraping all of it.
 
 One fleet (sandbox ``door``: host1, host2, host3, the front-door host front1 and the monitoring host
 mon1) serves every test in order: converge and the openai SDK through the front door; a re-run
-changes nothing; Prometheus has every target up, counts requests exactly, and fires and resolves
+changes nothing; the client libraries (OpenAI's and TEI's APIs) through the front door and a
+2048-input request beside small ones; Prometheus has every target up, counts requests exactly, and fires and resolves
 the model-not-READY alert; every Triton host on one release id, and a template comment edit changing
 nothing; an overload far beyond capacity answered with 200s and 429s, no gateway leaving the pool;
 Triton killed on one host under load; a host container stopped under load; a new release rolled host by
@@ -37,6 +38,7 @@ import pytest
 from deploys.lib import monitoring, paths, render, settings
 from deploys.lib.repo import TEMPLATES_DIR
 from facts.haproxy import parse_stat_csv, runtime_command
+from tests import client_checks as cc
 from tests.load import LoadResult, run_threads
 from tests.openai_checks import MODEL, Reference, check_sdk_parity, cosines
 from tests.overload import run_overload
@@ -220,6 +222,68 @@ def test_a_template_comment_edit_changes_nothing_on_any_host(sandbox: dict[str, 
     assert changed == {}, changed
     assert {h: current_release(h) for h in HOSTS} == live
     assert {h: triton_started(h) for h in HOSTS} == started
+
+
+def test_client_libraries_through_the_front_door(sandbox: dict[str, Any], reference: Reference) -> None:
+    """Issue 23, through HAProxy to the fleet's gateways: OpenAI's API judged by the openai SDK (2048
+    inputs in one call), LangChain (1,000 documents; its default token-id path refused with the fix),
+    LlamaIndex and LiteLLM; TEI's API by huggingface_hub and LlamaIndex's TEI client; TEI's errors,
+    /info, /tokenize, /health; lone surrogates a 4xx on both APIs (tests/client_checks.py)."""
+    url, key = front()
+    cc.check_openai_sdk_2048(url, key, reference)
+    cc.check_langchain_1000_documents(url, key, reference)
+    cc.check_langchain_default_token_ids_refused(url, key)
+    cc.check_llamaindex(url, key, reference)
+    cc.check_litellm(url, key, reference)
+    cc.check_hf_feature_extraction(url, key, reference)
+    cc.check_llamaindex_tei(url, key, reference)
+    cc.check_tei_errors(url, key)
+    cc.check_tei_info_tokenize_health(url, key, reference)
+    cc.check_lone_surrogates(url, key)
+
+
+SMALL_P95_BOUND_S = 0.6  # single-input requests' p95 while a 2048-input request runs on the same gateway (measured: 0.18 s)
+
+
+def test_a_2048_input_request_keeps_small_requests_p95_under_the_bound(sandbox: dict[str, Any]) -> None:
+    """One 2048-input request (283k tokens, base64) on host1's gateway, and meanwhile single-input
+    requests one after another to the same gateway (at most 300, at most 60 s): their p95 stays under
+    SMALL_P95_BOUND_S. Straight to host1's gateway, not through the front door, whose leastconn
+    would send the small requests to the idle hosts and prove nothing."""
+    url = fleet.gateway_url(fleet.load_state(NAME)["hosts"][0])
+    _, key = front()
+    headers = {"Authorization": f"Bearer {key}"}
+    big = {"model": MODEL, "input": [f"{i} " + "word " * 44 for i in range(2048)], "encoding_format": "base64"}
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def send_big() -> None:
+        start = time.perf_counter()
+        try:
+            outcome["status"] = httpx.post(f"{url}/v1/embeddings", json=big, headers=headers, timeout=120).status_code
+        finally:
+            outcome["seconds"] = time.perf_counter() - start
+            done.set()
+
+    thread = threading.Thread(target=send_big, daemon=True)
+    thread.start()
+    small: list[float] = []
+    deadline = time.monotonic() + 60
+    with httpx.Client(headers=headers, timeout=30) as client:
+        time.sleep(0.2)
+        while not done.is_set() and len(small) < 300 and time.monotonic() < deadline:
+            start = time.perf_counter()
+            response = client.post(f"{url}/v1/embeddings", json={"model": MODEL, "input": "hello"})
+            assert response.status_code == 200, response.text
+            small.append(time.perf_counter() - start)
+    thread.join(timeout=120)
+    assert outcome.get("status") == 200, outcome
+    assert len(small) >= 5, f"only {len(small)} small requests while the 2048-input request ran {outcome['seconds']:.2f}s"
+    p95 = float(np.percentile(small, 95))
+    print(
+        f"2048 inputs on host1: {outcome['seconds']:.2f}s; {len(small)} small requests, p95 {p95 * 1000:.0f} ms, max {max(small) * 1000:.0f} ms"
+    )
+    assert p95 < SMALL_P95_BOUND_S, f"p95 {p95:.3f}s over {SMALL_P95_BOUND_S}s while the 2048-input request took {outcome['seconds']:.2f}s"
 
 
 def test_a_host_whose_key_is_not_known_is_refused_not_trusted(sandbox: dict[str, Any], tmp_path: Path) -> None:

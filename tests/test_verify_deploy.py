@@ -61,7 +61,7 @@ def test_parity_command_goes_through_the_gateway() -> None:
     layout = paths.layout(s)
     command = step.parity_command(s, layout, "cpu", gateway_key_file=True)
     assert "--gateway-url http://127.0.0.1:6090" in command and "--gateway-key-file /srv/triton/verify/gateway.key" in command
-    assert "--gateway-max-tokens 2048 --gateway-max-inputs 256" in command and "--gateway-no-truncate" not in command
+    assert "--gateway-max-tokens 2048 --gateway-max-inputs 2048" in command and "--gateway-no-truncate" not in command
     assert "--gateway-key-file" not in step.parity_command(s, layout, "cpu")  # auth off: no key, no header
     off = _settings(gateway_enabled=False)
     assert "--gateway" not in step.parity_command(off, paths.layout(off), "cpu")

@@ -12,13 +12,19 @@ tokenizers, numpy, prometheus_client).
 Endpoints
 ---------
 ``POST /v1/embeddings`` (bearer key)
-    OpenAI's request: ``input`` (a string, a list of strings, a list of token ids or a list of
-    token-id lists; at most ``max_inputs``), ``model`` (must be ``model_name``), ``dimensions``
+    OpenAI's request: ``input`` (a string or a list of strings; at most ``max_inputs``, 2048 by
+    default as OpenAI's; token ids only with ``token_ids_input``, else a 400 saying to send text:
+    ids from another tokenizer, such as LangChain's tiktoken default, would embed other tokens),
+    ``model`` (must be ``model_name``), ``dimensions``
     (768, 512, 256 or 128: Matryoshka, the leading components re-normalised), ``encoding_format``
     (``float``, the default, or ``base64``: little-endian float32, what the openai SDK asks for by
     default), ``user`` (accepted, ignored). Extensions: ``input_type`` (``query``, ``document`` or
     ``none``), ``task`` (one of the model card's query tasks, verify.client.QUERY_TASKS; implies
-    ``query``; default "search result"), ``titles`` (documents only: one string or null per input).
+    ``query``; default "search result"), ``titles`` (documents only: one string or null per input),
+    ``prompt_name`` (one of EmbeddingGemma's sentence-transformers prompt names, as on TEI's API:
+    verify.gateway_api.PROMPT_NAMES; not with input_type/task/titles). A request's tokens (prompts
+    and special tokens included, after truncation) are bounded by ``max_request_tokens`` (300,000
+    by default, as OpenAI's): past it a 400 ``max_tokens_per_request``.
     Text inputs get the model card's prompt (verify.client.query_text / document_text); with no
     ``input_type``/``task`` the config's ``default_prompt`` applies. Token-id inputs are sent as
     given (no prompt, no special tokens added). Unknown request fields are refused (400
@@ -29,6 +35,9 @@ Endpoints
     "model": model_name, "usage": {"prompt_tokens": N, "total_tokens": N}}``, N the tokens sent
     to the model: prompts and special tokens included, after truncation, before padding.
 ``GET /v1/models``, ``GET /v1/models/{model}`` (bearer key): OpenAI's model list / model object.
+``POST /embed``, ``POST /``, ``POST /tokenize``, ``GET /info`` (bearer key): Text Embeddings
+    Inference's native API, its requests, answers, status codes and ``{"error", "error_type"}``
+    errors (verify/gateway_tei.py). ``GET /`` (no key): TEI's health alias.
 ``GET /health`` (no key): 200 while the process serves. ``GET /ready`` (no key): 200 when Triton
     says the model is READY, else 503 (the answer of the background probe, below: never a wait on Triton).
 ``GET /ready``, ``GET /health`` on ``health_port`` (no key; verify/gateway_health.py): the same answers
@@ -51,8 +60,11 @@ status type                  code                        when
 400    invalid_request_error unknown_parameter           a field this API does not know (param: its name)
 400    invalid_request_error invalid_value               empty list, empty string without prompt, bad
                                                          dimensions / encoding_format / input_type / task /
-                                                         titles, token id outside the vocabulary
+                                                         titles / prompt_name, token id outside the
+                                                         vocabulary, a lone UTF-16 surrogate (param input[i])
 400    invalid_request_error too_many_inputs             more than ``max_inputs`` inputs
+400    invalid_request_error max_tokens_per_request      more than ``max_request_tokens`` tokens in the request
+400    invalid_request_error token_ids_not_supported     token-id input while ``token_ids_input`` is off
 400    invalid_request_error context_length_exceeded     an input over ``max_tokens`` with ``truncate``
                                                          false (param ``input[i]``, the message names i)
 401    invalid_request_error invalid_api_key             no, malformed or unknown bearer key
@@ -77,7 +89,11 @@ Fast path: ``POST /v1/embeddings`` is a plain ASGI handler (Starlette serves the
 one ``encode_batch`` per request (off the event loop for large requests; the Rust tokenizer
 releases the GIL), truncation at ``max_tokens``, inputs grouped into ``length_buckets`` and padded
 to the bucket, chunks of at most the served model's ``max_batch_size`` (Triton's model config, read
-each time the model becomes READY; ``triton_max_batch_size`` until then). Cross-request micro-batching
+each time the model becomes READY; ``triton_max_batch_size`` until then), at most REQUEST_WINDOW (2)
+chunks of one request queued or in flight at once, the next sent as one returns (a 2048-input
+request holds at most 2 padded batches, and other callers' chunks queue between its chunks: a small
+request waits behind at most 2 Triton calls of each large one); large answers built on the pool.
+Cross-request micro-batching
 (:class:`MicroBatcher`): chunks of one padded length from concurrent requests are merged into one
 Triton call of at most that many inputs while that length already has Triton calls
 in flight, with no timer (nothing waits at concurrency 1), and the rows split back per request;
@@ -106,6 +122,7 @@ from typing import Any
 
 import numpy as np
 
+from verify import gateway_tei as tei
 from verify.client import (
     ATTENTION_MASK,
     EMBEDDING_DIM,
@@ -119,8 +136,8 @@ from verify.client import (
 from verify.gateway_api import (
     ApiError,
     ConfigError,
-    EmbeddingRequest,
     GatewayConfig,
+    check_request_tokens,
     fit_lengths,
     key_hash,
     load_config,
@@ -139,6 +156,19 @@ PREFIX = "embeddings_gateway_"
 INLINE_TOKENIZE_CHARS = 2048
 READY_DEADLINE_S = 1.0
 ENDPOINTS = {"/v1/embeddings": "embeddings", "/v1/models": "models", "/health": "health", "/ready": "ready", "/metrics": "metrics"}
+# Text Embeddings Inference's native routes (verify/gateway_tei.py): path -> (method, endpoint label).
+TEI_ROUTES = {
+    "/embed": ("POST", "tei_embed"),
+    "/": ("POST", "tei_embed"),
+    "/tokenize": ("POST", "tei_tokenize"),
+    "/info": ("GET", "tei_info"),
+}
+# A request has at most this many Triton calls (each at most max_batch inputs) queued or in flight at
+# once; the next is sent when one returns. So a 2048-input request holds at most this many padded
+# batches, and a small request queues behind at most this many calls of each large one.
+REQUEST_WINDOW = 2
+# Answers with more rows are built off the event loop (float JSON of 2048×768 values takes ~1 s).
+INLINE_RESPONSE_ROWS = 64
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -237,18 +267,6 @@ def triton_error(error: Exception, timeout_s: float) -> ApiError:
     ):
         return ApiError(503, "Triton or the model is not available; retry later", "triton_unavailable", type_="server_error")
     return ApiError(500, "The model server failed to process the request", "triton_error", type_="server_error")
-
-
-async def gather_or_cancel(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
-    """asyncio.gather that cancels the other calls when one fails (no orphan Triton calls)."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 class ClientGone(Exception):
@@ -393,6 +411,7 @@ class Gateway:
         self.vitals = Health(config.model_name)
         # Bound in main() (a taken port is one line there); None: no health port (tests that embed the app).
         self.responder: HealthResponder | None = None
+        self._tokenizers: dict[str, Any] = {}  # TEI's truncation choices: "right", "left", "none" (made on first use)
         self._last_error_log = -math.inf
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -472,10 +491,30 @@ class Gateway:
             self._last_error_log = now
             log.warning("Triton request failed: %s", str(error).strip()[:300] or type(error).__name__)
 
-    async def tokenize(self, texts: list[str]) -> list[list[int]]:
+    async def tokenize(self, texts: list[str], tokenizer: Any = None) -> list[list[int]]:
+        """Token ids of ``texts`` with the config's tokenizer, or ``tokenizer`` (a truncation variant)."""
+
+        def encode(texts: list[str]) -> list[list[int]]:
+            return [encoding.ids for encoding in tokenizer.encode_batch(texts)]
+
+        work = self.encoder.encode if tokenizer is None else encode
         if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
-            return self.encoder.encode(texts)
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self.encoder.encode, texts)
+            return work(texts)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, work, texts)
+
+    def tokenizer(self, truncation: str) -> Any:
+        """The model's tokenizer truncating at max_tokens on the ``right`` or ``left``, or not at all (``none``)."""
+        if truncation not in self._tokenizers:
+            from tokenizers import Tokenizer
+
+            variant = Tokenizer.from_str(self.encoder.tokenizer.to_str())
+            variant.no_padding()
+            if truncation == "none":
+                variant.no_truncation()
+            else:
+                variant.enable_truncation(max_length=self.max_tokens, direction=truncation)
+            self._tokenizers[truncation] = variant
+        return self._tokenizers[truncation]
 
     async def infer(self, ids: list[list[int]], length: int) -> np.ndarray:
         """One Triton request of ``ids`` padded to ``length``; sentence_embedding float32 [batch, 768]."""
@@ -511,32 +550,62 @@ class Gateway:
             raise ApiError(500, "The model server returned an unexpected result", "triton_error", type_="server_error")
         return embeddings
 
-    async def embed(self, request: EmbeddingRequest) -> tuple[np.ndarray, int]:
-        """Embeddings [n, dimensions] in input order, and the tokens sent."""
+    async def embed(
+        self, texts: list[str] | None, token_ids: list[list[int]] | None, truncation: str | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Embeddings [n, 768] (unit rows, input order) and the tokens sent. ``truncation``: None, the
+        config's; else TEI's "right", "left" or "none" (an over-long input is then a 400)."""
         start = time.perf_counter()
-        ids = await self.tokenize(request.texts) if request.texts is not None else request.token_ids or []
-        ids = fit_lengths(ids, self.max_tokens, self.config.truncate)
+        tokenizer = None if truncation is None or (truncation == "right" and self.config.truncate) else self.tokenizer(truncation)
+        ids = await self.tokenize(texts, tokenizer) if texts is not None else token_ids or []
+        ids = fit_lengths(ids, self.max_tokens, self.config.truncate if truncation is None else truncation != "none")
         self.metrics.tokenize.observe(time.perf_counter() - start)
         lengths = [len(row) for row in ids]
+        tokens = sum(lengths)
+        check_request_tokens(tokens, self.config.max_request_tokens)
         assert self.batcher is not None
         plan = plan_batches(lengths, self.config.length_buckets, self.batcher.max_batch)
-        pieces = []
         for length, members in plan:
-            pieces.append(self.batcher.submit([ids[i] for i in members], length))
             for _ in members:
                 self.metrics.sequence_length.observe(length)
-        try:
-            # The gRPC deadline bounds each call; this bounds the lot (queueing included), whatever happens below it.
-            # One piece (the common case) is awaited as it is: no gather and no task.
-            waiter = pieces[0] if len(pieces) == 1 else gather_or_cancel(pieces)
-            done = await asyncio.wait_for(waiter, self.config.triton_timeout_s + 1.0)
-            results = [done] if len(pieces) == 1 else done
-        except asyncio.TimeoutError as error:
-            raise triton_error(error, self.config.triton_timeout_s) from None
         out = np.empty((len(ids), EMBEDDING_DIM), dtype=np.float32)
-        for (_, members), embeddings in zip(plan, results, strict=True):
-            out[members] = embeddings
-        return truncate(out, request.dimensions), sum(lengths)
+        # The gRPC deadline bounds each call; this bounds each wait (queueing included), whatever happens below it.
+        bound = self.config.triton_timeout_s + 1.0
+        if len(plan) == 1:  # the common case: one piece, awaited as it is (no task, no window)
+            length, members = plan[0]
+            try:
+                out[members] = await asyncio.wait_for(self.batcher.submit([ids[i] for i in members], length), bound)
+            except asyncio.TimeoutError as error:
+                raise triton_error(error, self.config.triton_timeout_s) from None
+            return out, tokens
+        await self.run_window(ids, plan, out, bound)
+        return out, tokens
+
+    async def run_window(self, ids: list[list[int]], plan: list[tuple[int, list[int]]], out: np.ndarray, bound: float) -> None:
+        """Send ``plan``'s pieces with at most REQUEST_WINDOW queued or in flight, the next one as one
+        returns (so other callers' pieces queue between them), rows written into ``out``. A failure or
+        a wait past ``bound`` cancels the pieces still out (queued ones are skipped, sent ones dropped)."""
+        assert self.batcher is not None
+        pending: dict[asyncio.Future[np.ndarray], list[int]] = {}
+        queue = iter(plan)
+        try:
+            while True:
+                while len(pending) < REQUEST_WINDOW:
+                    step = next(queue, None)
+                    if step is None:
+                        break
+                    length, members = step
+                    pending[self.batcher.submit([ids[i] for i in members], length)] = members
+                if not pending:
+                    return
+                done, _ = await asyncio.wait(pending, timeout=bound, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    raise triton_error(asyncio.TimeoutError(), self.config.triton_timeout_s)
+                for future in done:
+                    out[pending.pop(future)] = future.result()
+        finally:
+            for future in pending:
+                future.cancel()
 
     async def ready(self) -> tuple[bool, str]:
         """Is the model READY in Triton? The background probe's last answer (verify/gateway_health.py):
@@ -617,16 +686,112 @@ class Gateway:
             data = json.loads(body)
         except ValueError:
             raise ApiError(400, "We could not parse the JSON body of your request", "invalid_json") from None
-        parsed = parse_request(data, self.config.model_name, self.config.max_inputs, self.config.default_prompt, self.vocab_size)
+        parsed = parse_request(
+            data, self.config.model_name, self.config.max_inputs, self.config.default_prompt, self.vocab_size, self.config.token_ids_input
+        )
         assert self.admission is not None
         async with self.admission.slot():
             start = time.perf_counter()
-            vectors, tokens = await self.embed(parsed)
-            payload = response_body(vectors, parsed.encoding_format, self.config.model_name, tokens)
+            vectors, tokens = await self.embed(parsed.texts, parsed.token_ids)
+            vectors = truncate(vectors, parsed.dimensions)
+            payload = await self.off_loop(len(vectors), response_body, vectors, parsed.encoding_format, self.config.model_name, tokens)
             self.metrics.request.observe(time.perf_counter() - start)
         self.metrics.inputs.inc(len(parsed))
         self.metrics.tokens.inc(tokens)
         return payload
+
+    async def off_loop(self, rows: int, work: Callable[..., bytes], *args: Any) -> bytes:
+        """``work(*args)`` (an answer's JSON) on the pool when the answer is large, so the loop keeps serving."""
+        if rows <= INLINE_RESPONSE_ROWS:
+            return work(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
+
+    # -- Text Embeddings Inference's native API (verify/gateway_tei.py) --------------------
+
+    async def tei(self, scope: dict[str, Any], receive: Any, send: Any) -> int:
+        """TEI's routes as a plain ASGI handler (errors in TEI's shape); returns the status sent."""
+        authorization = declared = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value.decode("latin-1")
+        path, method = scope.get("path", ""), scope["method"]
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            try:
+                want, _ = TEI_ROUTES[path]
+                if method != want:
+                    headers = [(b"allow", want.encode())]
+                    raise tei.TeiError(f"Method not allowed ({method} {path}); use {want}", "Validation", 405)
+                self.authorize(authorization)
+                if path == "/info":
+                    assert self.batcher is not None
+                    c = self.config
+                    info = tei.info(
+                        c.model_name,
+                        c.max_concurrency,
+                        self.max_tokens,
+                        c.max_request_tokens,
+                        self.batcher.max_batch,
+                        c.max_inputs,
+                        c.truncate,
+                    )
+                    status, payload = 200, json.dumps(info).encode()
+                else:
+                    body = await self.read_body(declared, receive)
+                    try:
+                        data = json.loads(body)
+                    except ValueError as error:
+                        raise tei.TeiError(f"Failed to parse the request body as JSON: {error}", "Validation", 400) from None
+                    work = self.tei_tokenize if path == "/tokenize" else self.tei_embed
+                    status, payload = 200, await work(data)
+            except ApiError as error:
+                raise tei.from_api_error(error) from None
+        except tei.TeiError as error:
+            status, payload = error.status, error.body()
+            if error.status in (429, 424, 503):
+                headers.append((b"retry-after", b"1"))
+        except ClientGone:
+            return 499
+        except Exception as error:
+            log.error("unexpected error on %s %s", method, path, exc_info=error)
+            status, payload = 500, tei.TeiError("The server had an error while processing your request", "Backend", 500).body()
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        return status
+
+    async def tei_embed(self, data: Any) -> bytes:
+        """``POST /embed`` (and ``POST /``): TEI's EmbedResponse, a list of float lists."""
+        c = self.config
+        parsed = tei.parse_embed(data, c.max_inputs, c.truncate, c.token_ids_input, self.vocab_size)
+        assert self.admission is not None
+        async with self.admission.slot():
+            start = time.perf_counter()
+            truncation = parsed.direction if parsed.truncate else "none"
+            vectors, tokens = await self.embed(parsed.texts, parsed.token_ids, truncation)
+            if parsed.dimensions != EMBEDDING_DIM:
+                # TEI cuts to `dimensions`, then normalises when asked; the model's own output is already unit length.
+                vectors = (
+                    truncate(vectors, parsed.dimensions) if parsed.normalize else np.ascontiguousarray(vectors[:, : parsed.dimensions])
+                )
+            payload = await self.off_loop(len(vectors), tei.embed_response, vectors)
+            self.metrics.request.observe(time.perf_counter() - start)
+        self.metrics.inputs.inc(len(parsed))
+        self.metrics.tokens.inc(tokens)
+        return payload
+
+    async def tei_tokenize(self, data: Any) -> bytes:
+        """``POST /tokenize``: TEI's list of SimpleToken lists (no Triton call, no slot needed)."""
+        parsed = tei.parse_tokenize(data, self.config.max_inputs)
+        tokenizer = self.tokenizer("right") if self.config.truncate else self.tokenizer("none")
+        encodings = tokenizer.encode_batch(parsed.texts, add_special_tokens=parsed.add_special_tokens)
+        out = [
+            tei.simple_tokens(text, e.ids, e.tokens, e.offsets, e.special_tokens_mask)
+            for text, e in zip(parsed.texts, encodings, strict=True)
+        ]
+        return json.dumps(out).encode()
 
     def model_object(self) -> dict[str, Any]:
         return {"id": self.config.model_name, "object": "model", "created": self.created, "owned_by": "triton-embeddinggemma"}
@@ -704,6 +869,7 @@ class Gateway:
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/models/{model:path}", self.model, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
+            Route("/", self.health, methods=["GET"]),  # TEI's public health alias (POST / embeds: Front)
             Route("/ready", self.readiness, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
         ]
@@ -729,6 +895,13 @@ class Front:
                 status = await self.gateway.embeddings(scope, receive, send)
             finally:
                 self.metrics.requests.labels("embeddings", str(status)).inc()
+            return
+        if path in TEI_ROUTES and not (path == "/" and scope["method"] in ("GET", "HEAD")):  # GET /: TEI's public health alias
+            status = 500
+            try:
+                status = await self.gateway.tei(scope, receive, send)
+            finally:
+                self.metrics.requests.labels(TEI_ROUTES[path][1], str(status)).inc()
             return
         endpoint = ENDPOINTS.get(path) or ("models" if path.startswith("/v1/models/") else "other")
         status = 500

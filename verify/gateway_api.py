@@ -54,7 +54,9 @@ class GatewayConfig:
     length_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)  # pad lengths; the last ≥ max_tokens
     triton_max_batch_size: int = 8  # inputs per Triton request until Triton's model config says (each READY)
     triton_timeout_s: float = 10.0  # gRPC deadline of each Triton call
-    max_inputs: int = 256  # inputs per request
+    max_inputs: int = 2048  # inputs per request (OpenAI's own limit)
+    max_request_tokens: int = 300_000  # tokens per request, prompts and special tokens included (OpenAI's bound)
+    token_ids_input: bool = False  # accept token-id inputs (as EmbeddingGemma ids); off: a 400 that says to send text
     max_body_bytes: int = 4 * 1024 * 1024  # request body limit (413 past it)
     max_concurrency: int = 64  # embedding requests processed at once
     max_queue: int = 256  # requests waiting for a slot; past it: 429 at once
@@ -143,6 +145,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "triton_max_batch_size": _int(1, 1024),
     "triton_timeout_s": _float(0, 600),
     "max_inputs": _int(1, 65536),
+    "max_request_tokens": _int(1, 10_000_000),
+    "token_ids_input": _bool,
     "max_body_bytes": _int(1024, 1024**3),
     "max_concurrency": _int(1, 4096),
     "max_queue": _int(0, 65536),
@@ -253,8 +257,59 @@ def bad_request(message: str, code: str, param: str | None = None) -> ApiError:
 # ---------------------------------------------------------------------------------------------
 # Requests
 
-FIELDS = ("input", "model", "dimensions", "encoding_format", "user", "input_type", "task", "titles")
+FIELDS = ("input", "model", "dimensions", "encoding_format", "user", "input_type", "task", "titles", "prompt_name")
 ENCODINGS = ("float", "base64")
+
+# EmbeddingGemma's sentence-transformers prompts (config_sentence_transformers.json of
+# google/embeddinggemma-300m, as its model card uses them): TEI's ``prompt_name`` and the OpenAI API's
+# ``prompt_name`` extension take these names; the text is the prefix put before the input.
+PROMPT_NAMES: dict[str, str] = {
+    "query": "task: search result | query: ",
+    "document": "title: none | text: ",
+    "BitextMining": "task: search result | query: ",
+    "Clustering": "task: clustering | query: ",
+    "Classification": "task: classification | query: ",
+    "InstructionRetrieval": "task: code retrieval | query: ",
+    "MultilabelClassification": "task: classification | query: ",
+    "PairClassification": "task: sentence similarity | query: ",
+    "Reranking": "task: search result | query: ",
+    "Retrieval": "task: search result | query: ",
+    "Retrieval-query": "task: search result | query: ",
+    "Retrieval-document": "title: none | text: ",
+    "STS": "task: sentence similarity | query: ",
+    "Summarization": "task: summarization | query: ",
+}
+
+# Token-id inputs are refused by default: LangChain's OpenAIEmbeddings (check_embedding_ctx_length=True,
+# its default) sends tiktoken's ids, which as Gemma ids are other, meaningless tokens.
+TOKEN_IDS_REFUSED = (
+    "'input' holds token ids; this server embeds text with EmbeddingGemma's own (Gemma) tokenizer, and token ids "
+    "from another tokenizer (such as tiktoken's) would be embedded as other tokens. Send the text itself. "
+    "LangChain: OpenAIEmbeddings(..., check_embedding_ctx_length=False)"
+)
+
+
+def first_unencodable(texts: list[str]) -> int | None:
+    """The index of the first text that is not valid Unicode (a lone UTF-16 surrogate, which JSON's
+    \\ud800 escapes can carry), else None. One encode of the lot on the common path."""
+    try:
+        "".join(texts).encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        return next(i for i, text in enumerate(texts) if not _encodable(text))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def prompt_prefix(name: str) -> str | None:
+    """The prefix of a sentence-transformers prompt name, None when unknown."""
+    return PROMPT_NAMES.get(name)
 
 
 @dataclass(frozen=True)
@@ -322,6 +377,17 @@ def _prompted(texts: list[str], body: dict[str, Any], default_prompt: str) -> li
         raise bad_request(f"'task' {task!r} is unknown; use one of: {', '.join(QUERY_TASKS)}", "invalid_value", "task")
     if task is not None and input_type not in (None, "query"):
         raise bad_request(f"'task' applies to queries, not to input_type {input_type!r}", "invalid_value", "task")
+    prompt_name = _optional(body, "prompt_name", str, "a string")
+    if prompt_name is not None:
+        prefix = prompt_prefix(prompt_name)
+        if prefix is None:
+            raise bad_request(
+                f"'prompt_name' {prompt_name!r} is unknown; use one of: {', '.join(PROMPT_NAMES)}", "invalid_value", "prompt_name"
+            )
+        for name in ("input_type", "task", "titles"):
+            if body.get(name) is not None:
+                raise bad_request(f"'prompt_name' and '{name}' both choose a prompt: send one of them", "invalid_value", name)
+        return [prefix + t for t in texts]
     kind = input_type or ("query" if task is not None else default_prompt)
     if titles is not None:
         if kind != "document":
@@ -335,9 +401,12 @@ def _prompted(texts: list[str], body: dict[str, Any], default_prompt: str) -> li
     return texts
 
 
-def parse_request(body: Any, model_name: str, max_inputs: int, default_prompt: str, vocab_size: int) -> EmbeddingRequest:
+def parse_request(
+    body: Any, model_name: str, max_inputs: int, default_prompt: str, vocab_size: int, allow_token_ids: bool = False
+) -> EmbeddingRequest:
     """Validate a decoded /v1/embeddings body (ApiError otherwise). Unknown fields are refused
-    (as OpenAI refuses unrecognised request arguments): a misspelt ``dimension`` must not pass silently."""
+    (as OpenAI refuses unrecognised request arguments): a misspelt ``dimension`` must not pass silently.
+    Token-id inputs only with ``allow_token_ids`` (the config's token_ids_input)."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object", "invalid_type", None)
     for name in body:
@@ -364,14 +433,33 @@ def parse_request(body: Any, model_name: str, max_inputs: int, default_prompt: s
         for index, text in enumerate(texts):
             if not text:
                 raise bad_request(f"input[{index}] is an empty string (and no prompt applies)", "invalid_value", f"input[{index}]")
+        bad = first_unencodable(texts)
+        if bad is not None:
+            raise bad_request(
+                f"input[{bad}] (or its title) is not valid Unicode: it holds a lone UTF-16 surrogate (such as \\ud800); send valid UTF-8 text",
+                "invalid_value",
+                f"input[{bad}]",
+            )
     else:
-        for name in ("input_type", "task", "titles"):
+        if not allow_token_ids:
+            raise bad_request(TOKEN_IDS_REFUSED, "token_ids_not_supported", "input")
+        for name in ("input_type", "task", "titles", "prompt_name"):
             if body.get(name) is not None:
                 raise bad_request(f"'{name}' applies to text inputs; token-id inputs are sent as given", "invalid_value", name)
         _check_token_ids(token_ids or [], vocab_size)
     return EmbeddingRequest(
         texts=texts, token_ids=token_ids, dimensions=dimensions or MATRYOSHKA_DIMS[0], encoding_format=encoding or "float"
     )
+
+
+def check_request_tokens(tokens: int, limit: int) -> None:
+    """OpenAI's bound on the tokens of one request (its error's code and wording), after prompts and truncation."""
+    if tokens > limit:
+        raise bad_request(
+            f"Requested {tokens} tokens, max {limit} tokens per request (this server's max_request_tokens); send fewer or shorter inputs per request",
+            "max_tokens_per_request",
+            "input",
+        )
 
 
 def fit_lengths(id_lists: list[list[int]], max_tokens: int, truncate: bool) -> list[list[int]]:
@@ -408,12 +496,13 @@ def plan_batches(lengths: list[int], buckets: tuple[int, ...], chunk: int) -> li
 def response_body(embeddings: np.ndarray, encoding_format: str, model_name: str, tokens: int) -> bytes:
     """OpenAI's response JSON. base64: each row's little-endian float32 bytes (what the openai SDK decodes)."""
     if encoding_format == "base64":
-        rows: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in np.ascontiguousarray(embeddings, dtype="<f4")]
+        rows: Any = (json.dumps(base64.b64encode(row.tobytes()).decode("ascii")) for row in np.ascontiguousarray(embeddings, dtype="<f4"))
     else:
-        rows = np.asarray(embeddings, dtype=np.float32).tolist()
-    data = [{"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(rows)]
-    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return json.dumps({"object": "list", "data": data, "model": model_name, "usage": usage}, separators=(",", ":")).encode()
+        # Row by row: a 2048-input answer never holds all its values as Python floats at once.
+        rows = (json.dumps(row.tolist(), separators=(",", ":")) for row in np.asarray(embeddings, dtype=np.float32))
+    data = ",".join(f'{{"object":"embedding","index":{index},"embedding":{row}}}' for index, row in enumerate(rows))
+    tail = json.dumps({"model": model_name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, separators=(",", ":"))
+    return f'{{"object":"list","data":[{data}],{tail[1:]}'.encode()
 
 
 # The deploy's gateway_* settings (deploys/lib/settings.py) take their defaults and checks from here.

@@ -350,13 +350,15 @@ SETTINGS: tuple[Setting, ...] = (
     # -- embeddings gateway (OpenAI /v1/embeddings on every host: verify/gateway.py) --
     Setting("gateway_enabled", True, "Run the embeddings gateway (a systemd unit) on the host.", "bool", _bool),
     Setting("gateway_listen_address", "127.0.0.1", "Address the gateway listens on; beyond loopback (a private address the front door reaches) needs gateway_api_keys in the vault.", "str", _ip),
-    _gateway("listen_port", "int", "Port of the embeddings gateway (OpenAI /v1/embeddings, /ready, /metrics)."),
+    _gateway("listen_port", "int", "Port of the embeddings gateway (OpenAI /v1/embeddings, TEI's /embed, /ready, /metrics)."),
     _gateway("health_port", "int", "Port of the gateway's health responder (GET /ready, /health on a thread of its own, fast while the gateway is saturated); the front door checks it. Same address as gateway_listen_address."),
     _gateway("max_tokens", "int", "Tokens per input, prompt and special tokens included. The export is reported (third party, not measured here) to drift from Gemma 3 past 256 tokens: cosine 0.991 at 512, 0.949 at 2048."),
     _gateway("truncate", "bool", "Truncate inputs over gateway_max_tokens; false: such a request is a 400 naming the input."),
     _gateway("length_buckets", "list[int]", "Pad lengths: inputs are padded to the bucket above them so Triton's batcher can merge callers (the last ≥ gateway_max_tokens)."),
     _gateway("triton_timeout_s", "float", "gRPC deadline of each Triton call (past it: 504)."),
-    _gateway("max_inputs", "int", "Inputs per request (past it: 400)."),
+    _gateway("max_inputs", "int", "Inputs per request, OpenAI's 2048 by default (past it: 400; TEI API: 422)."),
+    _gateway("max_request_tokens", "int", "Tokens per request after prompts and truncation, OpenAI's 300000 by default (past it: 400 max_tokens_per_request)."),
+    _gateway("token_ids_input", "bool", "Accept token-id inputs as EmbeddingGemma ids; false: a 400 saying to send text (LangChain: check_embedding_ctx_length=False)."),
     _gateway("max_body_bytes", "int", "Request body limit in bytes (past it: 413)."),
     _gateway("max_concurrency", "int", "Embedding requests processed at once."),
     _gateway("max_queue", "int", "Requests waiting for a slot; past it: 429 at once."),
@@ -529,6 +531,8 @@ class Settings:
     gateway_length_buckets: list[int]
     gateway_triton_timeout_s: float
     gateway_max_inputs: int
+    gateway_max_request_tokens: int
+    gateway_token_ids_input: bool
     gateway_max_body_bytes: int
     gateway_max_concurrency: int
     gateway_max_queue: int

@@ -29,7 +29,9 @@ view, which the cache proxies).
 
 The gateway figures come from host1 of the converged fleet: tests/gateway_bench.py runs there, in
 the gateway's own venv, against the gateway (text in) and Triton's gRPC (the same texts as token
-ids), at concurrency 1, 8 and 32, bounded in time; every request stays inside that host.
+ids), at concurrency 1, 8 and 32, bounded in time; then 3 sequential requests of 2048 inputs each
+(``large_2048_eps``: embeddings per second; ``gateway_rss_peak_2048_mb``: the gateway's peak
+resident memory while they run, sampled from its /metrics); every request stays inside that host.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ GATEWAY_KEYS = (
     "gateway_c32_p50_ms", "gateway_c32_p95_ms", "direct_c32_p50_ms", "direct_c32_p95_ms",
     "gateway_vs_direct_c1_ratio", "gateway_vs_direct_c8_ratio", "gateway_vs_direct_c32_ratio",
     "triton_mean_batch_c32", "direct_triton_mean_batch_c32",
+    "large_2048_eps", "large_2048_p50_s", "gateway_rss_before_mb", "gateway_rss_peak_2048_mb",
 )  # fmt: skip
 
 
@@ -186,7 +189,7 @@ def gateway_figures(host: dict[str, Any], api_key: str, seconds: float = GATEWAY
         f"--metrics http://127.0.0.1:{s.triton_metrics_port}/metrics --tokenizer {layout.tokenizer_dir} "
         f"--api-key-file {work}/key --allow {host['address']} --seconds {seconds}"
     )
-    out = docker("exec", container, "timeout", str(int(seconds * 6 + 120)), "sh", "-c", command)
+    out = docker("exec", container, "timeout", str(int(seconds * 6 + 480)), "sh", "-c", command)
     return json.loads(out.strip().splitlines()[-1])
 
 
