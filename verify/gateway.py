@@ -389,6 +389,17 @@ class MicroBatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def request_headers(scope: dict[str, Any]) -> tuple[str, str]:
+    """The ``Authorization`` and ``Content-Length`` headers of an ASGI request ("" when absent)."""
+    authorization = declared = ""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"content-length":
+            declared = value.decode("latin-1")
+    return authorization, declared
+
+
 class Gateway:
     """State and handlers of one gateway process."""
 
@@ -657,12 +668,7 @@ class Gateway:
         """POST /v1/embeddings as a plain ASGI handler, the hot path: no Starlette request, routing or
         response objects. Answers like the Starlette handlers do (errors in OpenAI's shape, the same
         headers); returns the status sent (499: the client hung up before the body was read)."""
-        authorization = declared = ""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"content-length":
-                declared = value.decode("latin-1")
+        authorization, declared = request_headers(scope)
         headers: list[tuple[bytes, bytes]] = []
         try:
             self.authorize(authorization)
@@ -710,12 +716,7 @@ class Gateway:
 
     async def tei(self, scope: dict[str, Any], receive: Any, send: Any) -> int:
         """TEI's routes as a plain ASGI handler (errors in TEI's shape); returns the status sent."""
-        authorization = declared = ""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"content-length":
-                declared = value.decode("latin-1")
+        authorization, declared = request_headers(scope)
         path, method = scope.get("path", ""), scope["method"]
         headers: list[tuple[bytes, bytes]] = []
         try:
