@@ -313,9 +313,7 @@ def measure_large(gateway_url: str, api_key: str, model_name: str, texts: Sequen
     """``requests`` sequential requests of LARGE_INPUTS inputs each (the bench texts cycled, base64),
     each bounded by 120 s: ``large_2048_eps`` (embeddings per second over the run), the p50 seconds
     of one request, and the gateway's RSS before and at its peak (sampled every 20 ms from /metrics
-    while they run)."""
-    import httpx
-
+    while they run). Standard library only: it runs in the host's gateway venv (make bench)."""
     body = json.dumps(
         {"model": model_name, "input": [texts[i % len(texts)] for i in range(LARGE_INPUTS)], "encoding_format": "base64"}
     ).encode()
@@ -338,13 +336,16 @@ def measure_large(gateway_url: str, api_key: str, model_name: str, texts: Sequen
     seconds, failures = [], 0
     start = time.perf_counter()
     try:
-        with httpx.Client(timeout=120) as client:
-            for _ in range(requests):
-                one = time.perf_counter()
-                response = client.post(f"{gateway_url}/v1/embeddings", content=body, headers=headers)
-                if response.status_code != 200 or len(response.json()["data"]) != LARGE_INPUTS:
-                    failures += 1
-                seconds.append(time.perf_counter() - one)
+        for _ in range(requests):
+            one = time.perf_counter()
+            request = urllib.request.Request(f"{gateway_url}/v1/embeddings", data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    if len(json.loads(response.read())["data"]) != LARGE_INPUTS:
+                        failures += 1
+            except (OSError, ValueError, KeyError):  # urllib's HTTPError (a non-200) is an OSError
+                failures += 1
+            seconds.append(time.perf_counter() - one)
     finally:
         total = time.perf_counter() - start
         running.clear()
