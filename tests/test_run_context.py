@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import builtins
 import gc
-import json
-import os
-import subprocess
-import sys
 import weakref
 from pathlib import Path
 
@@ -18,7 +14,8 @@ from pyinfra.api import Config, Inventory, State
 
 from deploys.lib import context, events, fleet_status, release, settings
 from deploys.lib.settings import SettingsError
-from tests.test_plan import CANARY_KEY, FRESH_CPU, FRESH_GPU, ROOT, hub  # noqa: F401 (fixture)
+from tests.counting_cli import plan_counting
+from tests.test_plan import hub  # noqa: F401 (fixture)
 
 
 def _state(data: dict) -> State:
@@ -62,47 +59,11 @@ def test_settings_are_cached_per_state_not_per_process() -> None:
     assert context.of(first).settings_parsed == {"h1": 1}
 
 
-COUNTING_CLI = """
-import atexit, collections, json, sys
-out = sys.argv.pop()
-from deploys.lib import settings
-counts = collections.Counter()
-original = settings.parse
-def counting(host_name, data):
-    counts[host_name] += 1
-    return original(host_name, data)
-settings.parse = counting
-atexit.register(lambda: open(out, "w").write(json.dumps(counts)))
-from pyinfra_cli.main import main
-sys.argv[0] = "pyinfra"
-sys.exit(main())
-"""
-
-
 def test_settings_are_parsed_once_per_host_per_run(tmp_path: Path, hub) -> None:
     # The real pyinfra CLI plans the whole chain on two fresh @fake hosts; settings.parse counts
     # per host. Before the run context every settings.load parsed again: 12 per host on main
     # (87a1d11) for this very run (this test's count, run on that tree); now one.
-    url, data = hub
-    inventory = tmp_path / "inventory.py"
-    inventory.write_text(
-        "import json\nfrom tests import fake_hosts as f\n\n"
-        f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
-        "fleet = [\n" + FRESH_GPU + ",\n" + FRESH_CPU + "\n]\n"
-    )
-    counts_file = tmp_path / "counts.json"
-    env = {**os.environ, "NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}
-    env["TRITON_RUN_DIR"] = str(tmp_path / "run")
-    proc = subprocess.run(
-        [sys.executable, "-c", COUNTING_CLI, str(inventory), "deploys/all.py", "-y", "--json", str(counts_file)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = json.loads(counts_file.read_text())
+    _, counts = plan_counting(tmp_path, hub, "deploys.lib.settings:parse", TRITON_RUN_DIR=str(tmp_path / "run"))
     print("settings.parse per host:", counts)  # shown with pytest -s
     assert counts == {"@fake/gpu-ubuntu": 1, "@fake/cpu-debian": 1}, counts
 
