@@ -20,25 +20,13 @@ import numpy as np
 import pytest
 
 from tests import client_checks as cc
-from tests import tinymodel
 from tests import tritonserver as ts
 from tests.gateway_bench import GatewayProcess
 from tests.openai_checks import MODEL, Reference, assert_error, cosines
+from tests.test_gateway import hub, triton_root  # noqa: F401 (module fixtures: the tiny model, a Triton model directory)
 from verify.client import query_text
 
 KEY = "sk-gateway-clients-key-1"
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hub")
-    tinymodel.write_all(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def triton_root(hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ts.triton_dir(tmp_path_factory.mktemp("triton"), hub, ts.cpu_config())
 
 
 @pytest.fixture(scope="module")
