@@ -138,6 +138,18 @@ class GatewayProcess:
                 self.process.kill()
                 self.process.wait(timeout=timeout_s)
 
+    @staticmethod
+    @contextlib.contextmanager
+    def all_healthy(gateways: dict[str, GatewayProcess]) -> Iterator[dict[str, GatewayProcess]]:
+        """``gateways`` (already started) once each is healthy; all stopped however the block ends."""
+        try:
+            for gateway in gateways.values():
+                gateway.wait_healthy()
+            yield gateways
+        finally:
+            for gateway in gateways.values():
+                gateway.stop()
+
     @classmethod
     @contextlib.contextmanager
     def started(

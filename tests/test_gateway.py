@@ -83,13 +83,8 @@ def gateways(
             work / "dead", f"127.0.0.1:{ts.free_port()}", tokenizer, truncate=False, max_tokens=64, length_buckets=[16, 64]
         ),
     }
-    try:
-        for gateway in started.values():
-            gateway.wait_healthy()
+    with GatewayProcess.all_healthy(started):
         yield started
-    finally:
-        for gateway in started.values():
-            gateway.stop()
 
 
 @pytest.fixture(scope="module")

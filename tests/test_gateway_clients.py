@@ -43,13 +43,8 @@ def gateways(triton_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "ids": GatewayProcess.start(work / "ids", server.grpc_url, tokenizer, token_ids_input=True, max_request_tokens=2000),
             "hung": GatewayProcess.start(work / "hung", hung, tokenizer, triton_timeout_s=1),
         }
-        try:
-            for gateway in started.values():
-                gateway.wait_healthy()
+        with GatewayProcess.all_healthy(started):
             yield started
-        finally:
-            for gateway in started.values():
-                gateway.stop()
 
 
 @pytest.fixture(scope="module")
