@@ -8,38 +8,38 @@ hosts then pull through it); every other host gets the Triton chain. With a moni
 inventory every host also runs the node exporter.
 
 The first operation on every host takes its deploy lock and the last gives it back
-(deploys/steps/deploy_lock.py): a second run started meanwhile fails at once, changing nothing.
+(deploys/deploy_lock/step.py): a second run started meanwhile fails at once, changing nothing.
 """
 
 from pyinfra import host, state
 
-from deploys.lib import settings
-from deploys.lib.roles import has_monitoring, is_front_door, is_monitoring, is_registry_cache
-from deploys.steps.dcgm_exporter import dcgm_exporter
-from deploys.steps.deploy_lock import lock, unlock
-from deploys.steps.docker import docker
-from deploys.steps.front_door import front_door_step
-from deploys.steps.gateway import embeddings_gateway
-from deploys.steps.image_prune import image_prune
-from deploys.steps.model import model
-from deploys.steps.monitoring import monitoring_step
-from deploys.steps.node_exporter import node_exporter
-from deploys.steps.nvidia_toolkit import nvidia_toolkit
-from deploys.steps.preflight import preflight
-from deploys.steps.registry_cache import registry_cache_step
-from deploys.steps.registry_login import registry_login
-from deploys.steps.triton import triton
-from deploys.steps.verify import verify
+from deploys.core import roles, settings
+from deploys.deploy_lock.step import lock, unlock
+from deploys.front_door.step import front_door_step
+from deploys.gateway.step import embeddings_gateway
+from deploys.host_base.docker import docker
+from deploys.host_base.image_prune import image_prune
+from deploys.host_base.nvidia_toolkit import nvidia_toolkit
+from deploys.host_base.preflight import preflight
+from deploys.host_base.registry_login import registry_login
+from deploys.model.step import model
+from deploys.monitoring.dcgm_exporter import dcgm_exporter
+from deploys.monitoring.node_exporter import node_exporter
+from deploys.monitoring.step import monitoring_step
+from deploys.registry_cache.step import registry_cache_step
+from deploys.triton.step import triton
+from deploys.triton.verify import verify
 
 settings.validate_fleet(state)  # every host's settings, before any host is planned
 
 lock()  # the first operation on every host: nothing changes before every host's lock is held
 
-if is_front_door(host):
+role = roles.role(host)  # deploys/core/roles.py: the one place that decides it
+if role == roles.FRONT_DOOR:
     front_door_step()
-elif is_monitoring(host):
+elif role == roles.MONITORING:
     monitoring_step()
-elif is_registry_cache(host):
+elif role == roles.REGISTRY_CACHE:
     registry_cache_step()  # before the Triton chain: its operations run first, so the cache serves their pulls
 else:
     preflight()
@@ -52,6 +52,6 @@ else:
     dcgm_exporter()
     verify()
     image_prune()  # after a deploy that passed: images no kept release uses
-if has_monitoring(state.inventory):
+if roles.runs_node_exporter(state.inventory):
     node_exporter()  # every host, the monitoring host included
 unlock()  # the last operation on every host

@@ -4,7 +4,7 @@
     pyinfra inventories/prod.py deploys/releases.py -y
 
 logs one line per host; with ``TRITON_RELEASES_OUT=DIR`` in the environment each host's state is
-also written to ``DIR/<digest of the host name>.json`` (deploys/lib/events.py:state_file) (``current``, ``previous``, ``releases``, ``serving`` — the
+also written to ``DIR/<digest of the host name>.json`` (deploys/core/events.py:state_file) (``current``, ``previous``, ``releases``, ``serving`` — the
 release label of the running container — and ``model_ready``).
 """
 
@@ -13,9 +13,9 @@ import os
 
 from pyinfra import host, logger, state
 
-from deploys.lib import events, settings
-from deploys.lib.roles import is_triton_host
-from deploys.lib.triton_service import read_state
+from deploys.core import events, settings
+from deploys.core.roles import is_triton_host
+from deploys.triton.triton_service import read_state
 
 OUT_ENV = "TRITON_RELEASES_OUT"
 

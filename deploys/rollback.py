@@ -6,11 +6,11 @@ READY, verify. One host at a time is the usual use (the rollout driver does this
 
 from pyinfra import host, state
 
-from deploys.lib import settings
-from deploys.lib.roles import is_triton_host
-from deploys.steps.deploy_lock import lock, unlock
-from deploys.steps.rollback import rollback
-from deploys.steps.verify import verify
+from deploys.core import settings
+from deploys.core.roles import is_triton_host
+from deploys.deploy_lock.step import lock, unlock
+from deploys.triton.rollback import rollback
+from deploys.triton.verify import verify
 
 settings.validate_fleet(state)
 

@@ -4,13 +4,13 @@
 
 Triton hosts: the live release and READY; front doors: each host's state in their pool (UP, DOWN,
 DRAIN, MAINT); with a monitoring host: requests/s, p95 latency and GPU memory per host from
-Prometheus (queried on the monitoring host). deploys/lib/fleet_status.py builds the table.
+Prometheus (queried on the monitoring host). deploys/core/fleet_status.py builds the table.
 """
 
 from pyinfra import host, state
 
-from deploys.lib import fleet_status, paths, render, settings
-from deploys.lib.triton_service import read_state
+from deploys.core import fleet_status, paths, render, roles, settings
+from deploys.triton.triton_service import read_state
 from facts.disk import DirectoryBytes
 from facts.haproxy import HaproxyServers
 from facts.prometheus import PrometheusQueries
@@ -18,7 +18,7 @@ from facts.prometheus import PrometheusQueries
 settings.validate_fleet(state)
 
 s = settings.load(host)
-kind = fleet_status.kind_of(host)
+kind = roles.role(host)  # deploys/core/roles.py
 if kind == "front_door":
     servers = host.get_fact(HaproxyServers, socket=paths.HAPROXY_ADMIN_SOCKET, backend=paths.HAPROXY_BACKEND)
     fleet_status.record(state, host.name, kind, {"pool": fleet_status.pool_states(servers)})

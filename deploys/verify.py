@@ -1,11 +1,11 @@
 """Verify alone: `pyinfra inventories/prod.py deploys/verify.py` (the last step of deploys/all.py,
-deploys/steps/verify.py): Triton vs local ONNX Runtime on every host, reports and the fleet table."""
+deploys/triton/verify.py): Triton vs local ONNX Runtime on every host, reports and the fleet table."""
 
 from pyinfra import host, state
 
-from deploys.lib import settings
-from deploys.lib.roles import is_triton_host
-from deploys.steps.verify import verify
+from deploys.core import settings
+from deploys.core.roles import is_triton_host
+from deploys.triton.verify import verify
 
 settings.validate_fleet(state)
 

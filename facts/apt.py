@@ -2,7 +2,7 @@
 
 The fingerprints are computed on the host by a short python3 script (:data:`KEY_FINGERPRINT_SCRIPT`,
 the same one the key install command runs on a freshly downloaded key before it is installed:
-deploys/lib/apt_keys.py), so no gpg is needed: the host's python3 is already a requirement (the
+deploys/host_base/apt_keys.py), so no gpg is needed: the host's python3 is already a requirement (the
 registry login fact, the verify and gateway venvs). It prints what ``gpg --show-keys --with-colons``
 prints in its ``fpr`` lines after each ``pub`` line: the primary keys' fingerprints, uppercase hex
 (v4: SHA-1 of the public-key packet; v5/v6: SHA-256), comma-separated in file order. Subkeys are not

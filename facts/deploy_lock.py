@@ -1,4 +1,4 @@
-"""The deploy lock on a host (deploys/lib/deploy_lock.py builds the commands, which print this).
+"""The deploy lock on a host (deploys/deploy_lock/logic.py builds the commands, which print this).
 
 Every lock command exits 0 and prints one status line ``__DEPLOY_LOCK__=<status>``, then
 ``key=value`` lines: the holder's record when the lock is held (``holder``, ``pid``, ``started``,

@@ -14,8 +14,8 @@ from typing import Any, TypedDict
 
 from pyinfra.api import FactBase
 
-from deploys.lib.paths import DOCKER_CLIENT_CONFIG, DOCKER_DAEMON_JSON
-from deploys.lib.redact import GREP_PATTERN, SED_SCRIPT
+from deploys.core.paths import DOCKER_CLIENT_CONFIG, DOCKER_DAEMON_JSON
+from deploys.core.redact import GREP_PATTERN, SED_SCRIPT
 from facts._shell import quote, when_present
 
 # A wedged daemon makes every docker call hang; facts give up instead.
@@ -44,8 +44,8 @@ class DockerDaemonJson(FactBase[dict[str, Any] | None]):
     can refuse to overwrite a file it cannot merge into.
 
     Credentials in URLs (a proxy's ``user:password@``) are masked on the host
-    (``user:****@``, deploys/lib/redact.py): pyinfra prints fact output at ``-vvv``. The deploy
-    compares digests to see a changed password (deploys/lib/docker_engine.py).
+    (``user:****@``, deploys/core/redact.py): pyinfra prints fact output at ``-vvv``. The deploy
+    compares digests to see a changed password (deploys/host_base/docker_engine.py).
     """
 
     def command(self, path: str = DOCKER_DAEMON_JSON) -> str:
@@ -70,7 +70,7 @@ class DockerDaemonJson(FactBase[dict[str, Any] | None]):
 class UrlCredentialsDigest(FactBase[str | None]):
     """
     sha256 of the userinfo (``://user:password@``) of every URL in the file at ``path``, sorted,
-    one a line (deploys/lib/redact.py ``credentials_digest`` gives the same for a text); None when
+    one a line (deploys/core/redact.py ``credentials_digest`` gives the same for a text); None when
     the file is missing. Tells whether daemon.json holds the current proxy credentials while
     DockerDaemonJson shows them only masked; the credentials never appear in the output.
     """

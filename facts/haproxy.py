@@ -142,7 +142,7 @@ def parse_servers_state(output: list[str], backend: str | None = None) -> list[H
 
 class HaproxyServers(FactBase[list[HaproxyServer]]):
     """
-    The servers of HAProxy backend ``backend`` through the admin ``socket`` (deploys/lib/paths.py
+    The servers of HAProxy backend ``backend`` through the admin ``socket`` (deploys/core/paths.py
     HAPROXY_ADMIN_SOCKET): ``[{"name", "address", "port", "operational_state", "admin_state",
     "current_sessions"}]`` in config order; ``operational_state`` is the health checks' verdict
     (up, down, starting, stopping), ``admin_state`` the runtime API's (ready, drain, maint).

@@ -11,7 +11,7 @@ class RegistryCacheWarm(FactBase[str | None]):
     """
     ``"warm"`` when the registry cache's storage (``storage``) holds image ``repo`` at ``ref`` (a
     tag or a digest) for every platform of ``platforms``, ``"cold: <what is missing>"`` otherwise;
-    None when the check cannot run yet (no python3, or the warm script deploys/lib/registry_warm.py
+    None when the check cannot run yet (no python3, or the warm script deploys/registry_cache/registry_warm.py
     not uploaded to ``script``). Reads the storage's files only.
     """
 

@@ -9,7 +9,7 @@ from urllib.parse import quote as url_quote
 
 from pyinfra.api import FactBase
 
-from deploys.lib.paths import CURRENT, PREVIOUS, RELEASES
+from deploys.core.paths import CURRENT, PREVIOUS, RELEASES
 from facts._shell import quote, when_present
 
 # Short timeouts: these facts are polled while waiting for the model to load.
@@ -65,7 +65,7 @@ class TritonHealth(FactBase[TritonHealthInfo]):
 class TritonReleases(FactBase[dict[str, Any]]):
     """
     ``{"current": id | None, "previous": id | None, "releases": [ids, most recently activated first]}``
-    from ``{triton_dir}`` (deploys/lib/paths.py); all empty when the directory is missing.
+    from ``{triton_dir}`` (deploys/core/paths.py); all empty when the directory is missing.
     """
 
     def command(self, root: str) -> str:
@@ -178,7 +178,7 @@ class TritonReleaseOwnSettings(FactBase[dict[str, dict[str, Any]]]):
     "triton_bind_address": "127.0.0.1", "model_name": "embeddinggemma"}}``: the values each
     release's compose file under ``{triton_dir}/releases`` was rendered with (its published ports,
     the HTTP port's address and ``--load-model=``, as
-    templates/docker-compose.yml.j2 writes them), so a rollback waits on that release's own port
+    templates/triton/docker-compose.yml.j2 writes them), so a rollback waits on that release's own port
     and container whatever the inventory or ``--data`` say now; ``{}`` when there is none.
     """
 

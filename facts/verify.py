@@ -1,4 +1,4 @@
-"""The parity check's outcome on a host (deploys/lib/verify_run.py builds the command)."""
+"""The parity check's outcome on a host (deploys/triton/verify_run.py builds the command)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from facts._shell import split_rc
 
 # The parity command prints its exit status (facts._shell.RC_MARKER), then these sections.
 REPORT_MARKER, LOG_MARKER = "__VERIFY_REPORT__", "__VERIFY_LOG__"
-# Printed instead of a report when the host has no verify runtime yet (deploys/lib/verify_run.py roll_check_command).
+# Printed instead of a report when the host has no verify runtime yet (deploys/triton/verify_run.py roll_check_command).
 NOTHING_TO_CHECK = "__VERIFY_NOTHING_TO_CHECK__"
 
 

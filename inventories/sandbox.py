@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from deploys.lib.settings import SettingsError
+from deploys.core.settings import SettingsError
 
 _NAME = os.environ.get("SANDBOX_NAME", "default")
 _STATE_FILE = Path(__file__).resolve().parent.parent / ".sandbox" / _NAME / "state.json"

@@ -17,17 +17,20 @@ import json
 import time
 from pathlib import Path, PurePosixPath
 
-from deploys.lib import model_files, model_lock, paths, redact, registry_cache, registry_warm, render, settings
-from deploys.lib.deploy_lock import ACQUIRE_LABEL as DEPLOY_LOCK_ACQUIRE
-from deploys.lib.deploy_lock import RELEASE_LABEL as DEPLOY_LOCK_RELEASE
-from deploys.lib.deploy_lock import STATUS_LABEL as DEPLOY_LOCK_STATUS
-from deploys.lib.docker_engine import DISTRO_PACKAGES
-from deploys.lib.nvidia import TOOLKIT_PACKAGES, repo_source
-from deploys.lib.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
-from deploys.lib.paths import DOCKER_DROPIN as DROPIN
-from deploys.lib.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
-from deploys.lib.release import build as build_release
-from deploys.lib.triton_service import probe_endpoint
+from deploys.core import model_lock, paths, redact, render, settings
+from deploys.core.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
+from deploys.core.paths import DOCKER_DROPIN as DROPIN
+from deploys.core.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
+from deploys.deploy_lock.logic import ACQUIRE_LABEL as DEPLOY_LOCK_ACQUIRE
+from deploys.deploy_lock.logic import RELEASE_LABEL as DEPLOY_LOCK_RELEASE
+from deploys.deploy_lock.logic import STATUS_LABEL as DEPLOY_LOCK_STATUS
+from deploys.host_base.docker_engine import DISTRO_PACKAGES
+from deploys.host_base.nvidia import TOOLKIT_PACKAGES, repo_source
+from deploys.model import model_files
+from deploys.registry_cache import logic as registry_cache
+from deploys.registry_cache import registry_warm
+from deploys.triton.release import build as build_release
+from deploys.triton.triton_service import probe_endpoint
 from facts.apt import SCRIPT_LABEL
 from facts.deploy_lock import STATUS_MARKER as LOCK_MARKER
 from facts.docker import registry_auth_digest
@@ -139,7 +142,7 @@ def responses(release: str, smi: list[str] | None, df: list[str], extra: dict | 
     table["uname -s"] = ["Linux"]  # the Os fact (server.group/user ask it)
     table["command -v useradd"] = ["/usr/sbin/useradd"]  # the Which fact (server.user asks it)
     table.setdefault("dpkg -l", DPKG_HEADER)
-    # The deploy lock (deploys/lib/deploy_lock.py): free, then taken and given back by this run.
+    # The deploy lock (deploys/deploy_lock/logic.py): free, then taken and given back by this run.
     table.setdefault(DEPLOY_LOCK_STATUS, [f"{LOCK_MARKER}free", "last="])
     table.setdefault(DEPLOY_LOCK_ACQUIRE, [f"{LOCK_MARKER}acquired"])
     table.setdefault(DEPLOY_LOCK_RELEASE, [f"{LOCK_MARKER}released"])

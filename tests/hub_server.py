@@ -303,7 +303,7 @@ def start_with_lock(tmp: Path, files: dict[str, bytes], repo_id: str = "test-org
     Returns the running server (stop it when done) and the host data that points the model step at
     it: run pyinfra with ``HF_ENDPOINT=server.url`` and merge the dict into the hosts' data.
     """
-    from deploys.lib import model_lock  # the test helper writes the lock exactly as the deploy reads it
+    from deploys.core import model_lock  # the test helper writes the lock exactly as the deploy reads it
 
     repo = Repo(repo_id, files)
     entries = {p: model_lock.LockEntry(hashlib.sha256(d).hexdigest(), len(d)) for p, d in files.items()}

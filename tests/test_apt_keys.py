@@ -1,4 +1,4 @@
-"""apt signing keys pinned by fingerprint (deploys/lib/apt_keys.py, facts/apt.py).
+"""apt signing keys pinned by fingerprint (deploys/host_base/apt_keys.py, facts/apt.py).
 
 The fingerprint script is checked against gpg on real OpenPGP keys (tests/data/apt_keys: three
 throwaway public keys made with gpg 2.2, ed25519 and RSA); the install command runs for real through
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import apt_keys
+from deploys.host_base import apt_keys
 from facts.apt import KEY_FINGERPRINT_SCRIPT, AptKeyFingerprints, parse_fingerprints
 from tests import leak_probe
 
@@ -133,7 +133,7 @@ def key_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 DEPLOY = """\
 from pyinfra import host
-from deploys.lib import apt_keys
+from deploys.host_base import apt_keys
 apt_keys.ensure_key("Test", host.data.key_url, host.data.key_dest, host.data.key_fingerprint, "test_key_fingerprint", host.data.key_allow_http)
 """
 

@@ -1,4 +1,4 @@
-"""Every remote command that can hang is bounded (deploys/lib/bounds.py).
+"""Every remote command that can hang is bounded (deploys/core/bounds.py).
 
 - The plan: the real pyinfra CLI on @fake hosts (-vv prints every command sent, facts included);
   each curl carries --max-time (or -m), each docker pull, docker compose up, docker run and pip
@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import bounds, gateway, settings, triton_service
+from deploys.core import bounds, settings
+from deploys.gateway import logic as gateway
+from deploys.triton import triton_service
 from tests.test_plan import MODEL_FILES, run_fleet
 from tests.test_plan import hub as hub  # the pytest fixture (a local Hub with the lock)
 

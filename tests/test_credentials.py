@@ -2,7 +2,7 @@
 lines; the files holding them (daemon.json, the docker.service drop-in) are written 0600 through
 stdin; a converged re-run changes nothing, a changed password changes exactly that file.
 
-Unit tests of deploys/lib/redact.py and of the host-side twins (sed, grep) run by this machine's
+Unit tests of deploys/core/redact.py and of the host-side twins (sed, grep) run by this machine's
 shell; plan tests through the real pyinfra CLI on @fake hosts (tests/leak_probe.py records every
 command and its stdin); the rollout report.
 """
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import docker_engine, paths, redact, render, settings
-from deploys.lib.paths import DOCKER_DAEMON_JSON, DOCKER_DROPIN
-from deploys.lib.settings import SettingsError
+from deploys.core import paths, redact, render, settings
+from deploys.core.paths import DOCKER_DAEMON_JSON, DOCKER_DROPIN
+from deploys.core.settings import SettingsError
+from deploys.host_base import docker_engine
 from deploys.tools import rollout
 from facts.docker import DockerDaemonJson, UrlCredentialsDigest
 from tests import leak_probe

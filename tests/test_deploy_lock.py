@@ -1,4 +1,4 @@
-"""The deploy lock (deploys/lib/deploy_lock.py) and the per-run names it goes with.
+"""The deploy lock (deploys/deploy_lock/logic.py) and the per-run names it goes with.
 
 - The lock commands, run here with sh and bash under a temporary directory: one holder at a time
   (also with many acquires at once), release only by the holder, the stale takeover only of the
@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import deploy_lock, release, run
-from deploys.lib.paths import DEPLOY_LOCK_HELD
+from deploys.core import run
+from deploys.core.paths import DEPLOY_LOCK_HELD
+from deploys.deploy_lock import logic as deploy_lock
+from deploys.triton import release
 from facts.deploy_lock import parse_lock_output
 from tests.test_plan import CACHE_DATA, CONVERGED_CPU, MONITOR, SCRAPED_CPU, run_fleet
 from tests.test_plan import hub as hub  # the pytest fixture (a local Hub with the lock)
@@ -140,7 +142,7 @@ def test_held_message_is_one_line_naming_the_holder_and_the_way_out() -> None:
     assert "\n" not in warning and "stale" in warning and run.RUN_ID in warning
 
 
-# -- per-run names and the prune re-check (deploys/lib/release.py) --------------------------------
+# -- per-run names and the prune re-check (deploys/triton/release.py) --------------------------------
 
 
 def _releases(root: Path, *ids: str) -> None:

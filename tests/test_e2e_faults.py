@@ -157,7 +157,7 @@ def sandbox() -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def broken_template() -> Iterator[str]:
     """templates/<BROKEN_TEMPLATE>: config.pbtxt.j2 naming an output the model does not have."""
-    source = (ROOT / "templates/config.pbtxt.j2").read_text()
+    source = (ROOT / "templates/triton/config.pbtxt.j2").read_text()
     assert source.count('name: "sentence_embedding"') == 1
     path = ROOT / "templates" / BROKEN_TEMPLATE
     path.write_text(source.replace('name: "sentence_embedding"', f'name: "{WRONG_OUTPUT}"'))
@@ -345,7 +345,7 @@ def test_restricted_new_key_restarts_triton_once(sandbox: dict[str, Any]) -> Non
 
 # -- deploy lock (issue 11, problem 5): one run at a time changes a host ---------------------------
 #
-# The lock as deploys/lib/deploy_lock.py keeps it on every host (spelled here, not imported: the
+# The lock as deploys/deploy_lock/logic.py keeps it on every host (spelled here, not imported: the
 # tests must fail on code without the lock, not only at import).
 LOCK_DIR = "/run/lock/triton-embeddinggemma-deploy"
 

@@ -35,8 +35,9 @@ import httpx
 import numpy as np
 import pytest
 
-from deploys.lib import monitoring, paths, render, settings
-from deploys.lib.repo import TEMPLATES_DIR
+from deploys.core import paths, render, settings
+from deploys.core.repo import TEMPLATES_DIR
+from deploys.monitoring import logic as monitoring
 from facts.haproxy import parse_stat_csv, runtime_command
 from tests import client_checks as cc
 from tests.load import LoadResult, run_threads
@@ -53,7 +54,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "door"
 HOSTS = ("host1", "host2", "host3")
-# The human log line deploys/lib/rolling.py writes beside each roll event (for people; tests of the
+# The human log line deploys/triton/rolling.py writes beside each roll event (for people; tests of the
 # deploy's log read it, the rollout driver reads the events).
 ROLL_EVENT = re.compile(
     r"roll (?P<host>\S+): (?P<event>drained|live|checked|check skipped|rolled back|back in the pool) at (?P<at>\S+)(?P<detail>.*)$"

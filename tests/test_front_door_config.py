@@ -1,4 +1,4 @@
-"""The front door's HAProxy config (templates/haproxy.cfg.j2), judged by the real HAProxy.
+"""The front door's HAProxy config (templates/front_door/haproxy.cfg.j2), judged by the real HAProxy.
 
 Rendered configs must pass ``haproxy -c`` with zero warnings (``-dW``) for the combinations the
 settings allow (1 and 3 backends, IPv6, TLS with a throwaway certificate, rate limit on and off),
@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
-from deploys.lib import paths, render, settings
-from deploys.lib.render import RenderError
-from deploys.lib.settings import Settings
+from deploys.core import paths, render, settings
+from deploys.core.render import RenderError
+from deploys.core.settings import Settings
 from facts.haproxy import HaproxyServers, parse_stat_csv, runtime_command, set_server_state_command, wait_idle_command
 
 HAPROXY = shutil.which("haproxy")
@@ -60,7 +60,7 @@ BODY = json.dumps({"model": "embeddinggemma", "input": ["front door"]}).encode()
 
 @dataclass(frozen=True)
 class Gateway:
-    """A backend as render.haproxy_config reads it (deploys/lib/front_door.py's Backend has the same fields)."""
+    """A backend as render.haproxy_config reads it (deploys/front_door/logic.py's Backend has the same fields)."""
 
     name: str
     address: str

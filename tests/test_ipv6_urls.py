@@ -9,8 +9,10 @@ import shlex
 
 import pytest
 
-from deploys.lib import gateway, paths, render, settings, triton_service
-from deploys.lib import verify_run as verify_step
+from deploys.core import paths, render, settings
+from deploys.gateway import logic as gateway
+from deploys.triton import triton_service
+from deploys.triton import verify_run as verify_step
 from facts.triton import TritonHealth
 
 # (triton_bind_address, how the host reaches Triton's HTTP port)

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import model_files, model_lock, paths, settings
-from deploys.lib.model_lock import LockEntry
+from deploys.core import model_lock, paths, settings
+from deploys.core.model_lock import LockEntry
+from deploys.model import model_files
 from tests import leak_probe
 from tests.hub_server import HubServer, Repo
 
 REPO = "test-org/tiny-embeddinggemma"
 COMMIT = "5090578d9565bb06545b4552f76e6bc2c93e4a66"
 TOKEN = "hf_MODELTEST_token_77"
-DEPLOY = "from deploys.steps.model import model\nmodel()\n"
+DEPLOY = "from deploys.model.step import model\nmodel()\n"
 
 
 def tiny_files(data_size: int = 300_000, seed: int = 7) -> dict[str, bytes]:

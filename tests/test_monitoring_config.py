@@ -1,7 +1,7 @@
 """The monitoring files (Prometheus scrape config, alert rules, /etc/default files, Grafana dashboard and
-provisioning), rendered by deploys/lib/render.py from an inventory and judged by the real tools.
+provisioning), rendered by deploys/core/render.py from an inventory and judged by the real tools.
 
-- The scrape targets come from the inventory (deploys/lib/monitoring.py): one job per kind of
+- The scrape targets come from the inventory (deploys/monitoring/logic.py): one job per kind of
   endpoint, instance = host name, a role; another host's endpoint on loopback is a one-line error.
 - ``promtool check config`` / ``check rules`` accept the rendered files, and refuse broken ones.
 - ``promtool test rules`` runs tests/promtool/alerts.test.yml (firing and quiet cases for every
@@ -10,7 +10,7 @@ provisioning), rendered by deploys/lib/render.py from an inventory and judged by
   retention, every alert with its ``for``, every target with its labels; a real node exporter runs
   its rendered ARGS.
 - Every metric name in the alerts' and the dashboard's PromQL is one the fleet exports: the
-  gateway's from verify/gateway.py's registry, the others from deploys/lib/monitoring.py's
+  gateway's from verify/gateway.py's registry, the others from deploys/monitoring/logic.py's
   documented list, whose Triton, HAProxy and node-exporter names are checked against the real
   binaries (tritonserver from nvidia-pytriton, Debian's haproxy and prometheus-node-exporter).
   dcgm-exporter's names (etc/default-counters.csv of NVIDIA/dcgm-exporter) need a GPU: not run here.
@@ -37,10 +37,11 @@ import pytest
 import yaml
 from pyinfra.api import Inventory
 
-from deploys.lib import monitoring, paths, render, settings
-from deploys.lib.monitoring import ScrapeTarget
-from deploys.lib.render import RenderError
-from deploys.lib.settings import Settings, SettingsError
+from deploys.core import paths, render, settings
+from deploys.core.render import RenderError
+from deploys.core.settings import Settings, SettingsError
+from deploys.monitoring import logic as monitoring
+from deploys.monitoring.logic import ScrapeTarget
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")

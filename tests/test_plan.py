@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploys.lib import settings
-from deploys.lib.paths import DOCKER_CE_KEYRING
+from deploys.core import settings
+from deploys.core.paths import DOCKER_CE_KEYRING
 from tests import fake_hosts as f
 from tests import leak_probe
 from tests.hub_server import start_with_lock
@@ -308,7 +308,7 @@ def test_one_setting_changes_only_what_depends_on_it(tmp_path, hub, change):
 
 
 def test_a_changed_host_binding_keeps_the_release_and_still_reaches_the_host(tmp_path, hub):
-    # The host's own addresses are not part of the release id (deploys/lib/release.py): a new
+    # The host's own addresses are not part of the release id (deploys/triton/release.py): a new
     # metrics address builds no new release and switches nothing, but the release's compose file is
     # written again and Triton is started on it (its bindings label differs), on both hosts.
     result = run_fleet(tmp_path, hub, CONVERGED_GPU + ",\n" + CONVERGED_CPU, "--data", "triton_metrics_address=10.0.0.5")

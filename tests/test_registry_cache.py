@@ -16,8 +16,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from deploys.lib import registry, registry_cache, release, render, settings
-from deploys.lib.settings import SettingsError
+from deploys.core import render, settings
+from deploys.core.settings import SettingsError
+from deploys.host_base import registry
+from deploys.registry_cache import logic as registry_cache
+from deploys.triton import release
 
 PASSWORD = "nvapi-CACHECANARY-" + "x7" * 10
 DIGEST = "sha256:" + "5b" * 32
@@ -28,7 +31,7 @@ def cache_settings(**data: object) -> settings.Settings:
 
 
 def fake_host(name: str, groups: list[str], **data: object) -> SimpleNamespace:
-    """What deploys/lib/roles.py and settings.load read of a pyinfra host: name, groups, data."""
+    """What deploys/core/roles.py and settings.load read of a pyinfra host: name, groups, data."""
     return SimpleNamespace(name=name, groups=groups, data=SimpleNamespace(dict=lambda: dict(data)))
 
 
@@ -222,7 +225,8 @@ def test_an_image_from_another_registry_or_two_caches_are_one_line() -> None:
 
 
 def test_roles_a_cache_is_no_triton_host() -> None:
-    from deploys.lib import monitoring, roles
+    from deploys.core import roles
+    from deploys.monitoring import logic as monitoring
 
     assert roles.is_registry_cache(CACHE) and not roles.is_triton_host(CACHE)
     assert roles.is_triton_host(TRITON) and not roles.is_registry_cache(TRITON)
@@ -287,7 +291,7 @@ def _indent(pem: str) -> str:
 
 @needs_age
 def test_vault_registry_cache_tls_with_its_ca(tmp_path: Path) -> None:
-    from deploys.lib import vault
+    from deploys.core import vault
     from tests.test_vault import encrypt, make_key
 
     key = tmp_path / "keys.txt"

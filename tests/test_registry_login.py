@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import bounds, registry
+from deploys.core import bounds
+from deploys.host_base import registry
 from facts.docker import registry_auth_digest
 from tests import leak_probe
 from tests.hub_server import HubServer, Repo
@@ -51,7 +52,7 @@ def run(tmp: Path, secrets: Path, env: dict[str, str], stored: str | None, image
         responses["python3 -I -c"] = registry_auth_digest("$oauthtoken", stored)
     host_data = {"secrets_file": str(secrets), "fake_responses": responses, **data}
     (tmp / "inventory.py").write_text(f"hosts = [('@fake/h1', {host_data!r})]\n")
-    (tmp / "deploy.py").write_text("from deploys.steps.registry_login import registry_login\nregistry_login()\n")
+    (tmp / "deploy.py").write_text("from deploys.host_base.registry_login import registry_login\nregistry_login()\n")
     result = leak_probe.run(tmp, ["--json", str(tmp / "inventory.py"), str(tmp / "deploy.py")], env=env)
     assert result.rc == 0, result.output
     return result
@@ -136,8 +137,8 @@ def test_other_registry_uses_vault_registries_map(tmp_path: Path) -> None:
 HF_CANARY = "hf_LEAKCANARY_f00dfeed42"
 NGC_CANARY = "nvapi-LEAKCANARY-c0ffee77"
 LEAK_DEPLOY = """\
-from deploys.steps.registry_login import registry_login
-from deploys.steps.model import model
+from deploys.host_base.registry_login import registry_login
+from deploys.model.step import model
 registry_login()
 model()
 """
@@ -300,7 +301,7 @@ def test_real_docker_login_rotation_and_logout(tmp_path: Path) -> None:
     def deploy(**data: object) -> leak_probe.Result:
         host_data = {"secrets_file": str(tmp_path / "s.sops.yaml"), "registry_host": registry.host, "triton_image": registry.image, **data}
         (tmp_path / "inventory.py").write_text(f"hosts = [('@local', {host_data!r})]\n")
-        (tmp_path / "deploy.py").write_text("from deploys.steps.registry_login import registry_login\nregistry_login()\n")
+        (tmp_path / "deploy.py").write_text("from deploys.host_base.registry_login import registry_login\nregistry_login()\n")
         env = {k: v for k, v in os.environ.items() if k not in ("NGC_API_KEY", "HF_TOKEN")}
         result = leak_probe.run(
             tmp_path, ["--json", str(tmp_path / "inventory.py"), str(tmp_path / "deploy.py")], env={**env, "SOPS_AGE_KEY_FILE": str(key)}

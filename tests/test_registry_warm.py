@@ -1,4 +1,4 @@
-"""The cache warm script (deploys/lib/registry_warm.py, run on the cache host) against a storage tree
+"""The cache warm script (deploys/registry_cache/registry_warm.py, run on the cache host) against a storage tree
 laid out as the distribution registry lays it out and a stand-in for the cache's HTTP API: it
 serves manifests, and on a blob request it answers the headers, streams the body slowly and
 "stores" the blob after a moment, as the 2.8 proxy does (one copy to storage, one to the client).
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import registry_warm as warm
+from deploys.registry_cache import registry_warm as warm
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "deploys/lib/registry_warm.py"
+SCRIPT = ROOT / "deploys/registry_cache/registry_warm.py"
 REPO = "nvidia/tritonserver"
 
 
@@ -286,7 +286,8 @@ def test_warm_says_when_the_cache_cannot_be_reached(tmp_path: Path) -> None:
 
 
 def test_split_ref_and_warm_command() -> None:
-    from deploys.lib import registry_cache, settings
+    from deploys.core import settings
+    from deploys.registry_cache import logic as registry_cache
 
     assert registry_cache.split_ref("10.0.0.7:5000/nvidia/tritonserver:25.05-py3@sha256:ab") == ("nvidia/tritonserver", "sha256:ab")
     assert registry_cache.split_ref("[fd00::7]:5000/nvidia/k8s/dcgm-exporter:4.2.3") == ("nvidia/k8s/dcgm-exporter", "4.2.3")

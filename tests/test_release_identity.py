@@ -1,4 +1,4 @@
-"""A release id digests what the release is (deploys/lib/release.py: release_id), not template text:
+"""A release id digests what the release is (deploys/triton/release.py: release_id), not template text:
 comment and layout edits of the templates change no id; a changed batch size, image, port, flag or
 model file does; the host's own addresses are not part of it, but a change of them still reaches
 the host (its compose file and the container's bindings label differ)."""
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import paths, release, render, settings
-from deploys.lib.repo import TEMPLATES_DIR
+from deploys.core import paths, render, settings
+from deploys.core.repo import TEMPLATES_DIR
+from deploys.triton import release
 from tests.template_edits import edit_copy
 
 WEIGHTS = {"model.onnx": "a" * 64, "model.onnx_data": "b" * 64}

@@ -1,20 +1,21 @@
 """The release spec is built once per host per run: config.pbtxt is rendered once per host.
 
 The real pyinfra CLI plans the whole chain on two fresh `@fake` hosts in a child process whose
-``deploys.lib.render.render`` counts the templates it renders.
+``deploys.core.render.render`` counts the templates it renders.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from deploys.lib import paths, release, settings
+from deploys.core import paths, settings
+from deploys.triton import release
 from tests.counting_cli import plan_counting
 from tests.test_plan import hub  # noqa: F401 (fixture)
 
 
 def test_config_is_rendered_once_per_host_per_run(tmp_path: Path, hub) -> None:
-    result, counts = plan_counting(tmp_path, hub, "deploys.lib.render:render")
+    result, counts = plan_counting(tmp_path, hub, "deploys.core.render:render")
     planned = {op["name"]: sorted(op["success"]) for op in result["results"]["operations"]}
     assert planned["Triton | Triton model config (config.pbtxt)"] == ["@fake/cpu-debian", "@fake/gpu-ubuntu"]
     assert counts["config.pbtxt.j2"] == 2, counts  # two hosts, once each

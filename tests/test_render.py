@@ -22,10 +22,10 @@ import pytest
 import yaml
 from tritonclient.grpc import model_config_pb2
 
-from deploys.lib import paths as host_paths
-from deploys.lib import render, settings
-from deploys.lib.render import RenderError
-from deploys.lib.settings import Settings, SettingsError
+from deploys.core import paths as host_paths
+from deploys.core import render, settings
+from deploys.core.render import RenderError
+from deploys.core.settings import Settings, SettingsError
 
 DATA = Path(__file__).parent / "data"
 
@@ -213,7 +213,7 @@ def template_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ],
 )
 def test_broken_template_raises_render_error(template_copy: Path, old: str, new: str, error: str) -> None:
-    path = template_copy / "config.pbtxt.j2"
+    path = template_copy / "triton" / "config.pbtxt.j2"
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
@@ -222,7 +222,7 @@ def test_broken_template_raises_render_error(template_copy: Path, old: str, new:
 
 
 def test_undefined_template_variable_raises_render_error(template_copy: Path) -> None:
-    path = template_copy / "config.pbtxt.j2"
+    path = template_copy / "triton" / "config.pbtxt.j2"
     path.write_text(path.read_text().replace("s.triton_max_batch_size", "s_max_batch", 1))
     with pytest.raises(RenderError, match=r"template config\.pbtxt\.j2: UndefinedError"):
         render.model_config(make(), gpu=False)

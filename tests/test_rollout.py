@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import events, paths, render, settings
-from deploys.lib.release import link_command, prune_command, release_compose_file, release_id, release_labels, switch_command, to_prune
-from deploys.lib.settings import SettingsError
+from deploys.core import events, paths, render, settings
+from deploys.core.settings import SettingsError
 from deploys.tools import rollout
+from deploys.triton.release import link_command, prune_command, release_compose_file, release_id, release_labels, switch_command, to_prune
 from facts.triton import TritonReleases, parse_releases
 from tests.test_plan import CANARY_KEY, CONVERGED_CPU, CONVERGED_GPU, ROOT, hub  # noqa: F401 (fixture)
 
@@ -260,7 +260,7 @@ def test_release_compose_file_mounts_its_own_models_read_only() -> None:
         f"{s.triton_dir}/triton-api:/run/triton-api:ro",  # the host's restricted-API key, not per release
     ]
     assert service["labels"][render.DEPLOY_HASH_LABEL] == "0123456789ab"
-    # The release's labels, plus the key file's sha256 that compose fills in at `up` (deploys/lib/triton_api.py).
+    # The release's labels, plus the key file's sha256 that compose fills in at `up` (deploys/triton/triton_api.py).
     assert service["labels"] == {**release_labels(s, False, "0123456789ab"), render.TRITON_KEY_LABEL: "${TRITON_API_KEY_SHA256:-}"}
     # Everything else is what render.compose_file renders for these settings.
     plain = yaml.safe_load(render.compose_file(s, False))["services"]["triton"]
@@ -270,7 +270,7 @@ def test_release_compose_file_mounts_its_own_models_read_only() -> None:
 
 
 def test_config_template_setting() -> None:
-    from deploys.lib.render import RenderError
+    from deploys.core.render import RenderError
 
     with pytest.raises(SettingsError, match="triton_config_template='../etc/passwd.j2' is invalid"):
         settings.parse("h", {"triton_config_template": "../etc/passwd.j2"})
@@ -353,7 +353,7 @@ NOISE = (
 
 
 def write_events(env: dict[str, str], *records: dict) -> None:
-    """Events as deploys/lib/events.py writes them, into the run's TRITON_RUN_DIR."""
+    """Events as deploys/core/events.py writes them, into the run's TRITON_RUN_DIR."""
     path = Path(env["TRITON_RUN_DIR"], "events.jsonl")
     with path.open("a", encoding="utf-8") as out:
         for record in records:
@@ -366,7 +366,7 @@ class FakeFleet:
     as settings.validate_fleet does; deploys/all.py moves ``current`` to NEW and fails as told per
     host ("broken": not READY; "dies": unreachable mid-run; "hangs": past the timeout; "rolls back":
     behind a front door the deploy's roll put the old release back itself); deploys/rollback.py goes
-    back to OLD. Each run writes its events (deploys/lib/events.py) and a noisy log (``NOISE``)."""
+    back to OLD. Each run writes its events (deploys/core/events.py) and a noisy log (``NOISE``)."""
 
     OLD, NEW = "0ld0ld0ld0ld", "new0new0new0"
 
@@ -528,8 +528,8 @@ def test_run_terminates_a_child_past_its_timeout(monkeypatch) -> None:
 def test_release_own_settings_fact_on_real_compose_files(tmp_path: Path) -> None:
     # Compose files as the triton step writes them (release.build), read by the fact's own command
     # in a real shell: each release's ports, bind address and model name.
-    from deploys.lib import release
-    from deploys.lib.triton_service import own_values_changed
+    from deploys.triton import release
+    from deploys.triton.triton_service import own_values_changed
     from facts.triton import TritonReleaseOwnSettings
 
     root = tmp_path / "triton dir"

@@ -1,4 +1,4 @@
-"""One run context per pyinfra State (deploys/lib/context.py): nothing of one run leaks into the next
+"""One run context per pyinfra State (deploys/core/context.py): nothing of one run leaks into the next
 one in the same process, even when the next State gets the freed one's id(); settings are parsed
 once per host per run."""
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from pyinfra.api import Config, Inventory, State
 
-from deploys.lib import context, events, fleet_status, release, settings
-from deploys.lib.settings import SettingsError
+from deploys.core import context, events, fleet_status, settings
+from deploys.core.settings import SettingsError
+from deploys.triton import release
 from tests.counting_cli import plan_counting
 from tests.test_plan import hub  # noqa: F401 (fixture)
 
@@ -63,7 +64,7 @@ def test_settings_are_parsed_once_per_host_per_run(tmp_path: Path, hub) -> None:
     # The real pyinfra CLI plans the whole chain on two fresh @fake hosts; settings.parse counts
     # per host. Before the run context every settings.load parsed again: 12 per host on main
     # (87a1d11) for this very run (this test's count, run on that tree); now one.
-    _, counts = plan_counting(tmp_path, hub, "deploys.lib.settings:parse", TRITON_RUN_DIR=str(tmp_path / "run"))
+    _, counts = plan_counting(tmp_path, hub, "deploys.core.settings:parse", TRITON_RUN_DIR=str(tmp_path / "run"))
     print("settings.parse per host:", counts)  # shown with pytest -s
     assert counts == {"@fake/gpu-ubuntu": 1, "@fake/cpu-debian": 1}, counts
 

@@ -5,7 +5,7 @@ in and pulls. Each flag that prints more (``-v`` … ``-vvv``, ``--debug``, ``--
 ``--debug-facts``, ``--debug-operations``: operations' global arguments, ``_stdin`` included),
 ``--diff``, ``--dry`` and ``debug-inventory`` runs once; the canary must not appear, and where the
 flag prints operations' arguments the secret's place shows ``<secret, N characters>``
-(deploys/lib/redact.py Secret). The proxy password has the same test in tests/test_credentials.py.
+(deploys/core/redact.py Secret). The proxy password has the same test in tests/test_credentials.py.
 """
 
 from __future__ import annotations

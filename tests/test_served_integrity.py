@@ -1,7 +1,7 @@
 """Served file integrity, the pure parts: the triton step's decision on each model file of the
-release going live (deploys/lib/release.py check_link, fed the TritonModelLinks fact run on a real
+release going live (deploys/triton/release.py check_link, fed the TritonModelLinks fact run on a real
 filesystem), the restart reason, and verify's check of the served files' sha256 against the lock
-(deploys/lib/verify_run.py check_model_files: message, report, the fleet table's cell)."""
+(deploys/triton/verify_run.py check_model_files: message, report, the fleet table's cell)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib.release import LinkCheck, check_link, link_command
-from deploys.lib.triton_service import forces_recreate, relinked_reason
-from deploys.lib.verify_run import check_model_files, outcome_message
+from deploys.triton.release import LinkCheck, check_link, link_command
+from deploys.triton.triton_service import forces_recreate, relinked_reason
+from deploys.triton.verify_run import check_model_files, outcome_message
 from facts.triton import TritonModelLinks, parse_model_links
 from verify.fleet import HostResult, model_cell, rows, table
 

@@ -5,8 +5,8 @@ import typing
 
 import pytest
 
-from deploys.lib import settings
-from deploys.lib.settings import SettingsError, parse
+from deploys.core import settings
+from deploys.core.settings import SettingsError, parse
 from deploys.tools import readme
 
 BAD = [

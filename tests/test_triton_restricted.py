@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 import yaml
 
-from deploys.lib import paths, render, settings, triton_api, verify_run
+from deploys.core import paths, render, settings
+from deploys.triton import triton_api, verify_run
 from tests import tinymodel
 from tests import tritonserver as ts
 from tests.gateway_bench import GatewayProcess
@@ -135,7 +136,7 @@ def test_key_generation_is_0600_hex_and_idempotent(tmp_path: Path) -> None:
 
 
 def test_compose_up_carries_the_key_files_sha256_not_the_key(tmp_path: Path) -> None:
-    from deploys.lib.triton_service import compose_up_command
+    from deploys.triton.triton_service import compose_up_command
 
     s = settings.parse("h", {"gpu": False})
     command = compose_up_command(s, "/x/docker-compose.yml")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib import vault
+from deploys.core import vault
 from tests import leak_probe
 
 pytestmark = pytest.mark.skipif(shutil.which("age-keygen") is None, reason="needs age-keygen (tests/system_deps.sh installs age)")
@@ -167,7 +167,7 @@ def test_missing_required_secret_and_typo(vaulted: dict) -> None:
     assert NGC not in str(info.value)
 
 
-DEPLOY = "from deploys.steps.registry_login import registry_login\nregistry_login()\n"
+DEPLOY = "from deploys.host_base.registry_login import registry_login\nregistry_login()\n"
 
 
 @pytest.mark.parametrize("case", ["missing file", "missing key", "wrong key", "garbled"])

@@ -1,4 +1,4 @@
-"""The verify step (deploys/steps/verify.py, deploys/lib/verify_run.py): command building, output parsing, the fleet table's timing, and the real
+"""The verify step (deploys/triton/verify.py, deploys/triton/verify_run.py): command building, output parsing, the fleet table's timing, and the real
 pyinfra CLI running the step on this machine (``@local``) against a real tritonserver."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploys.lib import gateway, model_lock, paths, run, settings
-from deploys.lib import verify_run as step
-from deploys.lib.settings import SettingsError
+from deploys.core import model_lock, paths, run, settings
+from deploys.core.settings import SettingsError
+from deploys.gateway import logic as gateway
+from deploys.triton import verify_run as step
 from facts._shell import RC_MARKER
 from facts.verify import parse_parity_output
 from tests import tinymodel

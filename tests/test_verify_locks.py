@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from deploys.lib.repo import PIP_LOCK_FLAGS, VERIFY_SRC
+from deploys.core.repo import PIP_LOCK_FLAGS, VERIFY_SRC
 from deploys.tools import locks
 
 NAMES = ("cpu", "gpu", "gateway")

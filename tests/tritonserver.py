@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploys.lib import render, settings
+from deploys.core import render, settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STANDIN = Path(__file__).resolve().parent / "standin" / "onnxruntime" / "model.py"
@@ -254,5 +254,5 @@ def write_key(triton_root: Path, key: str) -> Path:
 
 
 def cpu_config(model_name: str = "embeddinggemma", **data: object) -> str:
-    """The deploy's own CPU-profile config.pbtxt (deploys.lib.render), for host data ``data``."""
+    """The deploy's own CPU-profile config.pbtxt (deploys.core.render), for host data ``data``."""
     return render.model_config(settings.parse("test", {"model_name": model_name, **data}), gpu=False)

@@ -37,7 +37,7 @@ EMBEDDING_DIM = 768
 MATRYOSHKA_DIMS = (768, 512, 256, 128)
 MAX_LENGTH = 2048  # EmbeddingGemma's context
 # The header Triton's restricted APIs (model config, repository index, ...) want; its value is the
-# host's key (deploys/lib/triton_api.py). Lower case: gRPC metadata keys must be.
+# host's key (deploys/triton/triton_api.py). Lower case: gRPC metadata keys must be.
 TRITON_KEY_HEADER = "triton-api-key"
 # Over gRPC Triton (2.51, 25.05) checks the metadata key with this prefix, whatever the option says.
 TRITON_GRPC_KEY_PREFIX = "triton-grpc-protocol-"

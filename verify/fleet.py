@@ -102,7 +102,7 @@ def gateway_cell(report: Mapping[str, Any]) -> str:
 def model_cell(report: Mapping[str, Any]) -> str:
     """The model sha column: the served data file's (or graph's) sha256, first 12 hex; with
     ``DIFFERS from lock`` (or ``from source``) when a served file's sha256 is not the expected one
-    (deploys/lib/verify_run.py check_model_files)."""
+    (deploys/triton/verify_run.py check_model_files)."""
     model = report.get("model") or {}
     sha = (model.get("sha256") or "-")[:12]
     if model.get("differs"):

@@ -505,6 +505,6 @@ def response_body(embeddings: np.ndarray, encoding_format: str, model_name: str,
     return f'{{"object":"list","data":[{data}],{tail[1:]}'.encode()
 
 
-# The deploy's gateway_* settings (deploys/lib/settings.py) take their defaults and checks from here.
+# The deploy's gateway_* settings (deploys/core/settings.py) take their defaults and checks from here.
 CHECKS: dict[str, Callable[[Any], Any]] = _CHECKS
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(GatewayConfig) if f.default is not MISSING}

@@ -1,8 +1,8 @@
 """The parity check's tunable options, defined once for both sides of the SSH boundary.
 
 Each option is a command-line flag of ``python -m verify.parity`` (this side, on the host, without
-pyinfra or deploys/) and a ``verify_*`` setting of the deploy (deploys/lib/settings.py takes its
-default and doc from here; deploys/lib/verify_run.py builds the flags with :func:`argv`).
+pyinfra or deploys/) and a ``verify_*`` setting of the deploy (deploys/core/settings.py takes its
+default and doc from here; deploys/triton/verify_run.py builds the flags with :func:`argv`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@
 into ``verify/requirements-*.txt`` with pip-tools (``pip-compile --generate-hashes``): every
 dependency pinned, each with the sha256 of every file the package index publishes for that version
 (wheels for each CPython and platform, and the sdist). The deploy installs those files with
-``pip install --require-hashes --only-binary=:all:`` (deploys/lib/verify_run.py,
-deploys/lib/gateway.py), so pip takes nothing else.
+``pip install --require-hashes --only-binary=:all:`` (deploys/triton/verify_run.py,
+deploys/gateway/logic.py), so pip takes nothing else.
 
     python3 deploys/tools/locks.py compile [NAME ...]
     python3 deploys/tools/locks.py check [--python PY ...] [NAME ...]
@@ -51,7 +51,7 @@ IMPORTS = {
     "gpu": "import numpy, tokenizers, onnxruntime, tritonclient.http, tritonclient.grpc, pynvml",
     "gateway": "import numpy, tokenizers, tritonclient.grpc, starlette, uvicorn, httptools, prometheus_client",
 }
-# The flags the deploy installs with (deploys/lib/repo.py PIP_LOCK_FLAGS; a test checks they agree).
+# The flags the deploy installs with (deploys/core/repo.py PIP_LOCK_FLAGS; a test checks they agree).
 INSTALL_FLAGS = ("--require-hashes", "--only-binary=:all:")
 
 

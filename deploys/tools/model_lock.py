@@ -1,4 +1,4 @@
-"""The model lock command: ``python -m deploys.model_lock refresh|show`` (deploys/lib/model_lock.py
+"""The model lock command: ``python -m deploys.model_lock refresh|show`` (deploys/core/model_lock.py
 reads and writes the lock)::
 
     python -m deploys.model_lock refresh                      # model_repo_id / model_revision defaults
@@ -20,8 +20,8 @@ from pathlib import Path
 from huggingface_hub import constants
 from pyinfra.api.exceptions import PyinfraError
 
-from deploys.lib import settings, vault
-from deploys.lib.model_lock import HUB_ENDPOINT, LOCK_PATH, read, refresh, token_allowed
+from deploys.core import settings, vault
+from deploys.core.model_lock import HUB_ENDPOINT, LOCK_PATH, read, refresh, token_allowed
 
 
 def _token(secrets_file: str) -> str | None:

@@ -29,10 +29,10 @@ with 128 + the signal number and one line.
 
 Behind a front door, each wave's ``deploys/all.py`` itself takes its hosts out of the pool at most
 ``rollout_max_unavailable`` at a time (drain, switch, READY, parity, restore; a failure is rolled
-back there: deploys/lib/rolling.py).
+back there: deploys/triton/rolling.py).
 
 The driver decides from what each pyinfra run writes for programs, never from its log (stderr is
-passed through for people, untouched): the run's events (deploys/lib/events.py: roll steps, lock
+passed through for people, untouched): the run's events (deploys/core/events.py: roll steps, lock
 events, hosts it could not connect to, the line that refused a run; each run gets its own
 ``TRITON_RUN_DIR`` under ``reports/rollouts/<UTC time>.runs/``), pyinfra's ``--json`` result (the
 failed hosts) and deploys/releases.py's state files.
@@ -63,17 +63,17 @@ from typing import Any
 from pyinfra.api import State
 from pyinfra.context import ctx_state
 
-from deploys.lib import events as run_events
-from deploys.lib import redact, settings
-from deploys.lib.fleet_status import one_release
-from deploys.lib.repo import REPO_ROOT
-from deploys.lib.settings import SettingsError
+from deploys.core import events as run_events
+from deploys.core import redact, settings
+from deploys.core.fleet_status import one_release
+from deploys.core.repo import REPO_ROOT
+from deploys.core.settings import SettingsError
 
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-# The steps of a host's roll behind a front door (deploys/lib/rolling.py), as events.
+# The steps of a host's roll behind a front door (deploys/triton/rolling.py), as events.
 ROLL_STEPS = ("drained", "live", "checked", "check skipped", "rolled back", "back in the pool", "roll failed", "not restarted")
 # A runner runs one pyinfra command with a timeout in seconds; past it: subprocess.TimeoutExpired.
-# Its env carries TRITON_RUN_DIR, the directory the run writes its events to (deploys/lib/events.py).
+# Its env carries TRITON_RUN_DIR, the directory the run writes its events to (deploys/core/events.py).
 Runner = Callable[[list[str], dict[str, str], float], subprocess.CompletedProcess]
 # Seconds between the SIGTERM to a timed-out pyinfra run's process group and the SIGKILL.
 KILL_GRACE_S = 10
@@ -93,7 +93,7 @@ class Outcome:
     message: str = ""
     wave: int | None = None
     # Behind a front door: what the deploy logged for this host (drained, live, checked, rolled back,
-    # back in the pool), each with its UTC time (deploys/lib/rolling.py).
+    # back in the pool), each with its UTC time (deploys/triton/rolling.py).
     events: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -128,7 +128,7 @@ def load_inventory(path: str, data: dict[str, Any]) -> Inventory:
     with ctx_state.use(State()):
         inventory = make_inventory(path, override_data=data, cwd=str(REPO_ROOT))
     # After pyinfra_cli (gevent) is in: keep deploys.lib imports below it (some bring in ssl).
-    from deploys.lib.roles import is_triton_host
+    from deploys.core.roles import is_triton_host
 
     hosts = [host.name for host in inventory if is_triton_host(host)]  # front doors and monitoring hosts are not rolled
     if not hosts:
@@ -454,7 +454,7 @@ def table(outcomes: list[Outcome]) -> str:
         rows.append((o.host, o.old or "-", o.new or "-", o.verdict, "yes" if o.rolled_back else "no", serving))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    # Release ids are the same on every host with the same settings (deploys/lib/release.py).
+    # Release ids are the same on every host with the same settings (deploys/triton/release.py).
     return "\n".join([*lines, one_release({o.host: o.serving for o in outcomes}, [o.host for o in outcomes])])
 
 

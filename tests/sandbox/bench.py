@@ -50,7 +50,7 @@ from typing import Any
 
 import httpx
 
-from deploys.lib import paths, settings
+from deploys.core import paths, settings
 from tests.hub_server import HubServer, Repo
 from tests.load import check_targets
 from tests.overload import run_overload

@@ -157,7 +157,7 @@ def registry_password(sdir: Path) -> str:
     vaulted = _read_vault(sdir)
     key = os.environ.get("NGC_API_KEY") or vaulted.get("ngc_api_key") or secrets.token_urlsafe(32)
     api_keys = vaulted.get("gateway_api_keys") or ["sandbox-" + secrets.token_hex(20)]
-    # The deploy's vault (deploys/lib/vault.py) looks a registry other than nvcr.io up in `registries`.
+    # The deploy's vault (deploys/core/vault.py) looks a registry other than nvcr.io up in `registries`.
     login = {f"{REGISTRY_ALIAS}:5000": {"username": REGISTRY_USER, "password": key}}
     stale = vaulted.get("ngc_api_key") != key or vaulted.get("registries") != login or vaulted.get("gateway_api_keys") != api_keys
     if stale or ("hf_token" in vaulted and not vaulted["hf_token"]):
@@ -521,7 +521,7 @@ def ensure_model_mirror() -> dict[str, str]:
     Rebuilt when tests/tinymodel.py changes; its sha1 is the "revision", and the lock records every
     file's sha256 so the sandbox runs with ``model_require_lock: true``.
     """
-    from deploys.lib import model_lock  # the deploy's own lock format
+    from deploys.core import model_lock  # the deploy's own lock format
 
     source = ROOT / "tests" / "tinymodel.py"
     if not source.exists():

@@ -1,0 +1,15 @@
+"""Controller-side paths of this repository (host paths live in deploys/core/paths.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+TEMPLATES_DIR = REPO_ROOT / "templates"
+VERIFY_SRC = REPO_ROOT / "verify"  # the host program, uploaded by the verify step
+MODEL_LOCK = REPO_ROOT / "deploys" / "model.lock.json"
+README = REPO_ROOT / "README.md"
+
+# verify/requirements-{cpu,gpu,gateway}.txt are hashed locks (`make locks`, deploys/tools/locks.py):
+# the verify and gateway steps install them with these pip flags, so pip takes only the locked files.
+PIP_LOCK_FLAGS = "--require-hashes --only-binary=:all:"

@@ -1,0 +1,101 @@
+"""The front door role: which hosts are front doors, the backends they balance (every other host's
+embeddings gateway, from the inventory), the TLS certificate from the vault, and the commands the
+front-door step runs.
+
+A host is a front door when it is in the inventory group ``front_door`` (deploys/core/roles.py);
+every Triton host of the inventory (neither a front door nor a monitoring host) has its gateway as
+a backend, so a fleet without that group behaves as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from deploys.core import settings, vault
+from deploys.core.roles import FRONT_DOOR_GROUP, is_triton_host
+from deploys.core.settings import Settings, SettingsError
+from deploys.gateway.logic import beyond_loopback
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One gateway behind the front door: HAProxy's server name, address and port."""
+
+    name: str
+    address: str
+    port: int
+    health_port: int  # the gateway's health responder (verify/gateway_health.py): the front door checks it
+
+
+def server_name(host_name: str) -> str:
+    """An inventory host name as an HAProxy server name (letters, digits, ``.-_:`` only)."""
+    return re.sub(r"[^A-Za-z0-9._:-]", "_", host_name)
+
+
+def backends(s: Settings, inventory: Any) -> list[Backend]:
+    """Every Triton host's gateway in ``inventory``; one line naming the host if one cannot be a backend."""
+    found = []
+    for other in inventory:
+        if not is_triton_host(other):
+            continue
+        t = settings.load(other)
+        if not t.gateway_enabled:
+            raise SettingsError(
+                f"host {other.name}: the front door {s.host} balances every Triton host's gateway; set gateway_enabled: true"
+            )
+        if not beyond_loopback(t):
+            raise SettingsError(
+                f"host {other.name}: setting gateway_listen_address={t.gateway_listen_address!r} is loopback, so the front door "
+                f"{s.host} cannot reach it; set it to the host's private address (README: the front door)"
+            )
+        found.append(Backend(server_name(other.name), t.gateway_listen_address, t.gateway_listen_port, t.gateway_health_port))
+    if not found:
+        raise SettingsError(
+            f"host {s.host}: the front door has no backends: the inventory has no host outside the {FRONT_DOOR_GROUP} group"
+        )
+    return found
+
+
+def tls_pem(s: Settings) -> str:
+    """The certificate chain and key as one PEM (what HAProxy's ``crt`` reads); '' without TLS."""
+    if not s.front_door_tls:
+        return ""
+    cert = vault.load(s.secrets_file, required=("front_door_tls",)).front_door_tls
+    if cert is None:
+        raise SettingsError(
+            f"host {s.host}: setting front_door_tls=True needs front_door_tls (cert, key: PEM) in the vault; "
+            f"add it with `sops edit {s.secrets_file}`, or set front_door_tls: false"
+        )
+    return cert.unmask().rstrip("\n") + "\n"  # as written: pyinfra's stdin ends each line with one newline
+
+
+def pem_digest(pem: str) -> str:
+    """sha256 of the PEM file as :func:`install_pem_command` writes it."""
+    return hashlib.sha256(pem.encode()).hexdigest()
+
+
+def install_pem_command(path: str) -> str:
+    """Write stdin to ``path`` (0600) by rename; the PEM never appears in a command line."""
+    q = shlex.quote
+    return f"umask 077; mkdir -p {q(path.rsplit('/', 1)[0])} && cat > {q(path + '.tmp')} && mv -f {q(path + '.tmp')} {q(path)}"
+
+
+def install_config_command(candidate: str, live: str) -> str:
+    """``haproxy -c`` on the candidate config; only a valid one replaces the live config."""
+    q = shlex.quote
+    return f"haproxy -c -q -f {q(candidate)} && mv -f {q(candidate)} {q(live)}"
+
+
+def reload_check_command(timeout_s: int = 10) -> str:
+    """After ``systemctl reload haproxy``: fail (with the journal) when the master refused the new
+    config (systemd's status text says "Reload failed!"), which the reload itself does not report."""
+    return (
+        f"for i in $(seq 1 {timeout_s * 2}); do s=$(systemctl show -p StatusText --value haproxy); "
+        'case "$s" in *[Ff]ailed*) echo "HAProxy kept its old config (systemd status: $s); last log lines:" >&2; '
+        "journalctl -u haproxy -n 15 --no-pager >&2; exit 1;; Ready*) exit 0;; esac; sleep 0.5; done; "
+        f'echo "HAProxy did not report Ready within {timeout_s}s after the reload" >&2; exit 1'
+    )

@@ -1,0 +1,114 @@
+"""The embeddings gateway on a host (verify/gateway.py, a systemd unit): its API keys, its config and
+unit files, where the host reaches it, and the commands the gateway step runs.
+
+API keys live in the vault (``gateway_api_keys``); a host gets only their sha256, one a line, in a
+0600 file of the service user. The verify step needs a key of its own to call the gateway: it is
+derived on the controller (HMAC of the vault's keys and the host name), so it is stable across runs
+and changes when the keys rotate; its hash joins the file and the key itself is written 0600 for
+root (deploys/triton/verify_run.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import shlex
+from pathlib import Path
+
+from deploys.core import bounds, paths, render, vault
+from deploys.core.paths import Layout
+from deploys.core.repo import PIP_LOCK_FLAGS
+from deploys.core.settings import Settings, SettingsError
+from deploys.triton.triton_service import probe_endpoint
+
+SERVICE_USER = "embeddings-gateway"
+STEP = "Embeddings gateway"  # the gateway step's name, in the lines printed past a bound
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def beyond_loopback(s: Settings) -> bool:
+    """Whether the gateway listens where other machines can reach it."""
+    return s.gateway_listen_address not in LOOPBACK
+
+
+def probe_url(s: Settings) -> str:
+    """The gateway's base URL as the host itself reaches it."""
+    address = s.gateway_listen_address
+    address = "127.0.0.1" if address == "0.0.0.0" else "::1" if address == "::" else address
+    return f"http://{render.url_host(address)}:{s.gateway_listen_port}"
+
+
+def api_keys(s: Settings) -> list[str]:
+    """The vault's gateway API keys (plaintext, controller memory only); one line if auth is
+    needed and there are none."""
+    # Beyond loopback the keys are required: the vault must then decrypt (one line if it cannot).
+    exists = Path(s.secrets_file).exists()
+    needed = beyond_loopback(s)
+    keys = vault.load(s.secrets_file, required=("gateway_api_keys",) if needed and exists else ()).gateway_api_keys if exists else []
+    if not keys and needed:
+        raise SettingsError(
+            f"host {s.host}: setting gateway_listen_address={s.gateway_listen_address!r} is beyond loopback, so the gateway "
+            f"needs API keys; add gateway_api_keys (a list) with `sops edit {s.secrets_file}`, or listen on 127.0.0.1"
+        )
+    return [key.unmask() for key in keys]
+
+
+def verify_key(s: Settings, keys: list[str]) -> str:
+    """The host's own key for the verify step ('' when auth is off): HMAC-SHA256 of the host name
+    under the vault's keys, so no key of the vault ever reaches the host."""
+    if not keys:
+        return ""
+    secret = "\n".join(sorted(keys)).encode()
+    return "verify-" + hmac.new(secret, f"gateway-verify:{s.host}".encode(), hashlib.sha256).hexdigest()
+
+
+def key_hashes_text(keys: list[str], host_key: str) -> str:
+    """The gateway's key file: sha256 of every accepted key, sorted, one a line ('' when auth is off)."""
+    hashes = sorted({hashlib.sha256(k.encode()).hexdigest() for k in [*keys, host_key] if k})
+    return "".join(f"{h}\n" for h in hashes)
+
+
+def config_text(s: Settings, layout: Layout, auth: bool) -> str:
+    """The gateway's JSON config (templates/gateway/gateway.json.j2); ``auth`` false: no key file (loopback only)."""
+    return render.gateway_config(
+        s,
+        triton_grpc_url=probe_endpoint(s, s.triton_grpc_port),
+        tokenizer_dir=layout.tokenizer_dir,
+        api_key_sha256_file=layout.gateway.api_keys if auth else "",
+        triton_key_file=layout.gateway.triton_key,
+    )
+
+
+def unit_text(s: Settings, layout: Layout) -> str:
+    """The gateway's systemd unit (templates/gateway/embeddings-gateway.service.j2)."""
+    g = layout.gateway
+    return render.gateway_unit(
+        user=SERVICE_USER,
+        venv=g.venv,
+        work_dir=g.base,
+        config_file=g.config,
+        # systemd kills past this: above the gateway's own grace for requests in flight.
+        stop_timeout_s=int(s.gateway_shutdown_timeout_s) + 5,
+    )
+
+
+def pip_install_command(s: Settings, layout: Layout) -> str:
+    """pip install of the gateway's hashed lock (--require-hashes; bounded by verify_pip_timeout_s),
+    then the marker that makes the next run skip it."""
+    g = layout.gateway
+    source = f"--index-url {shlex.quote(s.verify_pip_index_url)} " if s.verify_pip_index_url else ""
+    pip = (
+        f"{shlex.quote(g.venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}"
+        f"-r {shlex.quote(g.requirements)}"
+    )
+    install = bounds.bounded(pip, s.verify_pip_timeout_s, STEP, s.host, "pip install of the gateway runtime", "verify_pip_timeout_s")
+    return f"{install} && cp {shlex.quote(g.requirements)} {shlex.quote(g.installed)}"
+
+
+def wait_ready_command(s: Settings) -> str:
+    """Poll the gateway's /ready until gateway_ready_timeout_s (each try bounded); past it one line
+    naming the step and the host, its journal, and exit 1."""
+    limit = s.gateway_ready_timeout_s
+    line = f"{STEP} on host {s.host}: not ready within {limit}s at {probe_url(s)}/ready (gateway_ready_timeout_s); last log lines:"
+    journal = f"journalctl -u {paths.GATEWAY_UNIT} -n 30 --no-pager >&2"
+    return bounds.ready_poll(f"{probe_url(s)}/ready", limit, f"echo {shlex.quote(line)} >&2; {journal}; exit 1")

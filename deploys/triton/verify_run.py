@@ -1,0 +1,295 @@
+"""The verify step's parts: the pinned runtime, the parity command run on the host, its outcome, the
+reports saved on the controller and the fleet table (deploys/triton/verify.py routes through these).
+
+Per host (all idempotent; a converged host reports 0 changed operations):
+
+1. the verify runtime in its own venv ``{triton_dir}/verify/venv`` from a hashed lock
+   (verify/requirements-{cpu,gpu}.txt, ``--require-hashes``), from the package index or from wheels pushed from the
+   controller (``verify_wheels_dir``); pip runs only when the pins changed;
+2. verify/ uploaded to ``{triton_dir}/verify/verify``;
+3. with the gateway on (``gateway_enabled``) and auth on (vault keys), the verify step's own
+   gateway key (:func:`deploys.gateway.logic.verify_key`) written 0600 for root to
+   ``{triton_dir}/verify/gateway.key`` through ``_stdin`` (:func:`key_write_command`: never on a
+   command line, never in pyinfra's output or --diff), only when its sha256 differs;
+4. the parity check (``python -m verify.parity``) against Triton's published ports, on the served
+   release's model files (``{triton_dir}/current/models/{model_name}/1/``) and the tokenizer in
+   ``{triton_dir}/tokenizer/``; with the gateway on, also through the gateway
+   (``--gateway-url``, :func:`gateway_args`); the report's sha256 of the served graph and data
+   file (hashed there, on the host) must be the lock's (or, for files the lock does not pin, the
+   source's metadata for the run): a damaged served file fails the host (:func:`check_model_files`).
+
+The check is read-only, so it is not a change: the operation plans nothing, and at execution time
+reads the report through a fact (a command that changes nothing on the host) and yields a command
+only to fail the host. The report is saved on the controller as
+``{verify_report_dir}/<run>/<host>.json``; when the last host has reported, the fleet table (host,
+GPU, driver, image, model sha, min cosine, max diff, p50 latency, cross-host cosine, verdict) is
+logged (with a ``gateway`` column), to stderr like all pyinfra logging (``--json`` output stays clean).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, operation
+from pyinfra.api.state import StateStage
+
+from deploys.core import bounds, context, paths, run
+from deploys.core.paths import Layout
+from deploys.core.repo import PIP_LOCK_FLAGS, VERIFY_SRC
+from deploys.core.settings import Settings, SettingsError
+from deploys.gateway import logic as gateway
+from deploys.model import model_files
+from deploys.triton.triton_service import probe_endpoint
+from facts._shell import RC_MARKER
+from facts.verify import LOG_MARKER, NOTHING_TO_CHECK, REPORT_MARKER, ParityRun, parse_parity_output
+from verify import options
+from verify.fleet import HostResult, drift, table
+
+# One directory of reports per pyinfra run (UTC start time of the controller process).
+RUN_ID = run.STAMP
+
+
+def requirements_file(cuda: bool) -> Path:
+    """The hashed lock of the runtime: onnxruntime-gpu with its CUDA wheels when the local run may use CUDA."""
+    return VERIFY_SRC / f"requirements-{'gpu' if cuda else 'cpu'}.txt"
+
+
+def pip_install_command(s: Settings, layout: Layout) -> str:
+    """pip install of the pinned requirements (bounded by verify_pip_timeout_s), then the marker that
+    makes the next run skip it."""
+    v = layout.verify
+    source = ""
+    if s.verify_wheels_dir:
+        source = f"--no-index --find-links {shlex.quote(v.wheels)} "
+    elif s.verify_pip_index_url:
+        source = f"--index-url {shlex.quote(s.verify_pip_index_url)} "
+    pip_bin = shlex.quote(f"{v.venv}/bin/pip")
+    # --no-compile: the check runs with PYTHONDONTWRITEBYTECODE=1, so byte-compiling every
+    # installed file (most of the install's CPU time: sympy) would buy nothing.
+    # --require-hashes: the lock pins every package with the sha256 of its files (make locks);
+    # pip installs nothing else. --only-binary: wheels only (no build, no unhashed build deps).
+    pip = f"{pip_bin} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}-r {shlex.quote(v.requirements)}"
+    install = bounds.bounded(pip, s.verify_pip_timeout_s, "Verify", s.host, "pip install of the verify runtime", "verify_pip_timeout_s")
+    return f"{install} && cp {shlex.quote(v.requirements)} {shlex.quote(v.installed)}"
+
+
+def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
+    """parity's gateway flags: none when the gateway is off. The gateway truncates at
+    gateway_max_tokens (or refuses longer inputs): parity compares with a local run cut there, so a
+    gateway_max_tokens other than verify_max_length is no mismatch. ``key_file``: auth is on and the
+    verify step wrote its key to ``layout.gateway.verify_key``."""
+    if not s.gateway_enabled:
+        return []
+    args = [
+        "--gateway-url", gateway.probe_url(s),
+        "--gateway-max-tokens", str(s.gateway_max_tokens),
+        "--gateway-max-inputs", str(s.gateway_max_inputs),
+    ]  # fmt: skip
+    if not s.gateway_truncate:
+        args.append("--gateway-no-truncate")
+    if key_file:
+        args += ["--gateway-key-file", layout.gateway.verify_key]
+    return args
+
+
+def key_write_command(path: str) -> str:
+    """Write stdin (the key; pyinfra's ``_stdin`` ends it with a newline, removed here) to ``path``,
+    0600, replaced atomically: the key is never on a command line."""
+    q = shlex.quote
+    tmp = q(f"{path}.tmp")
+    return f"umask 077; rm -f {tmp}; tr -d '\\n' > {tmp} && chmod 600 {tmp} && mv -f {tmp} {q(path)}"
+
+
+def parity_command(
+    s: Settings, layout: Layout, device: str, gateway_key_file: bool = False, gateway_too: bool = True, triton_key: bool = True
+) -> str:
+    """The check on the host; always exits 0 and prints rc, report and log tail between markers.
+    ``gateway_key_file``: pass the verify step's gateway key file (auth on); ``gateway_too``: False
+    checks Triton alone; ``triton_key``: False leaves ``--triton-key-file`` out (verify code from
+    before the restricted APIs, which does not know it: deploys/triton/triton_api.py:restrict)."""
+    v = layout.verify
+    report, log = f"{v.report}.{run.RUN_ID}.tmp", f"{v.log}.{run.RUN_ID}.tmp"
+    settings_values = {option.name: getattr(s, option.setting) for option in options.OPTIONS}
+    args = [
+        f"{v.venv}/bin/python", "-m", "verify.parity",
+        # The served release's files (hard links), not the model store: after a rollback across a
+        # model revision the two differ, and parity must check what Triton actually serves.
+        "--model-dir", layout.current_release.version_dir,
+        "--model-file", paths.onnx_filename(s.model_variant),
+        "--tokenizer-dir", layout.tokenizer_dir,
+        "--url", probe_endpoint(s, s.triton_http_port),
+        "--grpc-url", probe_endpoint(s, s.triton_grpc_port),
+        *(["--triton-key-file", layout.triton_key] if triton_key else []),
+        "--model-name", s.model_name,
+        *options.argv({**settings_values, "device": device}),
+        *(gateway_args(s, layout, gateway_key_file) if gateway_too else []),
+        "--report", report,
+    ]  # fmt: skip
+    q = shlex.quote
+    # The report and log go to names of this run first, then are renamed over last-report.json and
+    # last-run.log: two checks never write one file (no report: last-report.json goes too).
+    return (
+        f"rm -f {q(report)}; "
+        f"cd {q(v.base)} && PYTHONDONTWRITEBYTECODE=1 {' '.join(q(a) for a in args)} > {q(log)} 2>&1; "
+        f"echo {RC_MARKER}$?; echo {REPORT_MARKER}; cat {q(report)} 2>/dev/null; echo; "
+        f"echo {LOG_MARKER}; tail -n 20 {q(log)} 2>/dev/null; "
+        f"if [ -f {q(report)} ]; then mv -f {q(report)} {q(v.report)}; else rm -f {q(v.report)}; fi; "
+        f"mv -f {q(log)} {q(v.log)} 2>/dev/null; true"
+    )
+
+
+def roll_check_command(s: Settings, layout: Layout, device: str, triton_key: bool = True) -> str:
+    """The parity check of Triton alone (HTTP, gRPC vs local ONNX Runtime) on a host rolled behind the
+    front door, before it is back in the pool (deploys/triton/rolling.py). Prints
+    ``NOTHING_TO_CHECK`` when the host has no verify runtime yet: the verify step, later in
+    the run, installs it and checks the host (gateway included) as always. ``triton_key``: as in
+    :func:`parity_command` (the roll runs before the verify step uploads this run's verify code)."""
+    v = layout.verify
+    q = shlex.quote
+    present = f"[ -x {q(v.venv + '/bin/python')} ] && [ -f {q(v.installed)} ] && [ -d {q(v.code)} ]"
+    check = parity_command(s, layout, device, gateway_too=False, triton_key=triton_key)
+    return f"if {present}; then {check}; else echo {NOTHING_TO_CHECK}; fi"
+
+
+def roll_verdict(host_name: str) -> Callable[[list[str]], str | None]:
+    """Reads :func:`roll_check_command`'s output: None when parity passed, else the one-line reason."""
+    return lambda lines: outcome_message(host_name, parse_parity_output(lines), None)
+
+
+def outcome_message(host_name: str, outcome: dict[str, Any], saved: str | None) -> str | None:
+    """None when the host passed; else one line naming the host, what failed and where to look."""
+    report = outcome.get("report") or {}
+    where = f" (report: {saved})" if saved else ""
+    if outcome.get("rc") == 0 and report.get("verdict") == "pass":
+        return None
+    if report.get("message"):
+        return f"host {host_name}: {report['message']}{where}"
+    last = (outcome.get("log") or "").strip().splitlines()
+    detail = last[-1] if last else "no output"
+    return f"host {host_name}: verify did not run (exit {outcome.get('rc')}): {detail}{where}"
+
+
+def expected_model_files(s: Settings) -> tuple[dict[str, str], str]:
+    """(file name in 1/ → the sha256 it must have, where that comes from: ``lock``, or ``source``
+    when the lock pins none of them and the model step trusts the source's metadata for the run)."""
+    wanted = [f for f in model_files.expected(s, model_files.hub_token(s)) if f.repo_path.startswith("onnx/")]
+    return {PurePosixPath(f.dest).name: f.sha256 for f in wanted}, "lock" if all(f.locked for f in wanted) else "source"
+
+
+def _short(digest: str | None) -> str:
+    return digest[:12] if digest else "none (missing)"
+
+
+def check_model_files(report: dict[str, Any], expected: dict[str, str], source: str) -> dict[str, Any]:
+    """The report with the served files' sha256 (hashed on the host, in ``current``: what Triton
+    serves) compared with ``expected``: ``model.expected``, ``model.expected_from`` and
+    ``model.differs`` (names) added; on a difference the verdict is ``fail`` and the message one
+    line naming each file, expected vs found and the fix. A report without hashes (an error
+    report: Triton unreachable, say) is returned as it is."""
+    model = report.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("files"), dict) or not expected:
+        return report
+    found = model["files"]
+    differs = [name for name in sorted(expected) if found.get(name) != expected[name]]
+    report = {**report, "model": {**model, "expected": dict(expected), "expected_from": source, "differs": differs}}
+    if not differs:
+        return report
+    said = "the lock" if source == "lock" else "the source's metadata"
+    files = "; ".join(f"{name} has sha256 {_short(found.get(name))}, {said} says {_short(expected[name])}" for name in differs)
+    message = (
+        f"served model files in {model.get('dir')} differ from {said}: {files}; "
+        "re-run the deploy (it re-links the release to the checked model store and restarts Triton)"
+    )
+    if report.get("verdict") != "pass" and report.get("message"):
+        message += f" (parity: {report['message']})"
+    return {**report, "verdict": "fail", "message": message}
+
+
+def save_report(s: Settings, host_name: str, report: dict[str, Any]) -> str:
+    """Write the host's report on the controller: {verify_report_dir}/<run>/<host>.json."""
+    path = Path(s.verify_report_dir) / RUN_ID / f"{host_name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def record(state: Any, op_hash: str | None, result: HostResult, min_cosine: float) -> None:
+    """Keep ``result``; when every host running this operation has reported, log the fleet table."""
+    ctx = context.of(state)  # the results gathered during this run
+    with ctx.lock:
+        gathered = ctx.verify_results
+        gathered[result.host] = result
+        expected = {h.name for h in state.inventory.iter_activated_hosts() if op_hash is None or op_hash in state.ops.get(h, {})} - {
+            h.name for h in state.failed_hosts
+        }
+        if not expected <= set(gathered) or ctx.verify_printed:
+            return
+        ctx.verify_printed = True
+        results = list(gathered.values())
+    logger.info("Verify: fleet parity (run %s)\n%s", RUN_ID, table(results))
+    for line in drift(results, min_cosine):
+        logger.warning(line)
+
+
+def _fail(state: Any, host: Any, message: str) -> bool:  # pyinfra passes state and host
+    """FunctionCommand body failing the host with the parity message."""
+    logger.error(f"{host.print_prefix}{message}")
+    return False
+
+
+@operation(is_idempotent=True)
+def parity_check(
+    s: Settings, device: str, gateway_key_file: bool = False, expected: dict[str, str] | None = None, expected_from: str = "lock"
+):
+    """Run the parity check at execution time; yields a command only to fail the host.
+
+    While pyinfra plans (diff stage) nothing runs and nothing is yielded: the check is not a
+    change. At execution, the fact runs the check and its report is saved on the controller.
+    ``expected``: file name → sha256 the served model files must have (:func:`check_model_files`)."""
+    state = host.state
+    if state.current_stage != StateStage.Execute:
+        return
+    outcome = host.get_fact(ParityRun, command=parity_command(s, paths.layout(s), device, gateway_key_file))
+    if outcome.get("report"):
+        outcome = {**outcome, "report": check_model_files(outcome["report"], expected or {}, expected_from)}
+    report = outcome.get("report") or {"verdict": "error", "message": None}
+    saved = save_report(s, host.name, report) if outcome.get("report") else None
+    result = HostResult(host=host.name, report=report, image=image_label(s))
+    record(state, host.executing_op_hash, result, s.verify_min_cosine)
+    message = outcome_message(host.name, outcome, saved)
+    if message:
+        yield FunctionCommand(_fail, (message,), {})
+    else:
+        logger.info(f"{host.print_prefix}{report.get('message')} (report: {saved})")
+
+
+def image_label(s: Settings) -> str:
+    """The image for the table: repository:tag, plus the digest's first 12 hex when pinned."""
+    label = s.triton_image.split("/")[-1]
+    return f"{label}@{s.triton_image_digest[7:19]}" if s.triton_image_digest else label
+
+
+def local_device(s: Settings, gpu: bool) -> str:
+    """Device for the local ONNX Runtime: cuda needs a GPU host."""
+    if s.verify_device == "cuda" and not gpu:
+        raise SettingsError(f"host {s.host}: setting verify_device='cuda' on a host without a GPU; set verify_device: auto or cpu")
+    return "cpu" if not gpu else s.verify_device
+
+
+def check_wheels_dir(s: Settings) -> Path | None:
+    """The controller's wheel directory, checked; None when pip uses a package index."""
+    if not s.verify_wheels_dir:
+        return None
+    path = Path(s.verify_wheels_dir)
+    if not path.is_dir() or not any(path.glob("*.whl")):
+        raise SettingsError(
+            f"host {s.host}: setting verify_wheels_dir={s.verify_wheels_dir!r} has no wheels; fill it with "
+            f"`pip download --only-binary=:all: --python-version 3.13 -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` "
+            "(the hosts' Python; gpu: requirements-gpu.txt) or set it to ''"
+        )
+    return path
