@@ -9,7 +9,8 @@ Prometheus (queried on the monitoring host). deploys/core/fleet_status.py builds
 
 from pyinfra import host, state
 
-from deploys.core import fleet_status, paths, render, roles, settings
+from deploys.core import fleet_status, paths, roles, settings
+from deploys.monitoring import render as monitoring_render
 from deploys.triton.triton_service import read_state
 from facts.disk import DirectoryBytes
 from facts.haproxy import HaproxyServers
@@ -23,7 +24,7 @@ if kind == "front_door":
     servers = host.get_fact(HaproxyServers, socket=paths.HAPROXY_ADMIN_SOCKET, backend=paths.HAPROXY_BACKEND)
     fleet_status.record(state, host.name, kind, {"pool": fleet_status.pool_states(servers)})
 elif kind == "monitoring":
-    answers = host.get_fact(PrometheusQueries, url=render.prometheus_url(s), queries=tuple(fleet_status.QUERIES.values()))
+    answers = host.get_fact(PrometheusQueries, url=monitoring_render.prometheus_url(s), queries=tuple(fleet_status.QUERIES.values()))
     figures = {key: answers[i] if i < len(answers) else {} for i, key in enumerate(fleet_status.QUERIES)}
     fleet_status.record(state, host.name, kind, {"figures": figures if answers else None})
 elif kind == "registry_cache":

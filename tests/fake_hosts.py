@@ -17,18 +17,21 @@ import json
 import time
 from pathlib import Path, PurePosixPath
 
-from deploys.core import model_lock, paths, redact, render, settings
+from deploys.core import model_lock, paths, redact, settings
 from deploys.core.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
 from deploys.core.paths import DOCKER_DROPIN as DROPIN
 from deploys.core.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
 from deploys.deploy_lock.logic import ACQUIRE_LABEL as DEPLOY_LOCK_ACQUIRE
 from deploys.deploy_lock.logic import RELEASE_LABEL as DEPLOY_LOCK_RELEASE
 from deploys.deploy_lock.logic import STATUS_LABEL as DEPLOY_LOCK_STATUS
+from deploys.host_base import render as host_base_render
 from deploys.host_base.docker_engine import DISTRO_PACKAGES
 from deploys.host_base.nvidia import TOOLKIT_PACKAGES, repo_source
 from deploys.model import model_files
 from deploys.registry_cache import logic as registry_cache
 from deploys.registry_cache import registry_warm
+from deploys.registry_cache import render as registry_cache_render
+from deploys.triton import render as triton_render
 from deploys.triton.release import build as build_release
 from deploys.triton.triton_service import probe_endpoint
 from facts.apt import SCRIPT_LABEL
@@ -270,9 +273,9 @@ def converged_responses(
     versions = DISTRO_DOCKER_VERSIONS[distro[0]]
     packages = {name: versions[name] for name in (*DISTRO_PACKAGES[distro], "containerd", "runc")}
     insecure = list(s.docker_insecure_registries) + ([cache] if cache and cache not in s.docker_insecure_registries else [])
-    daemon = render.merged_daemon_config({"runtimes": NVIDIA_CTK_RUNTIMES} if gpu else None, s, insecure_registries=insecure)
+    daemon = host_base_render.merged_daemon_config({"runtimes": NVIDIA_CTK_RUNTIMES} if gpu else None, s, insecure_registries=insecure)
     image = f"{cache}/{s.triton_image_ref.split('/', 1)[1]}" if cache else s.triton_image_ref
-    daemon_text = render.daemon_json(daemon)
+    daemon_text = host_base_render.daemon_json(daemon)
     # The fact masks URL credentials on the host (sed); their digest comes from another fact.
     table[f"' {DAEMON_JSON}; fi"] = ["__FACT_FILE_PRESENT__", *redact.mask(daemon_text).splitlines()]
     table[f"{DAEMON_JSON} || true; }}"] = [f"{redact.credentials_digest(daemon_text)}  -"]
@@ -280,7 +283,7 @@ def converged_responses(
     # A file holding credentials is 0600 (written through stdin: only sha256 facts look at it).
     stat(DAEMON_JSON, "file", 600 if redact.has_credentials(daemon_text) else 644, daemon_text.encode())
     if s.docker_service_env:
-        dropin = render.docker_dropin(s)
+        dropin = host_base_render.docker_dropin(s)
         stat(DROPIN.rsplit("/", 1)[0], "directory", 755)
         stat(DROPIN, "file", 600 if redact.has_credentials(dropin) else 644, dropin.encode())
         matcher, line = hash_answer("sha256sum", DROPIN, hashlib.sha256(dropin.encode()).hexdigest())
@@ -343,23 +346,23 @@ def converged_responses(
     stat(live.config_file, "file", 644, spec.config.encode())
     stat(live.compose_file, "file", 644, spec.compose.encode())
     labels = {
-        "com.docker.compose.project": render.COMPOSE_PROJECT,
+        "com.docker.compose.project": triton_render.COMPOSE_PROJECT,
         "com.docker.compose.service": "triton",
         "com.docker.compose.project.config_files": live.compose_file,
         **spec.labels,
-        render.TRITON_KEY_LABEL: TRITON_KEY_SHA256,
+        triton_render.TRITON_KEY_LABEL: TRITON_KEY_SHA256,
     }
     container = [
         {
             "Id": CONTAINER_ID,
-            "Name": "/" + render.container_name(s),
+            "Name": "/" + triton_render.container_name(s),
             "Image": TRITON_IMAGE_ID,
             "RestartCount": 0,
             "State": {"Status": "running", "Running": True, "Health": {"Status": "healthy"}},
             "Config": {"Image": image, "Labels": labels},
         }
     ]
-    table[f"docker container inspect {render.container_name(s)}"] = json.dumps(container, indent=4).splitlines()
+    table[f"docker container inspect {triton_render.container_name(s)}"] = json.dumps(container, indent=4).splitlines()
     # Only the published HTTP port answers: a run that moves the port finds nothing listening there.
     table[f"{probe_endpoint(s, s.triton_http_port)}/v2/health/live"] = ["live 200", "ready 200", "model_ready 200"]
     return responses(release, smi, df, table)
@@ -394,7 +397,7 @@ def converged_cache_responses(release: str, df: list[str], data: dict, ngc_key: 
     stat(s.registry_cache_storage_dir, "directory", 750, user=registry_cache.USER)
     stat(registry_cache.DROPIN.rsplit("/", 1)[0], "directory", 755)
     stat(registry_cache.DROPIN, "file", 644, registry_cache.dropin().encode())
-    config = render.registry_cache_config(s, s.registry_username, ngc_key, "")
+    config = registry_cache_render.registry_cache_config(s, s.registry_username, ngc_key, "")
     matcher, line = hash_answer("sha256sum", registry_cache.CONFIG, hashlib.sha256(config.encode()).hexdigest())
     table[matcher] = line
     stat(registry_cache.WARM_SCRIPT.rsplit("/", 1)[0], "directory", 755)

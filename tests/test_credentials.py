@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from deploys.core import paths, redact, render, settings
+from deploys.core import paths, redact, settings
 from deploys.core.paths import DOCKER_DAEMON_JSON, DOCKER_DROPIN
 from deploys.core.settings import SettingsError
 from deploys.host_base import docker_engine
+from deploys.host_base import render as host_base_render
 from deploys.tools import rollout
 from facts.docker import DockerDaemonJson, UrlCredentialsDigest
 from tests import leak_probe
@@ -77,7 +78,9 @@ def test_secret_repr_shows_no_content() -> None:
 def test_host_side_masking_and_digest_match_the_controller(tmp_path: Path) -> None:
     # The facts' commands run by this machine's shell on a real file: sed masks exactly as
     # redact.mask does, grep | sort | sha256sum digests exactly as redact.credentials_digest does.
-    text = render.daemon_json(render.merged_daemon_config({"registry-mirrors": ["https://ci:x@p@m.example:5000"]}, _settings(**WITH_PROXY)))
+    text = host_base_render.daemon_json(
+        host_base_render.merged_daemon_config({"registry-mirrors": ["https://ci:x@p@m.example:5000"]}, _settings(**WITH_PROXY))
+    )
     path = tmp_path / "daemon dir" / "daemon.json"
     path.parent.mkdir()
     path.write_text(text)
@@ -97,7 +100,7 @@ def test_secret_file_command_writes_stdin_0600(tmp_path: Path) -> None:
     path = tmp_path / "daemon.json"
     path.write_text("{}\n")
     path.chmod(0o644)
-    text = render.daemon_json({"proxies": {"https-proxy": PROXY}})
+    text = host_base_render.daemon_json({"proxies": {"https-proxy": PROXY}})
     subprocess.run(["sh", "-c", docker_engine.secret_file_command(str(path))], input=text, text=True, check=True)
     assert path.read_text() == text and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert PASSWORD not in docker_engine.secret_file_command(str(path))
@@ -113,7 +116,7 @@ def test_error_lines_mask_credentials() -> None:
     assert "setting docker_http_proxy='http://proxyuser:****@proxy.example:3128 extra' is invalid" in str(error.value)
     assert PASSWORD not in str(error.value)
     with pytest.raises(SettingsError) as error:
-        render.docker_dropin(_settings(docker_service_env={"HTTPS_PROXY": PROXY + "\nx"}))
+        host_base_render.docker_dropin(_settings(docker_service_env={"HTTPS_PROXY": PROXY + "\nx"}))
     assert PASSWORD not in str(error.value)
 
 
@@ -155,8 +158,8 @@ def test_fresh_host_gets_the_credential_files_through_stdin_0600(tmp_path, hub) 
         if r["kind"] == "command" and "umask 077" in r["command"] and key not in r["command"]
     }
     assert writes == {
-        docker_engine.secret_file_command(DOCKER_DAEMON_JSON): render.daemon_json(render.merged_daemon_config(None, s)),
-        docker_engine.secret_file_command(DOCKER_DROPIN): render.docker_dropin(s),
+        docker_engine.secret_file_command(DOCKER_DAEMON_JSON): host_base_render.daemon_json(host_base_render.merged_daemon_config(None, s)),
+        docker_engine.secret_file_command(DOCKER_DROPIN): host_base_render.docker_dropin(s),
     }
     assert PASSWORD in writes[docker_engine.secret_file_command(DOCKER_DAEMON_JSON)]  # what Docker reads, unmasked
     assert ENV_PASSWORD in writes[docker_engine.secret_file_command(DOCKER_DROPIN)]

@@ -35,9 +35,10 @@ import httpx
 import numpy as np
 import pytest
 
-from deploys.core import paths, render, settings
+from deploys.core import paths, settings
 from deploys.core.repo import TEMPLATES_DIR
 from deploys.monitoring import logic as monitoring
+from deploys.monitoring import render as monitoring_render
 from facts.haproxy import parse_stat_csv, runtime_command
 from tests import client_checks as cc
 from tests.load import LoadResult, run_threads
@@ -447,8 +448,8 @@ GPU_ONLY = ("DCGM_", "nv_gpu_")
 def test_dashboard_and_alert_metrics_exist_in_the_sandboxs_prometheus(sandbox: dict[str, Any]) -> None:
     """Every metric the Grafana dashboard and the alert rules query is one this fleet's Prometheus has:
     a series, or (a labelled metric with no sample yet, e.g. errors) the metadata its target exposed."""
-    exprs = {**monitoring.dashboard_expressions(render.grafana_dashboard())}
-    exprs.update(monitoring.alert_expressions(render.prometheus_alerts(settings.parse(fleet.MONITORING, {}))))
+    exprs = {**monitoring.dashboard_expressions(monitoring_render.grafana_dashboard())}
+    exprs.update(monitoring.alert_expressions(monitoring_render.prometheus_alerts(settings.parse(fleet.MONITORING, {}))))
     names = set().union(*(monitoring.promql_metric_names(e) for e in exprs.values())) - {"up"}
     url = fleet.status_json(NAME)["prometheus_url"]
     metadata = httpx.get(f"{url}/api/v1/metadata", timeout=10).json()["data"]

@@ -36,6 +36,7 @@ import pytest
 from deploys.core import paths, render, settings
 from deploys.core.render import RenderError
 from deploys.core.settings import Settings
+from deploys.front_door import render as front_door_render
 from facts.haproxy import HaproxyServers, parse_stat_csv, runtime_command, set_server_state_command, wait_idle_command
 
 HAPROXY = shutil.which("haproxy")
@@ -60,7 +61,7 @@ BODY = json.dumps({"model": "embeddinggemma", "input": ["front door"]}).encode()
 
 @dataclass(frozen=True)
 class Gateway:
-    """A backend as render.haproxy_config reads it (deploys/front_door/logic.py's Backend has the same fields)."""
+    """A backend as front_door_render.haproxy_config reads it (deploys/front_door/logic.py's Backend has the same fields)."""
 
     name: str
     address: str
@@ -118,7 +119,7 @@ def test_rendered_config_passes_haproxy_check(
     backends: list[Gateway], data: dict[str, Any], tls: bool, tls_pem: Path, tmp_path: Path
 ) -> None:
     s = front_door(**data)
-    text = render.haproxy_config(s, backends, str(tls_pem) if tls else "")
+    text = front_door_render.haproxy_config(s, backends, str(tls_pem) if tls else "")
     result = haproxy_check(text, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Configuration file is valid" in result.stdout + result.stderr
@@ -158,10 +159,10 @@ def test_rendered_config_passes_haproxy_check(
 def test_broken_config_is_refused(backends: list[Gateway], data: dict[str, Any], refused: str, tmp_path: Path) -> None:
     if "invalid_address" in data:  # render.url_host (and the settings' IP check) refuse it first; haproxy would too
         with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
-            render.haproxy_config(front_door(), [Gateway("host1", data["invalid_address"], 6080)], "")
-        text = render.haproxy_config(front_door(), backends, "").replace(backends[0].address, data["invalid_address"])
+            front_door_render.haproxy_config(front_door(), [Gateway("host1", data["invalid_address"], 6080)], "")
+        text = front_door_render.haproxy_config(front_door(), backends, "").replace(backends[0].address, data["invalid_address"])
     else:
-        text = render.haproxy_config(front_door(**data), backends, str(tmp_path / "missing.pem"))
+        text = front_door_render.haproxy_config(front_door(**data), backends, str(tmp_path / "missing.pem"))
     result = haproxy_check(text, tmp_path)
     assert result.returncode != 0
     assert refused in result.stdout + result.stderr
@@ -169,7 +170,7 @@ def test_broken_config_is_refused(backends: list[Gateway], data: dict[str, Any],
 
 def test_tls_without_certificate_path_is_a_render_error() -> None:
     with pytest.raises(RenderError, match="front_door_tls"):
-        render.haproxy_config(front_door(front_door_tls=True), ONE, "")
+        front_door_render.haproxy_config(front_door(front_door_tls=True), ONE, "")
 
 
 # -- a real HAProxy in front of stand-in gateways ----------------------------------------------
@@ -307,7 +308,7 @@ def start_front_door(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls_pem: P
             "front_door_maxconn": 200,
         }
         s = front_door(**base, **data)
-        text = render.haproxy_config(
+        text = front_door_render.haproxy_config(
             s, [Gateway(name, "127.0.0.1", g.port, g.port) for name, g in gateways.items()], str(tls_pem) if s.front_door_tls else ""
         )
         config = tmp_path / f"haproxy-{len(started)}.cfg"

@@ -9,8 +9,9 @@ import shlex
 
 import pytest
 
-from deploys.core import paths, render, settings
+from deploys.core import paths, settings
 from deploys.gateway import logic as gateway
+from deploys.triton import render as triton_render
 from deploys.triton import triton_service
 from deploys.triton import verify_run as verify_step
 from facts.triton import TritonHealth
@@ -54,7 +55,7 @@ def test_gateway_probe_url_brackets_ipv6(address: str, url: str) -> None:
 
 def test_compose_publishes_on_a_bracketed_ipv6_address() -> None:
     s = _settings(triton_bind_address="fd00::5")
-    text = render.compose_file(s, gpu=False)
+    text = triton_render.compose_file(s, gpu=False)
     assert '"[fd00::5]:6000:8000"' in text or "[fd00::5]:6000:8000" in text, text
 
 

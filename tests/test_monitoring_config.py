@@ -40,8 +40,11 @@ from pyinfra.api import Inventory
 from deploys.core import paths, render, settings
 from deploys.core.render import RenderError
 from deploys.core.settings import Settings, SettingsError
+from deploys.front_door import render as front_door_render
 from deploys.monitoring import logic as monitoring
+from deploys.monitoring import render as monitoring_render
 from deploys.monitoring.logic import ScrapeTarget
+from deploys.triton import render as triton_render
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -304,7 +307,7 @@ def test_monitoring_settings_are_checked(data: dict[str, Any], message: str | No
 
 def test_triton_metrics_address_moves_only_the_metrics_port() -> None:
     def ports(**data: Any) -> list[str]:
-        return yaml.safe_load(render.compose_file(settings.parse("h", data), gpu=False))["services"]["triton"]["ports"]
+        return yaml.safe_load(triton_render.compose_file(settings.parse("h", data), gpu=False))["services"]["triton"]["ports"]
 
     assert ports() == ["127.0.0.1:6000:8000", "127.0.0.1:6001:8001", "127.0.0.1:6002:8002"]
     assert ports(triton_metrics_address="10.0.0.5") == ["127.0.0.1:6000:8000", "127.0.0.1:6001:8001", "10.0.0.5:6002:8002"]
@@ -318,9 +321,9 @@ def render_files(directory: Path, inventory: Inventory) -> tuple[Path, Path]:
     """prometheus.yml and alerts.yml of mon1 in ``directory``; the config names the rules there."""
     s = monitoring_host(inventory)
     alerts = directory / "alerts.yml"
-    alerts.write_text(render.prometheus_alerts(s))
+    alerts.write_text(monitoring_render.prometheus_alerts(s))
     config = directory / "prometheus.yml"
-    config.write_text(render.prometheus_config(s, monitoring.scrape_targets(s, inventory), rule_files=[str(alerts)]))
+    config.write_text(monitoring_render.prometheus_config(s, monitoring.scrape_targets(s, inventory), rule_files=[str(alerts)]))
     return config, alerts
 
 
@@ -394,7 +397,7 @@ def test_promtool_check_rules_can_fail(tmp_path: Path, old: str, new: str, error
 def promtool_test_rules(directory: Path, **overrides: Any) -> subprocess.CompletedProcess[str]:
     """tests/promtool/alerts.test.yml against the rules rendered with RULE_SETTINGS and ``overrides``."""
     s = settings.parse("mon1", {**RULE_SETTINGS, **overrides})
-    (directory / "alerts.yml").write_text(render.prometheus_alerts(s))
+    (directory / "alerts.yml").write_text(monitoring_render.prometheus_alerts(s))
     shutil.copy(ALERTS_TEST, directory / "alerts.test.yml")
     return run(str(PROMTOOL), "test", "rules", str(directory / "alerts.test.yml"))
 
@@ -407,7 +410,7 @@ def test_promtool_test_rules_pass(tmp_path: Path) -> None:
 
 
 def test_every_alert_has_firing_and_quiet_cases() -> None:
-    rules = monitoring.alert_expressions(render.prometheus_alerts(settings.parse("mon1", RULE_SETTINGS)))
+    rules = monitoring.alert_expressions(monitoring_render.prometheus_alerts(settings.parse("mon1", RULE_SETTINGS)))
     assert tuple(rules) == ALERTS
     cases = [case for group in yaml.safe_load(ALERTS_TEST.read_text())["tests"] for case in group["alert_rule_test"]]
     for alert in ALERTS:
@@ -427,7 +430,7 @@ def test_each_alerts_cases_can_fail(tmp_path: Path, alert: str, overrides: dict[
 
 def test_alert_rules_use_the_settings() -> None:
     s = settings.parse("mon1", {**RULE_SETTINGS, "monitoring_rate_window_s": 120, "monitoring_p95_latency_s": 0.25, "model_name": "m-2"})
-    rules = {rule["alert"]: rule for group in yaml.safe_load(render.prometheus_alerts(s))["groups"] for rule in group["rules"]}
+    rules = {rule["alert"]: rule for group in yaml.safe_load(monitoring_render.prometheus_alerts(s))["groups"] for rule in group["rules"]}
     assert "[120s]" in rules["GatewayErrorRatioHigh"]["expr"] and "[300s]" not in rules["GatewayErrorRatioHigh"]["expr"]
     assert rules["GatewayLatencyP95High"]["expr"].endswith("> 0.25")
     assert 'model="m-2"' in rules["TritonModelNotReady"]["expr"] and 'model="m-2"' in rules["TritonQueueTimeHigh"]["expr"]
@@ -453,15 +456,15 @@ def test_defaults_files() -> None:
     s = settings.parse(
         "mon1", {"monitoring_retention": "30d", "monitoring_listen_address": "fd00::9", "monitoring_exporter_address": "10.0.0.9"}
     )
-    assert args_of(render.prometheus_defaults(s)) == [
+    assert args_of(monitoring_render.prometheus_defaults(s)) == [
         f"--config.file={paths.PROMETHEUS_CONFIG}",
         f"--storage.tsdb.path={paths.PROMETHEUS_DATA_DIR}",
         "--storage.tsdb.retention.time=30d",
         "--web.listen-address=[fd00::9]:9090",
     ]
-    assert args_of(render.node_exporter_defaults(s)) == ["--web.listen-address=10.0.0.9:9100"]
+    assert args_of(monitoring_render.node_exporter_defaults(s)) == ["--web.listen-address=10.0.0.9:9100"]
     with pytest.raises(RenderError, match="cannot be one word"):
-        render.prometheus_defaults(s, data_dir="/var/lib/my prometheus")
+        monitoring_render.prometheus_defaults(s, data_dir="/var/lib/my prometheus")
 
 
 @pytest.mark.skipif(PROMETHEUS is None or PROMTOOL is None, reason="prometheus is not installed (tests/system_deps.sh installs it)")
@@ -477,7 +480,7 @@ def test_prometheus_runs_the_rendered_files(tmp_path: Path) -> None:
     inventory = fleet({"mon1": mon1})
     config, _ = render_files(tmp_path, inventory)
     s = monitoring_host(inventory)
-    argv = [str(PROMETHEUS), *args_of(render.prometheus_defaults(s, config_file=str(config), data_dir=str(tmp_path / "data")))]
+    argv = [str(PROMETHEUS), *args_of(monitoring_render.prometheus_defaults(s, config_file=str(config), data_dir=str(tmp_path / "data")))]
     api = f"http://127.0.0.1:{port}"
     log = tmp_path / "prometheus.log"
     with started(argv, log):
@@ -505,7 +508,7 @@ def test_node_exporter_runs_its_rendered_args_and_exports_the_documented_names(t
     port = free_port()
     s = settings.parse("gpu-01", {"monitoring_node_exporter_port": port})
     log = tmp_path / "node-exporter.log"
-    with started([str(NODE_EXPORTER), *args_of(render.node_exporter_defaults(s))], log):
+    with started([str(NODE_EXPORTER), *args_of(monitoring_render.node_exporter_defaults(s))], log):
         text: list[str] = []
         wait_for(lambda: text.append(get(f"http://127.0.0.1:{port}/metrics").decode()) is None, 15, "node exporter /metrics", log)
     documented = set(monitoring.EXPORTED_METRICS[monitoring.JOB_NODE])
@@ -531,7 +534,7 @@ def test_haproxy_exports_the_documented_names(tmp_path: Path, monkeypatch: pytes
         "front1", {"front_door_listen_address": "127.0.0.1", "front_door_port": free_port(), "front_door_metrics_port": metrics_port}
     )
     config = tmp_path / "haproxy.cfg"
-    config.write_text(render.haproxy_config(s, [Gateway("gpu-01", "127.0.0.1", free_port())], ""))
+    config.write_text(front_door_render.haproxy_config(s, [Gateway("gpu-01", "127.0.0.1", free_port())], ""))
     log = tmp_path / "haproxy.log"
     with started([str(HAPROXY), "-W", "-db", "-f", str(config)], log):
         text: list[str] = []
@@ -573,8 +576,11 @@ def exposition_names(text: str) -> set[str]:
 
 
 def used_expressions() -> dict[str, str]:
-    alerts = monitoring.alert_expressions(render.prometheus_alerts(settings.parse("mon1", {})))
-    return {**{f"alert {name}": expr for name, expr in alerts.items()}, **monitoring.dashboard_expressions(render.grafana_dashboard())}
+    alerts = monitoring.alert_expressions(monitoring_render.prometheus_alerts(settings.parse("mon1", {})))
+    return {
+        **{f"alert {name}": expr for name, expr in alerts.items()},
+        **monitoring.dashboard_expressions(monitoring_render.grafana_dashboard()),
+    }
 
 
 def test_gateway_metric_names_come_from_its_registry() -> None:
@@ -607,7 +613,7 @@ def test_every_metric_the_alerts_and_the_dashboard_use_is_exported() -> None:
 
 
 def test_the_metric_name_check_can_fail() -> None:
-    text = render.grafana_dashboard().replace("nv_inference_queue_duration_us", "nv_inference_queue_time_us")
+    text = monitoring_render.grafana_dashboard().replace("nv_inference_queue_duration_us", "nv_inference_queue_time_us")
     exported = set(monitoring.exported_metric_names())
     unknown = {n for expr in monitoring.dashboard_expressions(text).values() for n in monitoring.promql_metric_names(expr)} - exported
     assert unknown == {"nv_inference_queue_time_us"}
@@ -632,7 +638,7 @@ def test_promql_metric_names(expr: str, names: set[str]) -> None:
 def test_dashboard_expressions_parse_as_promql(tmp_path: Path) -> None:
     """promtool parses every dashboard query (Grafana's variables replaced by values), as recording rules."""
     rules = []
-    for n, expr in enumerate(monitoring.dashboard_expressions(render.grafana_dashboard()).values()):
+    for n, expr in enumerate(monitoring.dashboard_expressions(monitoring_render.grafana_dashboard()).values()):
         query = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
         rules.append({"record": f"dashboard:query_{n}", "expr": query})
     path = tmp_path / "dashboard-rules.yml"
@@ -646,7 +652,7 @@ def test_dashboard_expressions_parse_as_promql(tmp_path: Path) -> None:
 
 
 def test_dashboard_shape() -> None:
-    dashboard = json.loads(render.grafana_dashboard())
+    dashboard = json.loads(monitoring_render.grafana_dashboard())
     panels = dashboard["panels"]
     assert len({p["id"] for p in panels}) == len(panels)
     for panel in panels:
@@ -660,7 +666,7 @@ def test_dashboard_shape() -> None:
         assert topic in titles, topic
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    assert variables["datasource"]["current"]["value"] == render.GRAFANA_DATASOURCE_UID
+    assert variables["datasource"]["current"]["value"] == monitoring_render.GRAFANA_DATASOURCE_UID
     assert variables["instance"]["query"]["query"] == "label_values(up, instance)"
 
 
@@ -674,29 +680,31 @@ def test_grafana_provisioning_files() -> None:
             "monitoring_rate_window_s": 60,
         },
     )
-    datasource = yaml.safe_load(render.grafana_datasource(s))
+    datasource = yaml.safe_load(monitoring_render.grafana_datasource(s))
     assert datasource["apiVersion"] == 1
     [source] = datasource["datasources"]
     assert source["type"] == "prometheus" and source["access"] == "proxy"
-    assert source["url"] == "http://10.0.0.9:9091" and source["uid"] == render.GRAFANA_DATASOURCE_UID
+    assert source["url"] == "http://10.0.0.9:9091" and source["uid"] == monitoring_render.GRAFANA_DATASOURCE_UID
     assert source["jsonData"] == {"timeInterval": "5s"}
-    everywhere = yaml.safe_load(render.grafana_datasource(settings.parse("mon1", {"monitoring_listen_address": "0.0.0.0"})))
+    everywhere = yaml.safe_load(monitoring_render.grafana_datasource(settings.parse("mon1", {"monitoring_listen_address": "0.0.0.0"})))
     assert everywhere["datasources"][0]["url"] == "http://mon1:9090"
     assert (
-        yaml.safe_load(render.grafana_datasource(settings.parse("mon1", {"monitoring_listen_address": "fd00::9"})))["datasources"][0]["url"]
+        yaml.safe_load(monitoring_render.grafana_datasource(settings.parse("mon1", {"monitoring_listen_address": "fd00::9"})))[
+            "datasources"
+        ][0]["url"]
         == "http://[fd00::9]:9090"
     )
 
-    [provider] = yaml.safe_load(render.grafana_dashboards_provider())["providers"]
+    [provider] = yaml.safe_load(monitoring_render.grafana_dashboards_provider())["providers"]
     assert provider["type"] == "file" and provider["options"]["path"] == paths.GRAFANA_DASHBOARDS_DIR
-    assert yaml.safe_load(render.grafana_dashboards_provider("/srv/dash"))["providers"][0]["options"]["path"] == "/srv/dash"
+    assert yaml.safe_load(monitoring_render.grafana_dashboards_provider("/srv/dash"))["providers"][0]["options"]["path"] == "/srv/dash"
 
 
 def test_broken_dashboard_is_a_render_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "templates"
     shutil.copytree(render.TEMPLATES_DIR, copy)
     monkeypatch.setattr(render, "TEMPLATES_DIR", copy)
-    dashboard = copy / render.GRAFANA_DASHBOARD
+    dashboard = copy / monitoring_render.GRAFANA_DASHBOARD
     dashboard.write_text(dashboard.read_text()[:-3])
     with pytest.raises(RenderError, match="is not JSON"):
-        render.grafana_dashboard()
+        monitoring_render.grafana_dashboard()

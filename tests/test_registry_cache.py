@@ -20,6 +20,7 @@ from deploys.core import render, settings
 from deploys.core.settings import SettingsError
 from deploys.host_base import registry
 from deploys.registry_cache import logic as registry_cache
+from deploys.registry_cache import render as registry_cache_render
 from deploys.triton import release
 
 PASSWORD = "nvapi-CACHECANARY-" + "x7" * 10
@@ -44,7 +45,7 @@ TRITON = fake_host("gpu1", ["gpu_servers"])
 
 def test_rendered_config_is_yaml_in_proxy_mode() -> None:
     s = cache_settings()
-    text = render.registry_cache_config(s, "$oauthtoken", PASSWORD, "")
+    text = registry_cache_render.registry_cache_config(s, "$oauthtoken", PASSWORD, "")
     data = yaml.safe_load(text)
     assert data["version"] == 0.1
     assert data["proxy"] == {"remoteurl": "https://nvcr.io", "username": "$oauthtoken", "password": PASSWORD}
@@ -64,18 +65,18 @@ def test_tls_upstream_url_storage_and_anonymous_upstream() -> None:
         allow_plain_http=True,
         registry_cache_storage_dir="/srv/cache",
     )
-    data = yaml.safe_load(render.registry_cache_config(s, "", "", registry_cache.TLS_PEM))
+    data = yaml.safe_load(registry_cache_render.registry_cache_config(s, "", "", registry_cache.TLS_PEM))
     assert data["http"]["addr"] == "[fd00::7]:5443"
     assert data["http"]["tls"] == {"certificate": registry_cache.TLS_PEM, "key": registry_cache.TLS_PEM, "minimumtls": "tls1.2"}
     assert data["proxy"] == {"remoteurl": "http://sandbox-registry:5000"}  # no credential: no username/password keys
     assert data["storage"]["filesystem"]["rootdirectory"] == "/srv/cache"
     with pytest.raises(render.RenderError, match="no certificate path"):
-        render.registry_cache_config(s, "", "", "")
+        registry_cache_render.registry_cache_config(s, "", "", "")
 
 
 def test_a_password_that_looks_like_yaml_stays_one_string() -> None:
     tricky = 'a: b\n"quoted" # not a comment\n- item'
-    data = yaml.safe_load(render.registry_cache_config(cache_settings(), "$oauthtoken", tricky, ""))
+    data = yaml.safe_load(registry_cache_render.registry_cache_config(cache_settings(), "$oauthtoken", tricky, ""))
     assert data["proxy"]["password"] == tricky
 
 
@@ -94,7 +95,7 @@ def test_a_password_that_looks_like_yaml_stays_one_string() -> None:
     ids=["typo", "section-typo", "no-remoteurl", "addr", "version", "half-credential", "bad-yaml", "relative-storage"],
 )
 def test_check_refuses_what_the_registry_would_ignore_or_reject_without_quoting_the_password(edit, message) -> None:
-    text = render.registry_cache_config(cache_settings(), "$oauthtoken", PASSWORD, "")
+    text = registry_cache_render.registry_cache_config(cache_settings(), "$oauthtoken", PASSWORD, "")
     with pytest.raises(registry_cache.ConfigError) as info:
         registry_cache.check_config(edit(text))
     assert message in str(info.value)
@@ -104,7 +105,7 @@ def test_check_refuses_what_the_registry_would_ignore_or_reject_without_quoting_
 def test_every_key_the_template_writes_is_one_the_check_knows() -> None:
     # TLS on and a credential: the fullest config the template writes passes its own check.
     s = cache_settings(registry_cache_insecure=False, registry_cache_tls=True)
-    registry_cache.check_config(render.registry_cache_config(s, "$oauthtoken", PASSWORD, registry_cache.TLS_PEM))
+    registry_cache.check_config(registry_cache_render.registry_cache_config(s, "$oauthtoken", PASSWORD, registry_cache.TLS_PEM))
 
 
 # -- the cache host's settings ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from deploys.core import paths, render, settings
 from deploys.core.repo import TEMPLATES_DIR
 from deploys.triton import release
+from deploys.triton import render as triton_render
 from tests.template_edits import edit_copy
 
 WEIGHTS = {"model.onnx": "a" * 64, "model.onnx_data": "b" * 64}
@@ -79,9 +80,9 @@ def test_hosts_with_the_same_settings_share_a_release_whatever_their_addresses()
     # is written again and the bindings label differs, so the triton step recreates the container.
     assert '"172.19.0.3:6002:8002"' not in one.compose and "172.19.0.3:6002:8002" in one.compose
     assert one.compose != two.compose
-    assert one.labels[render.BINDINGS_LABEL] != two.labels[render.BINDINGS_LABEL]
-    assert {k: v for k, v in one.labels.items() if k != render.BINDINGS_LABEL} == {
-        k: v for k, v in two.labels.items() if k != render.BINDINGS_LABEL
+    assert one.labels[triton_render.BINDINGS_LABEL] != two.labels[triton_render.BINDINGS_LABEL]
+    assert {k: v for k, v in one.labels.items() if k != triton_render.BINDINGS_LABEL} == {
+        k: v for k, v in two.labels.items() if k != triton_render.BINDINGS_LABEL
     }
 
 

@@ -26,6 +26,9 @@ from deploys.core import paths as host_paths
 from deploys.core import render, settings
 from deploys.core.render import RenderError
 from deploys.core.settings import Settings, SettingsError
+from deploys.host_base import render as host_base_render
+from deploys.monitoring import render as monitoring_render
+from deploys.triton import render as triton_render
 
 DATA = Path(__file__).parent / "data"
 
@@ -88,7 +91,7 @@ def make(**overrides: Any) -> Settings:
 
 
 def parsed(text: str) -> model_config_pb2.ModelConfig:
-    return render.parse_model_config(text)
+    return triton_render.parse_model_config(text)
 
 
 def trt_params(config: model_config_pb2.ModelConfig) -> dict[str, str]:
@@ -101,7 +104,7 @@ def trt_params(config: model_config_pb2.ModelConfig) -> dict[str, str]:
 
 
 def test_cpu_config_matches_the_model_io() -> None:
-    config = parsed(render.model_config(make(gpu=False), gpu=False))
+    config = parsed(triton_render.model_config(make(gpu=False), gpu=False))
     assert config.name == "embeddinggemma"
     assert config.backend == "onnxruntime"
     assert config.max_batch_size == 8
@@ -133,7 +136,7 @@ def test_gpu_config_uses_settings() -> None:
         triton_max_queue_delay_us=2500,
         model_name="gemma_embed",
     )
-    config = parsed(render.model_config(s, gpu=True))
+    config = parsed(triton_render.model_config(s, gpu=True))
     (group,) = config.instance_group
     assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert group.count == 2
@@ -153,7 +156,7 @@ def test_tensorrt_config_has_fp32_profiles_and_engine_cache() -> None:
         triton_tensorrt_opt_seq_len=256,
         triton_tensorrt_max_seq_len=1024,
     )
-    params = trt_params(parsed(render.model_config(s, gpu=True)))
+    params = trt_params(parsed(triton_render.model_config(s, gpu=True)))
     assert params == {
         "precision_mode": "FP32",
         "trt_engine_cache_enable": "true",
@@ -166,14 +169,14 @@ def test_tensorrt_config_has_fp32_profiles_and_engine_cache() -> None:
 
 
 def test_tensorrt_off_on_gpu_and_refused_on_cpu() -> None:
-    assert "tensorrt" not in render.model_config(make(gpu=True), gpu=True)
+    assert "tensorrt" not in triton_render.model_config(make(gpu=True), gpu=True)
     # gpu: auto passes validation; the fact then says "no GPU": one line naming host, key and fix.
     with pytest.raises(SettingsError, match=r"host host1: setting triton_tensorrt.*triton_tensorrt: false"):
-        render.model_config(make(triton_tensorrt=True), gpu=False)
+        triton_render.model_config(make(triton_tensorrt=True), gpu=False)
 
 
 def test_intra_op_threads_is_an_onnxruntime_parameter() -> None:
-    config = parsed(render.model_config(make(triton_intra_op_thread_count=4), gpu=False))
+    config = parsed(triton_render.model_config(make(triton_intra_op_thread_count=4), gpu=False))
     assert config.parameters["intra_op_thread_count"].string_value == "4"
 
 
@@ -181,15 +184,15 @@ def test_intra_op_threads_is_an_onnxruntime_parameter() -> None:
     "gpu,extra", [(False, {}), (True, {}), (True, {"triton_tensorrt": True}), (False, {"triton_intra_op_thread_count": 2})]
 )
 def test_no_onnx_opset_and_only_parameters_the_backend_reads(gpu: bool, extra: dict[str, Any]) -> None:
-    text = render.model_config(make(**extra), gpu=gpu)
+    text = triton_render.model_config(make(**extra), gpu=gpu)
     assert "onnx_opset" not in text
     assert set(parsed(text).parameters) <= ORT_MODEL_PARAMETERS
 
 
 def test_rendering_is_deterministic() -> None:
     s = make(gpu=True, triton_tensorrt=True)
-    assert render.model_config(s, gpu=True) == render.model_config(s, gpu=True)
-    assert render.compose_file(s, gpu=True) == render.compose_file(s, gpu=True)
+    assert triton_render.model_config(s, gpu=True) == triton_render.model_config(s, gpu=True)
+    assert triton_render.compose_file(s, gpu=True) == triton_render.compose_file(s, gpu=True)
 
 
 # ------------------------------------------------- broken templates and values raise RenderError
@@ -218,21 +221,21 @@ def test_broken_template_raises_render_error(template_copy: Path, old: str, new:
     assert old in text
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(RenderError, match=r"template config\.pbtxt\.j2 does not parse as Triton's ModelConfig.*" + error):
-        render.model_config(make(), gpu=False)
+        triton_render.model_config(make(), gpu=False)
 
 
 def test_undefined_template_variable_raises_render_error(template_copy: Path) -> None:
     path = template_copy / "triton" / "config.pbtxt.j2"
     path.write_text(path.read_text().replace("s.triton_max_batch_size", "s_max_batch", 1))
     with pytest.raises(RenderError, match=r"template config\.pbtxt\.j2: UndefinedError"):
-        render.model_config(make(), gpu=False)
+        triton_render.model_config(make(), gpu=False)
 
 
 def test_bad_value_raises_render_error() -> None:
     good = make()
     bad = Settings(host="host1", values={**good.values, "triton_max_batch_size": "eight"})
     with pytest.raises(RenderError, match="max_batch_size"):
-        render.model_config(bad, gpu=False)
+        triton_render.model_config(bad, gpu=False)
 
 
 def test_render_error_is_a_pyinfra_error() -> None:
@@ -265,7 +268,7 @@ VARIANTS = {
 def compose(name: str) -> tuple[Settings, dict[str, Any], str]:
     overrides, gpu = VARIANTS[name]
     s = make(**overrides)
-    text = render.compose_file(s, gpu=gpu)
+    text = triton_render.compose_file(s, gpu=gpu)
     return s, yaml.safe_load(text), text
 
 
@@ -328,7 +331,7 @@ def test_docker_compose_config_accepts_it(name: str, docker_compose: list[str], 
     out = compose_config(docker_compose, text, tmp_path)
     assert out.returncode == 0, out.stderr
     normal = json.loads(out.stdout)
-    assert normal["name"] == render.COMPOSE_PROJECT
+    assert normal["name"] == triton_render.COMPOSE_PROJECT
     service = normal["services"]["triton"]
     assert service["image"] == s.triton_image_ref
     published = {(p["host_ip"], p["published"], p["target"]) for p in service["ports"]}
@@ -367,7 +370,7 @@ def test_ports_bind_to_the_bind_address() -> None:
         triton_grpc_port=7001,
         triton_metrics_port=7002,
     )
-    ports = yaml.safe_load(render.compose_file(s, gpu=False))["services"]["triton"]["ports"]
+    ports = yaml.safe_load(triton_render.compose_file(s, gpu=False))["services"]["triton"]["ports"]
     assert ports == ["10.1.2.3:7000:8000", "10.1.2.3:7001:8001", "10.1.2.3:7002:8002"]
     _, v6, _ = compose("cpu-ipv6-public")
     assert v6["services"]["triton"]["ports"][0] == "[::]:6000:8000"
@@ -417,22 +420,22 @@ def test_tensorrt_engine_cache_volume_and_digest_pin() -> None:
 
 def test_config_change_changes_the_compose_file() -> None:
     """The config hash label makes `docker compose up -d` recreate Triton when config.pbtxt changes."""
-    a = yaml.safe_load(render.compose_file(make(gpu=False), gpu=False))
-    b = yaml.safe_load(render.compose_file(make(gpu=False, triton_max_queue_delay_us=500), gpu=False))
+    a = yaml.safe_load(triton_render.compose_file(make(gpu=False), gpu=False))
+    b = yaml.safe_load(triton_render.compose_file(make(gpu=False, triton_max_queue_delay_us=500), gpu=False))
     key = "io.triton-embeddinggemma.config-sha256"
     assert a["services"]["triton"]["labels"][key] != b["services"]["triton"]["labels"][key]
 
 
 def test_deploy_hash_label_only_when_given() -> None:
-    labels = yaml.safe_load(render.compose_file(make(gpu=False), gpu=False))["services"]["triton"]["labels"]
-    assert render.DEPLOY_HASH_LABEL not in labels
-    text = render.compose_file(make(gpu=False), gpu=False, deploy_hash="0123abcd")
-    assert yaml.safe_load(text)["services"]["triton"]["labels"][render.DEPLOY_HASH_LABEL] == "0123abcd"
+    labels = yaml.safe_load(triton_render.compose_file(make(gpu=False), gpu=False))["services"]["triton"]["labels"]
+    assert triton_render.DEPLOY_HASH_LABEL not in labels
+    text = triton_render.compose_file(make(gpu=False), gpu=False, deploy_hash="0123abcd")
+    assert yaml.safe_load(text)["services"]["triton"]["labels"][triton_render.DEPLOY_HASH_LABEL] == "0123abcd"
 
 
 def test_log_verbose_and_model_name_reach_the_command() -> None:
     s = make(gpu=False, triton_log_verbose=2, model_name="emb")
-    service = yaml.safe_load(render.compose_file(s, gpu=False))["services"]["triton"]
+    service = yaml.safe_load(triton_render.compose_file(s, gpu=False))["services"]["triton"]
     words = shlex.split(service["command"][2].split("; exec ", 1)[1])
     assert "--log-verbose=2" in words and "--load-model=emb" in words
     assert service["container_name"] == "triton-emb"
@@ -457,7 +460,7 @@ NVIDIA_CTK_CONFIG = {  # what `nvidia-ctk runtime configure --runtime=docker` le
 
 
 def test_daemon_config_from_nothing() -> None:
-    assert render.merged_daemon_config(None, make()) == {
+    assert host_base_render.merged_daemon_config(None, make()) == {
         "log-driver": "json-file",
         "log-opts": {"max-size": "10m", "max-file": "3"},
     }
@@ -466,7 +469,7 @@ def test_daemon_config_from_nothing() -> None:
 def test_daemon_config_keeps_the_nvidia_runtime_and_other_keys() -> None:
     existing = {**NVIDIA_CTK_CONFIG, "data-root": "/data/docker", "log-opts": {"compress": "true", "max-size": "1g"}}
     before = json.dumps(existing, sort_keys=True)
-    merged = render.merged_daemon_config(existing, make(docker_log_max_size="50m", docker_log_max_file=5))
+    merged = host_base_render.merged_daemon_config(existing, make(docker_log_max_size="50m", docker_log_max_file=5))
     assert merged["runtimes"] == NVIDIA_CTK_CONFIG["runtimes"]
     assert merged["default-runtime"] == "nvidia"
     assert merged["data-root"] == "/data/docker"
@@ -477,37 +480,37 @@ def test_daemon_config_keeps_the_nvidia_runtime_and_other_keys() -> None:
 def test_daemon_config_unions_mirrors_in_stable_order() -> None:
     existing = {"registry-mirrors": ["https://a.example", "https://b.example"], "insecure-registries": ["r1:5000"]}
     s = make(docker_registry_mirrors=["https://b.example", "https://c.example"], docker_insecure_registries=["r2:5000", "r1:5000"])
-    merged = render.merged_daemon_config(existing, s)
+    merged = host_base_render.merged_daemon_config(existing, s)
     assert merged["registry-mirrors"] == ["https://a.example", "https://b.example", "https://c.example"]
     assert merged["insecure-registries"] == ["r1:5000", "r2:5000"]
-    assert "registry-mirrors" not in render.merged_daemon_config({}, make())  # no empty keys added
+    assert "registry-mirrors" not in host_base_render.merged_daemon_config({}, make())  # no empty keys added
 
 
 def test_daemon_config_proxies_only_when_set() -> None:
-    assert "proxies" not in render.merged_daemon_config({}, make())
+    assert "proxies" not in host_base_render.merged_daemon_config({}, make())
     s = make(docker_https_proxy="http://proxy.example:3128", docker_no_proxy="localhost,127.0.0.1")
-    merged = render.merged_daemon_config({"proxies": {"http-proxy": "http://old:3128"}}, s)
+    merged = host_base_render.merged_daemon_config({"proxies": {"http-proxy": "http://old:3128"}}, s)
     assert merged["proxies"] == {
         "http-proxy": "http://old:3128",
         "https-proxy": "http://proxy.example:3128",
         "no-proxy": "localhost,127.0.0.1",
     }
-    assert "proxies" not in render.merged_daemon_config({}, s, proxies=False)
+    assert "proxies" not in host_base_render.merged_daemon_config({}, s, proxies=False)
 
 
 @pytest.mark.parametrize("existing", [None, {}, NVIDIA_CTK_CONFIG, {"registry-mirrors": ["https://z.example"], "debug": True}])
 def test_daemon_config_merge_is_idempotent(existing: dict[str, Any] | None) -> None:
     s = make(docker_registry_mirrors=["https://m.example"], docker_http_proxy="http://p.example:3128")
-    once = render.merged_daemon_config(existing, s)
-    twice = render.merged_daemon_config(once, s)
+    once = host_base_render.merged_daemon_config(existing, s)
+    twice = host_base_render.merged_daemon_config(once, s)
     assert twice == once
-    assert render.daemon_json(twice) == render.daemon_json(once)
+    assert host_base_render.daemon_json(twice) == host_base_render.daemon_json(once)
     # What the host reads back parses to the same dict, so the next run compares equal.
-    assert render.merged_daemon_config(json.loads(render.daemon_json(once)), s) == once
+    assert host_base_render.merged_daemon_config(json.loads(host_base_render.daemon_json(once)), s) == once
 
 
 def test_daemon_json_text() -> None:
-    text = render.daemon_json(render.merged_daemon_config(NVIDIA_CTK_CONFIG, make()))
+    text = host_base_render.daemon_json(host_base_render.merged_daemon_config(NVIDIA_CTK_CONFIG, make()))
     assert text.endswith("}\n")
     assert text.splitlines()[1] == '    "default-runtime": "nvidia",'  # sorted keys, 4-space indent
     assert json.loads(text)["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
@@ -518,7 +521,7 @@ def test_daemon_json_text() -> None:
 
 def test_docker_dropin_environment_lines() -> None:
     s = make(docker_service_env={"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1", "A_VAR": 'x "y" 50%\\z'})
-    lines = render.docker_dropin(s).splitlines()
+    lines = host_base_render.docker_dropin(s).splitlines()
     assert "[Service]" in lines
     env = [line for line in lines if line.startswith("Environment=")]
     assert env == ['Environment="A_VAR=x \\"y\\" 50%%\\\\z"', 'Environment="DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1"']
@@ -526,13 +529,13 @@ def test_docker_dropin_environment_lines() -> None:
 
 def test_docker_dropin_proxy_env_and_empty() -> None:
     s = make(docker_http_proxy="http://p.example:3128")
-    assert 'Environment="HTTP_PROXY=http://p.example:3128"' in render.docker_dropin(s, proxy_env=True)
-    assert "Environment=" not in render.docker_dropin(s)
+    assert 'Environment="HTTP_PROXY=http://p.example:3128"' in host_base_render.docker_dropin(s, proxy_env=True)
+    assert "Environment=" not in host_base_render.docker_dropin(s)
 
 
 def test_docker_dropin_refuses_line_breaks() -> None:
     with pytest.raises(SettingsError, match=r"host host1: setting docker_service_env\['X'\]"):
-        render.docker_dropin(make(docker_service_env={"X": "a\nExecStart=/bin/evil"}))
+        host_base_render.docker_dropin(make(docker_service_env={"X": "a\nExecStart=/bin/evil"}))
 
 
 # ---------------------------------------------------------------- dcgm-exporter compose file
@@ -542,7 +545,7 @@ def test_dcgm_exporter_compose_binds_only_the_exporter_address(
     compose_schema: dict[str, Any], docker_compose: list[str], tmp_path: Path
 ) -> None:
     s = make(gpu=True, monitoring_exporter_address="10.0.0.7")
-    text = render.dcgm_exporter_compose(s)
+    text = monitoring_render.dcgm_exporter_compose(s)
     jsonschema.validate(yaml.safe_load(text), compose_schema, cls=jsonschema.Draft7Validator)
     out = compose_config(docker_compose, text, tmp_path)
     assert out.returncode == 0, out.stderr

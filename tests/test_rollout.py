@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from deploys.core import events, paths, render, settings
+from deploys.core import events, paths, settings
 from deploys.core.settings import SettingsError
 from deploys.tools import rollout
+from deploys.triton import render as triton_render
 from deploys.triton.release import link_command, prune_command, release_compose_file, release_id, release_labels, switch_command, to_prune
 from facts.triton import TritonReleases, parse_releases
 from tests.test_plan import CANARY_KEY, CONVERGED_CPU, CONVERGED_GPU, ROOT, hub  # noqa: F401 (fixture)
@@ -259,11 +260,11 @@ def test_release_compose_file_mounts_its_own_models_read_only() -> None:
         f"{s.triton_dir}/releases/0123456789ab/models:/models:ro",
         f"{s.triton_dir}/triton-api:/run/triton-api:ro",  # the host's restricted-API key, not per release
     ]
-    assert service["labels"][render.DEPLOY_HASH_LABEL] == "0123456789ab"
+    assert service["labels"][triton_render.DEPLOY_HASH_LABEL] == "0123456789ab"
     # The release's labels, plus the key file's sha256 that compose fills in at `up` (deploys/triton/triton_api.py).
-    assert service["labels"] == {**release_labels(s, False, "0123456789ab"), render.TRITON_KEY_LABEL: "${TRITON_API_KEY_SHA256:-}"}
-    # Everything else is what render.compose_file renders for these settings.
-    plain = yaml.safe_load(render.compose_file(s, False))["services"]["triton"]
+    assert service["labels"] == {**release_labels(s, False, "0123456789ab"), triton_render.TRITON_KEY_LABEL: "${TRITON_API_KEY_SHA256:-}"}
+    # Everything else is what triton_render.compose_file renders for these settings.
+    plain = yaml.safe_load(triton_render.compose_file(s, False))["services"]["triton"]
     assert {k: v for k, v in service.items() if k not in ("volumes", "labels")} == {
         k: v for k, v in plain.items() if k not in ("volumes", "labels")
     }
@@ -276,7 +277,7 @@ def test_config_template_setting() -> None:
         settings.parse("h", {"triton_config_template": "../etc/passwd.j2"})
     s = settings.parse("h", {"gpu": False, "triton_config_template": "missing.pbtxt.j2"})
     with pytest.raises(RenderError, match="template missing.pbtxt.j2: TemplateNotFound"):
-        render.model_config(s, False)
+        triton_render.model_config(s, False)
 
 
 def test_rollout_stops_after_a_failed_canary(tmp_path, hub) -> None:

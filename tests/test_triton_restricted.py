@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 import yaml
 
-from deploys.core import paths, render, settings
+from deploys.core import paths, settings
+from deploys.triton import render as triton_render
 from deploys.triton import triton_api, verify_run
 from tests import tinymodel
 from tests import tritonserver as ts
@@ -37,7 +38,7 @@ def compose_script(s: settings.Settings, key_mount: str, monkeypatch: pytest.Mon
     """The shell script of the Triton service's command, as sh inside the container gets it (compose's
     ``$$`` undone), with the key directory mounted at ``key_mount``."""
     monkeypatch.setattr(paths, "TRITON_KEY_MOUNT", key_mount)
-    service = yaml.safe_load(render.compose_file(s, gpu=False, deploy_hash="r1"))["services"]["triton"]
+    service = yaml.safe_load(triton_render.compose_file(s, gpu=False, deploy_hash="r1"))["services"]["triton"]
     command = service["command"]
     assert command[:2] == ["sh", "-c"] and len(command) == 3
     return command[2].replace("$$", "$")
@@ -98,7 +99,7 @@ def server(triton_root: Path, options: list[str], tmp_path_factory: pytest.TempP
 
 def test_the_key_is_read_in_the_container_and_never_written_in_the_compose_file(key_dir: Path, options: list[str]) -> None:
     s = settings.parse("h", {"gpu": False})
-    text = render.compose_file(s, gpu=False, deploy_hash="r1")
+    text = triton_render.compose_file(s, gpu=False, deploy_hash="r1")
     assert KEY not in text
     service = yaml.safe_load(text)["services"]["triton"]
     layout = paths.layout(s)
@@ -247,10 +248,10 @@ def test_an_open_release_has_no_restricted_options_and_its_roll_check_no_key_fil
     mount.mkdir()
     (mount / paths.TRITON_KEY_NAME).write_text(KEY)
     monkeypatch.setattr(paths, "TRITON_KEY_MOUNT", str(mount))
-    open_compose = render.compose_file(s, gpu=False, deploy_hash="r1", restrict=False)
+    open_compose = triton_render.compose_file(s, gpu=False, deploy_hash="r1", restrict=False)
     proc, argv = run_script(yaml.safe_load(open_compose)["services"]["triton"]["command"][2].replace("$$", "$"), tmp_path)
     assert proc.returncode == 0 and argv and restricted_options(argv) == [], (proc.stderr, argv)
-    assert open_compose != render.compose_file(s, gpu=False, deploy_hash="r1")  # so the next run's release differs
+    assert open_compose != triton_render.compose_file(s, gpu=False, deploy_hash="r1")  # so the next run's release differs
     layout = paths.layout(s)
     assert "--triton-key-file" not in verify_run.roll_check_command(s, layout, "cpu", triton_key=False)
     assert f"--triton-key-file {layout.triton_key}" in verify_run.roll_check_command(s, layout, "cpu")

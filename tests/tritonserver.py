@@ -26,7 +26,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploys.core import render, settings
+from deploys.core import settings
+from deploys.triton import render as triton_render
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STANDIN = Path(__file__).resolve().parent / "standin" / "onnxruntime" / "model.py"
@@ -240,7 +241,7 @@ def restricted_args(key: str) -> list[str]:
     file builds the same from the key file: tests/test_triton_restricted.py checks that one)."""
     from verify.client import TRITON_KEY_HEADER
 
-    apis = ",".join(render.TRITON_RESTRICTED_APIS)
+    apis = ",".join(triton_render.TRITON_RESTRICTED_APIS)
     return [f"--http-restricted-api={apis}:{TRITON_KEY_HEADER}={key}", f"--grpc-restricted-protocol={apis}:{TRITON_KEY_HEADER}={key}"]
 
 
@@ -255,4 +256,4 @@ def write_key(triton_root: Path, key: str) -> Path:
 
 def cpu_config(model_name: str = "embeddinggemma", **data: object) -> str:
     """The deploy's own CPU-profile config.pbtxt (deploys.core.render), for host data ``data``."""
-    return render.model_config(settings.parse("test", {"model_name": model_name, **data}), gpu=False)
+    return triton_render.model_config(settings.parse("test", {"model_name": model_name, **data}), gpu=False)

@@ -19,8 +19,9 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.core import paths, redact, render, settings
+from deploys.core import paths, redact, settings
 from deploys.front_door import logic as front_door
+from deploys.front_door import render as front_door_render
 
 
 @deploy("Front door")
@@ -29,7 +30,7 @@ def front_door_step() -> None:
     s = settings.load(host)
     backends = front_door.backends(s, state.inventory)
     pem = front_door.tls_pem(s)  # the vault first: a problem ends the run before any change
-    config = render.haproxy_config(s, backends, paths.HAPROXY_TLS_PEM if pem else "")
+    config = front_door_render.haproxy_config(s, backends, paths.HAPROXY_TLS_PEM if pem else "")
 
     packages = apt.packages(name="Install HAProxy and socat (its runtime API)", packages=["haproxy", "socat"], update=True, cache_time=3600)
     changes = [packages]

@@ -19,6 +19,7 @@ from deploys.core import bounds, paths, render, vault
 from deploys.core.paths import Layout
 from deploys.core.repo import PIP_LOCK_FLAGS
 from deploys.core.settings import Settings, SettingsError
+from deploys.gateway import render as gateway_render
 from deploys.triton.triton_service import probe_endpoint
 
 SERVICE_USER = "embeddings-gateway"
@@ -70,7 +71,7 @@ def key_hashes_text(keys: list[str], host_key: str) -> str:
 
 def config_text(s: Settings, layout: Layout, auth: bool) -> str:
     """The gateway's JSON config (templates/gateway/gateway.json.j2); ``auth`` false: no key file (loopback only)."""
-    return render.gateway_config(
+    return gateway_render.gateway_config(
         s,
         triton_grpc_url=probe_endpoint(s, s.triton_grpc_port),
         tokenizer_dir=layout.tokenizer_dir,
@@ -82,7 +83,7 @@ def config_text(s: Settings, layout: Layout, auth: bool) -> str:
 def unit_text(s: Settings, layout: Layout) -> str:
     """The gateway's systemd unit (templates/gateway/embeddings-gateway.service.j2)."""
     g = layout.gateway
-    return render.gateway_unit(
+    return gateway_render.gateway_unit(
         user=SERVICE_USER,
         venv=g.venv,
         work_dir=g.base,

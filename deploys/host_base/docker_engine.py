@@ -13,10 +13,11 @@ from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server
 
-from deploys.core import redact, render
+from deploys.core import redact
 from deploys.core.paths import APT_KEYRINGS_DIR, DOCKER_CE_KEYRING, DOCKER_CONFIG_DIR, DOCKER_DAEMON_JSON, DOCKER_DROPIN, DOCKER_DROPIN_DIR
 from deploys.core.settings import Settings
 from deploys.host_base import apt_keys, registry
+from deploys.host_base import render as host_base_render
 from deploys.host_base.host import PreflightError, distro_codename, distro_key
 from facts.docker import DockerDaemonJson, UrlCredentialsDigest
 
@@ -130,10 +131,10 @@ def configure_daemon(s: Settings):
             "fix or remove it by hand, the deploy will not overwrite it"
         )
     ours = _ours(s)
-    merged = render.merged_daemon_config(
+    merged = host_base_render.merged_daemon_config(
         redact.unmask_tree(existing, ours), s, insecure_registries=registry.insecure_registries(s, state.inventory)
     )
-    text = render.daemon_json(merged)
+    text = host_base_render.daemon_json(merged)
     changed = redact.mask_tree(merged) != existing
     ops = [files.directory(name="Docker config directory", path=DOCKER_CONFIG_DIR, mode="755")]
     name = f"Docker daemon config {DOCKER_DAEMON_JSON} (merged)"
@@ -156,7 +157,7 @@ def configure_daemon(s: Settings):
     dropin_ops = []
     if s.docker_service_env:
         files.directory(name="docker.service drop-in directory", path=DOCKER_DROPIN_DIR, mode="755")
-        dropin = render.docker_dropin(s)
+        dropin = host_base_render.docker_dropin(s)
         name = "docker.service drop-in (environment)"
         if not redact.has_credentials(dropin):
             dropin_ops.append(files.put(name=name, src=StringIO(dropin), dest=DOCKER_DROPIN, mode="644"))

@@ -11,8 +11,9 @@ from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from deploys.core import bounds, paths, render, roles, settings
+from deploys.core import bounds, paths, roles, settings
 from deploys.host_base import registry
+from deploys.monitoring import render as monitoring_render
 from deploys.triton.triton_service import compose_command
 from facts.docker import DockerContainer
 
@@ -27,11 +28,11 @@ def dcgm_exporter() -> None:
     files.directory(name="dcgm-exporter directory", path=compose.rsplit("/", 1)[0], mode="755")
     put = files.put(
         name="dcgm-exporter compose file",
-        src=StringIO(render.dcgm_exporter_compose(s, registry.pull_ref(s, state.inventory, s.monitoring_dcgm_exporter_image))),
+        src=StringIO(monitoring_render.dcgm_exporter_compose(s, registry.pull_ref(s, state.inventory, s.monitoring_dcgm_exporter_image))),
         dest=compose,
         mode="644",
     )
-    container = host.get_fact(DockerContainer, container=render.DCGM_EXPORTER_PROJECT)
+    container = host.get_fact(DockerContainer, container=monitoring_render.DCGM_EXPORTER_PROJECT)
     running = bool(container) and container["status"] == "running"
     if not running:
         logger.info(f"{host.print_prefix}dcgm-exporter {'not created' if not container else container['status']}: starting it")
@@ -39,7 +40,7 @@ def dcgm_exporter() -> None:
         name="Start dcgm-exporter (docker compose up -d)",
         commands=[
             bounds.bounded(
-                compose_command(compose, "up", "-d", "--remove-orphans", project=render.DCGM_EXPORTER_PROJECT),
+                compose_command(compose, "up", "-d", "--remove-orphans", project=monitoring_render.DCGM_EXPORTER_PROJECT),
                 s.triton_start_timeout_s,
                 "dcgm-exporter",
                 s.host,

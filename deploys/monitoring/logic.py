@@ -30,9 +30,9 @@ from typing import Any
 import yaml
 
 from deploys.core import roles, settings
-from deploys.core.render import prometheus_url
 from deploys.core.roles import MONITORING_GROUP, has_monitoring, is_front_door, is_monitoring, is_registry_cache, role, runs_dcgm_exporter  # noqa: F401 (re-exported)
 from deploys.core.settings import Settings, SettingsError
+from deploys.monitoring.render import prometheus_url
 
 JOB_NODE = "node"
 JOB_TRITON = "triton"

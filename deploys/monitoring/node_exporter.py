@@ -10,7 +10,8 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, systemd
 
-from deploys.core import paths, render, settings
+from deploys.core import paths, settings
+from deploys.monitoring import render as monitoring_render
 
 
 @deploy("Node exporter")
@@ -19,7 +20,7 @@ def node_exporter() -> None:
     s = settings.load(host)
     flags = files.put(
         name=f"Node exporter flags ({paths.NODE_EXPORTER_DEFAULTS})",
-        src=StringIO(render.node_exporter_defaults(s)),
+        src=StringIO(monitoring_render.node_exporter_defaults(s)),
         dest=paths.NODE_EXPORTER_DEFAULTS,
         mode="644",
     )

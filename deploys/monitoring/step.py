@@ -17,8 +17,9 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.core import paths, render, settings
+from deploys.core import paths, settings
 from deploys.monitoring import logic as monitoring
+from deploys.monitoring import render as monitoring_render
 
 
 def _digest(text: str) -> str:
@@ -30,9 +31,9 @@ def monitoring_step() -> None:
     """Prometheus installed, scraping every host of the inventory, rules loaded; reloaded only on change."""
     s = settings.load(host)
     targets = monitoring.scrape_targets(s, state.inventory)  # one line if an endpoint is out of reach
-    config = render.prometheus_config(s, targets)
-    rules = render.prometheus_alerts(s)
-    defaults = render.prometheus_defaults(s)
+    config = monitoring_render.prometheus_config(s, targets)
+    rules = monitoring_render.prometheus_alerts(s)
+    defaults = monitoring_render.prometheus_defaults(s)
 
     # The flags first: the package's first start already listens where it should (dpkg keeps this file).
     args = files.put(
@@ -61,9 +62,9 @@ def monitoring_step() -> None:
     # For a Grafana the user runs: copy these into its provisioning/ (README: Monitoring).
     files.directory(name=f"Directory {paths.GRAFANA_EXPORT_DIR}", path=paths.GRAFANA_EXPORT_DIR, mode="755")
     for name, text in (
-        ("datasource.yml", render.grafana_datasource(s)),
-        ("dashboards.yml", render.grafana_dashboards_provider()),
-        ("triton-embeddinggemma.json", render.grafana_dashboard()),
+        ("datasource.yml", monitoring_render.grafana_datasource(s)),
+        ("dashboards.yml", monitoring_render.grafana_dashboards_provider()),
+        ("triton-embeddinggemma.json", monitoring_render.grafana_dashboard()),
     ):
         files.put(name=f"Grafana file {name}", src=StringIO(text), dest=f"{paths.GRAFANA_EXPORT_DIR}/{name}", mode="644")
     server.shell(

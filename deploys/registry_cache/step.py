@@ -26,10 +26,11 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.core import redact, render, settings
+from deploys.core import redact, settings
 from deploys.host_base import registry
 from deploys.registry_cache import logic as registry_cache
 from deploys.registry_cache import registry_warm
+from deploys.registry_cache import render as registry_cache_render
 from facts.disk import DirectoryBytes
 from facts.registry_cache import RegistryCacheWarm
 
@@ -46,7 +47,7 @@ def registry_cache_step() -> None:
     # The vault first: a problem ends the run before any change.
     cred = registry.credential(s) if s.registry_auth == "vault" else None
     pem = registry_cache.tls_pem(s)
-    config = render.registry_cache_config(
+    config = registry_cache_render.registry_cache_config(
         s,
         cred.username if cred else "",
         cred.password.unmask() if cred else "",

@@ -30,11 +30,12 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from deploys.core import bounds, context, paths, render, run
+from deploys.core import bounds, context, paths, run
 from deploys.core.paths import CURRENT, PREVIOUS, RELEASES, Layout, Release
-from deploys.core.render import DEPLOY_HASH_LABEL
 from deploys.core.settings import Settings
 from deploys.model import model_files
+from deploys.triton import render as triton_render
+from deploys.triton.render import DEPLOY_HASH_LABEL
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,9 @@ def build(
     ``image``: the reference the host runs Triton by (deploys/host_base/registry.py:pull_ref; default
     ``triton_image_ref``). It is part of the compose file, so of the release id: a fleet without
     a registry cache keeps its release ids. ``restrict``: Triton's restricted APIs on (as in
-    render.compose_file)."""
+    triton_render.compose_file)."""
     layout = layout or paths.layout(s)
-    config = render.model_config(s, gpu)
+    config = triton_render.model_config(s, gpu)
     release = layout.release(release_id(s, gpu, weights, config=config, image=image, restrict=restrict))
     return ReleaseSpec(
         id=release.id,
@@ -97,14 +98,14 @@ def identity(
     s: Settings, gpu: bool, model_sha256: dict[str, str], config: str | None = None, image: str | None = None, restrict: bool = True
 ) -> str:
     """The canonical text a release id digests (see :func:`release_id`)."""
-    config = render.model_config(s, gpu) if config is None else config
-    compose = yaml.safe_load(render.compose_file(s, gpu, config=config, image=image, restrict=restrict))
+    config = triton_render.model_config(s, gpu) if config is None else config
+    compose = yaml.safe_load(triton_render.compose_file(s, gpu, config=config, image=image, restrict=restrict))
     for service in (compose.get("services") or {}).values():
-        (service.get("labels") or {}).pop(render.BINDINGS_LABEL, None)
+        (service.get("labels") or {}).pop(triton_render.BINDINGS_LABEL, None)
         # "ADDRESS:HOST_PORT:CONTAINER_PORT": the ports are the release's, the address the host's.
         service["ports"] = [":".join(str(p).rsplit(":", 2)[-2:]) for p in service.get("ports") or []]
     parts = {
-        "config.pbtxt": render.canonical_model_config(config),
+        "config.pbtxt": triton_render.canonical_model_config(config),
         "compose": compose,
         "image": s.triton_image_ref if image is None else image,
         "model": {name: model_sha256[name] for name in sorted(model_sha256)},
@@ -122,12 +123,14 @@ def release_compose_file(
 ) -> str:
     """The release's compose file: it mounts the release's models dir, and its deploy-hash label
     carries the release id, so a container can be matched to its release."""
-    return render.compose_file(s, gpu, deploy_hash=release.id, models_dir=release.models_dir, config=config, image=image, restrict=restrict)
+    return triton_render.compose_file(
+        s, gpu, deploy_hash=release.id, models_dir=release.models_dir, config=config, image=image, restrict=restrict
+    )
 
 
 def release_labels(s: Settings, gpu: bool, release_id_: str, config: str | None = None) -> dict[str, str]:
     """The labels the container of a release carries (as in :func:`release_compose_file`)."""
-    return render.compose_labels(s, gpu, release_id_, config=config)
+    return triton_render.compose_labels(s, gpu, release_id_, config=config)
 
 
 def to_prune(releases: list[str], current: str, previous: str | None, keep: int) -> list[str]:

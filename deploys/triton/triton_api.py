@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import shlex
 
-from deploys.core.render import TRITON_KEY_LABEL as KEY_LABEL
-from deploys.core.render import TRITON_KEY_SHA256_ENV as KEY_SHA256_ENV
-from deploys.core.render import TRITON_RESTRICTED_APIS as RESTRICTED_APIS
+from deploys.triton.render import TRITON_KEY_LABEL as KEY_LABEL
+from deploys.triton.render import TRITON_KEY_SHA256_ENV as KEY_SHA256_ENV
+from deploys.triton.render import TRITON_RESTRICTED_APIS as RESTRICTED_APIS
 from verify.client import TRITON_KEY_HEADER as HEADER
 
 __all__ = ["HEADER", "KEY_LABEL", "KEY_SHA256_ENV", "RESTRICTED_APIS"]

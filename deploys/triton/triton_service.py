@@ -11,9 +11,10 @@ from pyinfra.facts.files import FindInFile, Sha256File
 from pyinfra.operations import server
 
 from deploys.core import bounds, paths, settings
-from deploys.core.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name, url_host
+from deploys.core.render import url_host
 from deploys.core.settings import Settings
 from deploys.triton import release, triton_api
+from deploys.triton.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name
 from facts.docker import DockerContainer
 from facts.triton import TritonHealth, TritonModelLinks, TritonReleaseOwnSettings, TritonReleases
 
