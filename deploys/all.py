@@ -1,10 +1,12 @@
 """The whole fleet: `pyinfra inventories/prod.py deploys/all.py`.
 
-Each step is an @deploy in its own module under deploys/steps/, importable by other pyinfra projects;
-what they share lives in deploys/lib/. Hosts of the inventory group `front_door` get the front door
-(HAProxy in front of every Triton host's gateway), hosts of the group `monitoring` get Prometheus
-(scraping every host), hosts of the group `registry_cache` get the registry cache (the Triton
-hosts then pull through it); every other host gets the Triton chain. With a monitoring host in the
+Each role is a package under deploys/ (deploys/<role>/: its @deploy step(s), logic, settings and
+rendering; its templates in templates/<role>/), its steps importable by other pyinfra projects; what
+the roles share lives in deploys/core/. deploys/core/roles.py decides which role a host has: hosts
+of the inventory group `front_door` get the front door (HAProxy in front of every Triton host's
+gateway), hosts of the group `monitoring` get Prometheus (scraping every host), hosts of the group
+`registry_cache` get the registry cache (the Triton hosts then pull through it); every other host
+gets the Triton chain. With a monitoring host in the
 inventory every host also runs the node exporter.
 
 The first operation on every host takes its deploy lock and the last gives it back

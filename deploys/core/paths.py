@@ -58,6 +58,12 @@ DEPLOY_LOCK_HELD = f"{DEPLOY_LOCK_DIR}/held"
 DEPLOY_LOCK_RECORD = f"{DEPLOY_LOCK_HELD}/record"
 DEPLOY_LOCK_LAST_RUN = f"{DEPLOY_LOCK_DIR}/last-run"
 GRAFANA_DASHBOARDS_DIR = "/var/lib/grafana/dashboards/triton-embeddinggemma"  # on the user's Grafana: the provider's path
+# The registry cache (deploys/registry_cache/): Debian's docker-registry package serves REGISTRY_CACHE_CONFIG.
+REGISTRY_CACHE_CONFIG = "/etc/docker/registry/config.yml"
+REGISTRY_CACHE_TLS_PEM = "/etc/docker/registry/cache-tls.pem"  # certificate chain + key from the vault, 0600 docker-registry
+REGISTRY_CACHE_DROPIN = "/etc/systemd/system/docker-registry.service.d/10-triton-deploy.conf"
+REGISTRY_CACHE_WARM_SCRIPT = "/usr/local/lib/triton-embeddinggemma/registry_warm.py"  # deploys/registry_cache/registry_warm.py, uploaded
+DOCKER_CERTS_DIR = "/etc/docker/certs.d"  # on Triton hosts: <endpoint>/ca.crt, the CA Docker trusts the cache by
 
 # -- names relative to {triton_dir} (shell commands run there: ``cd {triton_dir} && ...``) --
 RELEASES = "releases"
@@ -229,10 +235,3 @@ def _layout(s: Settings) -> Layout:
         gateway=_gateway(root),
         dcgm_exporter_compose=f"{root}/dcgm-exporter/docker-compose.yml",
     )
-
-
-def release_paths(paths: Layout, model_name: str, release_id: str) -> Release:
-    """Where release ``release_id`` lives under ``paths.root`` (``model_name``: the layout's)."""
-    if model_name != paths.model_name:
-        raise ValueError(f"release_paths: model {model_name!r} is not the layout's {paths.model_name!r}")
-    return paths.release(release_id)

@@ -7,7 +7,7 @@ so the first operation takes every host's lock before any host changes.
 
 On the host (deploys/core/paths.py, ``DEPLOY_LOCK_*``): ``mkdir held`` is the atomic test-and-set;
 ``held/record`` names the holder (``user@controller``, controller pid, UTC start time, run id).
-Both operations work like deploys/lib/verify_run.parity_check: nothing is planned, at execution the
+Both operations work like deploys/triton/verify_run.parity_check: nothing is planned, at execution the
 lock command runs as a fact (so a converged re-run still reports 0 changed operations) and the
 operation yields a command only to fail the host, with one line naming the holder.
 

@@ -11,6 +11,7 @@ from pyinfra import host, logger
 from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import LinuxDistribution
 
+from deploys.core.gpu import is_gpu_host  # noqa: F401 (re-exported for the host base's steps)
 from deploys.core.paths import DOCKER_DATA_ROOT
 from deploys.core.settings import Settings, SettingsError
 from deploys.model import model_files
@@ -45,15 +46,6 @@ def distro_codename() -> str:
     """Release codename (noble, bookworm, trixie…) for apt sources."""
     meta = (host.get_fact(LinuxDistribution) or {}).get("release_meta") or {}
     return meta.get("VERSION_CODENAME") or meta.get("UBUNTU_CODENAME") or ""
-
-
-def is_gpu_host(s: Settings) -> bool:
-    """Resolve the `gpu` setting: true/false as given, "auto" from the nvidia-smi fact."""
-    if s.gpu == "auto":
-        # A failing nvidia-smi still means a GPU box: check_gpus then explains the driver problem.
-        fact = host.get_fact(NvidiaGpus)
-        return bool(fact["gpus"] or fact["error"])
-    return bool(s.gpu)
 
 
 def check_distro(s: Settings) -> None:

@@ -10,9 +10,9 @@ from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from deploys.core import settings
+from deploys.core.gpu import is_gpu_host
 from deploys.core.paths import APT_KEYRINGS_DIR, NVIDIA_TOOLKIT_KEYRING
 from deploys.host_base import apt_keys
-from deploys.host_base.host import is_gpu_host
 from deploys.host_base.nvidia import TOOLKIT_PACKAGES, has_nvidia_runtime, pinned_packages, repo_source
 
 

@@ -35,18 +35,18 @@ from typing import Any
 
 import yaml
 
-from deploys.core import settings, vault
+from deploys.core import paths, settings, vault
 from deploys.core.roles import REGISTRY_CACHE_GROUP, registry_caches
 from deploys.core.settings import Settings, SettingsError
 
 SERVICE = "docker-registry"  # Debian's unit (User=docker-registry, ExecStart=... serve CONFIG)
 USER = "docker-registry"  # the package's system user, which the unit runs as
-CONFIG = "/etc/docker/registry/config.yml"  # what Debian's unit serves
-TLS_PEM = "/etc/docker/registry/cache-tls.pem"  # certificate chain + key from the vault, 0600 USER
-DROPIN = f"/etc/systemd/system/{SERVICE}.service.d/10-triton-deploy.conf"
-DOCKER_CERTS_DIR = "/etc/docker/certs.d"  # on Triton hosts: <endpoint>/ca.crt, the CA Docker trusts the cache by
+CONFIG = paths.REGISTRY_CACHE_CONFIG  # host paths: deploys/core/paths.py
+TLS_PEM = paths.REGISTRY_CACHE_TLS_PEM
+DROPIN = paths.REGISTRY_CACHE_DROPIN
+DOCKER_CERTS_DIR = paths.DOCKER_CERTS_DIR
 README_HINT = "README: the registry cache"
-WARM_SCRIPT = "/usr/local/lib/triton-embeddinggemma/registry_warm.py"  # deploys/registry_cache/registry_warm.py, uploaded
+WARM_SCRIPT = paths.REGISTRY_CACHE_WARM_SCRIPT
 WARM_TIMEOUT_S = 3600  # one image fetched from the upstream into the cache
 
 

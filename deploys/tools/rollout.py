@@ -127,7 +127,7 @@ def load_inventory(path: str, data: dict[str, Any]) -> Inventory:
 
     with ctx_state.use(State()):
         inventory = make_inventory(path, override_data=data, cwd=str(REPO_ROOT))
-    # After pyinfra_cli (gevent) is in: keep deploys.lib imports below it (some bring in ssl).
+    # After pyinfra_cli (gevent) is in: keep the deploys.core imports below it (some bring in ssl).
     from deploys.core.roles import is_triton_host
 
     hosts = [host.name for host in inventory if is_triton_host(host)]  # front doors and monitoring hosts are not rolled

@@ -18,8 +18,8 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
 from deploys.core import paths, settings
+from deploys.core.gpu import is_gpu_host
 from deploys.host_base import registry
-from deploys.host_base.host import is_gpu_host
 from deploys.model import model_files
 from deploys.triton import release, rolling, triton_api
 from deploys.triton.triton_service import (

@@ -12,10 +12,10 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, pip, server
 
 from deploys.core import paths, redact, settings
+from deploys.core.gpu import is_gpu_host
 from deploys.core.repo import VERIFY_SRC
 from deploys.core.settings import Settings
 from deploys.gateway import logic as gateway
-from deploys.host_base.host import is_gpu_host
 from deploys.triton.verify_run import (
     check_wheels_dir,
     expected_model_files,

@@ -1,0 +1,17 @@
+"""Whether a host is a GPU host: asked by the host base (preflight, toolkit), Triton and verify."""
+
+from __future__ import annotations
+
+from pyinfra import host
+
+from deploys.core.settings import Settings
+from facts.gpu import NvidiaGpus
+
+
+def is_gpu_host(s: Settings) -> bool:
+    """Resolve the `gpu` setting: true/false as given, "auto" from the nvidia-smi fact."""
+    if s.gpu == "auto":
+        # A failing nvidia-smi still means a GPU box: check_gpus then explains the driver problem.
+        fact = host.get_fact(NvidiaGpus)
+        return bool(fact["gpus"] or fact["error"])
+    return bool(s.gpu)
