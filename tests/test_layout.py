@@ -192,3 +192,12 @@ def test_host_paths_are_spelled_in_deploys_core_paths() -> None:
 def test_no_gateway_code_under_verify() -> None:
     gateway = sorted(p.name for p in (ROOT / "verify").glob("gateway*.py"))
     assert not gateway, f"the embeddings gateway is production code, not verification: {gateway} belong in embeddings_gateway/"
+
+
+def test_where_to_change_what_names_files_that_exist() -> None:
+    """docs/where-to-change-what.md: every file and folder it names (but the <role> patterns) exists."""
+    text = (ROOT / "docs" / "where-to-change-what.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:deploys|templates|facts|tests|verify)/[^`<>\s]*)`", text))
+    assert named, "the page names no file"
+    missing = sorted(name for name in named if not (ROOT / name).exists())
+    assert not missing, f"docs/where-to-change-what.md names what does not exist: {missing}"
