@@ -36,9 +36,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from embeddinggemma import ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING, TextEncoder, query_text
+from embeddings_gateway.api import DEFAULTS, plan_batches
 from tests.load import LoadResult, check_targets, run_async
-from verify.client import ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING, TextEncoder, query_text
-from verify.gateway_api import DEFAULTS, plan_batches
 
 DEFAULT_BUCKETS: tuple[int, ...] = DEFAULTS["length_buckets"]  # the gateway's own default
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def free_port() -> int:
 
 @dataclass
 class GatewayProcess:
-    """A gateway started as a real process: ``python -m verify.gateway --config FILE``."""
+    """A gateway started as a real process: ``python -m embeddings_gateway --config FILE``."""
 
     process: subprocess.Popen
     port: int
@@ -68,7 +68,7 @@ class GatewayProcess:
 
     @property
     def health_url(self) -> str:
-        """The health responder (its own thread and port: verify/gateway_health.py)."""
+        """The health responder (its own thread and port: embeddings_gateway/health.py)."""
         return f"http://127.0.0.1:{json.loads(self.config_path.read_text())['health_port']}"
 
     @classmethod
@@ -97,7 +97,7 @@ class GatewayProcess:
         log_path = work_dir / "gateway.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "verify.gateway", "--config", str(config_path)],
+                [sys.executable, "-m", "embeddings_gateway", "--config", str(config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,

@@ -19,12 +19,12 @@ import httpx
 import numpy as np
 import pytest
 
+from embeddinggemma import query_text
 from tests import client_checks as cc
 from tests import tritonserver as ts
 from tests.gateway_bench import GatewayProcess
 from tests.openai_checks import MODEL, Reference, assert_error, cosines
 from tests.test_gateway import hub, triton_root  # noqa: F401 (module fixtures: the tiny model, a Triton model directory)
-from verify.client import query_text
 
 KEY = "sk-gateway-clients-key-1"
 

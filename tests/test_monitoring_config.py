@@ -10,7 +10,7 @@ provisioning), rendered by deploys/lib/render.py from an inventory and judged by
   retention, every alert with its ``for``, every target with its labels; a real node exporter runs
   its rendered ARGS.
 - Every metric name in the alerts' and the dashboard's PromQL is one the fleet exports: the
-  gateway's from verify/gateway.py's registry, the others from deploys/lib/monitoring.py's
+  gateway's from embeddings_gateway/app.py's registry, the others from deploys/lib/monitoring.py's
   documented list, whose Triton, HAProxy and node-exporter names are checked against the real
   binaries (tritonserver from nvidia-pytriton, Debian's haproxy and prometheus-node-exporter).
   dcgm-exporter's names (etc/default-counters.csv of NVIDIA/dcgm-exporter) need a GPU: not run here.
@@ -602,7 +602,7 @@ def test_every_metric_the_alerts_and_the_dashboard_use_is_exported() -> None:
             unknown[where] = sorted(used - set(exported))
     assert not unknown, unknown
     used_jobs = {exported[name] for expr in expressions.values() for name in monitoring.promql_metric_names(expr)}
-    assert used_jobs == {"gateway (verify/gateway.py)", "triton", "haproxy", "node", "dcgm", "*"}
+    assert used_jobs == {"gateway (embeddings_gateway/app.py)", "triton", "haproxy", "node", "dcgm", "*"}
 
 
 def test_the_metric_name_check_can_fail() -> None:

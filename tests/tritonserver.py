@@ -238,7 +238,7 @@ def serve(
 def restricted_args(key: str) -> list[str]:
     """Triton's restricted-API options for ``key``, the APIs and header the deploy uses (its compose
     file builds the same from the key file: tests/test_triton_restricted.py checks that one)."""
-    from verify.client import TRITON_KEY_HEADER
+    from embeddinggemma import TRITON_KEY_HEADER
 
     apis = ",".join(render.TRITON_RESTRICTED_APIS)
     return [f"--http-restricted-api={apis}:{TRITON_KEY_HEADER}={key}", f"--grpc-restricted-protocol={apis}:{TRITON_KEY_HEADER}={key}"]

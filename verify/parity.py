@@ -13,7 +13,7 @@ several scripts, one text longer than the max length) and checks, per sample:
 - L2 norm within --norm-tolerance of 1, and every value finite (NaN/inf fail);
 - batch invariance: the sample inside a right-padded batch vs alone (same thresholds);
 - Matryoshka 512/256/128: truncated and re-normalised, Triton vs local (same thresholds);
-- with --gateway-url: the embeddings gateway (verify/gateway.py, OpenAI's POST /v1/embeddings) on
+- with --gateway-url: the embeddings gateway (embeddings_gateway/app.py, OpenAI's POST /v1/embeddings) on
   the same sample texts (sent with ``input_type: none``: they carry their prompts already), at every
   Matryoshka dimension, ``float`` and ``base64``: each vector vs the local embedding truncated and
   re-normalised (same thresholds), float and base64 bit-identical, ``usage.prompt_tokens`` equal to
@@ -305,7 +305,7 @@ def evaluate(
     return result
 
 
-# -- the embeddings gateway (verify/gateway.py): the same samples as text, every dimension and encoding --
+# -- the embeddings gateway (embeddings_gateway/app.py): the same samples as text, every dimension and encoding --
 
 
 def check_gateway(
@@ -889,7 +889,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--request-timeout", type=float, default=300.0, help="seconds per request")
     p.add_argument("--report", type=Path, help="write the JSON report here ('-': stdout)")
     p.add_argument("--no-hash", action="store_true", help="skip hashing the model files")
-    g = p.add_argument_group("embeddings gateway (verify/gateway.py)")
+    g = p.add_argument_group("embeddings gateway (embeddings_gateway/app.py)")
     g.add_argument("--gateway-url", default="", help="the gateway's base URL, e.g. http://127.0.0.1:6080 ('': not checked)")
     g.add_argument("--gateway-key-file", default="", help="file holding the gateway's bearer key ('': no Authorization header)")
     g.add_argument(

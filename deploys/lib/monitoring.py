@@ -182,12 +182,12 @@ EXPORTED_METRICS: dict[str, dict[str, str]] = {
 
 
 def gateway_metric_names() -> set[str]:
-    """The sample names the gateway's /metrics serves, read from verify/gateway.py's registry (every
+    """The sample names the gateway's /metrics serves, read from embeddings_gateway/app.py's registry (every
     labelled metric given one child, so its series show up as they do on a serving gateway)."""
     from prometheus_client import generate_latest
     from prometheus_client.metrics import MetricWrapperBase
 
-    from verify.gateway import Metrics
+    from embeddings_gateway.app import Metrics
 
     metrics = Metrics(length_buckets=(64, 2048))
     for value in vars(metrics).values():
@@ -199,7 +199,7 @@ def gateway_metric_names() -> set[str]:
 
 def exported_metric_names() -> dict[str, str]:
     """Every metric name the fleet exports → where it comes from (a job, or ``*`` for Prometheus's own)."""
-    names = {name: "gateway (verify/gateway.py)" for name in gateway_metric_names()}
+    names = {name: "gateway (embeddings_gateway/app.py)" for name in gateway_metric_names()}
     for job, found in EXPORTED_METRICS.items():
         names.update(dict.fromkeys(found, job))
     return names

@@ -26,7 +26,7 @@ from deploys.lib import paths, registry_cache
 from deploys.lib.paths import MODELS_MOUNT, TRT_CACHE_MOUNT, onnx_filename
 from deploys.lib.repo import TEMPLATES_DIR
 from deploys.lib.settings import Settings, SettingsError
-from verify.client import TRITON_KEY_HEADER
+from embeddinggemma import TRITON_KEY_HEADER
 
 COMPOSE_PROJECT = "triton-embeddinggemma"
 LABEL_PREFIX = "io.triton-embeddinggemma"

@@ -21,7 +21,8 @@ from typing import Any
 from pyinfra.api.exceptions import PyinfraError
 
 from deploys.lib import redact
-from verify import gateway_api, options
+from embeddings_gateway import api as gateway_api
+from verify import options
 
 # Host-data keys with these prefixes belong to us: an unknown one is a typo, not someone else's data.
 OWNED_PREFIXES = (
@@ -220,7 +221,7 @@ def _verify(option: str, kind: str, check: Callable[[Any], Any]) -> Setting:
 
 
 def _gateway(key: str, kind: str, doc: str) -> Setting:
-    """A setting that is a key of the gateway's config: default and check from verify/gateway_api.py,
+    """A setting that is a key of the gateway's config: default and check from embeddings_gateway/api.py,
     so the controller refuses what the host program would refuse."""
     check = gateway_api.CHECKS[key]
     default = gateway_api.DEFAULTS[key]
@@ -347,7 +348,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("verify_pip_index_url", "", "Package index for the verify venv (a mirror); empty: pip's default.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty")),
     Setting("verify_pip_timeout_s", 1800, "Seconds each pip install (the verify runtime, the gateway runtime) may take; past it the host fails with one line.", "int", _int(60, 14_400)),
     Setting("verify_report_dir", "reports", "Controller directory for the JSON reports: <dir>/<run>/<host>.json.", "str", _text(r"\S+", "a directory path")),
-    # -- embeddings gateway (OpenAI /v1/embeddings on every host: verify/gateway.py) --
+    # -- embeddings gateway (OpenAI /v1/embeddings on every host: embeddings_gateway/app.py) --
     Setting("gateway_enabled", True, "Run the embeddings gateway (a systemd unit) on the host.", "bool", _bool),
     Setting("gateway_listen_address", "127.0.0.1", "Address the gateway listens on; beyond loopback (a private address the front door reaches) needs gateway_api_keys in the vault.", "str", _ip),
     _gateway("listen_port", "int", "Port of the embeddings gateway (OpenAI /v1/embeddings, TEI's /embed, /ready, /metrics)."),
