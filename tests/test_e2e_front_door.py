@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 import pytest
 
-from deploys.lib import monitoring, paths, render, settings
+from deploys.lib import paths, render, settings
 from deploys.lib.repo import TEMPLATES_DIR
 from facts.haproxy import parse_stat_csv, runtime_command
 from tests import client_checks as cc
@@ -44,6 +44,7 @@ from tests.openai_checks import MODEL, Reference, check_sdk_parity, cosines
 from tests.overload import run_overload
 from tests.sandbox import fleet
 from tests.sandbox.deploy import run_deploy, sandbox_env
+from tests.support import metric_names
 from tests.template_edits import EDITS, edited
 from tests.test_e2e_faults import broken_template  # noqa: F401 (a fixture)
 from verify.samples import samples
@@ -446,9 +447,9 @@ GPU_ONLY = ("DCGM_", "nv_gpu_")
 def test_dashboard_and_alert_metrics_exist_in_the_sandboxs_prometheus(sandbox: dict[str, Any]) -> None:
     """Every metric the Grafana dashboard and the alert rules query is one this fleet's Prometheus has:
     a series, or (a labelled metric with no sample yet, e.g. errors) the metadata its target exposed."""
-    exprs = {**monitoring.dashboard_expressions(render.grafana_dashboard())}
-    exprs.update(monitoring.alert_expressions(render.prometheus_alerts(settings.parse(fleet.MONITORING, {}))))
-    names = set().union(*(monitoring.promql_metric_names(e) for e in exprs.values())) - {"up"}
+    exprs = {**metric_names.dashboard_expressions(render.grafana_dashboard())}
+    exprs.update(metric_names.alert_expressions(render.prometheus_alerts(settings.parse(fleet.MONITORING, {}))))
+    names = set().union(*(metric_names.promql_metric_names(e) for e in exprs.values())) - {"up"}
     url = fleet.status_json(NAME)["prometheus_url"]
     metadata = httpx.get(f"{url}/api/v1/metadata", timeout=10).json()["data"]
     missing = []
