@@ -235,10 +235,3 @@ def _layout(s: Settings) -> Layout:
         gateway=_gateway(root),
         dcgm_exporter_compose=f"{root}/dcgm-exporter/docker-compose.yml",
     )
-
-
-def release_paths(paths: Layout, model_name: str, release_id: str) -> Release:
-    """Where release ``release_id`` lives under ``paths.root`` (``model_name``: the layout's)."""
-    if model_name != paths.model_name:
-        raise ValueError(f"release_paths: model {model_name!r} is not the layout's {paths.model_name!r}")
-    return paths.release(release_id)

@@ -43,11 +43,6 @@ def logout_command(s: Settings, registry: str | None = None, step: str = STEP) -
     return bounds.bounded(logout, bounds.REGISTRY_LOGIN_TIMEOUT_S, step, s.host, f"docker logout from {registry}")
 
 
-def image_registry(ref: str) -> str:
-    """The registry part of an image reference (``nvcr.io`` of ``nvcr.io/nvidia/tritonserver:25.05-py3``)."""
-    return ref.split("/", 1)[0]
-
-
 def repository(ref: str) -> str:
     """An image reference without its digest and tag: ``10.0.0.7:5000/nvidia/tritonserver``."""
     name = ref.split("@", 1)[0]
