@@ -2,7 +2,7 @@
 
 pyinfra conventions: each list is a group; `(hostname, {data})` tuples carry host data; settings for
 a whole group live in group_data/<group>.py, fleet-wide ones in group_data/all.py. Every setting is
-documented in the README's tunables table (generated from deploys/settings.py).
+documented in the README's tunables table (generated from deploys/lib/settings.py).
 
 These hosts are examples (example.internal does not resolve): copy this file and put your own.
 """

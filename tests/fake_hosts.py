@@ -172,7 +172,7 @@ DOCKER_INFO_RUNTIMES = {
     "runc": {"path": "runc"},
     "nvidia": {"path": "nvidia-container-runtime"},
 }
-# Installed versions of what deploys/docker.py installs (and containerd, runc) per distribution.
+# Installed versions of what deploys/steps/docker.py installs (and containerd, runc) per distribution.
 DISTRO_DOCKER_VERSIONS = {
     "ubuntu": {
         "docker.io": "27.5.1-0ubuntu3~24.04.2",

@@ -1,5 +1,5 @@
 """Fleet-wide settings (every inventory). Anything not set here takes the default from
-deploys/settings.py; see the README's tunables table."""
+deploys/lib/settings.py; see the README's tunables table."""
 
 # Connect as a sudo-capable user and become root for the deploy.
 _sudo = True
