@@ -3,7 +3,7 @@ lines; the files holding them (daemon.json, the docker.service drop-in) are writ
 stdin; a converged re-run changes nothing, a changed password changes exactly that file.
 
 Unit tests of deploys/lib/redact.py and of the host-side twins (sed, grep) run by this machine's
-shell; plan tests through the real pyinfra CLI on @fake hosts (tests/leak_probe.py records every
+shell; plan tests through the real pyinfra CLI on @fake hosts (tests/support/leak_probe.py records every
 command and its stdin); the rollout report.
 """
 
@@ -23,7 +23,7 @@ from deploys.lib.paths import DOCKER_DAEMON_JSON, DOCKER_DROPIN
 from deploys.lib.settings import SettingsError
 from deploys.tools import rollout
 from facts.docker import DockerDaemonJson, UrlCredentialsDigest
-from tests import leak_probe
+from tests.support import leak_probe
 from tests.test_plan import CANARY_KEY, ROOT, changed_ops, run_fleet
 from tests.test_plan import hub as hub  # the pytest fixture (a local Hub with the lock)
 
@@ -130,7 +130,7 @@ CONVERGED_GPU = (
 
 
 def probe(tmp_path: Path, hub, hosts_code: str, *args: str) -> leak_probe.Result:
-    """The deploy through tests/leak_probe.py (raw commands and stdin recorded)."""
+    """The deploy through tests/support/leak_probe.py (raw commands and stdin recorded)."""
     url, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(

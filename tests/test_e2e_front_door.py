@@ -38,14 +38,14 @@ import pytest
 from deploys.lib import paths, render, settings
 from deploys.lib.repo import TEMPLATES_DIR
 from facts.haproxy import parse_stat_csv, runtime_command
-from tests import client_checks as cc
-from tests.load import LoadResult, run_threads
-from tests.openai_checks import MODEL, Reference, check_sdk_parity, cosines
-from tests.overload import run_overload
 from tests.sandbox import fleet
 from tests.sandbox.deploy import run_deploy, sandbox_env
+from tests.support import client_checks as cc
 from tests.support import metric_names
-from tests.template_edits import EDITS, edited
+from tests.support.load import LoadResult, run_threads
+from tests.support.openai_checks import MODEL, Reference, check_sdk_parity, cosines
+from tests.support.overload import run_overload
+from tests.support.template_edits import EDITS, edited
 from tests.test_e2e_faults import broken_template  # noqa: F401 (a fixture)
 from verify.samples import samples
 
@@ -229,7 +229,7 @@ def test_client_libraries_through_the_front_door(sandbox: dict[str, Any], refere
     """Issue 23, through HAProxy to the fleet's gateways: OpenAI's API judged by the openai SDK (2048
     inputs in one call), LangChain (1,000 documents; its default token-id path refused with the fix),
     LlamaIndex and LiteLLM; TEI's API by huggingface_hub and LlamaIndex's TEI client; TEI's errors,
-    /info, /tokenize, /health; lone surrogates a 4xx on both APIs (tests/client_checks.py)."""
+    /info, /tokenize, /health; lone surrogates a 4xx on both APIs (tests/support/client_checks.py)."""
     url, key = front()
     cc.check_openai_sdk_2048(url, key, reference)
     cc.check_langchain_1000_documents(url, key, reference)

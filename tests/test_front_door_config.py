@@ -37,6 +37,7 @@ from deploys.lib import paths, render, settings
 from deploys.lib.render import RenderError
 from deploys.lib.settings import Settings
 from facts.haproxy import HaproxyServers, parse_stat_csv, runtime_command, set_server_state_command, wait_idle_command
+from tests.support.net import free_port
 
 HAPROXY = shutil.which("haproxy")
 pytestmark = pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (tests/system_deps.sh installs it)")
@@ -233,12 +234,6 @@ class StandIn:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sh(command: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

@@ -29,21 +29,13 @@ import pytest
 
 from embeddinggemma import QUERY_TASKS, document_text, query_text
 from embeddings_gateway.api import ConfigError, parse_config, plan_batches
-from tests import tinymodel
-from tests import tritonserver as ts
-from tests.gateway_bench import GatewayProcess, triton_counts
-from tests.load import TargetRefused, check_targets, run_async, run_threads
-from tests.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, cosines, too_many_inputs
+from tests.support import tritonserver as ts
+from tests.support.gateway_bench import GatewayProcess, triton_counts
+from tests.support.load import TargetRefused, check_targets, run_async, run_threads
+from tests.support.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, cosines, too_many_inputs
 
 KEY = "sk-gateway-test-key-1"
 MODEL = "embeddinggemma"
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hub")
-    tinymodel.write_all(root)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -472,7 +464,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(gateways: dict[str
 
 
 # ---------------------------------------------------------------------------------------------
-# tests/load.py
+# tests/support/load.py
 
 
 def test_load_targets_are_loopback_unless_allowed() -> None:

@@ -24,7 +24,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -42,6 +41,7 @@ from deploys.lib.monitoring import ScrapeTarget
 from deploys.lib.render import RenderError
 from deploys.lib.settings import Settings, SettingsError
 from tests.support import metric_names
+from tests.support.net import free_port
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -150,12 +150,6 @@ def rows(targets: list[ScrapeTarget]) -> list[tuple[str, str, str, str]]:
 
 def run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str, timeout: float = 5) -> bytes:
@@ -547,16 +541,14 @@ def test_haproxy_exports_the_documented_names(tmp_path: Path, monkeypatch: pytes
     assert f'haproxy_server_status{{proxy="{paths.HAPROXY_BACKEND}",server="gpu-01",state="DOWN"}}' in text[0]
 
 
-def test_triton_exports_the_documented_names_once_the_model_is_loaded(tmp_path: Path) -> None:
+def test_triton_exports_the_documented_names_once_the_model_is_loaded(hub: Path, tmp_path: Path) -> None:
     """The real tritonserver (nvidia-pytriton's, with the onnxruntime stand-in) on the tiny model: the
     documented names (GPU ones aside: no GPU here) are in its /metrics, and the model's counters are
     there at 0 right after the load, which TritonModelNotReady relies on."""
     pytest.importorskip("pytriton")
-    from tests import tinymodel
-    from tests import tritonserver as ts
+    from tests.support import tritonserver as ts
 
-    tinymodel.write_all(tmp_path / "hub")
-    root = ts.triton_dir(tmp_path / "triton", tmp_path / "hub", ts.cpu_config())
+    root = ts.triton_dir(tmp_path / "triton", hub, ts.cpu_config())
     with ts.serve(root / "models", tmp_path / "work") as server:
         text = get(f"http://127.0.0.1:{server.metrics_port}/metrics").decode()
     documented = {name for name in metric_names.EXPORTED_METRICS[monitoring.JOB_TRITON] if not name.startswith("nv_gpu_")}

@@ -11,7 +11,7 @@ import pytest
 
 from deploys.lib import paths, release, render, settings
 from deploys.lib.repo import TEMPLATES_DIR
-from tests.template_edits import edit_copy
+from tests.support.template_edits import edit_copy
 
 WEIGHTS = {"model.onnx": "a" * 64, "model.onnx_data": "b" * 64}
 DIGEST = "sha256:" + "1" * 64

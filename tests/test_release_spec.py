@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploys.lib import paths, release, settings
-from tests.counting_cli import plan_counting
+from tests.support.counting_cli import plan_counting
 from tests.test_plan import hub  # noqa: F401 (fixture)
 
 

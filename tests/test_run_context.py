@@ -14,7 +14,7 @@ from pyinfra.api import Config, Inventory, State
 
 from deploys.lib import context, events, fleet_status, release, settings
 from deploys.lib.settings import SettingsError
-from tests.counting_cli import plan_counting
+from tests.support.counting_cli import plan_counting
 from tests.test_plan import hub  # noqa: F401 (fixture)
 
 

@@ -1,6 +1,6 @@
 """verify.parity through the embeddings gateway (--gateway-url): the verdict logic on synthetic
 answers, and ``python -m verify.parity`` (a subprocess, as on a host) against a real tritonserver
-serving the tiny model and real gateway processes (tests/gateway_bench.py GatewayProcess) in front
+serving the tiny model and real gateway processes (tests/support/gateway_bench.py GatewayProcess) in front
 of it, judged against local ONNX Runtime on the same files.
 
 Gateways of the module: ``auth`` (bearer auth, ``default_prompt: query``: parity must send its
@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import tinymodel
-from tests import tritonserver as ts
-from tests.gateway_bench import GatewayProcess
+from tests.support import tritonserver as ts
+from tests.support.gateway_bench import GatewayProcess
 from verify import api_probe, checks, parity
 from verify.client import MATRYOSHKA_DIMS, TextEncoder, normalise, truncate
 from verify.samples import samples
@@ -106,9 +105,7 @@ def test_a_gateway_that_is_down_fails_within_the_timeout() -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    hub = tmp_path_factory.mktemp("hub")
-    tinymodel.write_all(hub)
+def stack(hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = ts.triton_dir(tmp_path_factory.mktemp("triton"), hub, ts.cpu_config())
     work = tmp_path_factory.mktemp("gateways")
     key_file = work / "verify.key"

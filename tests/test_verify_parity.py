@@ -2,7 +2,7 @@
 
 The end-to-end cases run ``python -m verify.parity`` (a subprocess, as on a host) against the real
 ``tritonserver`` from nvidia-pytriton serving the deploy's UNCHANGED CPU config.pbtxt with the
-onnxruntime stand-in backend, and the tiny model from tests/tinymodel.py.
+onnxruntime stand-in backend, and the tiny model from tests/support/tinymodel.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import tinymodel
-from tests import tritonserver as ts
+from tests.support import tinymodel
+from tests.support import tritonserver as ts
 from verify import checks, probes
 from verify.client import normalise
 from verify.samples import samples

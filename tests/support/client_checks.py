@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 
 from embeddings_gateway.api import PROMPT_NAMES
-from tests.openai_checks import MODEL, Reference, cosines
+from tests.support.openai_checks import MODEL, Reference, cosines
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported: no price map from the internet
 MIN_COSINE = 0.9999
