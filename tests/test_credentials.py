@@ -134,7 +134,7 @@ def probe(tmp_path: Path, hub, hosts_code: str, *args: str) -> leak_probe.Result
     url, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
+        "import json\nimport os\nfrom tests.support import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\nfleet = [\n{hosts_code}\n]\n"
     )
     env = {"NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url}
@@ -224,7 +224,7 @@ def test_rollout_report_and_log_mask_credentials(tmp_path, hub) -> None:
     url, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
+        "import json\nimport os\nfrom tests.support import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\nfleet = [\n{CONVERGED}\n]\n"
     )
     env = {**os.environ, "NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}

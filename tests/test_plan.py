@@ -55,7 +55,7 @@ def write_inventory(tmp_path: Path, hub, hosts_code: str, front_door: str = "", 
     _, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
+        "import json\nimport os\nfrom tests.support import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
         "fleet = [\n"
         + hosts_code
