@@ -50,7 +50,7 @@ bench: $(STAMP)
 readme: $(STAMP)
 	$(BIN)/python -m deploys.tools.readme
 
-# The verify and gateway runtimes' hashed locks (verify/requirements-*.txt) from their .in files
+# The verify and gateway runtimes' hashed locks (verify/requirements-*.txt, embeddings_gateway/requirements.txt) from their .in files
 # (pip-compile --generate-hashes, in .cache/locktool-<version>), then each installed with
 # --require-hashes on every host CPython found here (deploys/tools/locks.py; the GPU lock: ~3 GB).
 locks:

@@ -6,7 +6,7 @@ PACKAGES=(
   debootstrap  # the sandbox's images are built from Debian's archive (no Docker Hub)
   openssh-client  # ssh-keygen: the sandbox's per-sandbox SSH key
   age  # age-keygen: test vaults are encrypted for a throwaway age key (tests/test_vault.py)
-  curl  # model_fetch=host/mirror downloads, exercised against tests/hub_server.py
+  curl  # model_fetch=host/mirror downloads, exercised against tests/support/hub_server.py
   docker-registry  # a real password-protected registry for the docker login/rotation e2e (tests/test_registry_login.py)
   apache2-utils  # htpasswd for that registry
   libpython3.11  # nvidia-pytriton's python backend stub links it (tests/facts/test_triton_live.py)

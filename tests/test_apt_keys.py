@@ -21,7 +21,7 @@ import pytest
 
 from deploys.host_base import apt_keys
 from facts.apt import KEY_FINGERPRINT_SCRIPT, AptKeyFingerprints, parse_fingerprints
-from tests import leak_probe
+from tests.support import leak_probe
 
 KEYS = Path(__file__).parent / "data" / "apt_keys"
 # What `gpg --show-keys --with-colons` prints in the fpr line after each pub line of these files.

@@ -3,7 +3,7 @@ lines; the files holding them (daemon.json, the docker.service drop-in) are writ
 stdin; a converged re-run changes nothing, a changed password changes exactly that file.
 
 Unit tests of deploys/core/redact.py and of the host-side twins (sed, grep) run by this machine's
-shell; plan tests through the real pyinfra CLI on @fake hosts (tests/leak_probe.py records every
+shell; plan tests through the real pyinfra CLI on @fake hosts (tests/support/leak_probe.py records every
 command and its stdin); the rollout report.
 """
 
@@ -25,7 +25,7 @@ from deploys.host_base import docker_engine
 from deploys.host_base import render as host_base_render
 from deploys.tools import rollout
 from facts.docker import DockerDaemonJson, UrlCredentialsDigest
-from tests import leak_probe
+from tests.support import leak_probe
 from tests.test_plan import CANARY_KEY, ROOT, changed_ops, run_fleet
 from tests.test_plan import hub as hub  # the pytest fixture (a local Hub with the lock)
 
@@ -134,11 +134,11 @@ CONVERGED_GPU = (
 
 
 def probe(tmp_path: Path, hub, hosts_code: str, *args: str) -> leak_probe.Result:
-    """The deploy through tests/leak_probe.py (raw commands and stdin recorded)."""
+    """The deploy through tests/support/leak_probe.py (raw commands and stdin recorded)."""
     url, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
+        "import json\nimport os\nfrom tests.support import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\nfleet = [\n{hosts_code}\n]\n"
     )
     env = {"NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url}
@@ -228,7 +228,7 @@ def test_rollout_report_and_log_mask_credentials(tmp_path, hub) -> None:
     url, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
+        "import json\nimport os\nfrom tests.support import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\nfleet = [\n{CONVERGED}\n]\n"
     )
     env = {**os.environ, "NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"}

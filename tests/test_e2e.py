@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from deploys.core import paths, settings
-from tests.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, good_request, too_many_inputs
 from tests.sandbox import fleet
 from tests.sandbox.deploy import run_deploy, sandbox_env
+from tests.support.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, good_request, too_many_inputs
 
 pytestmark = pytest.mark.e2e
 

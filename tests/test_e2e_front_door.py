@@ -37,16 +37,16 @@ import pytest
 
 from deploys.core import paths, settings
 from deploys.core.repo import TEMPLATES_DIR
-from deploys.monitoring import logic as monitoring
 from deploys.monitoring import render as monitoring_render
 from facts.haproxy import parse_stat_csv, runtime_command
-from tests import client_checks as cc
-from tests.load import LoadResult, run_threads
-from tests.openai_checks import MODEL, Reference, check_sdk_parity, cosines
-from tests.overload import run_overload
 from tests.sandbox import fleet
 from tests.sandbox.deploy import run_deploy, sandbox_env
-from tests.template_edits import EDITS, edited
+from tests.support import client_checks as cc
+from tests.support import metric_names
+from tests.support.load import LoadResult, run_threads
+from tests.support.openai_checks import MODEL, Reference, check_sdk_parity, cosines
+from tests.support.overload import run_overload
+from tests.support.template_edits import EDITS, edited
 from tests.test_e2e_faults import broken_template  # noqa: F401 (a fixture)
 from verify.samples import samples
 
@@ -230,7 +230,7 @@ def test_client_libraries_through_the_front_door(sandbox: dict[str, Any], refere
     """Issue 23, through HAProxy to the fleet's gateways: OpenAI's API judged by the openai SDK (2048
     inputs in one call), LangChain (1,000 documents; its default token-id path refused with the fix),
     LlamaIndex and LiteLLM; TEI's API by huggingface_hub and LlamaIndex's TEI client; TEI's errors,
-    /info, /tokenize, /health; lone surrogates a 4xx on both APIs (tests/client_checks.py)."""
+    /info, /tokenize, /health; lone surrogates a 4xx on both APIs (tests/support/client_checks.py)."""
     url, key = front()
     cc.check_openai_sdk_2048(url, key, reference)
     cc.check_langchain_1000_documents(url, key, reference)
@@ -448,9 +448,9 @@ GPU_ONLY = ("DCGM_", "nv_gpu_")
 def test_dashboard_and_alert_metrics_exist_in_the_sandboxs_prometheus(sandbox: dict[str, Any]) -> None:
     """Every metric the Grafana dashboard and the alert rules query is one this fleet's Prometheus has:
     a series, or (a labelled metric with no sample yet, e.g. errors) the metadata its target exposed."""
-    exprs = {**monitoring.dashboard_expressions(monitoring_render.grafana_dashboard())}
-    exprs.update(monitoring.alert_expressions(monitoring_render.prometheus_alerts(settings.parse(fleet.MONITORING, {}))))
-    names = set().union(*(monitoring.promql_metric_names(e) for e in exprs.values())) - {"up"}
+    exprs = {**metric_names.dashboard_expressions(monitoring_render.grafana_dashboard())}
+    exprs.update(metric_names.alert_expressions(monitoring_render.prometheus_alerts(settings.parse(fleet.MONITORING, {}))))
+    names = set().union(*(metric_names.promql_metric_names(e) for e in exprs.values())) - {"up"}
     url = fleet.status_json(NAME)["prometheus_url"]
     metadata = httpx.get(f"{url}/api/v1/metadata", timeout=10).json()["data"]
     missing = []

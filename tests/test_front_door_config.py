@@ -38,6 +38,7 @@ from deploys.core.render import RenderError
 from deploys.core.settings import Settings
 from deploys.front_door import render as front_door_render
 from facts.haproxy import HaproxyServers, parse_stat_csv, runtime_command, set_server_state_command, wait_idle_command
+from tests.support.net import free_port
 
 HAPROXY = shutil.which("haproxy")
 pytestmark = pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (tests/system_deps.sh installs it)")
@@ -234,12 +235,6 @@ class StandIn:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sh(command: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

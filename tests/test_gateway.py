@@ -1,4 +1,4 @@
-"""The embeddings gateway (verify/gateway.py) as a real process in front of a real tritonserver.
+"""The embeddings gateway (embeddings_gateway/app.py) as a real process in front of a real tritonserver.
 
 Judges: the official openai SDK against local ONNX Runtime on the same tiny model files; httpx for
 bad requests; Triton's own metrics for batching. Three gateways run for the module: ``main``
@@ -27,23 +27,15 @@ import numpy as np
 import openai
 import pytest
 
-from tests import tinymodel
-from tests import tritonserver as ts
-from tests.gateway_bench import GatewayProcess, triton_counts
-from tests.load import TargetRefused, check_targets, run_async, run_threads
-from tests.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, cosines, too_many_inputs
-from verify.client import QUERY_TASKS, document_text, query_text
-from verify.gateway_api import ConfigError, parse_config, plan_batches
+from embeddinggemma import QUERY_TASKS, document_text, query_text
+from embeddings_gateway.api import ConfigError, parse_config, plan_batches
+from tests.support import tritonserver as ts
+from tests.support.gateway_bench import GatewayProcess, triton_counts
+from tests.support.load import TargetRefused, check_targets, run_async, run_threads
+from tests.support.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, cosines, too_many_inputs
 
 KEY = "sk-gateway-test-key-1"
 MODEL = "embeddinggemma"
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hub")
-    tinymodel.write_all(root)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -420,7 +412,7 @@ def test_config_defaults_and_required_keys() -> None:
 
 def run_gateway(config_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "verify.gateway", "--config", str(config_path), *extra],
+        [sys.executable, "-m", "embeddings_gateway", "--config", str(config_path), *extra],
         capture_output=True,
         text=True,
         timeout=60,
@@ -472,7 +464,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(gateways: dict[str
 
 
 # ---------------------------------------------------------------------------------------------
-# tests/load.py
+# tests/support/load.py
 
 
 def test_load_targets_are_loopback_unless_allowed() -> None:
@@ -518,7 +510,7 @@ def test_load_loops_stop_at_the_count_or_the_deadline() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Cross-request micro-batching (verify.gateway.MicroBatcher)
+# Cross-request micro-batching (embeddings_gateway.app.MicroBatcher)
 
 
 class FakeCalls:
@@ -557,7 +549,7 @@ async def settle() -> None:
 
 
 def test_micro_batcher_sends_at_once_when_idle_and_merges_while_busy() -> None:
-    from verify.gateway import MicroBatcher
+    from embeddings_gateway.app import MicroBatcher
 
     async def scenario() -> None:
         fake = FakeCalls()
@@ -599,8 +591,8 @@ def test_micro_batcher_sends_at_once_when_idle_and_merges_while_busy() -> None:
 
 
 def test_micro_batcher_failure_fails_each_member_and_cancellation_spares_the_others() -> None:
-    from verify.gateway import MicroBatcher
-    from verify.gateway_api import ApiError
+    from embeddings_gateway.api import ApiError
+    from embeddings_gateway.app import MicroBatcher
 
     async def scenario() -> None:
         fake = FakeCalls()
@@ -733,7 +725,7 @@ def test_a_failed_merged_triton_call_fails_exactly_its_members_with_503(triton_r
 
 
 # ---------------------------------------------------------------------------------------------
-# The health path off the busy path (verify/gateway_health.py)
+# The health path off the busy path (embeddings_gateway/health.py)
 
 
 def timed_get(url: str, timeout: float = 5) -> tuple[int, dict[str, Any], float]:
@@ -747,7 +739,7 @@ def test_health_responder_answers_while_the_event_loop_is_blocked(server: ts.Ser
     by pure-Python work (holding the GIL, as a saturated gateway's loop does): /ready still answers in
     milliseconds, 200 while the block is short, 503 once the loop has not turned for LOOP_STALL_S
     (wedged), 200 again when it turns."""
-    from verify import gateway_health as gh
+    from embeddings_gateway import health as gh
 
     monkeypatch.setattr(gh, "LOOP_STALL_S", 2.0)
     health = gh.Health(MODEL)

@@ -1,6 +1,6 @@
 """The gateway's client compatibility (issue 23), judged by client libraries nobody here wrote,
 against a real gateway process on a real tritonserver (the stand-in python backend on the tiny
-model), each answer compared with local ONNX Runtime on the same prompted text (tests/client_checks.py).
+model), each answer compared with local ONNX Runtime on the same prompted text (tests/support/client_checks.py).
 
 Two gateways: ``clients`` (every default: 2048 inputs, 300,000 tokens per request, token ids off;
 auth on) and ``ids`` (token_ids_input on, a low max_request_tokens, no auth).
@@ -19,12 +19,12 @@ import httpx
 import numpy as np
 import pytest
 
-from tests import client_checks as cc
-from tests import tritonserver as ts
-from tests.gateway_bench import GatewayProcess
-from tests.openai_checks import MODEL, Reference, assert_error, cosines
-from tests.test_gateway import hub, triton_root  # noqa: F401 (module fixtures: the tiny model, a Triton model directory)
-from verify.client import query_text
+from embeddinggemma import query_text
+from tests.support import client_checks as cc
+from tests.support import tritonserver as ts
+from tests.support.gateway_bench import GatewayProcess
+from tests.support.openai_checks import MODEL, Reference, assert_error, cosines
+from tests.test_gateway import triton_root  # noqa: F401 (a module fixture: a Triton model directory)
 
 KEY = "sk-gateway-clients-key-1"
 

@@ -186,12 +186,13 @@ def test_host_paths_are_spelled_in_deploys_core_paths() -> None:
     assert not offenders, f"host paths outside deploys/core/paths.py: {offenders}"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 21c moves the gateway out of verify/ (embeddings_gateway/): flip to a plain test once it lands"
-)
 def test_no_gateway_code_under_verify() -> None:
+    """The embeddings gateway serves traffic: it lives in embeddings_gateway/, and verify/ (the parity
+    check) neither holds nor imports it (a host's verify copy must not need the gateway's code)."""
     gateway = sorted(p.name for p in (ROOT / "verify").glob("gateway*.py"))
     assert not gateway, f"the embeddings gateway is production code, not verification: {gateway} belong in embeddings_gateway/"
+    importers = sorted(p.name for p in (ROOT / "verify").glob("*.py") if any(m.split(".")[0] == "embeddings_gateway" for m in imported(p)))
+    assert not importers, f"verify/ imports the gateway: {importers}"
 
 
 def test_where_to_change_what_names_files_that_exist() -> None:

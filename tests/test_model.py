@@ -1,4 +1,4 @@
-"""Model step and lock command against a local Hub-compatible endpoint (tests/hub_server.py).
+"""Model step and lock command against a local Hub-compatible endpoint (tests/support/hub_server.py).
 
 The Hub (huggingface.co) is not reachable here: HubServer is the stand-in, serving the Hub's URLs
 and headers for a small repository the tests make. Everything else is real: huggingface_hub's
@@ -20,8 +20,8 @@ import pytest
 from deploys.core import model_lock, paths, settings
 from deploys.core.model_lock import LockEntry
 from deploys.model import model_files
-from tests import leak_probe
-from tests.hub_server import HubServer, Repo
+from tests.support import leak_probe
+from tests.support.hub_server import HubServer, Repo
 
 REPO = "test-org/tiny-embeddinggemma"
 COMMIT = "5090578d9565bb06545b4552f76e6bc2c93e4a66"

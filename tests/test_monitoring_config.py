@@ -10,7 +10,7 @@ provisioning), rendered by deploys/core/render.py from an inventory and judged b
   retention, every alert with its ``for``, every target with its labels; a real node exporter runs
   its rendered ARGS.
 - Every metric name in the alerts' and the dashboard's PromQL is one the fleet exports: the
-  gateway's from verify/gateway.py's registry, the others from deploys/monitoring/logic.py's
+  gateway's from embeddings_gateway/app.py's registry, the others from tests/support/metric_names.py's
   documented list, whose Triton, HAProxy and node-exporter names are checked against the real
   binaries (tritonserver from nvidia-pytriton, Debian's haproxy and prometheus-node-exporter).
   dcgm-exporter's names (etc/default-counters.csv of NVIDIA/dcgm-exporter) need a GPU: not run here.
@@ -24,7 +24,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -45,6 +44,8 @@ from deploys.monitoring import logic as monitoring
 from deploys.monitoring import render as monitoring_render
 from deploys.monitoring.logic import ScrapeTarget
 from deploys.triton import render as triton_render
+from tests.support import metric_names
+from tests.support.net import free_port
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -153,12 +154,6 @@ def rows(targets: list[ScrapeTarget]) -> list[tuple[str, str, str, str]]:
 
 def run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str, timeout: float = 5) -> bytes:
@@ -410,7 +405,7 @@ def test_promtool_test_rules_pass(tmp_path: Path) -> None:
 
 
 def test_every_alert_has_firing_and_quiet_cases() -> None:
-    rules = monitoring.alert_expressions(monitoring_render.prometheus_alerts(settings.parse("mon1", RULE_SETTINGS)))
+    rules = metric_names.alert_expressions(monitoring_render.prometheus_alerts(settings.parse("mon1", RULE_SETTINGS)))
     assert tuple(rules) == ALERTS
     cases = [case for group in yaml.safe_load(ALERTS_TEST.read_text())["tests"] for case in group["alert_rule_test"]]
     for alert in ALERTS:
@@ -511,7 +506,7 @@ def test_node_exporter_runs_its_rendered_args_and_exports_the_documented_names(t
     with started([str(NODE_EXPORTER), *args_of(monitoring_render.node_exporter_defaults(s))], log):
         text: list[str] = []
         wait_for(lambda: text.append(get(f"http://127.0.0.1:{port}/metrics").decode()) is None, 15, "node exporter /metrics", log)
-    documented = set(monitoring.EXPORTED_METRICS[monitoring.JOB_NODE])
+    documented = set(metric_names.EXPORTED_METRICS[monitoring.JOB_NODE])
     names = exposition_names(text[0])
     assert documented <= names, sorted(documented - names)
 
@@ -540,7 +535,7 @@ def test_haproxy_exports_the_documented_names(tmp_path: Path, monkeypatch: pytes
         text: list[str] = []
         wait_for(lambda: text.append(get(f"http://127.0.0.1:{metrics_port}/metrics").decode()) is None, 10, "HAProxy /metrics", log)
     names = exposition_names(text[0])
-    documented = set(monitoring.EXPORTED_METRICS[monitoring.JOB_HAPROXY])
+    documented = set(metric_names.EXPORTED_METRICS[monitoring.JOB_HAPROXY])
     assert documented <= names, sorted(documented - names)
     # The proxies the alerts and the dashboard select exist under those names.
     assert f'haproxy_backend_active_servers{{proxy="{paths.HAPROXY_BACKEND}"}}' in text[0]
@@ -550,19 +545,17 @@ def test_haproxy_exports_the_documented_names(tmp_path: Path, monkeypatch: pytes
     assert f'haproxy_server_status{{proxy="{paths.HAPROXY_BACKEND}",server="gpu-01",state="DOWN"}}' in text[0]
 
 
-def test_triton_exports_the_documented_names_once_the_model_is_loaded(tmp_path: Path) -> None:
+def test_triton_exports_the_documented_names_once_the_model_is_loaded(hub: Path, tmp_path: Path) -> None:
     """The real tritonserver (nvidia-pytriton's, with the onnxruntime stand-in) on the tiny model: the
     documented names (GPU ones aside: no GPU here) are in its /metrics, and the model's counters are
     there at 0 right after the load, which TritonModelNotReady relies on."""
     pytest.importorskip("pytriton")
-    from tests import tinymodel
-    from tests import tritonserver as ts
+    from tests.support import tritonserver as ts
 
-    tinymodel.write_all(tmp_path / "hub")
-    root = ts.triton_dir(tmp_path / "triton", tmp_path / "hub", ts.cpu_config())
+    root = ts.triton_dir(tmp_path / "triton", hub, ts.cpu_config())
     with ts.serve(root / "models", tmp_path / "work") as server:
         text = get(f"http://127.0.0.1:{server.metrics_port}/metrics").decode()
-    documented = {name for name in monitoring.EXPORTED_METRICS[monitoring.JOB_TRITON] if not name.startswith("nv_gpu_")}
+    documented = {name for name in metric_names.EXPORTED_METRICS[monitoring.JOB_TRITON] if not name.startswith("nv_gpu_")}
     names = exposition_names(text)
     assert documented <= names, sorted(documented - names)
     assert re.search(r'^nv_inference_request_success\{model="embeddinggemma",version="1"\} 0$', text, re.MULTILINE)
@@ -576,15 +569,15 @@ def exposition_names(text: str) -> set[str]:
 
 
 def used_expressions() -> dict[str, str]:
-    alerts = monitoring.alert_expressions(monitoring_render.prometheus_alerts(settings.parse("mon1", {})))
+    alerts = metric_names.alert_expressions(monitoring_render.prometheus_alerts(settings.parse("mon1", {})))
     return {
         **{f"alert {name}": expr for name, expr in alerts.items()},
-        **monitoring.dashboard_expressions(monitoring_render.grafana_dashboard()),
+        **metric_names.dashboard_expressions(monitoring_render.grafana_dashboard()),
     }
 
 
 def test_gateway_metric_names_come_from_its_registry() -> None:
-    names = monitoring.gateway_metric_names()
+    names = metric_names.gateway_metric_names()
     for name in (
         "embeddings_gateway_requests_total",
         "embeddings_gateway_request_seconds_bucket",
@@ -598,24 +591,24 @@ def test_gateway_metric_names_come_from_its_registry() -> None:
 
 
 def test_every_metric_the_alerts_and_the_dashboard_use_is_exported() -> None:
-    exported = monitoring.exported_metric_names()
+    exported = metric_names.exported_metric_names()
     expressions = used_expressions()
     assert len(expressions) > len(ALERTS) + 10
     unknown = {}
     for where, expr in expressions.items():
-        used = monitoring.promql_metric_names(expr)
+        used = metric_names.promql_metric_names(expr)
         assert used, f"{where}: no metric name found in {expr!r}"
         if used - set(exported):
             unknown[where] = sorted(used - set(exported))
     assert not unknown, unknown
-    used_jobs = {exported[name] for expr in expressions.values() for name in monitoring.promql_metric_names(expr)}
-    assert used_jobs == {"gateway (verify/gateway.py)", "triton", "haproxy", "node", "dcgm", "*"}
+    used_jobs = {exported[name] for expr in expressions.values() for name in metric_names.promql_metric_names(expr)}
+    assert used_jobs == {"gateway (embeddings_gateway/app.py)", "triton", "haproxy", "node", "dcgm", "*"}
 
 
 def test_the_metric_name_check_can_fail() -> None:
     text = monitoring_render.grafana_dashboard().replace("nv_inference_queue_duration_us", "nv_inference_queue_time_us")
-    exported = set(monitoring.exported_metric_names())
-    unknown = {n for expr in monitoring.dashboard_expressions(text).values() for n in monitoring.promql_metric_names(expr)} - exported
+    exported = set(metric_names.exported_metric_names())
+    unknown = {n for expr in metric_names.dashboard_expressions(text).values() for n in metric_names.promql_metric_names(expr)} - exported
     assert unknown == {"nv_inference_queue_time_us"}
 
 
@@ -631,14 +624,14 @@ def test_the_metric_name_check_can_fail() -> None:
     ],
 )
 def test_promql_metric_names(expr: str, names: set[str]) -> None:
-    assert monitoring.promql_metric_names(expr) == names
+    assert metric_names.promql_metric_names(expr) == names
 
 
 @needs_promtool
 def test_dashboard_expressions_parse_as_promql(tmp_path: Path) -> None:
     """promtool parses every dashboard query (Grafana's variables replaced by values), as recording rules."""
     rules = []
-    for n, expr in enumerate(monitoring.dashboard_expressions(monitoring_render.grafana_dashboard()).values()):
+    for n, expr in enumerate(metric_names.dashboard_expressions(monitoring_render.grafana_dashboard()).values()):
         query = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
         rules.append({"record": f"dashboard:query_{n}", "expr": query})
     path = tmp_path / "dashboard-rules.yml"

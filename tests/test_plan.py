@@ -1,4 +1,4 @@
-"""The whole deploy through the real pyinfra CLI on `@fake` hosts (tests/fake_hosts.py).
+"""The whole deploy through the real pyinfra CLI on `@fake` hosts (tests/support/fake_hosts.py).
 
 The fake connector executes nothing and answers commands with canned, realistic outputs, so these
 tests show what the deploy would do on a fresh Ubuntu 24.04 GPU host and a Debian 13 CPU host, that
@@ -19,16 +19,16 @@ import yaml
 
 from deploys.core import settings
 from deploys.core.paths import DOCKER_CE_KEYRING
-from tests import fake_hosts as f
-from tests import leak_probe
-from tests.hub_server import start_with_lock
+from tests.support import fake_hosts as f
+from tests.support import leak_probe
+from tests.support.hub_server import start_with_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 CANARY_KEY = "nvapi-canary-" + "Zq7" * 12
 
 
-# Small stand-ins for the model repository's files (the Hub is out of reach; tests/hub_server.py
+# Small stand-ins for the model repository's files (the Hub is out of reach; tests/support/hub_server.py
 # serves them the way the Hub does, with a lock that pins them).
 MODEL_FILES = {
     "onnx/model.onnx": b"onnx graph " * 100,
@@ -55,7 +55,7 @@ def write_inventory(tmp_path: Path, hub, hosts_code: str, front_door: str = "", 
     _, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
+        "import json\nimport os\nfrom tests.support import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
         "fleet = [\n"
         + hosts_code
@@ -243,7 +243,7 @@ def test_monitoring_of_a_loopback_endpoint_ends_the_run_with_one_line(tmp_path, 
 
 
 # The same two hosts after a successful deploy: every fact answers what the deploy left behind,
-# computed by tests/fake_hosts.py:converged_responses from the deploy's own renderers and lock.
+# computed by tests/support/fake_hosts.py:converged_responses from the deploy's own renderers and lock.
 CONVERGED_GPU = (
     'f.converged_host("gpu-ubuntu", {"gpu": True, **f.SETTINGS}, f.UBUNTU_2404_RELEASE, f.H100_X2, f.DF_PLENTY, os.environ["NGC_API_KEY"])'
 )
@@ -509,7 +509,7 @@ CACHED_IMAGE = f"10.0.0.7:5000/nvidia/tritonserver:25.05-py3@{PIN}"
 
 
 def probe_fleet(tmp_path: Path, hub, hosts_code: str, *args: str, deploy: str = "deploys/all.py", **groups: str) -> leak_probe.Result:
-    """:func:`run_fleet` through tests/leak_probe.py: every command, its stdin and every uploaded text, per host."""
+    """:func:`run_fleet` through tests/support/leak_probe.py: every command, its stdin and every uploaded text, per host."""
     url, _ = hub
     inventory = write_inventory(tmp_path, hub, hosts_code, **groups)
     return leak_probe.run(tmp_path, ["--json", *args, str(inventory), deploy], env={"NGC_API_KEY": CANARY_KEY, "HF_ENDPOINT": url})

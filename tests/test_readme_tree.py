@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LISTED_PACKAGES = ("deploys/", "facts/", "verify/")  # one line per module there; elsewhere per directory
+LISTED_PACKAGES = ("deploys/", "facts/", "verify/", "embeddings_gateway/")  # one line per module there; elsewhere per directory
 
 
 def tree_lines() -> list[tuple[str, str]]:

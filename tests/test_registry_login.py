@@ -16,8 +16,8 @@ import pytest
 from deploys.core import bounds
 from deploys.host_base import registry
 from facts.docker import registry_auth_digest
-from tests import leak_probe
-from tests.hub_server import HubServer, Repo
+from tests.support import leak_probe
+from tests.support.hub_server import HubServer, Repo
 from tests.test_vault import encrypt, make_key
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/age-keygen").exists(), reason="needs age-keygen")

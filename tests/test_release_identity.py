@@ -13,7 +13,7 @@ from deploys.core import paths, render, settings
 from deploys.core.repo import TEMPLATES_DIR
 from deploys.triton import release
 from deploys.triton import render as triton_render
-from tests.template_edits import edit_copy
+from tests.support.template_edits import edit_copy
 
 WEIGHTS = {"model.onnx": "a" * 64, "model.onnx_data": "b" * 64}
 DIGEST = "sha256:" + "1" * 64

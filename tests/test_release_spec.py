@@ -10,7 +10,7 @@ from pathlib import Path
 
 from deploys.core import paths, settings
 from deploys.triton import release
-from tests.counting_cli import plan_counting
+from tests.support.counting_cli import plan_counting
 from tests.test_plan import hub  # noqa: F401 (fixture)
 
 

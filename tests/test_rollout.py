@@ -122,7 +122,7 @@ def test_waves() -> None:
 def write_inventory(tmp_path: Path, data: dict, hosts_code: str) -> Path:
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "import json\nimport os\nfrom tests import fake_hosts as f\n\n"
+        "import json\nimport os\nfrom tests.support import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
         "fleet = [\n" + hosts_code + "\n]\n"
     )

@@ -15,7 +15,7 @@ from pyinfra.api import Config, Inventory, State
 from deploys.core import context, events, fleet_status, settings
 from deploys.core.settings import SettingsError
 from deploys.triton import release
-from tests.counting_cli import plan_counting
+from tests.support.counting_cli import plan_counting
 from tests.test_plan import hub  # noqa: F401 (fixture)
 
 

@@ -25,9 +25,8 @@ import yaml
 from deploys.core import paths, settings
 from deploys.triton import render as triton_render
 from deploys.triton import triton_api, verify_run
-from tests import tinymodel
-from tests import tritonserver as ts
-from tests.gateway_bench import GatewayProcess
+from tests.support import tritonserver as ts
+from tests.support.gateway_bench import GatewayProcess
 from verify.client import TRITON_KEY_HEADER, TritonBackend
 
 MODEL = "embeddinggemma"
@@ -63,9 +62,7 @@ def restricted_options(argv: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def triton_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    hub = tmp_path_factory.mktemp("hub")
-    tinymodel.write_all(hub)
+def triton_root(hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ts.triton_dir(tmp_path_factory.mktemp("triton"), hub, ts.cpu_config())
 
 

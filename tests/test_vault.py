@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deploys.core import vault
-from tests import leak_probe
+from tests.support import leak_probe
 
 pytestmark = pytest.mark.skipif(shutil.which("age-keygen") is None, reason="needs age-keygen (tests/system_deps.sh installs age)")
 

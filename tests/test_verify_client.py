@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import tinymodel
-from tests import tritonserver as ts
+from tests.support import tritonserver as ts
 from verify.client import (
     EmbeddingClient,
     TextEncoder,
@@ -23,13 +22,6 @@ from verify.client import (
     truncate,
 )
 from verify.local import LocalBackend, choose_providers
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hub")
-    tinymodel.write_all(root)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from deploys.gateway import logic as gateway
 from deploys.triton import verify_run as step
 from facts._shell import RC_MARKER
 from facts.verify import parse_parity_output
-from tests import tinymodel
-from tests import tritonserver as ts
+from tests.support import tinymodel
+from tests.support import tritonserver as ts
 from tests.test_verify_locks import parse_lock
 from verify import parity
 from verify.fleet import HostResult
@@ -179,10 +179,8 @@ def test_fleet_table_is_logged_once_when_the_last_host_reports(caplog: pytest.Lo
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+def deployment(hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """A triton_dir laid out like the deploy's, served by a real tritonserver."""
-    hub = tmp_path_factory.mktemp("hub")
-    tinymodel.write_all(hub)
     root = ts.triton_dir(tmp_path_factory.mktemp("triton"), hub, ts.cpu_config())
     # The verify step checks the served files' sha256 against the model lock: one for the tiny model.
     lock = tmp_path_factory.mktemp("lock") / "model.lock.json"

@@ -1,6 +1,6 @@
 """verify.parity through the embeddings gateway (--gateway-url): the verdict logic on synthetic
 answers, and ``python -m verify.parity`` (a subprocess, as on a host) against a real tritonserver
-serving the tiny model and real gateway processes (tests/gateway_bench.py GatewayProcess) in front
+serving the tiny model and real gateway processes (tests/support/gateway_bench.py GatewayProcess) in front
 of it, judged against local ONNX Runtime on the same files.
 
 Gateways of the module: ``auth`` (bearer auth, ``default_prompt: query``: parity must send its
@@ -22,27 +22,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import tinymodel
-from tests import tritonserver as ts
-from tests.gateway_bench import GatewayProcess
-from verify import parity
+from tests.support import tritonserver as ts
+from tests.support.gateway_bench import GatewayProcess
+from verify import api_probe, checks, parity
 from verify.client import MATRYOSHKA_DIMS, TextEncoder, normalise, truncate
 from verify.samples import samples
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "verify-test-key-0123456789abcdef"
-LIMITS = parity.Thresholds(min_cosine=0.9999, max_abs_diff=1e-3, norm_tolerance=1e-3)
+LIMITS = checks.Thresholds(min_cosine=0.9999, max_abs_diff=1e-3, norm_tolerance=1e-3)
 IDS = [s.id for s in samples()]
 
 
 # -- the gateway's verdict, on synthetic answers -------------------------------------------------
 
 
-def _answers(local: np.ndarray, tokens: int = 40) -> parity.GatewayAnswers:
+def _answers(local: np.ndarray, tokens: int = 40) -> checks.GatewayAnswers:
     """What a correct gateway answers for ``local``: every dimension, both encodings, one request each."""
-    answers = parity.GatewayAnswers()
+    answers = checks.GatewayAnswers()
     for dim in MATRYOSHKA_DIMS:
-        for encoding in parity.GATEWAY_ENCODINGS:
+        for encoding in checks.GATEWAY_ENCODINGS:
             answers.vectors[(dim, encoding)] = truncate(local, dim).copy()
             answers.usage.append(("a..d", f"gateway-{dim}-{encoding}", tokens, 40))
             answers.requests += 1
@@ -52,13 +51,13 @@ def _answers(local: np.ndarray, tokens: int = 40) -> parity.GatewayAnswers:
 def test_gateway_verdict_on_synthetic_answers() -> None:
     local = normalise(np.random.default_rng(1).standard_normal((4, 768)))
     ids, sent = ["a", "b", "c", "d"], [True] * 4
-    good = parity.evaluate_gateway(ids, local, _answers(local), sent, LIMITS)
+    good = checks.evaluate_gateway(ids, local, _answers(local), sent, LIMITS)
     assert good.failures == [] and good.summary["min_cosine"] == pytest.approx(1.0)
     assert set(good.rows[0]) == {"768", "512", "256", "128"}
 
     off = _answers(local)
     off.vectors[(256, "base64")][2] = normalise(off.vectors[(256, "base64")][2] + 0.1 * normalise(np.ones(256)))
-    result = parity.evaluate_gateway(ids, local, off, sent, LIMITS)
+    result = checks.evaluate_gateway(ids, local, off, sent, LIMITS)
     # The perturbed vector fails against local and against its float twin; it is named first.
     assert {(f.check, f.sample, f.source) for f in result.failures} == {
         ("gateway", "c", "gateway-256-base64"),
@@ -71,34 +70,34 @@ def test_gateway_verdict_on_synthetic_answers() -> None:
     # different neighbours under load), a float16 round trip fails even though within the thresholds.
     ulp = _answers(local)
     ulp.vectors[(768, "float")][0, 5] = np.nextafter(ulp.vectors[(768, "float")][0, 5], np.float32(2))
-    assert parity.evaluate_gateway(ids, local, ulp, sent, LIMITS).failures == []
+    assert checks.evaluate_gateway(ids, local, ulp, sent, LIMITS).failures == []
     half = _answers(local)
     half.vectors[(768, "float")][0] = half.vectors[(768, "float")][0].astype(np.float16).astype(np.float32)
-    assert [(f.sample, f.source) for f in parity.evaluate_gateway(ids, local, half, sent, LIMITS).failures] == [("a", "gateway-768")]
+    assert [(f.sample, f.source) for f in checks.evaluate_gateway(ids, local, half, sent, LIMITS).failures] == [("a", "gateway-768")]
 
-    miscounted = parity.evaluate_gateway(ids, local, _answers(local, tokens=41), sent, LIMITS)
+    miscounted = checks.evaluate_gateway(ids, local, _answers(local, tokens=41), sent, LIMITS)
     assert len(miscounted.failures) == 8 and "usage.prompt_tokens 41" in miscounted.failures[0].message
 
     nan = _answers(local)
     nan.vectors[(128, "float")][3, 0] = np.nan
-    failures = parity.evaluate_gateway(ids, local, nan, sent, LIMITS).failures
+    failures = checks.evaluate_gateway(ids, local, nan, sent, LIMITS).failures
     assert any("NaN" in f.message and f.sample == "d" for f in failures)
 
-    unsent = parity.evaluate_gateway(ids, local, _answers(local), [True, True, True, False], LIMITS)
+    unsent = checks.evaluate_gateway(ids, local, _answers(local), [True, True, True, False], LIMITS)
     assert unsent.rows[3] is None and unsent.failures == []  # a NaN row never sent is not compared
 
     # Only the gateway failed: the message names its worst sample, not a Triton one.
-    evaluation = parity.evaluate(ids, local, {"http": local.copy()}, {}, LIMITS)
+    evaluation = checks.evaluate(ids, local, {"http": local.copy()}, {}, LIMITS)
     evaluation.failures += result.failures
-    message = parity.verdict_message(evaluation)
+    message = checks.verdict_message(evaluation)
     assert message.startswith("parity FAIL") and "worst sample 'c' (gateway-256-base64)" in message and "via the gateway" in message
 
 
 def test_a_gateway_that_is_down_fails_within_the_timeout() -> None:
     url = f"http://127.0.0.1:{ts.free_port()}"
     start = time.monotonic()
-    with pytest.raises(parity.GatewayError, match=rf"gateway {url} not ready within 1s: unreachable"):
-        parity.wait_gateway_ready(url, 1.0)
+    with pytest.raises(api_probe.GatewayError, match=rf"gateway {url} not ready within 1s: unreachable"):
+        api_probe.wait_gateway_ready(url, 1.0)
     assert time.monotonic() - start < 5
 
 
@@ -106,9 +105,7 @@ def test_a_gateway_that_is_down_fails_within_the_timeout() -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    hub = tmp_path_factory.mktemp("hub")
-    tinymodel.write_all(hub)
+def stack(hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = ts.triton_dir(tmp_path_factory.mktemp("triton"), hub, ts.cpu_config())
     work = tmp_path_factory.mktemp("gateways")
     key_file = work / "verify.key"
@@ -167,9 +164,9 @@ def test_requests_are_split_at_max_inputs(stack: dict) -> None:
     sample_list = samples()
     encoder = TextEncoder(stack["root"] / "tokenizer")
     id_lists = encoder.encode([s.text for s in sample_list])
-    answers = parity.GatewayAnswers()
+    answers = checks.GatewayAnswers()
     texts = [s.text for s in sample_list]
-    parity.ask_gateway(stack["auth"].url, KEY, "embeddinggemma", texts, id_lists, IDS, [True] * 12, 5, 30, answers)
+    api_probe.ask_gateway(stack["auth"].url, KEY, "embeddinggemma", texts, id_lists, IDS, [True] * 12, 5, 30, answers)
     assert answers.requests == 3 * 4 * 2
     assert [label for label, *_ in answers.usage[:3]] == ["q-short-en..q-ja", "q-emoji..d-ru", "d-medium..d-long-max"]
     assert all(got == expected for _, _, got, expected in answers.usage)
@@ -178,7 +175,7 @@ def test_requests_are_split_at_max_inputs(stack: dict) -> None:
     )
     # base64 is little-endian float32 of the vector (alone here, not in a batch of 5: float32 rounding apart).
     body = {"model": "embeddinggemma", "input": texts[0], "dimensions": 256, "encoding_format": "base64", "input_type": "none"}
-    answer = parity.gateway_embeddings(stack["auth"].url, KEY, body, 30)
+    answer = api_probe.gateway_embeddings(stack["auth"].url, KEY, body, 30)
     alone = np.frombuffer(base64.b64decode(answer["data"][0]["embedding"]), "<f4")
     assert np.abs(alone - answers.vectors[(256, "float")][0]).max() < 1e-5
 
@@ -231,9 +228,9 @@ def test_a_gateway_refusing_long_inputs_is_asked_only_for_the_rest(stack: dict) 
     local = np.stack([local_backend.infer(*encoder.pad([ids], length=len(ids)))[0] for ids in id_lists])
     base = ["--model-dir", "m", "--tokenizer-dir", str(root / "tokenizer"), "--gateway-url", gateway.url, "--timeout", "10"]
 
-    def check(*extra: str) -> tuple[dict, parity.Evaluation]:
+    def check(*extra: str) -> tuple[dict, checks.Evaluation]:
         args = parity.parser().parse_args([*base, *extra])
-        return parity.check_gateway_endpoint(args, sample_list, encoder, id_lists, local, local_backend, LIMITS)
+        return api_probe.check_gateway_endpoint(args, sample_list, encoder, id_lists, local, local_backend, LIMITS)
 
     section, evaluation = check("--gateway-max-tokens", "64")  # not told that it refuses: its 400 is the failure
     assert section["failures"] == 1 and "HTTP 400 context_length_exceeded" in section["message"] and gateway.url in section["message"]

@@ -2,7 +2,7 @@
 
 The end-to-end cases run ``python -m verify.parity`` (a subprocess, as on a host) against the real
 ``tritonserver`` from nvidia-pytriton serving the deploy's UNCHANGED CPU config.pbtxt with the
-onnxruntime stand-in backend, and the tiny model from tests/tinymodel.py.
+onnxruntime stand-in backend, and the tiny model from tests/support/tinymodel.py.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import tinymodel
-from tests import tritonserver as ts
-from verify import parity
+from tests.support import tinymodel
+from tests.support import tritonserver as ts
+from verify import checks, probes
 from verify.client import normalise
 from verify.samples import samples
 
 REPO = Path(__file__).resolve().parent.parent
-LIMITS = parity.Thresholds(min_cosine=0.9999, max_abs_diff=1e-3, norm_tolerance=1e-3)
+LIMITS = checks.Thresholds(min_cosine=0.9999, max_abs_diff=1e-3, norm_tolerance=1e-3)
 
 
 # -- the verdict, on synthetic embeddings ------------------------------------------------------
@@ -37,12 +37,12 @@ def _embeddings(n: int = 4, seed: int = 0) -> np.ndarray:
 
 def test_identical_embeddings_pass() -> None:
     local = _embeddings()
-    result = parity.evaluate(
+    result = checks.evaluate(
         ["a", "b", "c", "d"], local, {"http": local.copy(), "grpc": local.copy()}, {"http-batch": local.copy()}, LIMITS
     )
     assert result.failures == []
     assert result.summary["min_cosine"] == pytest.approx(1.0)
-    assert parity.verdict_message(result).startswith("parity PASS")
+    assert checks.verdict_message(result).startswith("parity PASS")
 
 
 def test_mismatch_names_the_worst_sample() -> None:
@@ -50,10 +50,10 @@ def test_mismatch_names_the_worst_sample() -> None:
     served = local.copy()
     served[1] = normalise(local[1] + 0.01 * _embeddings(1, seed=5)[0])  # slightly off
     served[2] = normalise(local[2] + 0.2 * _embeddings(1, seed=6)[0])  # far off: the worst
-    result = parity.evaluate(["a", "b", "c", "d"], local, {"http": served}, {}, LIMITS)
+    result = checks.evaluate(["a", "b", "c", "d"], local, {"http": served}, {}, LIMITS)
     assert {f.sample for f in result.failures if f.check == "parity"} == {"b", "c"}
     assert result.summary["worst"]["sample"] == "c"
-    message = parity.verdict_message(result)
+    message = checks.verdict_message(result)
     assert message.startswith("parity FAIL") and "worst sample 'c'" in message and "cosine" in message
 
 
@@ -61,11 +61,11 @@ def test_nan_fails_even_though_nan_compares_false() -> None:
     local = _embeddings()
     served = local.copy()
     served[3, 7] = np.nan
-    result = parity.evaluate(["a", "b", "c", "d"], local, {"http": served}, {}, LIMITS)
+    result = checks.evaluate(["a", "b", "c", "d"], local, {"http": served}, {}, LIMITS)
     assert any(f.check == "finite" and f.sample == "d" for f in result.failures)
-    assert result.summary["worst"]["sample"] == "d" and "NaN" in parity.verdict_message(result)
+    assert result.summary["worst"]["sample"] == "d" and "NaN" in checks.verdict_message(result)
     # NaN in the reference (a broken model file, e.g. fp16 overflow) fails too.
-    broken = parity.evaluate(["a", "b", "c", "d"], np.full_like(local, np.nan), {"http": np.full_like(local, np.nan)}, {}, LIMITS)
+    broken = checks.evaluate(["a", "b", "c", "d"], np.full_like(local, np.nan), {"http": np.full_like(local, np.nan)}, {}, LIMITS)
     assert {f.source for f in broken.failures if f.check == "finite"} >= {"local", "http"}
 
 
@@ -75,20 +75,20 @@ def test_norm_and_batch_and_matryoshka_checks() -> None:
     scaled[0] *= 1.01  # same direction, not unit norm
     batched = local.copy()
     batched[2] = normalise(local[2] + 0.1 * _embeddings(1, seed=9)[0])
-    result = parity.evaluate(["a", "b", "c", "d"], local, {"http": scaled}, {"http-batch": batched}, LIMITS)
+    result = checks.evaluate(["a", "b", "c", "d"], local, {"http": scaled}, {"http-batch": batched}, LIMITS)
     kinds = {(f.check, f.sample) for f in result.failures}
     assert ("norm", "a") in kinds and ("batch", "c") in kinds
     assert result.rows[2]["http-batch"]["cosine_vs_alone"] < 0.9999
     tail = local.copy()
     tail[1, :128] += 0.05  # the leading components differ: the 128-d truncation disagrees
-    result = parity.evaluate(["a", "b", "c", "d"], local, {"http": tail}, {}, LIMITS)
+    result = checks.evaluate(["a", "b", "c", "d"], local, {"http": tail}, {}, LIMITS)
     assert any(f.check == "matryoshka" and f.sample == "b" for f in result.failures)
 
 
 def test_batches_pad_the_long_sample_with_a_short_one() -> None:
     sample_list = samples()
     lengths = [10 + i for i in range(len(sample_list) - 1)] + [2048]
-    groups = parity.batches(sample_list, lengths, max_batch=4, max_length=2048)
+    groups = probes.batches(sample_list, lengths, max_batch=4, max_length=2048)
     assert all(len(chunk) <= 4 for chunk, _ in groups)
     assert {i for chunk, _ in groups for i in chunk} == set(range(len(sample_list)))
     long_chunk, long_length = groups[-1]
@@ -233,7 +233,7 @@ def test_gpu_snapshot_reads_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     fake.nvmlDeviceGetName = lambda handle: "NVIDIA H100 80GB HBM3"
     fake.nvmlDeviceGetMemoryInfo = lambda handle: types.SimpleNamespace(used=3 * 2**30, total=80 * 2**30)
     monkeypatch.setitem(sys.modules, "pynvml", fake)
-    assert parity.gpu_snapshot() == {
+    assert probes.gpu_snapshot() == {
         "driver": "575.57.08",
         "devices": [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_used_mib": 3072.0, "memory_total_mib": 81920.0}],
     }
@@ -243,4 +243,4 @@ def test_gpu_snapshot_reads_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("NVML Shared Library Not Found")
 
     fake.nvmlInit = no_driver
-    assert parity.gpu_snapshot() is None
+    assert probes.gpu_snapshot() is None

@@ -1,4 +1,4 @@
-"""The tiny EmbeddingGemma stand-in (tests/tinymodel.py) keeps the real model's contract."""
+"""The tiny EmbeddingGemma stand-in (tests/support/tinymodel.py) keeps the real model's contract."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from tests import tinymodel
+from tests.support import tinymodel
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,13 +26,6 @@ def _run(model_dir: Path, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray
     session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     hidden, pooled = session.run(["last_hidden_state", "sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
     return hidden, pooled
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    tinymodel.write_all(root)
-    return root
 
 
 def test_same_call_writes_same_bytes(hub: Path, tmp_path: Path) -> None:
@@ -108,7 +101,7 @@ def test_tokenizer_has_gemmas_special_ids(hub: Path) -> None:
 
 def test_cli_writes_hub_layout(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tests.tinymodel", str(tmp_path / "out"), "--perturb", "0.01"],
+        [sys.executable, "-m", "tests.support.tinymodel", str(tmp_path / "out"), "--perturb", "0.01"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ Under ``{triton_dir}`` (:func:`layout`)::
     current  -> releases/<id>                         the live release
     previous -> releases/<id>                         the one before (deploys/rollback.py goes back to it)
     verify/venv, verify/verify, verify/wheels, ...    the verify runtime (:class:`VerifyPaths`)
-    gateway/venv, gateway/verify, gateway/gateway.json the embeddings gateway (:class:`GatewayPaths`)
+    gateway/venv, gateway/embeddings_gateway, ...     the embeddings gateway (:class:`GatewayPaths`)
 
 System files the deploy manages (Docker, apt) are the module constants below. A new host path (a
 new role's directory under ``{triton_dir}``, a lock file) is a new attribute here.
@@ -101,6 +101,7 @@ class VerifyPaths:
     base: str
     venv: str
     code: str
+    contract: str  # embeddinggemma.py beside the code (the model's contract, shared with the gateway)
     wheels: str
     requirements: str
     installed: str  # copy of what pip last installed
@@ -114,7 +115,9 @@ class GatewayPaths:
 
     base: str
     venv: str
-    code: str  # the verify package (the gateway is verify.gateway); the unit runs in ``base``
+    code: str  # the embeddings_gateway package; the unit runs ``python -m embeddings_gateway`` in ``base``
+    contract: str  # embeddinggemma.py beside it (the model's contract, shared with verify/)
+    old_code: str  # where the code lived before it left verify/ (removed)
     requirements: str
     installed: str  # copy of what pip last installed
     config: str
@@ -174,6 +177,7 @@ def _verify(root: str) -> VerifyPaths:
         base=base,
         venv=f"{base}/venv",
         code=f"{base}/verify",
+        contract=f"{base}/embeddinggemma.py",
         wheels=f"{base}/wheels",
         requirements=f"{base}/requirements.txt",
         installed=f"{base}/venv/installed-requirements.txt",
@@ -187,7 +191,9 @@ def _gateway(root: str) -> GatewayPaths:
     return GatewayPaths(
         base=base,
         venv=f"{base}/venv",
-        code=f"{base}/verify",
+        code=f"{base}/embeddings_gateway",
+        contract=f"{base}/embeddinggemma.py",
+        old_code=f"{base}/verify",
         requirements=f"{base}/requirements.txt",
         installed=f"{base}/venv/installed-requirements.txt",
         config=f"{base}/gateway.json",

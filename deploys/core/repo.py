@@ -7,9 +7,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES_DIR = REPO_ROOT / "templates"
 VERIFY_SRC = REPO_ROOT / "verify"  # the host program, uploaded by the verify step
+GATEWAY_SRC = REPO_ROOT / "embeddings_gateway"  # the gateway's package, uploaded by the gateway step
+CONTRACT_SRC = REPO_ROOT / "embeddinggemma.py"  # the model's contract both host programs import: shipped with each
 MODEL_LOCK = REPO_ROOT / "deploys" / "model.lock.json"
 README = REPO_ROOT / "README.md"
 
-# verify/requirements-{cpu,gpu,gateway}.txt are hashed locks (`make locks`, deploys/tools/locks.py):
+# verify/requirements-{cpu,gpu}.txt and embeddings_gateway/requirements.txt are hashed locks (`make locks`, deploys/tools/locks.py):
 # the verify and gateway steps install them with these pip flags, so pip takes only the locked files.
 PIP_LOCK_FLAGS = "--require-hashes --only-binary=:all:"

@@ -28,7 +28,7 @@ class Backend:
     name: str
     address: str
     port: int
-    health_port: int  # the gateway's health responder (verify/gateway_health.py): the front door checks it
+    health_port: int  # the gateway's health responder (embeddings_gateway/health.py): the front door checks it
 
 
 def server_name(host_name: str) -> str:

@@ -1,5 +1,5 @@
-"""The embeddings gateway on a host (verify/gateway.py, a systemd unit): its API keys, its config and
-unit files, where the host reaches it, and the commands the gateway step runs.
+"""The embeddings gateway on a host (embeddings_gateway/, a systemd unit): the files it ships, its API
+keys, its config and unit files, where the host reaches it, and the commands the gateway step runs.
 
 API keys live in the vault (``gateway_api_keys``); a host gets only their sha256, one a line, in a
 0600 file of the service user. The verify step needs a key of its own to call the gateway: it is
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import shlex
+from fnmatch import fnmatch
 from pathlib import Path
 
 from deploys.core import bounds, paths, render, vault
 from deploys.core.paths import Layout
-from deploys.core.repo import PIP_LOCK_FLAGS
+from deploys.core.repo import CONTRACT_SRC, GATEWAY_SRC, PIP_LOCK_FLAGS, REPO_ROOT
 from deploys.core.settings import Settings, SettingsError
 from deploys.gateway import render as gateway_render
 from deploys.triton.triton_service import probe_endpoint
@@ -25,6 +27,36 @@ from deploys.triton.triton_service import probe_endpoint
 SERVICE_USER = "embeddings-gateway"
 STEP = "Embeddings gateway"  # the gateway step's name, in the lines printed past a bound
 LOOPBACK = ("127.0.0.1", "::1")
+REQUIREMENTS = GATEWAY_SRC / "requirements.txt"  # the gateway runtime's hashed lock (`make locks`)
+# files.sync of GATEWAY_SRC leaves these out (pyinfra matches ``exclude`` against the local path,
+# ``exclude_dir`` against the directory's path under the source): the lock goes up on its own.
+CODE_EXCLUDE = ["*.pyc", "*.json", "*.log", "*/requirements.in", "*/requirements.txt"]
+CODE_EXCLUDE_DIR = ["__pycache__", "*/__pycache__"]
+
+
+def shipped_files(root: Path = REPO_ROOT) -> dict[str, Path]:
+    """Every file of code the gateway step ships, path under the gateway's base → the file here: the
+    embeddings_gateway package (what files.sync uploads with CODE_EXCLUDE) and embeddinggemma.py. No
+    file of verify/: a change to the parity check changes nothing a gateway runs, so restarts none."""
+    package = root / GATEWAY_SRC.name
+    found: dict[str, Path] = {}
+    for directory, dirnames, filenames in os.walk(package):
+        here = Path(directory)
+        dirnames[:] = [d for d in dirnames if not any(fnmatch((here / d).relative_to(package).as_posix(), x) for x in CODE_EXCLUDE_DIR)]
+        for name in filenames:
+            if not any(fnmatch(str(here / name), x) for x in CODE_EXCLUDE):
+                found[(here / name).relative_to(root).as_posix()] = here / name
+    found[CONTRACT_SRC.name] = root / CONTRACT_SRC.name
+    return dict(sorted(found.items()))
+
+
+def code_digest(root: Path = REPO_ROOT) -> str:
+    """sha256 of the shipped code (each file's host path and content, with the runtime's lock): it
+    changes exactly when the gateway step would upload changed code or pins, and so restart gateways."""
+    digest = hashlib.sha256()
+    for name, path in [*shipped_files(root).items(), ("requirements.txt", root / REQUIREMENTS.relative_to(REPO_ROOT))]:
+        digest.update(f"{name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 def beyond_loopback(s: Settings) -> bool:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from deploys.core.tunables import Setting, _bool, _int, _ip
-from verify import gateway_api
+from embeddings_gateway import api as gateway_api
 
 
 def _gateway(key: str, kind: str, doc: str) -> Setting[Any]:
-    """A setting that is a key of the gateway's config: default and check from verify/gateway_api.py,
+    """A setting that is a key of the gateway's config: default and check from embeddings_gateway/api.py,
     so the controller refuses what the host program would refuse."""
     check = gateway_api.CHECKS[key]
     default = gateway_api.DEFAULTS[key]
@@ -27,7 +27,7 @@ def _gateway(key: str, kind: str, doc: str) -> Setting[Any]:
 # One line per setting, like the README's table (the formatter leaves it alone).
 # fmt: off
 class GatewaySettings:
-    # -- embeddings gateway (OpenAI /v1/embeddings on every host: verify/gateway.py) --
+    # -- embeddings gateway (OpenAI /v1/embeddings on every host: embeddings_gateway/app.py) --
     gateway_enabled = Setting(True, "Run the embeddings gateway (a systemd unit) on the host.", "bool", _bool)
     gateway_listen_address = Setting("127.0.0.1", "Address the gateway listens on; beyond loopback (a private address the front door reaches) needs gateway_api_keys in the vault.", "str", _ip)
     gateway_listen_port = _gateway("listen_port", "int", "Port of the embeddings gateway (OpenAI /v1/embeddings, TEI's /embed, /ready, /metrics).")

@@ -1,4 +1,4 @@
-"""Gateway step: the OpenAI-compatible embeddings API (verify/gateway.py) as a systemd unit, from a
+"""Gateway step: the OpenAI-compatible embeddings API (embeddings_gateway/) as a systemd unit, from a
 pinned venv; restarted only when its code, pins, config or unit changed (behind a front door out of its pool,
 host by host: deploys/triton/rolling.py), reloaded (SIGHUP, no restart) when only its API keys changed;
 never touches Triton (deploys/gateway/logic.py)."""
@@ -15,7 +15,7 @@ from pyinfra.operations import apt, files, pip, server, systemd
 from pyinfra.operations.util import any_changed
 
 from deploys.core import paths, settings
-from deploys.core.repo import VERIFY_SRC
+from deploys.core.repo import CONTRACT_SRC, GATEWAY_SRC
 from deploys.gateway import logic as gateway
 from deploys.triton import rolling, triton_api
 
@@ -30,7 +30,7 @@ def embeddings_gateway() -> None:
     keys = gateway.api_keys(s)  # the vault first: a vault problem ends the run before any change
     layout = paths.layout(s)
     g = layout.gateway
-    requirements = VERIFY_SRC / "requirements-gateway.txt"
+    requirements = gateway.REQUIREMENTS
     doors = rolling.front_doors(state.inventory)
     # Behind a front door a gateway that already runs restarts out of the pool, host by host.
     rolls = bool(doors) and host.get_fact(Sha256File, path=paths.GATEWAY_UNIT_FILE) is not None
@@ -52,14 +52,17 @@ def embeddings_gateway() -> None:
     install = None
     if host.get_fact(Sha256File, path=g.installed) != hashlib.sha256(requirements.read_bytes()).hexdigest():
         install = server.shell(name="Install the gateway runtime (pinned)", commands=[gateway.pip_install_command(s, layout)])
+    # The gateway's code: its package and the model's contract (gateway.shipped_files), nothing of verify/.
     code = files.sync(
-        name="Upload the gateway code (verify/)",
-        src=str(VERIFY_SRC),
+        name="Upload the gateway code (embeddings_gateway/)",
+        src=str(GATEWAY_SRC),
         dest=g.code,
-        exclude=["*.pyc", "*.json", "*.log", "requirements-*.txt", "requirements-*.in"],
-        exclude_dir=["__pycache__"],
+        exclude=gateway.CODE_EXCLUDE,
+        exclude_dir=gateway.CODE_EXCLUDE_DIR,
         delete=True,
     )
+    contract = files.put(name="Upload the model's contract (embeddinggemma.py)", src=str(CONTRACT_SRC), dest=g.contract, mode="644")
+    files.directory(name="No gateway code left in verify/ (before embeddings_gateway/)", path=g.old_code, present=False)
     config = files.put(
         name="Gateway config (gateway.json)", src=StringIO(gateway.config_text(s, layout, auth=bool(keys))), dest=g.config, mode="644"
     )
@@ -83,7 +86,7 @@ def embeddings_gateway() -> None:
         name=f"Gateway unit {paths.GATEWAY_UNIT}", src=StringIO(gateway.unit_text(s, layout)), dest=paths.GATEWAY_UNIT_FILE, mode="644"
     )
 
-    changed = [op for op in (pins, venv, install, code, config, unit) if op is not None]
+    changed = [op for op in (pins, venv, install, code, contract, config, unit) if op is not None]
     systemd.daemon_reload(name="systemd daemon-reload (gateway unit changed)", _if=unit.did_change)
     if rolls:
         rolling.roll(

@@ -1,7 +1,7 @@
 """The verify and gateway runtimes' hashed locks: `make locks`.
 
-``verify/requirements-{cpu,gpu,gateway}.in`` hold the direct requirements; this tool resolves each
-into ``verify/requirements-*.txt`` with pip-tools (``pip-compile --generate-hashes``): every
+``verify/requirements-{cpu,gpu}.in`` and ``embeddings_gateway/requirements.in`` hold the direct
+requirements (:data:`LOCKS`); this tool resolves each into the ``.txt`` beside it with pip-tools (``pip-compile --generate-hashes``): every
 dependency pinned, each with the sha256 of every file the package index publishes for that version
 (wheels for each CPython and platform, and the sdist). The deploy installs those files with
 ``pip install --require-hashes --only-binary=:all:`` (deploys/triton/verify_run.py,
@@ -34,9 +34,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 VERIFY = ROOT / "verify"
+GATEWAY = ROOT / "embeddings_gateway"
 TOOL_VENVS = ROOT / ".cache"
 PIP_TOOLS = "pip-tools>=7.6,<8"
 NAMES = ("cpu", "gpu", "gateway")
+# Each lock's direct requirements (.in) and hashed lock (.txt): the verify runtime's in verify/, the
+# gateway's in its own package.
+LOCKS = {
+    "cpu": (VERIFY / "requirements-cpu.in", VERIFY / "requirements-cpu.txt"),
+    "gpu": (VERIFY / "requirements-gpu.in", VERIFY / "requirements-gpu.txt"),
+    "gateway": (GATEWAY / "requirements.in", GATEWAY / "requirements.txt"),
+}
 # The hosts' CPythons each lock is made for: Ubuntu 22.04 has 3.10, Debian 12 3.11, Ubuntu 24.04
 # 3.12, Debian 13 3.13. The gateway's pins (starlette 1.x) need 3.11. The first is resolved with.
 PYTHONS = {
@@ -111,7 +119,7 @@ def tool_python(version: str) -> str:
 
 def compile_lock(name: str) -> None:
     """pip-compile one .in file into its hashed .txt lock (the header replaced by ours)."""
-    source, lock = VERIFY / f"requirements-{name}.in", VERIFY / f"requirements-{name}.txt"
+    source, lock = LOCKS[name]
     python = tool_python(PYTHONS[name][0])
     with tempfile.TemporaryDirectory(prefix="locks-") as tmp:
         out = Path(tmp) / lock.name
@@ -136,7 +144,7 @@ def compile_lock(name: str) -> None:
                 source.name,
             ],
             check=True,
-            cwd=VERIFY,
+            cwd=source.parent,
         )
         lock.write_text(header(name, source) + out.read_text())
     print(f"wrote {lock.relative_to(ROOT)} (resolved with CPython {PYTHONS[name][0]})")
@@ -144,7 +152,7 @@ def compile_lock(name: str) -> None:
 
 def check_lock(name: str, python: str) -> None:
     """Install the lock with --require-hashes into a fresh venv of ``python``, then import it."""
-    lock = VERIFY / f"requirements-{name}.txt"
+    lock = LOCKS[name][1]
     with tempfile.TemporaryDirectory(prefix=f"lock-{name}-") as tmp:
         venv = Path(tmp) / "venv"
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
@@ -177,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 if found:
                     pythons.append(found)
                 else:
-                    print(f"warning: no CPython {version} here: requirements-{name}.txt is not checked on it", file=sys.stderr)
+                    print(f"warning: no CPython {version} here: {LOCKS[name][1].relative_to(ROOT)} is not checked on it", file=sys.stderr)
             for python in pythons:
                 check_lock(name, python)
     except subprocess.CalledProcessError as error:

@@ -13,7 +13,7 @@ from deploys.core import paths
 from deploys.core.paths import MODELS_MOUNT, TRT_CACHE_MOUNT, onnx_filename
 from deploys.core.render import LABEL_PREFIX, MANAGED_HEADER, RenderError, canonical_yaml, render, url_host
 from deploys.core.settings import Settings, SettingsError
-from verify.client import TRITON_KEY_HEADER
+from embeddinggemma import TRITON_KEY_HEADER
 
 COMPOSE_PROJECT = "triton-embeddinggemma"
 

@@ -22,7 +22,7 @@ import shlex
 from deploys.triton.render import TRITON_KEY_LABEL as KEY_LABEL
 from deploys.triton.render import TRITON_KEY_SHA256_ENV as KEY_SHA256_ENV
 from deploys.triton.render import TRITON_RESTRICTED_APIS as RESTRICTED_APIS
-from verify.client import TRITON_KEY_HEADER as HEADER
+from embeddinggemma import TRITON_KEY_HEADER as HEADER
 
 __all__ = ["HEADER", "KEY_LABEL", "KEY_SHA256_ENV", "RESTRICTED_APIS"]
 KEY_BYTES = 32  # random bytes, written as 64 hex digits

@@ -13,7 +13,7 @@ from pyinfra.operations import apt, files, pip, server
 
 from deploys.core import paths, redact, settings
 from deploys.core.gpu import is_gpu_host
-from deploys.core.repo import VERIFY_SRC
+from deploys.core.repo import CONTRACT_SRC, VERIFY_SRC
 from deploys.core.settings import Settings
 from deploys.gateway import logic as gateway
 from deploys.triton.verify_run import (
@@ -64,6 +64,7 @@ def verify(s: Settings | None = None) -> None:
     wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
     if host.get_fact(Sha256File, path=v.installed) != wanted:
         server.shell(name="Install the verify runtime (pinned)", commands=[pip_install_command(s, layout)])
+    files.put(name="Upload the model's contract (embeddinggemma.py)", src=str(CONTRACT_SRC), dest=v.contract, mode="644")
     files.sync(
         name="Upload verify/",
         src=str(VERIFY_SRC),

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from facts.docker import (
 )
 from facts.gpu import NvidiaGpus
 from facts.triton import TritonHealth
+from tests.support.net import free_port
 
 LoadFact = Callable[..., Any]
 H100_ROW = "0, NVIDIA H100 80GB HBM3, GPU-3f6e5a1b-9c2d-4e7f-8a0b-1c2d3e4f5a6b, 575.57.08, 81559, 9.0"
@@ -235,12 +235,6 @@ def triton_like() -> Iterator[int]:
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl missing (tests/system_deps.sh installs it)")

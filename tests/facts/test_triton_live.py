@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from facts.triton import TritonHealth
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -59,12 +59,6 @@ def pytriton_dirs() -> tuple[Path, Path] | None:
     root = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
     libs = root.parent.parent / "nvidia_pytriton.libs"
     return (root, libs) if (root / "bin" / "tritonserver").exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def model(repo: Path, name: str, model_py: str) -> None:

@@ -2,7 +2,7 @@
 against Triton straight; one JSON line at the end.
 
 Runs on its own sandbox (``bench``), fresh hosts each time (images reused). The model comes through
-``model_fetch: controller`` from tests/hub_server.py (a local Hub stand-in serving the tiny model)
+``model_fetch: controller`` from tests/support/hub_server.py (a local Hub stand-in serving the tiny model)
 so ``upstream_model_bytes`` counts the bytes the Hub really served; ``sent_model_bytes`` adds up
 the model-file uploads that changed a host (sizes from the sandbox's lock).
 
@@ -16,7 +16,7 @@ deployed, then the controller alternates single requests (concurrency 1) through
 and straight to host1's gateway: ``front_door_overhead_p50_ms`` is the difference of the p50s.
 
 The front door under overload (issue 24): on that same fleet, 160 clients send 32-input requests
-back to back for 20 s through the front door (tests/overload.py): ``overload_200_per_s``,
+back to back for 20 s through the front door (tests/support/overload.py): ``overload_200_per_s``,
 ``overload_429_per_s``, ``overload_5xx`` (answers with a 5xx status), ``overload_bad`` (any answer
 that is neither a 200 with 32 vectors nor a 429 with error JSON and Retry-After),
 ``overload_p95_admitted_ms`` (p95 latency of the 200s).
@@ -27,7 +27,7 @@ served as blobs during the 3-host converge (its access log), ``upstream_image_by
 fresh 3-host converge through the registry cache cache1 (counted at the registry and its anonymous
 view, which the cache proxies).
 
-The gateway figures come from host1 of the converged fleet: tests/gateway_bench.py runs there, in
+The gateway figures come from host1 of the converged fleet: tests/support/gateway_bench.py runs there, in
 the gateway's own venv, against the gateway (text in) and Triton's gRPC (the same texts as token
 ids), at concurrency 1, 8 and 32, bounded in time; then 3 sequential requests of 2048 inputs each
 (``large_2048_eps``: embeddings per second; ``gateway_rss_peak_2048_mb``: the gateway's peak
@@ -51,19 +51,26 @@ from typing import Any
 import httpx
 
 from deploys.core import paths, settings
-from tests.hub_server import HubServer, Repo
-from tests.load import check_targets
-from tests.overload import run_overload
 from tests.sandbox import fleet
 from tests.sandbox.dockercli import docker
+from tests.support.hub_server import HubServer, Repo
+from tests.support.load import check_targets
+from tests.support.overload import run_overload
 
 NAME = "bench"
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 UPLOAD = re.compile(r"Upload model file (\S+)")  # the name carries the deploy's prefix: search, not match
 OPERATION_START = "--> Starting operation: "  # pyinfra's line on stderr as each operation begins
 GROWTH_ROWS = 5
-# The load generator and what it imports from tests/ (verify/ is already on the host, in the gateway's dir).
-GATEWAY_BENCH_FILES = ("tests/__init__.py", "tests/load.py", "tests/gateway_bench.py")
+# The load generator and what it imports from tests/ (embeddings_gateway/ and embeddinggemma.py are
+# already on the host, in the gateway's dir).
+GATEWAY_BENCH_FILES = (
+    "tests/__init__.py",
+    "tests/support/__init__.py",
+    "tests/support/net.py",
+    "tests/support/load.py",
+    "tests/support/gateway_bench.py",
+)
 GATEWAY_BENCH_SECONDS = 5.0  # per path and concurrency: 6 runs
 FRONT_DOOR_REQUESTS = 400  # per path (front door, host1's gateway), alternating
 OVERLOAD_CLIENTS, OVERLOAD_INPUTS, OVERLOAD_SECONDS = 160, 32, 20.0  # as tests/test_e2e_front_door.py's overload
@@ -173,18 +180,18 @@ def _sent_bytes(results: dict[str, Any], sizes: dict[str, int]) -> int:
 
 
 def gateway_figures(host: dict[str, Any], api_key: str, seconds: float = GATEWAY_BENCH_SECONDS) -> dict[str, Any]:
-    """tests/gateway_bench.py inside sandbox host ``host`` (its gateway venv), against its gateway on the
+    """tests/support/gateway_bench.py inside sandbox host ``host`` (its gateway venv), against its gateway on the
     host's own address and its Triton on loopback; the bench's JSON line."""
     container = host["container"]
     s = settings.parse(host["name"], {"gateway_listen_address": host["address"]})
     layout = paths.layout(s)
     work = "/tmp/gateway-bench"
-    docker("exec", container, "sh", "-c", f"rm -rf {work} && mkdir -p {work}/tests")
+    docker("exec", container, "sh", "-c", f"rm -rf {work} && mkdir -p {work}/tests/support")
     for name in GATEWAY_BENCH_FILES:
         docker("exec", "-i", container, "sh", "-c", f"cat > {work}/{name}", stdin=(fleet.ROOT / name).read_bytes())
     docker("exec", "-i", container, "sh", "-c", f"umask 077; cat > {work}/key", stdin=api_key)
     command = (
-        f"cd {layout.gateway.base} && PYTHONPATH={work} PYTHONDONTWRITEBYTECODE=1 {layout.gateway.venv}/bin/python -m tests.gateway_bench "
+        f"cd {layout.gateway.base} && PYTHONPATH={work} PYTHONDONTWRITEBYTECODE=1 {layout.gateway.venv}/bin/python -m tests.support.gateway_bench "
         f"--gateway http://{host['address']}:{s.gateway_listen_port} --triton 127.0.0.1:{s.triton_grpc_port} "
         f"--metrics http://127.0.0.1:{s.triton_metrics_port}/metrics --tokenizer {layout.tokenizer_dir} "
         f"--api-key-file {work}/key --allow {host['address']} --seconds {seconds}"
@@ -229,7 +236,7 @@ def front_door_figures(state: dict[str, Any], api_key: str, requests: int = FRON
 
 
 def overload_figures(state: dict[str, Any], api_key: str) -> dict[str, Any]:
-    """tests/overload.py through the front door (the controller's loopback): 200s/s, 429s/s, 5xx, p95 of the 200s."""
+    """tests/support/overload.py through the front door (the controller's loopback): 200s/s, 429s/s, 5xx, p95 of the 200s."""
     from verify.samples import samples
 
     texts = [sample.text for sample in samples() if sample.id != "d-long-max"]

@@ -518,19 +518,19 @@ MODEL_LOCK = STATE_ROOT / "model.lock.json"
 def ensure_model_mirror() -> dict[str, str]:
     """The tiny model laid out like the Hub repository (stand-in for the Hub) and its lock.
 
-    Rebuilt when tests/tinymodel.py changes; its sha1 is the "revision", and the lock records every
+    Rebuilt when tests/support/tinymodel.py changes; its sha1 is the "revision", and the lock records every
     file's sha256 so the sandbox runs with ``model_require_lock: true``.
     """
     from deploys.core import model_lock  # the deploy's own lock format
 
-    source = ROOT / "tests" / "tinymodel.py"
+    source = ROOT / "tests" / "support" / "tinymodel.py"
     if not source.exists():
-        raise SandboxError("tests/tinymodel.py is missing (the sandbox's model source)")
+        raise SandboxError("tests/support/tinymodel.py is missing (the sandbox's model source)")
     revision = hashlib.sha1(source.read_bytes()).hexdigest()
     recipe = STATE_ROOT / "model-mirror.recipe"  # kept outside: the mirror holds the repository's files only
     if not (MODEL_MIRROR.is_dir() and recipe.exists() and recipe.read_text() == revision and MODEL_LOCK.exists()):
         shutil.rmtree(MODEL_MIRROR, ignore_errors=True)
-        _run([sys.executable, "-m", "tests.tinymodel", str(MODEL_MIRROR)], "python -m tests.tinymodel")
+        _run([sys.executable, "-m", "tests.support.tinymodel", str(MODEL_MIRROR)], "python -m tests.support.tinymodel")
         paths = model_lock.variant_files("fp32")
         entries = {p: model_lock.LockEntry(model_lock.sha256_file(MODEL_MIRROR / p), (MODEL_MIRROR / p).stat().st_size) for p in paths}
         MODEL_LOCK.unlink(missing_ok=True)

@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.load import run_threads
 from tests.sandbox import fleet
+from tests.support.load import run_threads
 
 QUERY = 'sum by (instance) (rate(embeddings_gateway_requests_total{job="gateway", endpoint="embeddings", code="200"}[30s]))'
 LOAD_S = 90.0

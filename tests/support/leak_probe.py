@@ -5,7 +5,7 @@ text every host would have executed and the stdin it would have received. This w
 two connectors' ``run_shell_command``/``put_file`` to append one JSON line per call to the file in
 ``$PYINFRA_PROBE_RECORD``, then runs the unchanged CLI::
 
-    PYINFRA_PROBE_RECORD=rec.jsonl python -m tests.leak_probe -y inventory.py deploy.py
+    PYINFRA_PROBE_RECORD=rec.jsonl python -m tests.support.leak_probe -y inventory.py deploy.py
 
 :func:`run` does that from a test and returns exit status, combined output and the records.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _record(entry: dict[str, Any]) -> None:
@@ -98,7 +98,7 @@ def run(tmp: Path, args: list[str], env: dict[str, str] | None = None, timeout: 
         "PYINFRA_FAKE_DELAY_JITTER": "0",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.leak_probe", "-y", *args],
+        [sys.executable, "-m", "tests.support.leak_probe", "-y", *args],
         cwd=REPO_ROOT,
         env=full_env,
         capture_output=True,

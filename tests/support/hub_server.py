@@ -15,7 +15,7 @@ Faults a test can arm: ``cut_once[path] = n`` closes the connection after ``n`` 
 next full GET of ``path`` (a transfer cut halfway); ``tamper[path] = bytes`` serves other content
 under the same metadata (a corrupt mirror). Every request is recorded in ``requests``.
 
-Run by hand: ``python -m tests.hub_server DIR --repo owner/name`` serves DIR's files as one commit.
+Run by hand: ``python -m tests.support.hub_server DIR --repo owner/name`` serves DIR's files as one commit.
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ def start_with_lock(tmp: Path, files: dict[str, bytes], repo_id: str = "test-org
 
 
 def main() -> None:
-    """Serve a directory as one repository: ``python -m tests.hub_server DIR --repo owner/name``."""
+    """Serve a directory as one repository: ``python -m tests.support.hub_server DIR --repo owner/name``."""
     parser = argparse.ArgumentParser()
     parser.add_argument("directory", type=Path)
     parser.add_argument("--repo", required=True)

@@ -1,6 +1,6 @@
 """The embeddings gateway's pure parts: its config, OpenAI-shaped errors, request parsing, bucketing
 and the response body. No web framework and no Triton here, so each rule is testable on its own;
-the server is verify/gateway.py (its docstring documents the HTTP API).
+the server is embeddings_gateway/app.py (its docstring documents the HTTP API).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from verify.client import MATRYOSHKA_DIMS, MAX_LENGTH, QUERY_TASKS, document_text, query_text
+from embeddinggemma import MATRYOSHKA_DIMS, MAX_LENGTH, QUERY_TASKS, document_text, query_text
 
 PROMPTS = ("none", "query", "document")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -44,7 +44,7 @@ class GatewayConfig:
     tokenizer_dir: str  # directory with tokenizer.json (+ tokenizer_config.json) of the served model
     listen_address: str = "127.0.0.1"  # an IP literal or "localhost"; beyond loopback needs api_key_sha256_file
     listen_port: int = 6080
-    # The health responder (verify/gateway_health.py): GET /ready and /health on a thread and port of
+    # The health responder (embeddings_gateway/health.py): GET /ready and /health on a thread and port of
     # their own, so the front door's check never waits behind embedding work. Same address as listen_address.
     health_port: int = 6081
     api_key_sha256_file: str = ""  # lowercase hex sha256 of each valid key, one a line; "" = auth off (loopback only)

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.openai_checks import MODEL, Reference, cosines
-from verify.gateway_api import PROMPT_NAMES
+from embeddings_gateway.api import PROMPT_NAMES
+from tests.support.openai_checks import MODEL, Reference, cosines
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported: no price map from the internet
 MIN_COSINE = 0.9999

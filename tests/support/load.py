@@ -2,7 +2,7 @@
 
 Usage::
 
-    from tests.load import run_async, run_threads
+    from tests.support.load import run_async, run_threads
 
     result = asyncio.run(run_async(call, targets=["http://127.0.0.1:6080"], concurrency=8, max_requests=500, max_seconds=10))
     print(result.as_dict())  # count, failures, errors, items_per_s, p50_ms, p95_ms, p99_ms, ...

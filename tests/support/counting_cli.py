@@ -38,7 +38,7 @@ def plan_counting(tmp_path: Path, hub: tuple[str, dict[str, Any]], target: str, 
     url, data = hub
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "import json\nfrom tests import fake_hosts as f\n\n"
+        "import json\nfrom tests.support import fake_hosts as f\n\n"
         f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
         "fleet = [\n" + FRESH_GPU + ",\n" + FRESH_CPU + "\n]\n"
     )

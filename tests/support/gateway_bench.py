@@ -4,9 +4,9 @@ Both paths embed the same texts one per request: through the gateway as text (Op
 with httpx, base64 like the openai SDK's default), and straight to Triton gRPC
 (tritonclient.grpc.aio) as token ids tokenized here with the same prompt and padded to the same
 bucket. Triton's mean executed batch (nv_inference_count / nv_inference_exec_count deltas) is read
-from its metrics around each run. Loops are bounded (tests/load.py: loopback or allowed addresses).
+from its metrics around each run. Loops are bounded (tests/support/load.py: loopback or allowed addresses).
 
-    python -m tests.gateway_bench --gateway http://127.0.0.1:6080 --triton 127.0.0.1:6001 \
+    python -m tests.support.gateway_bench --gateway http://127.0.0.1:6080 --triton 127.0.0.1:6001 \
         --metrics http://127.0.0.1:6002/metrics --tokenizer DIR --api-key-file FILE
 
 Without URLs it starts its own tritonserver (tiny model) and gateway on loopback. Prints one JSON line.
@@ -36,25 +36,18 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from tests.load import LoadResult, check_targets, run_async
-from verify.client import ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING, TextEncoder, query_text
-from verify.gateway_api import DEFAULTS, plan_batches
+from embeddinggemma import ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING, TextEncoder, query_text
+from embeddings_gateway.api import DEFAULTS, plan_batches
+from tests.support.load import LoadResult, check_targets, run_async
+from tests.support.net import free_port
 
 DEFAULT_BUCKETS: tuple[int, ...] = DEFAULTS["length_buckets"]  # the gateway's own default
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class GatewayProcess:
-    """A gateway started as a real process: ``python -m verify.gateway --config FILE``."""
+    """A gateway started as a real process: ``python -m embeddings_gateway --config FILE``."""
 
     process: subprocess.Popen
     port: int
@@ -68,7 +61,7 @@ class GatewayProcess:
 
     @property
     def health_url(self) -> str:
-        """The health responder (its own thread and port: verify/gateway_health.py)."""
+        """The health responder (its own thread and port: embeddings_gateway/health.py)."""
         return f"http://127.0.0.1:{json.loads(self.config_path.read_text())['health_port']}"
 
     @classmethod
@@ -97,7 +90,7 @@ class GatewayProcess:
         log_path = work_dir / "gateway.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "verify.gateway", "--config", str(config_path)],
+                [sys.executable, "-m", "embeddings_gateway", "--config", str(config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,
@@ -427,8 +420,8 @@ def measure(
 
 def _local(seconds: float, http_client: str = "raw", config_text: str | None = None) -> dict[str, Any]:
     """Start a tritonserver (tiny model) and a gateway on loopback, measure, stop both."""
-    from tests import tinymodel
-    from tests import tritonserver as ts
+    from tests.support import tinymodel
+    from tests.support import tritonserver as ts
 
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         root = Path(tmp)
@@ -450,7 +443,7 @@ def _local(seconds: float, http_client: str = "raw", config_text: str | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.gateway_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.support.gateway_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gateway", help="gateway base URL, e.g. http://127.0.0.1:6080 (none: start a local one)")
     parser.add_argument("--triton", help="Triton gRPC host:port")
     parser.add_argument("--metrics", help="Triton metrics URL (http://host:port/metrics)")

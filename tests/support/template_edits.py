@@ -29,7 +29,7 @@ EDITS = {
 def edited(name: str, text: str) -> str:
     """``text`` of template ``name`` (its path under templates/) with its harmless edits (each must apply)."""
     for old, new in EDITS[name]:
-        assert old in text, f"{name}: {old!r} is not in the template any more; update tests/template_edits.py"
+        assert old in text, f"{name}: {old!r} is not in the template any more; update tests/support/template_edits.py"
         text = text.replace(old, new)
     return text
 

@@ -2,11 +2,11 @@
 
 Runs next to Triton on each host (the deploy's systemd unit)::
 
-    <venv>/bin/python -m verify.gateway --config /path/gateway.json [--check]
+    <venv>/bin/python -m embeddings_gateway --config /path/gateway.json [--check]
 
 ``--check`` validates the config, the key file and the tokenizer, then exits: 0 good, 2 bad (one
-line on stderr; the same as a bad start). Config keys: :class:`verify.gateway_api.GatewayConfig`.
-Needs the pins of verify/requirements-gateway.txt (starlette, uvicorn, tritonclient[grpc],
+line on stderr; the same as a bad start). Config keys: :class:`embeddings_gateway.api.GatewayConfig`.
+Needs the pins of embeddings_gateway/requirements.txt (starlette, uvicorn, tritonclient[grpc],
 tokenizers, numpy, prometheus_client).
 
 Endpoints
@@ -19,13 +19,13 @@ Endpoints
     (768, 512, 256 or 128: Matryoshka, the leading components re-normalised), ``encoding_format``
     (``float``, the default, or ``base64``: little-endian float32, what the openai SDK asks for by
     default), ``user`` (accepted, ignored). Extensions: ``input_type`` (``query``, ``document`` or
-    ``none``), ``task`` (one of the model card's query tasks, verify.client.QUERY_TASKS; implies
+    ``none``), ``task`` (one of the model card's query tasks, embeddinggemma.QUERY_TASKS; implies
     ``query``; default "search result"), ``titles`` (documents only: one string or null per input),
     ``prompt_name`` (one of EmbeddingGemma's sentence-transformers prompt names, as on TEI's API:
-    verify.gateway_api.PROMPT_NAMES; not with input_type/task/titles). A request's tokens (prompts
+    embeddings_gateway.api.PROMPT_NAMES; not with input_type/task/titles). A request's tokens (prompts
     and special tokens included, after truncation) are bounded by ``max_request_tokens`` (300,000
     by default, as OpenAI's): past it a 400 ``max_tokens_per_request``.
-    Text inputs get the model card's prompt (verify.client.query_text / document_text); with no
+    Text inputs get the model card's prompt (embeddinggemma.query_text / document_text); with no
     ``input_type``/``task`` the config's ``default_prompt`` applies. Token-id inputs are sent as
     given (no prompt, no special tokens added). Unknown request fields are refused (400
     ``unknown_parameter``), as OpenAI refuses unrecognised arguments: a misspelt field must not
@@ -37,10 +37,10 @@ Endpoints
 ``GET /v1/models``, ``GET /v1/models/{model}`` (bearer key): OpenAI's model list / model object.
 ``POST /embed``, ``POST /``, ``POST /tokenize``, ``GET /info`` (bearer key): Text Embeddings
     Inference's native API, its requests, answers, status codes and ``{"error", "error_type"}``
-    errors (verify/gateway_tei.py). ``GET /`` (no key): TEI's health alias.
+    errors (embeddings_gateway/tei.py). ``GET /`` (no key): TEI's health alias.
 ``GET /health`` (no key): 200 while the process serves. ``GET /ready`` (no key): 200 when Triton
     says the model is READY, else 503 (the answer of the background probe, below: never a wait on Triton).
-``GET /ready``, ``GET /health`` on ``health_port`` (no key; verify/gateway_health.py): the same answers
+``GET /ready``, ``GET /health`` on ``health_port`` (no key; embeddings_gateway/health.py): the same answers
     from a thread and a listener of their own, so they stay fast while the event loop is saturated
     with embedding work; the front door checks this port. A Triton probe thread asks Triton every
     0.5 s (1 s deadline) whether the model is READY; /ready there is 503 when it is not, when that
@@ -122,8 +122,7 @@ from typing import Any
 
 import numpy as np
 
-from verify import gateway_tei as tei
-from verify.client import (
+from embeddinggemma import (
     ATTENTION_MASK,
     EMBEDDING_DIM,
     INPUT_IDS,
@@ -133,7 +132,8 @@ from verify.client import (
     triton_key_headers,
     truncate,
 )
-from verify.gateway_api import (
+from embeddings_gateway import tei
+from embeddings_gateway.api import (
     ApiError,
     ConfigError,
     GatewayConfig,
@@ -146,9 +146,9 @@ from verify.gateway_api import (
     plan_batches,
     response_body,
 )
-from verify.gateway_health import BEAT_S, Health, HealthResponder, TritonProbe
+from embeddings_gateway.health import BEAT_S, Health, HealthResponder, TritonProbe
 
-log = logging.getLogger("verify.gateway")
+log = logging.getLogger("embeddings_gateway")
 
 PREFIX = "embeddings_gateway_"
 # Requests whose texts add up to fewer characters are tokenized on the event loop: a thread hop
@@ -156,7 +156,7 @@ PREFIX = "embeddings_gateway_"
 INLINE_TOKENIZE_CHARS = 2048
 READY_DEADLINE_S = 1.0
 ENDPOINTS = {"/v1/embeddings": "embeddings", "/v1/models": "models", "/health": "health", "/ready": "ready", "/metrics": "metrics"}
-# Text Embeddings Inference's native routes (verify/gateway_tei.py): path -> (method, endpoint label).
+# Text Embeddings Inference's native routes (embeddings_gateway/tei.py): path -> (method, endpoint label).
 TEI_ROUTES = {
     "/embed": ("POST", "tei_embed"),
     "/": ("POST", "tei_embed"),
@@ -619,7 +619,7 @@ class Gateway:
                 future.cancel()
 
     async def ready(self) -> tuple[bool, str]:
-        """Is the model READY in Triton? The background probe's last answer (verify/gateway_health.py):
+        """Is the model READY in Triton? The background probe's last answer (embeddings_gateway/health.py):
         no wait on Triton here, so /ready is as fast as the loop."""
         return self.vitals.ready()
 
@@ -712,7 +712,7 @@ class Gateway:
             return work(*args)
         return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
 
-    # -- Text Embeddings Inference's native API (verify/gateway_tei.py) --------------------
+    # -- Text Embeddings Inference's native API (embeddings_gateway/tei.py) --------------------
 
     async def tei(self, scope: dict[str, Any], receive: Any, send: Any) -> int:
         """TEI's routes as a plain ASGI handler (errors in TEI's shape); returns the status sent."""
@@ -930,7 +930,7 @@ def prepare(config_path: str | Path) -> Gateway:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m verify.gateway", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m embeddings_gateway", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="the gateway's JSON config")
     parser.add_argument("--check", action="store_true", help="validate config, key file and tokenizer, then exit")
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ vector) and ``make bench`` (tests/sandbox/bench.py: the figures only).
 Each answer must be one of: a 200 with one embedding per input, or a 429 with OpenAI's error JSON
 (code ``rate_limit_exceeded``) and a ``Retry-After`` header. Anything else (a 5xx, another status,
 a 200 with the wrong count, a 429 without Retry-After, a transport error) is counted as bad, and its
-first few descriptions kept. The loop is tests/load.py's: loopback targets only, stops by itself.
+first few descriptions kept. The loop is tests/support/load.py's: loopback targets only, stops by itself.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from tests.load import LoadResult, run_async
+from tests.support.load import LoadResult, run_async
 
 KEPT = 5
 

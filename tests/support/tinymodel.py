@@ -21,7 +21,7 @@ overflow does to the real model).
 
 CLI (used by the sandbox as its model source)::
 
-    python -m tests.tinymodel OUT_DIR [--perturb 0.05] [--nan]
+    python -m tests.support.tinymodel OUT_DIR [--perturb 0.05] [--nan]
 
 writes ``OUT_DIR/onnx/model.onnx``, ``OUT_DIR/onnx/model.onnx_data`` and the tokenizer files in
 ``OUT_DIR/``, the layout of the Hub repository.
@@ -244,6 +244,7 @@ def build_graph(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
         helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch_size", HIDDEN]),
     ]
     graph = helper.make_graph(nodes, "tiny_embeddinggemma", inputs, outputs, initializers)
+    # producer_name stays "tests.tinymodel" (its path before tests/support/): the model's bytes, and so its digests, do not move.
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests.tinymodel")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
@@ -288,7 +289,7 @@ def sha256(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.tinymodel", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.support.tinymodel", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="directory to write (Hub layout: onnx/ + tokenizer files)")
     parser.add_argument("--perturb", type=float, default=0.0, help="relative noise added to every weight")
     parser.add_argument("--nan", action="store_true", help="write the variant whose embeddings are NaN")

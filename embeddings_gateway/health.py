@@ -29,7 +29,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-log = logging.getLogger("verify.gateway")
+log = logging.getLogger("embeddings_gateway")
 
 PROBE_INTERVAL_S = 0.5  # a dead Triton shows in /ready within this (plus the deadline when it hangs)
 PROBE_DEADLINE_S = 1.0

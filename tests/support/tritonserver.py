@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -28,9 +27,10 @@ from pathlib import Path
 
 from deploys.core import settings
 from deploys.triton import render as triton_render
+from tests.support.net import free_port
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-STANDIN = Path(__file__).resolve().parent / "standin" / "onnxruntime" / "model.py"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STANDIN = Path(__file__).resolve().parents[1] / "standin" / "onnxruntime" / "model.py"
 
 
 class TritonStartError(RuntimeError):
@@ -86,7 +86,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def triton_dir(root: Path, hub_dir: Path, config_text: str, model_name: str = "embeddinggemma") -> Path:
     """Lay out ``root`` like the deploy's ``{triton_dir}``: ``models/`` (see :func:`model_repository`)
     from ``hub_dir/onnx`` and ``tokenizer/`` from the tokenizer files of a Hub-shaped ``hub_dir``
-    (what ``python -m tests.tinymodel`` writes). Returns ``root``."""
+    (what ``python -m tests.support.tinymodel`` writes). Returns ``root``."""
     model_repository(root / "models", config_text, hub_dir / "onnx", model_name)
     # The deploy serves {triton_dir}/current -> releases/<id>, whose models/ holds hard links of
     # the store; here the store itself plays the one release.
@@ -96,13 +96,6 @@ def triton_dir(root: Path, hub_dir: Path, config_text: str, model_name: str = "e
     for name in TOKENIZER_FILES:
         shutil.copy2(hub_dir / name, root / "tokenizer" / name)
     return root
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -239,7 +232,7 @@ def serve(
 def restricted_args(key: str) -> list[str]:
     """Triton's restricted-API options for ``key``, the APIs and header the deploy uses (its compose
     file builds the same from the key file: tests/test_triton_restricted.py checks that one)."""
-    from verify.client import TRITON_KEY_HEADER
+    from embeddinggemma import TRITON_KEY_HEADER
 
     apis = ",".join(triton_render.TRITON_RESTRICTED_APIS)
     return [f"--http-restricted-api={apis}:{TRITON_KEY_HEADER}={key}", f"--grpc-restricted-protocol={apis}:{TRITON_KEY_HEADER}={key}"]

@@ -1,6 +1,6 @@
 """Hugging Face Text Embeddings Inference's native API on the gateway: request parsing, errors and
 answers, as TEI's router defines them (huggingface/text-embeddings-inference ``router/src/http/
-server.rs`` and ``types.rs``, ``docs/openapi.json``). Pure parts only; the server is verify/gateway.py.
+server.rs`` and ``types.rs``, ``docs/openapi.json``). Pure parts only; the server is embeddings_gateway/app.py.
 
 Routes (the gateway's port and API keys): ``POST /embed`` and ``POST /`` (TEI's root route of an
 embedding model), ``POST /tokenize``, ``GET /info``; ``GET /health`` is the gateway's own (200 while
@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from verify.client import EMBEDDING_DIM, MATRYOSHKA_DIMS
-from verify.gateway_api import PROMPT_NAMES, TOKEN_IDS_REFUSED, ApiError, first_unencodable
+from embeddinggemma import EMBEDDING_DIM, MATRYOSHKA_DIMS
+from embeddings_gateway.api import PROMPT_NAMES, TOKEN_IDS_REFUSED, ApiError, first_unencodable
 
 STATUS = {"Empty": 400, "Validation": 422, "Tokenizer": 422, "Overloaded": 429, "Backend": 424, "Unhealthy": 503, "Unauthorized": 401}
 # TEI ignores fields it does not know; here they are refused (a misspelt `normalise` must not pass
