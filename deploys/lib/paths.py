@@ -109,6 +109,7 @@ class GatewayPaths:
     base: str
     venv: str
     code: str  # the verify package (the gateway is verify.gateway); the unit runs in ``base``
+    wheels: str  # verify_wheels_dir pushed here (pip then uses no index)
     requirements: str
     installed: str  # copy of what pip last installed
     config: str
@@ -182,6 +183,7 @@ def _gateway(root: str) -> GatewayPaths:
         base=base,
         venv=f"{base}/venv",
         code=f"{base}/verify",
+        wheels=f"{base}/wheels",
         requirements=f"{base}/requirements.txt",
         installed=f"{base}/venv/installed-requirements.txt",
         config=f"{base}/gateway.json",

@@ -9,8 +9,8 @@ Per host (all idempotent; a converged host reports 0 changed operations):
 2. verify/ uploaded to ``{triton_dir}/verify/verify``;
 3. with the gateway on (``gateway_enabled``) and auth on (vault keys), the verify step's own
    gateway key (:func:`deploys.lib.gateway.verify_key`) written 0600 for root to
-   ``{triton_dir}/verify/gateway.key`` through ``_stdin`` (:func:`key_write_command`: never on a
-   command line, never in pyinfra's output or --diff), only when its sha256 differs;
+   ``{triton_dir}/verify/gateway.key`` through ``_stdin`` (deploys/core/operations.py:secret_file: never
+   on a command line, never in pyinfra's output or --diff), only when its sha256 differs;
 4. the parity check (``python -m verify.parity``) against Triton's published ports, on the served
    release's model files (``{triton_dir}/current/models/{model_name}/1/``) and the tokenizer in
    ``{triton_dir}/tokenizer/``; with the gateway on, also through the gateway
@@ -38,9 +38,10 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.lib import bounds, context, gateway, model_files, paths, run
+from deploys.core import operations
+from deploys.lib import context, gateway, model_files, paths, run
 from deploys.lib.paths import Layout
-from deploys.lib.repo import PIP_LOCK_FLAGS, VERIFY_SRC
+from deploys.lib.repo import VERIFY_SRC
 from deploys.lib.settings import Settings, SettingsError
 from deploys.lib.triton_service import probe_endpoint
 from facts._shell import RC_MARKER
@@ -57,23 +58,29 @@ def requirements_file(cuda: bool) -> Path:
     return VERIFY_SRC / f"requirements-{'gpu' if cuda else 'cpu'}.txt"
 
 
-def pip_install_command(s: Settings, layout: Layout) -> str:
-    """pip install of the pinned requirements (bounded by verify_pip_timeout_s), then the marker that
-    makes the next run skip it."""
-    v = layout.verify
-    source = ""
-    if s.verify_wheels_dir:
-        source = f"--no-index --find-links {shlex.quote(v.wheels)} "
-    elif s.verify_pip_index_url:
-        source = f"--index-url {shlex.quote(s.verify_pip_index_url)} "
-    pip_bin = shlex.quote(f"{v.venv}/bin/pip")
-    # --no-compile: the check runs with PYTHONDONTWRITEBYTECODE=1, so byte-compiling every
-    # installed file (most of the install's CPU time: sympy) would buy nothing.
-    # --require-hashes: the lock pins every package with the sha256 of its files (make locks);
-    # pip installs nothing else. --only-binary: wheels only (no build, no unhashed build deps).
-    pip = f"{pip_bin} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}-r {shlex.quote(v.requirements)}"
-    install = bounds.bounded(pip, s.verify_pip_timeout_s, "Verify", s.host, "pip install of the verify runtime", "verify_pip_timeout_s")
-    return f"{install} && cp {shlex.quote(v.requirements)} {shlex.quote(v.installed)}"
+def venv_args(s: Settings, paths_of: Any, lock: Path, step: str, what: str, wheels: Path | None) -> dict[str, Any]:
+    """deploys/core/operations.py:pinned_venv's arguments for a runtime (the verify runtime's, the
+    gateway's: one operation): ``lock`` installed in ``paths_of.venv`` with ``--require-hashes``, from
+    ``verify_wheels_dir`` (pushed to ``paths_of.wheels``; no index), else ``verify_pip_index_url``,
+    else pip's default; pip bounded by verify_pip_timeout_s."""
+    return {
+        "venv": paths_of.venv,
+        "lock": str(lock),
+        "requirements": paths_of.requirements,
+        "installed": paths_of.installed,
+        "timeout_s": s.verify_pip_timeout_s,
+        "step": step,
+        "host_name": s.host,
+        "what": f"pip install of {what}",
+        "index_url": s.verify_pip_index_url,
+        "wheels_src": str(wheels) if wheels is not None else "",
+        "wheels_dir": paths_of.wheels,
+    }
+
+
+def runtime_venv(s: Settings, paths_of: Any, lock: Path, step: str, what: str, wheels: Path | None) -> Any:
+    """The operation installing a runtime's pinned venv (:func:`venv_args`)."""
+    return operations.pinned_venv(name=f"Install {what} (pinned)", **venv_args(s, paths_of, lock, step, what, wheels))
 
 
 def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
@@ -93,14 +100,6 @@ def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
     if key_file:
         args += ["--gateway-key-file", layout.gateway.verify_key]
     return args
-
-
-def key_write_command(path: str) -> str:
-    """Write stdin (the key; pyinfra's ``_stdin`` ends it with a newline, removed here) to ``path``,
-    0600, replaced atomically: the key is never on a command line."""
-    q = shlex.quote
-    tmp = q(f"{path}.tmp")
-    return f"umask 077; rm -f {tmp}; tr -d '\\n' > {tmp} && chmod 600 {tmp} && mv -f {tmp} {q(path)}"
 
 
 def parity_command(
@@ -288,6 +287,6 @@ def check_wheels_dir(s: Settings) -> Path | None:
         raise SettingsError(
             f"host {s.host}: setting verify_wheels_dir={s.verify_wheels_dir!r} has no wheels; fill it with "
             f"`pip download --only-binary=:all: --python-version 3.13 -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` "
-            "(the hosts' Python; gpu: requirements-gpu.txt) or set it to ''"
+            "(the hosts' Python; gpu: requirements-gpu.txt; with the gateway on also requirements-gateway.txt) or set it to ''"
         )
     return path
