@@ -234,6 +234,23 @@ def pinned_venv(
     yield StringCommand(f"{bounded} && cp {q(requirements)} {q(installed)}")
 
 
+def ready_shell(
+    url: str,
+    timeout_s: int,
+    failure_line: str,
+    logs: str = "",
+    before: str = "",
+    on_failure: str = "",
+    on_success: str = "",
+    also: str = "",
+    insecure: bool = False,
+) -> str:
+    """Shell: what :func:`wait_ready` runs (also inside other commands: a confirm, a roll plan's step)."""
+    failure = f"echo {q(failure_line)} >&2; " + (f"{logs} >&2; " if logs else "") + (f"{on_failure}; " if on_failure else "") + "exit 1"
+    poll = bounds.ready_poll(url, timeout_s, failure, also=also, insecure=insecure, success=on_success)
+    return f"{before}; {poll}" if before else poll
+
+
 @operation(is_idempotent=False)
 def wait_ready(
     url: str,
@@ -253,6 +270,4 @@ def wait_ready(
     + on_success, on_failure: shell run once ready / past the deadline (before the exit)
     + insecure: skip certificate checks (a host asking its own listener whether it is up)
     """
-    failure = f"echo {q(failure_line)} >&2; " + (f"{logs} >&2; " if logs else "") + (f"{on_failure}; " if on_failure else "") + "exit 1"
-    poll = bounds.ready_poll(url, timeout_s, failure, also=also, insecure=insecure, success=on_success)
-    yield StringCommand(f"{before}; {poll}" if before else poll)
+    yield StringCommand(ready_shell(url, timeout_s, failure_line, logs, before, on_failure, on_success, also, insecure))

@@ -15,6 +15,7 @@ import hmac
 from pathlib import Path
 from typing import Any
 
+from deploys.core import operations
 from deploys.lib import paths, render, vault
 from deploys.lib.paths import Layout
 from deploys.lib.settings import Settings, SettingsError
@@ -103,3 +104,8 @@ def ready_args(s: Settings) -> dict[str, Any]:
         "failure_line": line,
         "logs": f"journalctl -u {paths.GATEWAY_UNIT} -n 30 --no-pager",
     }
+
+
+def wait_ready_command(s: Settings) -> str:
+    """:func:`ready_args` as one shell poll, for the roll plans' commands (deploys/lib/rolling.py)."""
+    return operations.ready_shell(**ready_args(s))

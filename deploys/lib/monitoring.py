@@ -29,7 +29,8 @@ from typing import Any
 
 import yaml
 
-from deploys.lib import bounds, settings
+from deploys.core import operations
+from deploys.lib import settings
 from deploys.lib.render import prometheus_url
 from deploys.lib.roles import MONITORING_GROUP, has_monitoring, is_front_door, is_monitoring, is_registry_cache  # noqa: F401 (re-exported)
 from deploys.lib.settings import Settings, SettingsError
@@ -302,6 +303,4 @@ def ready_args(s: Settings, timeout_s: int = 60) -> dict[str, Any]:
 
 def ready_poll(s: Settings, timeout_s: int = 60) -> str:
     """Shell: :func:`ready_args` as one poll (the validated config's confirm), exit 1 past the bound."""
-    a = ready_args(s, timeout_s)
-    failure = f"echo {shlex.quote(a['failure_line'])} >&2; {a['logs']} >&2; exit 1"
-    return bounds.ready_poll(a["url"], timeout_s, failure, also=a["also"])
+    return operations.ready_shell(**ready_args(s, timeout_s))
