@@ -1,7 +1,7 @@
 """The shared operations (deploys/core/operations.py) case by case, in pyinfra's style
 (pyinfra's tests/test_operations.py): each tests/operations/<op>/<case>.json gives the arguments
 and the facts, and the commands the operation must yield, or the reason it gives for yielding none
-(``noop_description``), or the exception. A case with ``secret`` checks that the secret is in no
+(``noop_description``), or the exception; ``local_modes`` fixes controller files' modes first. A case with ``secret`` checks that the secret is in no
 command line (only on stdin). Then the failure paths, run in a real shell: a refused candidate, a
 reload that does not confirm, a wait past its bound."""
 
@@ -36,6 +36,8 @@ def test_every_operation_has_cases() -> None:
 def test_operation_case(path: Path) -> None:
     case = json.loads(path.read_text())
     op = getattr(operations, path.parent.name)
+    for local, mode in case.get("local_modes", {}).items():  # files.sync copies local modes: not the checkout's umask
+        (CASES_DIR.parent.parent / local).chmod(int(mode, 8))
     if "exception" in case:
         with pytest.raises(Exception) as raised:
             run(op, case["facts"], *case.get("args", []), **case.get("kwargs", {}))
