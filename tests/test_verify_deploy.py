@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploys.core import operations
+from deploys.core import operations, runtimes
 from deploys.lib import gateway, model_lock, paths, run, settings
 from deploys.lib import verify_run as step
 from deploys.lib.settings import SettingsError
@@ -105,7 +105,7 @@ VENV_FACTS = {k: {} for k in ("File", "Sha1File", "Directory", "Sha256File", "Fi
 
 def _install_command(s: settings.Settings, paths_of: object, lock: Path, what: str, wheels: Path | None = None) -> str:
     """The pip command the pinned-venv operation runs on a host without the venv (the last it yields)."""
-    args = step.venv_args(s, paths_of, lock, "Verify", what, wheels)
+    args = runtimes.venv_args(s, paths_of, lock, "Verify", what, wheels)
     commands, _ = run_operation(operations.pinned_venv, {f"files.{k}": v for k, v in VENV_FACTS.items()}, **args)
     return commands[-1]
 
@@ -121,7 +121,7 @@ def test_pip_install_sources(tmp_path: Path) -> None:
     assert "--index-url https://pypi.example/simple" in pip_install_command(mirror, paths.layout(mirror))
     (tmp_path / "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
     wheels = _settings(verify_wheels_dir=str(tmp_path))
-    command = pip_install_command(wheels, paths.layout(wheels), step.check_wheels_dir(wheels))
+    command = pip_install_command(wheels, paths.layout(wheels), runtimes.check_wheels_dir(wheels))
     assert "--no-index --find-links /opt/triton-embeddinggemma/verify/wheels" in command
     assert command.endswith(
         "cp /opt/triton-embeddinggemma/verify/requirements.txt /opt/triton-embeddinggemma/verify/venv/installed-requirements.txt"
@@ -129,7 +129,7 @@ def test_pip_install_sources(tmp_path: Path) -> None:
     # The gateway's venv is the same operation: it honours verify_wheels_dir too (pushed to its own directory).
     layout = paths.layout(wheels)
     gateway_command = _install_command(
-        wheels, layout.gateway, REPO / "verify" / "requirements-gateway.txt", "the gateway runtime", step.check_wheels_dir(wheels)
+        wheels, layout.gateway, REPO / "verify" / "requirements-gateway.txt", "the gateway runtime", runtimes.check_wheels_dir(wheels)
     )
     assert "--no-index --find-links /opt/triton-embeddinggemma/gateway/wheels" in gateway_command
 
@@ -155,9 +155,9 @@ def test_user_mistakes_name_host_key_and_fix(tmp_path: Path) -> None:
     assert step.local_device(_settings(verify_device="cuda"), gpu=True) == "cuda"
     assert step.local_device(_settings(verify_device="auto"), gpu=False) == "cpu"
     with pytest.raises(SettingsError, match=r"host web-1: setting verify_wheels_dir=.* has no wheels; fill it with `pip download"):
-        step.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path)))
+        runtimes.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path)))
     (tmp_path / "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
-    assert step.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path))) == tmp_path
+    assert runtimes.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path))) == tmp_path
 
 
 def test_parse_parity_output_and_messages() -> None:

@@ -38,7 +38,6 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.core import operations
 from deploys.lib import context, gateway, model_files, paths, run
 from deploys.lib.paths import Layout
 from deploys.lib.repo import VERIFY_SRC
@@ -56,31 +55,6 @@ RUN_ID = run.STAMP
 def requirements_file(cuda: bool) -> Path:
     """The hashed lock of the runtime: onnxruntime-gpu with its CUDA wheels when the local run may use CUDA."""
     return VERIFY_SRC / f"requirements-{'gpu' if cuda else 'cpu'}.txt"
-
-
-def venv_args(s: Settings, paths_of: Any, lock: Path, step: str, what: str, wheels: Path | None) -> dict[str, Any]:
-    """deploys/core/operations.py:pinned_venv's arguments for a runtime (the verify runtime's, the
-    gateway's: one operation): ``lock`` installed in ``paths_of.venv`` with ``--require-hashes``, from
-    ``verify_wheels_dir`` (pushed to ``paths_of.wheels``; no index), else ``verify_pip_index_url``,
-    else pip's default; pip bounded by verify_pip_timeout_s."""
-    return {
-        "venv": paths_of.venv,
-        "lock": str(lock),
-        "requirements": paths_of.requirements,
-        "installed": paths_of.installed,
-        "timeout_s": s.verify_pip_timeout_s,
-        "step": step,
-        "host_name": s.host,
-        "what": f"pip install of {what}",
-        "index_url": s.verify_pip_index_url,
-        "wheels_src": str(wheels) if wheels is not None else "",
-        "wheels_dir": paths_of.wheels,
-    }
-
-
-def runtime_venv(s: Settings, paths_of: Any, lock: Path, step: str, what: str, wheels: Path | None) -> Any:
-    """The operation installing a runtime's pinned venv (:func:`venv_args`)."""
-    return operations.pinned_venv(name=f"Install {what} (pinned)", **venv_args(s, paths_of, lock, step, what, wheels))
 
 
 def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
@@ -276,17 +250,3 @@ def local_device(s: Settings, gpu: bool) -> str:
     if s.verify_device == "cuda" and not gpu:
         raise SettingsError(f"host {s.host}: setting verify_device='cuda' on a host without a GPU; set verify_device: auto or cpu")
     return "cpu" if not gpu else s.verify_device
-
-
-def check_wheels_dir(s: Settings) -> Path | None:
-    """The controller's wheel directory, checked; None when pip uses a package index."""
-    if not s.verify_wheels_dir:
-        return None
-    path = Path(s.verify_wheels_dir)
-    if not path.is_dir() or not any(path.glob("*.whl")):
-        raise SettingsError(
-            f"host {s.host}: setting verify_wheels_dir={s.verify_wheels_dir!r} has no wheels; fill it with "
-            f"`pip download --only-binary=:all: --python-version 3.13 -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` "
-            "(the hosts' Python; gpu: requirements-gpu.txt; with the gateway on also requirements-gateway.txt) or set it to ''"
-        )
-    return path

@@ -13,8 +13,8 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.core import operations
-from deploys.lib import gateway, paths, rolling, settings, verify_run
+from deploys.core import operations, runtimes
+from deploys.lib import gateway, paths, rolling, settings
 from deploys.lib.repo import VERIFY_SRC
 
 
@@ -46,7 +46,10 @@ def embeddings_gateway() -> None:
     )
     files.directory(name=f"Directory {g.base}", path=g.base, mode="755")
     # The one pinned-venv operation the verify runtime uses too (verify_wheels_dir honoured here as there).
-    install = verify_run.runtime_venv(s, g, requirements, gateway.STEP, "the gateway runtime", verify_run.check_wheels_dir(s))
+    wheels = runtimes.check_wheels_dir(s)
+    install = operations.pinned_venv(
+        name="Install the gateway runtime (pinned)", **runtimes.venv_args(s, g, requirements, gateway.STEP, "the gateway runtime", wheels)
+    )
     code = files.sync(
         name="Upload the gateway code (verify/)",
         src=str(VERIFY_SRC),

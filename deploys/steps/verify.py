@@ -8,18 +8,16 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files
 
-from deploys.core import operations
+from deploys.core import operations, runtimes
 from deploys.lib import gateway, paths, redact, settings
 from deploys.lib.host import is_gpu_host
 from deploys.lib.repo import VERIFY_SRC
 from deploys.lib.settings import Settings
 from deploys.lib.verify_run import (
-    check_wheels_dir,
     expected_model_files,
     local_device,
     parity_check,
     requirements_file,
-    runtime_venv,
 )
 
 
@@ -33,7 +31,7 @@ def verify(s: Settings | None = None) -> None:
         return
     gpu = is_gpu_host(s)
     device = local_device(s, gpu)
-    wheels = check_wheels_dir(s)
+    wheels = runtimes.check_wheels_dir(s)
     # The host's own gateway key ('' when auth is off; the gateway step accepts its sha256).
     key = gateway.verify_key(s, gateway.api_keys(s)) if s.gateway_enabled else ""
     layout = paths.layout(s)
@@ -52,7 +50,10 @@ def verify(s: Settings | None = None) -> None:
         )
     else:
         files.file(name="No gateway key for the verify step (gateway auth off)", path=key_file, present=False)
-    runtime_venv(s, layout.verify, requirements, "Verify", "the verify runtime", wheels)
+    operations.pinned_venv(
+        name="Install the verify runtime (pinned)",
+        **runtimes.venv_args(s, layout.verify, requirements, "Verify", "the verify runtime", wheels),
+    )
     files.sync(
         name="Upload verify/",
         src=str(VERIFY_SRC),
