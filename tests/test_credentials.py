@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from deploys.core import paths, redact, settings
+from deploys.core import operations, paths, redact, settings
 from deploys.core.paths import DOCKER_DAEMON_JSON, DOCKER_DROPIN
 from deploys.core.settings import SettingsError
-from deploys.host_base import docker_engine
 from deploys.host_base import render as host_base_render
 from deploys.tools import rollout
 from facts.docker import DockerDaemonJson, UrlCredentialsDigest
@@ -101,9 +100,9 @@ def test_secret_file_command_writes_stdin_0600(tmp_path: Path) -> None:
     path.write_text("{}\n")
     path.chmod(0o644)
     text = host_base_render.daemon_json({"proxies": {"https-proxy": PROXY}})
-    subprocess.run(["sh", "-c", docker_engine.secret_file_command(str(path))], input=text, text=True, check=True)
+    subprocess.run(["sh", "-c", operations.stdin_write(str(path))], input=text, text=True, check=True)
     assert path.read_text() == text and stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert PASSWORD not in docker_engine.secret_file_command(str(path))
+    assert PASSWORD not in operations.stdin_write(str(path))
 
 
 def _settings(**data: object) -> settings.Settings:
@@ -158,11 +157,11 @@ def test_fresh_host_gets_the_credential_files_through_stdin_0600(tmp_path, hub) 
         if r["kind"] == "command" and "umask 077" in r["command"] and key not in r["command"]
     }
     assert writes == {
-        docker_engine.secret_file_command(DOCKER_DAEMON_JSON): host_base_render.daemon_json(host_base_render.merged_daemon_config(None, s)),
-        docker_engine.secret_file_command(DOCKER_DROPIN): host_base_render.docker_dropin(s),
+        operations.stdin_write(DOCKER_DAEMON_JSON): host_base_render.daemon_json(host_base_render.merged_daemon_config(None, s)),
+        operations.stdin_write(DOCKER_DROPIN): host_base_render.docker_dropin(s),
     }
-    assert PASSWORD in writes[docker_engine.secret_file_command(DOCKER_DAEMON_JSON)]  # what Docker reads, unmasked
-    assert ENV_PASSWORD in writes[docker_engine.secret_file_command(DOCKER_DROPIN)]
+    assert PASSWORD in writes[operations.stdin_write(DOCKER_DAEMON_JSON)]  # what Docker reads, unmasked
+    assert ENV_PASSWORD in writes[operations.stdin_write(DOCKER_DROPIN)]
     assert not [r for r in result.records if r["kind"] == "put" and r["dest"] in (DOCKER_DAEMON_JSON, DOCKER_DROPIN)]
     assert not [c for c in result.commands() if PASSWORD in c or ENV_PASSWORD in c]  # never on a command line
 

@@ -9,12 +9,13 @@ import shlex
 
 import pytest
 
-from deploys.core import paths, settings
+from deploys.core import operations, paths, settings
 from deploys.gateway import logic as gateway
 from deploys.triton import render as triton_render
 from deploys.triton import triton_service
 from deploys.triton import verify_run as verify_step
 from facts.triton import TritonHealth
+from tests.support.operation_runner import shell_of
 
 # (triton_bind_address, how the host reaches Triton's HTTP port)
 CASES = [
@@ -66,7 +67,7 @@ def test_no_url_is_built_from_a_bare_address() -> None:
         triton_service.wait_ready_command(s),
         verify_step.parity_command(s, paths.layout(s), "cpu"),
         gateway.config_text(s, paths.layout(s), auth=True),
-        gateway.wait_ready_command(s),
+        shell_of(operations.wait_ready, **gateway.ready_args(s)),
     ]
     for text in texts:
         assert "fd00::5:" not in text.replace("[fd00::5]:", ""), text

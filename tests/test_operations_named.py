@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from deploys.core import operations as shared
+
+SHARED_OPERATIONS = {name for name in dir(shared) if hasattr(getattr(shared, name), "_inner")}
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYS = sorted((ROOT / "deploys").rglob("*.py"))
-OPERATION_MODULES = {"apt", "files", "pip", "python", "server", "systemd", "docker"}
+OPERATION_MODULES = {"apt", "files", "pip", "python", "server", "systemd", "docker", "operations"}  # + deploys/core/operations.py
 
 
 def operation_calls(path: Path):
@@ -17,7 +20,7 @@ def operation_calls(path: Path):
     imported = {
         alias.asname or alias.name
         for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module == "pyinfra.operations"
+        if isinstance(node, ast.ImportFrom) and node.module in ("pyinfra.operations", "deploys.core")
         for alias in node.names
     }
     for node in ast.walk(tree):
@@ -26,6 +29,7 @@ def operation_calls(path: Path):
             and isinstance(node.func, ast.Attribute)
             and isinstance(node.func.value, ast.Name)
             and node.func.value.id in imported & OPERATION_MODULES
+            and (node.func.value.id != "operations" or node.func.attr in SHARED_OPERATIONS)
         ):
             yield node
 

@@ -16,12 +16,14 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from deploys.core import render, settings
+from deploys.core import operations, render, settings
 from deploys.core.settings import SettingsError
 from deploys.host_base import registry
 from deploys.registry_cache import logic as registry_cache
 from deploys.registry_cache import render as registry_cache_render
 from deploys.triton import release
+from tests.support.operation_runner import run as run_operation
+from tests.support.operation_runner import shell_of
 
 PASSWORD = "nvapi-CACHECANARY-" + "x7" * 10
 DIGEST = "sha256:" + "5b" * 32
@@ -337,10 +339,16 @@ def test_config_goes_in_0600_from_stdin_keeping_the_previous(tmp_path: Path) -> 
     live.parent.mkdir()
     live.write_text("old\n")
     user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-    command = registry_cache.install_config_command(str(live), user=user)
-    assert PASSWORD not in command
-    result = _sh(command, tmp_path, stdin=f"proxy:\n  password: {PASSWORD}\n")
-    assert result.returncode == 0, result.stderr
+    text = f"proxy:\n  password: {PASSWORD}\n"
+    # What the step's validated_config yields (the config to its candidate on stdin, then live).
+    commands, _ = run_operation(
+        operations.validated_config, {"files.Sha256File": {}}, str(live), text, mode="600", user=user, group=user, secret=True
+    )
+    for command in commands:
+        shell, stdin = (command["command"], command["_stdin"]) if isinstance(command, dict) else (command, "")
+        assert PASSWORD not in shell
+        result = _sh(shell, tmp_path, stdin=stdin)
+        assert result.returncode == 0, result.stderr
     assert live.read_text() == f"proxy:\n  password: {PASSWORD}\n"
     assert stat.S_IMODE(live.stat().st_mode) == 0o600
     assert (tmp_path / "registry" / "config.yml.previous").read_text() == "old\n"
@@ -358,7 +366,7 @@ def test_a_cache_that_does_not_answer_gets_its_previous_config_back(tmp_path: Pa
     _stub(bin_dir, "journalctl", 'echo "panic: Get https://nvcr.io/v2/: dial tcp: i/o timeout"\n')
     _stub(bin_dir, "curl", "printf 000; exit 7\n")
     _stub(bin_dir, "sleep", "exit 0\n")
-    result = _sh(registry_cache.restart_check_command(cache_settings(), live=str(live), timeout_s=2), bin_dir)
+    result = _sh(shell_of(operations.wait_ready, **registry_cache.restart_wait(cache_settings(), live=str(live), timeout_s=2)), bin_dir)
     assert result.returncode == 1
     assert "registry cache: http://10.0.0.7:5000/v2/ did not answer 200 within 2s" in result.stderr
     assert "panic: Get https://nvcr.io/v2/" in result.stderr and "the previous config is back" in result.stderr
@@ -375,7 +383,7 @@ def test_a_cache_that_answers_keeps_its_new_config(tmp_path: Path) -> None:
     _stub(bin_dir, "systemctl", "exit 0\n")
     _stub(bin_dir, "curl", 'case "$*" in *https://10.0.0.7:5000/v2/*) printf 200;; *) printf 404;; esac\n')
     s = cache_settings(registry_cache_insecure=False, registry_cache_tls=True)
-    result = _sh(registry_cache.restart_check_command(s, live=str(live), timeout_s=2), bin_dir)
+    result = _sh(shell_of(operations.wait_ready, **registry_cache.restart_wait(s, live=str(live), timeout_s=2)), bin_dir)
     assert result.returncode == 0, result.stderr
     assert live.read_text() == "new\n" and not (tmp_path / "config.yml.previous").exists()
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploys.core import model_lock, paths, run, settings
+from deploys.core import model_lock, operations, paths, run, runtimes, settings
 from deploys.core.settings import SettingsError
 from deploys.gateway import logic as gateway
 from deploys.triton import verify_run as step
@@ -22,6 +22,7 @@ from facts._shell import RC_MARKER
 from facts.verify import parse_parity_output
 from tests.support import tinymodel
 from tests.support import tritonserver as ts
+from tests.support.operation_runner import run as run_operation
 from tests.test_verify_locks import parse_lock
 from verify import parity
 from verify.fleet import HostResult
@@ -75,13 +76,13 @@ def test_parity_command_goes_through_the_gateway() -> None:
 
 
 def test_the_gateway_key_is_written_from_stdin_alone_0600(tmp_path: Path) -> None:
-    """key_write_command fed the way pyinfra feeds ``_stdin`` (its write_stdin adds a newline): the
+    """The secret file's command (strip_newline) fed the way pyinfra feeds ``_stdin`` (its write_stdin adds a newline): the
     file holds the key alone, so its sha256 is the one the verify step compares at plan time."""
     from pyinfra.connectors.util import write_stdin
 
     path = tmp_path / "verify" / "gateway.key"
     path.parent.mkdir()
-    command = step.key_write_command(str(path))
+    command = operations.stdin_write(str(path), strip_newline=True)  # what operations.secret_file runs
     for vault_keys in (["a-vault-key-0123456789"], ["a-rotated-key-0123456789"]):
         key = gateway.verify_key(_settings(), vault_keys)
         assert key.startswith("verify-") and key not in command
@@ -99,17 +100,38 @@ def test_image_label() -> None:
     assert step.image_label(_settings(triton_image_digest="sha256:" + "0123456789ab" + "f" * 52)) == "tritonserver:25.05-py3@0123456789ab"
 
 
-def test_pip_install_sources() -> None:
+VENV_FACTS = {k: {} for k in ("File", "Sha1File", "Directory", "Sha256File", "FindFiles", "FindDirectories", "FindLinks", "Link")}
+
+
+def _install_command(s: settings.Settings, paths_of: object, lock: Path, what: str, wheels: Path | None = None) -> str:
+    """The pip command the pinned-venv operation runs on a host without the venv (the last it yields)."""
+    args = runtimes.venv_args(s, paths_of, lock, "Verify", what, wheels)
+    commands, _ = run_operation(operations.pinned_venv, {f"files.{k}": v for k, v in VENV_FACTS.items()}, **args)
+    return commands[-1]
+
+
+def pip_install_command(s: settings.Settings, layout: paths.Layout, wheels: Path | None = None) -> str:
+    return _install_command(s, layout.verify, step.requirements_file(False), "the verify runtime", wheels)
+
+
+def test_pip_install_sources(tmp_path: Path) -> None:
     s = _settings()
-    assert "--no-index" not in step.pip_install_command(s, paths.layout(s))
+    assert "--no-index" not in pip_install_command(s, paths.layout(s))
     mirror = _settings(verify_pip_index_url="https://pypi.example/simple")
-    assert "--index-url https://pypi.example/simple" in step.pip_install_command(mirror, paths.layout(mirror))
-    wheels = _settings(verify_wheels_dir="wheels")
-    command = step.pip_install_command(wheels, paths.layout(wheels))
+    assert "--index-url https://pypi.example/simple" in pip_install_command(mirror, paths.layout(mirror))
+    (tmp_path / "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
+    wheels = _settings(verify_wheels_dir=str(tmp_path))
+    command = pip_install_command(wheels, paths.layout(wheels), runtimes.check_wheels_dir(wheels))
     assert "--no-index --find-links /opt/triton-embeddinggemma/verify/wheels" in command
     assert command.endswith(
         "cp /opt/triton-embeddinggemma/verify/requirements.txt /opt/triton-embeddinggemma/verify/venv/installed-requirements.txt"
     )
+    # The gateway's venv is the same operation: it honours verify_wheels_dir too (pushed to its own directory).
+    layout = paths.layout(wheels)
+    gateway_command = _install_command(
+        wheels, layout.gateway, REPO / "verify" / "requirements-gateway.txt", "the gateway runtime", runtimes.check_wheels_dir(wheels)
+    )
+    assert "--no-index --find-links /opt/triton-embeddinggemma/gateway/wheels" in gateway_command
 
 
 def test_runtime_pins_are_exact() -> None:
@@ -121,7 +143,9 @@ def test_runtime_pins_are_exact() -> None:
 
 def test_pip_installs_the_locks_with_hashes_only() -> None:
     s = _settings()
-    for command in (step.pip_install_command(s, paths.layout(s)), gateway.pip_install_command(s, paths.layout(s))):
+    layout = paths.layout(s)
+    gateway_lock = REPO / "verify" / "requirements-gateway.txt"
+    for command in (pip_install_command(s, layout), _install_command(s, layout.gateway, gateway_lock, "the gateway runtime")):
         assert " install --quiet --disable-pip-version-check --no-compile --require-hashes --only-binary=:all: " in command
 
 
@@ -131,9 +155,9 @@ def test_user_mistakes_name_host_key_and_fix(tmp_path: Path) -> None:
     assert step.local_device(_settings(verify_device="cuda"), gpu=True) == "cuda"
     assert step.local_device(_settings(verify_device="auto"), gpu=False) == "cpu"
     with pytest.raises(SettingsError, match=r"host web-1: setting verify_wheels_dir=.* has no wheels; fill it with `pip download"):
-        step.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path)))
+        runtimes.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path)))
     (tmp_path / "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
-    assert step.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path))) == tmp_path
+    assert runtimes.check_wheels_dir(_settings(verify_wheels_dir=str(tmp_path))) == tmp_path
 
 
 def test_parse_parity_output_and_messages() -> None:

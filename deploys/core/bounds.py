@@ -45,15 +45,20 @@ def bounded(command: str, seconds: int, step: str, host: str, what: str, setting
     )
 
 
-def ready_poll(url: str, seconds: int, failure: str) -> str:
+def ready_poll(url: str, seconds: int, failure: str, also: str = "", insecure: bool = False, success: str = "") -> str:
     """Poll ``url`` until it answers HTTP 200 (exit 0), ``seconds`` in all: each curl try is bounded
     by what is left (at most READY_TRY_S), so a server that accepts and never answers cannot stretch
-    the wait. Past the deadline it runs ``failure`` (shell: the one line, a log tail, ``exit 1``)."""
+    the wait. Past the deadline it runs ``failure`` (shell: the one line, a log tail, ``exit 1``).
+    ``also``: a shell test that must pass too (bound its own commands); ``insecure``: curl -k (a host
+    asking its own listener); ``success``: shell run once ready, before the exit."""
     url_q = shlex.quote(url)
+    k = "-k " if insecure else ""
+    extra = f" && {also}" if also else ""
+    done = f"{{ {success}; exit 0; }}" if success else "exit 0"
     return (
         f"end=$(( $(date +%s) + {int(seconds)} )); "
         f"while left=$(( end - $(date +%s) )); [ $left -gt 0 ]; do "
         f"[ $left -gt {READY_TRY_S} ] && left={READY_TRY_S}; "
-        f"[ \"$(curl -s --connect-timeout {READY_CONNECT_S} --max-time $left -o /dev/null -w '%{{http_code}}' {url_q})\" = 200 ] && exit 0; "
+        f"[ \"$(curl -s {k}--connect-timeout {READY_CONNECT_S} --max-time $left -o /dev/null -w '%{{http_code}}' {url_q})\" = 200 ]{extra} && {done}; "
         f"sleep 1; done; {failure}"
     )

@@ -118,6 +118,7 @@ class GatewayPaths:
     code: str  # the embeddings_gateway package; the unit runs ``python -m embeddings_gateway`` in ``base``
     contract: str  # embeddinggemma.py beside it (the model's contract, shared with verify/)
     old_code: str  # where the code lived before it left verify/ (removed)
+    wheels: str  # verify_wheels_dir pushed here (pip then uses no index)
     requirements: str
     installed: str  # copy of what pip last installed
     config: str
@@ -194,6 +195,7 @@ def _gateway(root: str) -> GatewayPaths:
         code=f"{base}/embeddings_gateway",
         contract=f"{base}/embeddinggemma.py",
         old_code=f"{base}/verify",
+        wheels=f"{base}/wheels",
         requirements=f"{base}/requirements.txt",
         installed=f"{base}/venv/installed-requirements.txt",
         config=f"{base}/gateway.json",

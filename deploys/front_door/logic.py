@@ -1,6 +1,6 @@
 """The front door role: which hosts are front doors, the backends they balance (every other host's
-embeddings gateway, from the inventory), the TLS certificate from the vault, and the commands the
-front-door step runs.
+embeddings gateway, from the inventory), the TLS certificate from the vault, and the check the
+front-door step confirms a reload with (the writes are deploys/core/operations.py's).
 
 A host is a front door when it is in the inventory group ``front_door`` (deploys/core/roles.py);
 every Triton host of the inventory (neither a front door nor a monitoring host) has its gateway as
@@ -9,9 +9,7 @@ a backend, so a fleet without that group behaves as before.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,23 +69,6 @@ def tls_pem(s: Settings) -> str:
             f"add it with `sops edit {s.secrets_file}`, or set front_door_tls: false"
         )
     return cert.unmask().rstrip("\n") + "\n"  # as written: pyinfra's stdin ends each line with one newline
-
-
-def pem_digest(pem: str) -> str:
-    """sha256 of the PEM file as :func:`install_pem_command` writes it."""
-    return hashlib.sha256(pem.encode()).hexdigest()
-
-
-def install_pem_command(path: str) -> str:
-    """Write stdin to ``path`` (0600) by rename; the PEM never appears in a command line."""
-    q = shlex.quote
-    return f"umask 077; mkdir -p {q(path.rsplit('/', 1)[0])} && cat > {q(path + '.tmp')} && mv -f {q(path + '.tmp')} {q(path)}"
-
-
-def install_config_command(candidate: str, live: str) -> str:
-    """``haproxy -c`` on the candidate config; only a valid one replaces the live config."""
-    q = shlex.quote
-    return f"haproxy -c -q -f {q(candidate)} && mv -f {q(candidate)} {q(live)}"
 
 
 def reload_check_command(timeout_s: int = 10) -> str:

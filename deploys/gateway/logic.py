@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import shlex
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
-from deploys.core import bounds, paths, render, vault
+from deploys.core import operations, paths, render, vault
 from deploys.core.paths import Layout
-from deploys.core.repo import CONTRACT_SRC, GATEWAY_SRC, PIP_LOCK_FLAGS, REPO_ROOT
+from deploys.core.repo import CONTRACT_SRC, GATEWAY_SRC, REPO_ROOT
 from deploys.core.settings import Settings, SettingsError
 from deploys.gateway import render as gateway_render
 from deploys.triton.triton_service import probe_endpoint
@@ -125,23 +125,20 @@ def unit_text(s: Settings, layout: Layout) -> str:
     )
 
 
-def pip_install_command(s: Settings, layout: Layout) -> str:
-    """pip install of the gateway's hashed lock (--require-hashes; bounded by verify_pip_timeout_s),
-    then the marker that makes the next run skip it."""
-    g = layout.gateway
-    source = f"--index-url {shlex.quote(s.verify_pip_index_url)} " if s.verify_pip_index_url else ""
-    pip = (
-        f"{shlex.quote(g.venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}"
-        f"-r {shlex.quote(g.requirements)}"
-    )
-    install = bounds.bounded(pip, s.verify_pip_timeout_s, STEP, s.host, "pip install of the gateway runtime", "verify_pip_timeout_s")
-    return f"{install} && cp {shlex.quote(g.requirements)} {shlex.quote(g.installed)}"
+def ready_args(s: Settings) -> dict[str, Any]:
+    """deploys/core/operations.py:wait_ready's arguments: the gateway's /ready until
+    gateway_ready_timeout_s (each try bounded); past it one line naming the step and the host, its
+    journal, exit 1."""
+    limit = s.gateway_ready_timeout_s
+    line = f"{STEP} on host {s.host}: not ready within {limit}s at {probe_url(s)}/ready (gateway_ready_timeout_s); last log lines:"
+    return {
+        "url": f"{probe_url(s)}/ready",
+        "timeout_s": limit,
+        "failure_line": line,
+        "logs": f"journalctl -u {paths.GATEWAY_UNIT} -n 30 --no-pager",
+    }
 
 
 def wait_ready_command(s: Settings) -> str:
-    """Poll the gateway's /ready until gateway_ready_timeout_s (each try bounded); past it one line
-    naming the step and the host, its journal, and exit 1."""
-    limit = s.gateway_ready_timeout_s
-    line = f"{STEP} on host {s.host}: not ready within {limit}s at {probe_url(s)}/ready (gateway_ready_timeout_s); last log lines:"
-    journal = f"journalctl -u {paths.GATEWAY_UNIT} -n 30 --no-pager >&2"
-    return bounds.ready_poll(f"{probe_url(s)}/ready", limit, f"echo {shlex.quote(line)} >&2; {journal}; exit 1")
+    """:func:`ready_args` as one shell poll, for the roll plans' commands (deploys/triton/rolling.py)."""
+    return operations.ready_shell(**ready_args(s))

@@ -5,19 +5,18 @@ never touches Triton (deploys/gateway/logic.py)."""
 
 from __future__ import annotations
 
-import hashlib
 from io import StringIO
 
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.facts.files import Sha256File
-from pyinfra.operations import apt, files, pip, server, systemd
+from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.core import paths, settings
+from deploys.core import operations, paths, runtimes, settings
 from deploys.core.repo import CONTRACT_SRC, GATEWAY_SRC
 from deploys.gateway import logic as gateway
-from deploys.triton import rolling, triton_api
+from deploys.triton import rolling
 
 
 @deploy("Embeddings gateway")
@@ -47,11 +46,11 @@ def embeddings_gateway() -> None:
         create_home=False,
     )
     files.directory(name=f"Directory {g.base}", path=g.base, mode="755")
-    pins = files.put(name="Upload the gateway runtime pins", src=str(requirements), dest=g.requirements, mode="644")
-    venv = pip.virtualenv(name=f"Gateway venv {g.venv}", path=g.venv, python="python3", venv=True)
-    install = None
-    if host.get_fact(Sha256File, path=g.installed) != hashlib.sha256(requirements.read_bytes()).hexdigest():
-        install = server.shell(name="Install the gateway runtime (pinned)", commands=[gateway.pip_install_command(s, layout)])
+    # The one pinned-venv operation the verify runtime uses too (verify_wheels_dir honoured here as there).
+    wheels = runtimes.check_wheels_dir(s)
+    install = operations.pinned_venv(
+        name="Install the gateway runtime (pinned)", **runtimes.venv_args(s, g, requirements, gateway.STEP, "the gateway runtime", wheels)
+    )
     # The gateway's code: its package and the model's contract (gateway.shipped_files), nothing of verify/.
     code = files.sync(
         name="Upload the gateway code (embeddings_gateway/)",
@@ -76,17 +75,18 @@ def embeddings_gateway() -> None:
     )
     # Triton's restricted-API key (the triton step made it): the gateway's own copy, read at each
     # model-config call, so a new key needs no restart.
-    triton_key = host.get_fact(Sha256File, path=layout.triton_key)
-    if triton_key is None or host.get_fact(Sha256File, path=g.triton_key) != triton_key:
-        server.shell(
-            name="Gateway copy of Triton's API key (0600, service user)",
-            commands=[triton_api.copy_command(layout.triton_key, g.triton_key, gateway.SERVICE_USER)],
-        )
+    operations.secret_file(
+        name="Gateway copy of Triton's API key (0600, service user)",
+        path=g.triton_key,
+        src_on_host=layout.triton_key,
+        user=gateway.SERVICE_USER,
+        group=gateway.SERVICE_USER,
+    )
     unit = files.put(
         name=f"Gateway unit {paths.GATEWAY_UNIT}", src=StringIO(gateway.unit_text(s, layout)), dest=paths.GATEWAY_UNIT_FILE, mode="644"
     )
 
-    changed = [op for op in (pins, venv, install, code, contract, config, unit) if op is not None]
+    changed = [op for op in (install, code, contract, config, unit) if op is not None]
     systemd.daemon_reload(name="systemd daemon-reload (gateway unit changed)", _if=unit.did_change)
     if rolls:
         rolling.roll(
@@ -106,8 +106,8 @@ def embeddings_gateway() -> None:
     systemd.service(name="Reload the gateway's API keys (SIGHUP)", service=paths.GATEWAY_UNIT, reloaded=True, _if=hashes.did_change)
     systemd.service(name="Gateway enabled and running", service=paths.GATEWAY_UNIT, running=True, enabled=True)
     if not rolls:
-        server.shell(
+        operations.wait_ready(
             name=f"Wait for the gateway READY (≤ {s.gateway_ready_timeout_s}s)",
-            commands=[gateway.wait_ready_command(s)],
+            **gateway.ready_args(s),
             _if=any_changed(*changed),
         )

@@ -4,16 +4,14 @@ docker step (deploys/host_base/docker.py) routes through."""
 
 from __future__ import annotations
 
-import hashlib
-import shlex
 from io import StringIO
 
 from pyinfra import host, state
 from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.files import Sha256File
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt, files
 
-from deploys.core import redact
+from deploys.core import operations, redact
 from deploys.core.paths import APT_KEYRINGS_DIR, DOCKER_CE_KEYRING, DOCKER_CONFIG_DIR, DOCKER_DAEMON_JSON, DOCKER_DROPIN, DOCKER_DROPIN_DIR
 from deploys.core.settings import Settings
 from deploys.host_base import apt_keys, registry
@@ -91,17 +89,9 @@ def install_packages(s: Settings):
     return ops
 
 
-def secret_file_command(path: str) -> str:
-    """Write stdin to ``path``, 0600 from the start, replaced by rename: a file holding credentials
-    is never a command-line argument, never in ``--diff``, never readable by other users."""
-    q = shlex.quote
-    tmp = q(f"{path}.tmp")
-    return f"umask 077; rm -f {tmp}; cat > {tmp} && chmod 600 {tmp} && mv -f {tmp} {q(path)}"
-
-
 def _write_secret(name: str, path: str, text: str):
     """The operation writing ``text`` (it holds credentials) to ``path`` through stdin, 0600."""
-    return server.shell(name=f"{name} (0600: holds credentials)", commands=[secret_file_command(path)], _stdin=redact.Secret(text))
+    return operations.secret_file(name=f"{name} (0600: holds credentials)", path=path, content=redact.Secret(text))
 
 
 def _ours(s: Settings) -> list[str]:
@@ -161,7 +151,7 @@ def configure_daemon(s: Settings):
         name = "docker.service drop-in (environment)"
         if not redact.has_credentials(dropin):
             dropin_ops.append(files.put(name=name, src=StringIO(dropin), dest=DOCKER_DROPIN, mode="644"))
-        elif host.get_fact(Sha256File, path=DOCKER_DROPIN) != hashlib.sha256(dropin.encode()).hexdigest():
+        elif host.get_fact(Sha256File, path=DOCKER_DROPIN) != operations.digest(dropin):
             dropin_ops.append(_write_secret(name, DOCKER_DROPIN, dropin))
         else:
             files.file(name=f"{DOCKER_DROPIN} mode 0600 (holds credentials)", path=DOCKER_DROPIN, mode="600")

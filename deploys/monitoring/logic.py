@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from deploys.core import roles, settings
+from deploys.core import operations, roles, settings
 from deploys.core.roles import MONITORING_GROUP, has_monitoring, is_front_door, is_monitoring, is_registry_cache, role, runs_dcgm_exporter  # noqa: F401 (re-exported)
 from deploys.core.settings import Settings, SettingsError
 from deploys.monitoring.render import prometheus_url
@@ -107,26 +107,28 @@ def scrape_targets(s: Settings, inventory: Iterable[Any], gpu_hosts: Collection[
 # -- commands the monitoring and node exporter steps run --------------------------------------------
 
 
-def install_config_command(config_candidate: str, rules_candidate: str, config: str, rules: str) -> str:
-    """``promtool check rules`` on the candidate rules and ``check config`` on the candidate config;
-    only when both pass do they replace the live files (the rules first: the config names them)."""
+def check_command(config_candidate: str, rules_candidate: str) -> str:
+    """``promtool check rules`` on the candidate rules, then ``check config --syntax-only`` on the
+    candidate config (it names the live rules file: the full check runs once both are live)."""
     q = shlex.quote
-    return (
-        f"promtool check rules {q(rules_candidate)} && promtool check config --syntax-only {q(config_candidate)} && "
-        f"mkdir -p {q(rules.rsplit('/', 1)[0])} && mv -f {q(rules_candidate)} {q(rules)} && mv -f {q(config_candidate)} {q(config)} && "
-        f"promtool check config {q(config)}"
-    )
+    return f"promtool check rules {q(rules_candidate)} && promtool check config --syntax-only {q(config_candidate)}"
 
 
-def wait_ready_command(s: Settings, timeout_s: int = 60) -> str:
-    """Until Prometheus answers /-/ready and says its last config reload succeeded (each try bounded);
-    one line and its journal after ``timeout_s``."""
+def ready_args(s: Settings, timeout_s: int = 60) -> dict[str, Any]:
+    """deploys/core/operations.py:wait_ready's arguments: until Prometheus answers /-/ready and says
+    its last config reload succeeded (each try bounded); one line and its journal after ``timeout_s``."""
     url = prometheus_url(s)
-    ready = shlex.quote(f"{url}/-/ready")
     metrics = shlex.quote(f"{url}/metrics")
-    return (
-        f"for i in $(seq 1 {timeout_s}); do "
-        f"curl -sf --max-time 2 -o /dev/null {ready} && curl -sf --max-time 2 {metrics} | grep -qx 'prometheus_config_last_reload_successful 1' && exit 0; "
-        f'sleep 1; done; echo "Prometheus at {url} not ready with its new config after {timeout_s}s; last log lines:" >&2; '
-        "journalctl -u prometheus -n 20 --no-pager >&2; exit 1"
-    )
+    return {
+        "url": f"{url}/-/ready",
+        "timeout_s": timeout_s,
+        # Ready is not enough after a reload: it must have read the new config.
+        "also": f"curl -sf --max-time 2 {metrics} | grep -qx 'prometheus_config_last_reload_successful 1'",
+        "failure_line": f"Prometheus at {url} not ready with its new config after {timeout_s}s; last log lines:",
+        "logs": "journalctl -u prometheus -n 20 --no-pager",
+    }
+
+
+def ready_poll(s: Settings, timeout_s: int = 60) -> str:
+    """Shell: :func:`ready_args` as one poll (the validated config's confirm), exit 1 past the bound."""
+    return operations.ready_shell(**ready_args(s, timeout_s))

@@ -8,22 +8,16 @@ are left in GRAFANA_EXPORT_DIR for a Grafana the user runs.
 
 from __future__ import annotations
 
-import hashlib
+import shlex
 from io import StringIO
 
 from pyinfra import host, state
 from pyinfra.api import deploy
-from pyinfra.facts.files import Sha256File
-from pyinfra.operations import apt, files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import apt, files, systemd
 
-from deploys.core import paths, settings
+from deploys.core import operations, paths, settings
 from deploys.monitoring import logic as monitoring
 from deploys.monitoring import render as monitoring_render
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @deploy("Monitoring")
@@ -40,25 +34,21 @@ def monitoring_step() -> None:
         name=f"Prometheus flags ({paths.PROMETHEUS_DEFAULTS})", src=StringIO(defaults), dest=paths.PROMETHEUS_DEFAULTS, mode="644"
     )
     apt.packages(name="Install Prometheus and curl", packages=["prometheus", "curl"], no_recommends=True, update=True, cache_time=3600)
-    changed = []
-    live = (host.get_fact(Sha256File, path=paths.PROMETHEUS_CONFIG), host.get_fact(Sha256File, path=paths.PROMETHEUS_RULES))
-    if live != (_digest(config), _digest(rules)):
-        config_candidate, rules_candidate = f"{paths.PROMETHEUS_CONFIG}.candidate", f"{paths.PROMETHEUS_RULES}.candidate"
-        files.directory(name="Prometheus rules directory", path=paths.PROMETHEUS_RULES.rsplit("/", 1)[0], mode="755")
-        files.put(name="Prometheus config candidate", src=StringIO(config), dest=config_candidate, mode="644")
-        files.put(name="Alert rules candidate", src=StringIO(rules), dest=rules_candidate, mode="644")
-        changed.append(
-            server.shell(
-                name="Check the candidates with promtool, then make them live",
-                commands=[
-                    monitoring.install_config_command(config_candidate, rules_candidate, paths.PROMETHEUS_CONFIG, paths.PROMETHEUS_RULES)
-                ],
-            )
-        )
+    config_file, rules_file = paths.PROMETHEUS_CONFIG, paths.PROMETHEUS_RULES
+    # The candidates checked with promtool (rules first: the config names them); live, then a reload
+    # (SIGHUP, Debian's ExecReload: the TSDB stays open) confirmed by Prometheus itself (the full
+    # config check on the live files, then ready with its last reload successful); else the old files back.
+    operations.validated_config(
+        name="Check the candidates with promtool, then make them live",
+        path=config_file,
+        content=config,
+        companions={rules_file: rules},
+        check=monitoring.check_command(operations.candidate_path(config_file), operations.candidate_path(rules_file)),
+        reload="systemctl reload-or-restart prometheus",
+        confirm=f"promtool check config {shlex.quote(config_file)} && {monitoring.ready_poll(s)}",
+    )
     systemd.service(name="Prometheus enabled and running", service="prometheus", running=True, enabled=True)
     systemd.service(name="Restart Prometheus (its flags changed)", service="prometheus", restarted=True, _if=args.did_change)
-    # Config or rules alone: SIGHUP (Debian's ExecReload) re-reads them; the TSDB stays open.
-    systemd.service(name="Reload Prometheus (config or rules changed)", service="prometheus", reloaded=True, _if=any_changed(*changed))
     # For a Grafana the user runs: copy these into its provisioning/ (README: Monitoring).
     files.directory(name=f"Directory {paths.GRAFANA_EXPORT_DIR}", path=paths.GRAFANA_EXPORT_DIR, mode="755")
     for name, text in (
@@ -67,8 +57,4 @@ def monitoring_step() -> None:
         ("triton-embeddinggemma.json", monitoring_render.grafana_dashboard()),
     ):
         files.put(name=f"Grafana file {name}", src=StringIO(text), dest=f"{paths.GRAFANA_EXPORT_DIR}/{name}", mode="644")
-    server.shell(
-        name="Prometheus ready with the new config",
-        commands=[monitoring.wait_ready_command(s)],
-        _if=any_changed(args, *changed),
-    )
+    operations.wait_ready(name="Prometheus ready with the new flags", **monitoring.ready_args(s), _if=args.did_change)

@@ -240,37 +240,29 @@ def check_config(text: str, source: str = "registry cache config") -> dict[str, 
 # -- commands the cache step runs -----------------------------------------------------------------------
 
 
-def install_pem_command(path: str = TLS_PEM, user: str = USER) -> str:
-    """Write stdin to ``path`` (0600, the registry's user) by rename; the PEM never appears in a command line."""
-    q = shlex.quote
-    tmp = q(path + ".tmp")
-    return f"umask 077; mkdir -p {q(path.rsplit('/', 1)[0])} && cat > {tmp} && chown {user}:{user} {tmp} && chmod 600 {tmp} && mv -f {tmp} {q(path)}"
-
-
-def install_config_command(live: str = CONFIG, user: str = USER) -> str:
-    """Write stdin (the checked config, the upstream password in it) as the live config, 0600 for the
-    registry's user; the config it replaces is kept as ``.previous`` until the cache answers."""
-    q = shlex.quote
-    candidate, previous = q(live + ".candidate"), q(live + ".previous")
-    return (
-        f"umask 077; mkdir -p {q(live.rsplit('/', 1)[0])} && cat > {candidate} && chown {user}:{user} {candidate} && chmod 600 {candidate} && "
-        f"{{ [ ! -f {q(live)} ] || cp -p {q(live)} {previous}; }} && mv -f {candidate} {q(live)}"
-    )
-
-
-def restart_check_command(s: Settings, live: str = CONFIG, timeout_s: int = 30) -> str:
-    """Restart the registry and wait until its /v2/ answers 200; else print its journal, put the
-    previous config back (restarted) and fail. The probe skips certificate checks: it asks this
-    host's own listener whether it is up, it trusts nothing it gets back."""
+def restart_wait(s: Settings, live: str = CONFIG, timeout_s: int = 30) -> dict[str, Any]:
+    """deploys/core/operations.py:wait_ready's arguments: restart the registry and wait until its /v2/
+    answers 200 (then the ``.previous`` config that operations.validated_config kept goes); else its
+    journal, the previous config back (restarted), exit 1. The probe skips certificate checks: it asks
+    this host's own listener whether it is up, it trusts nothing it gets back."""
     q = shlex.quote
     url, previous = probe_url(s), q(live + ".previous")
-    return (
-        f"systemctl restart {SERVICE}; for i in $(seq 1 {timeout_s}); do "
-        f'[ "$(curl -sk -o /dev/null -w "%{{http_code}}" --max-time 2 {q(url)})" = 200 ] && {{ rm -f {previous}; exit 0; }}; sleep 1; done; '
-        f'echo "registry cache: {url} did not answer 200 within {timeout_s}s after the restart (docker-registry 2.8 exits at start when it '
-        f'cannot reach {upstream_url(s)}); last log lines:" >&2; journalctl -u {SERVICE} -n 20 --no-pager >&2; '
-        f'if [ -f {previous} ]; then mv -f {previous} {q(live)} && systemctl restart {SERVICE}; echo "registry cache: the previous config is back" >&2; fi; exit 1'
-    )
+    return {
+        "url": url,
+        "timeout_s": timeout_s,
+        "insecure": True,
+        "before": f"systemctl restart {SERVICE}",
+        "on_success": f"rm -f {previous}",
+        "failure_line": (
+            f"registry cache: {url} did not answer 200 within {timeout_s}s after the restart (docker-registry 2.8 exits at start "
+            f"when it cannot reach {upstream_url(s)}); last log lines:"
+        ),
+        "logs": f"journalctl -u {SERVICE} -n 20 --no-pager",
+        "on_failure": (
+            f"if [ -f {previous} ]; then mv -f {previous} {q(live)} && systemctl restart {SERVICE}; "
+            'echo "registry cache: the previous config is back" >&2; fi'
+        ),
+    }
 
 
 def dropin() -> str:

@@ -17,26 +17,20 @@ runs these operations before the hosts' pulls, which the cache then serves from 
 
 from __future__ import annotations
 
-import hashlib
 from io import StringIO
 
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
-from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.core import redact, settings
+from deploys.core import operations, redact, settings
 from deploys.host_base import registry
 from deploys.registry_cache import logic as registry_cache
 from deploys.registry_cache import registry_warm
 from deploys.registry_cache import render as registry_cache_render
 from facts.disk import DirectoryBytes
 from facts.registry_cache import RegistryCacheWarm
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @deploy("Registry cache")
@@ -79,25 +73,32 @@ def registry_cache_step() -> None:
     )
     systemd.daemon_reload(name="systemd daemon-reload (docker-registry drop-in changed)", _if=dropin.did_change)
     changes.append(dropin)
-    if pem and host.get_fact(Sha256File, path=registry_cache.TLS_PEM) != _digest(pem):
+    if pem:
         changes.append(
-            server.shell(
+            operations.secret_file(
                 name="Registry cache TLS certificate and key (0600, from the vault)",
-                commands=[registry_cache.install_pem_command()],
-                _stdin=redact.Secret(pem),
+                path=registry_cache.TLS_PEM,
+                content=redact.Secret(pem),
+                user=registry_cache.USER,
+                group=registry_cache.USER,
             )
         )
-    if host.get_fact(Sha256File, path=registry_cache.CONFIG) != _digest(config):
-        changes.append(
-            server.shell(
-                name=f"Registry cache config {registry_cache.CONFIG} (checked; 0600, on stdin: it holds the upstream's password)",
-                commands=[registry_cache.install_config_command()],
-                _stdin=redact.Secret(config),
-            )
+    # No check on the host (the registry has none): registry_cache.check_config checked it on the
+    # controller (render). Live with the old file kept; the restart below confirms or puts it back.
+    changes.append(
+        operations.validated_config(
+            name=f"Registry cache config {registry_cache.CONFIG} (checked; 0600, on stdin: it holds the upstream's password)",
+            path=registry_cache.CONFIG,
+            content=config,
+            mode="600",
+            user=registry_cache.USER,
+            group=registry_cache.USER,
+            secret=True,
         )
-    server.shell(
+    )
+    operations.wait_ready(
         name="Restart docker-registry and wait for its /v2/ (the previous config back if it does not answer)",
-        commands=[registry_cache.restart_check_command(s)],
+        **registry_cache.restart_wait(s),
         _if=any_changed(*changes),
     )
     systemd.service(name="docker-registry enabled and running", service=registry_cache.SERVICE, running=True, enabled=True)

@@ -47,13 +47,6 @@ def key_sha256_env(key_file: str) -> str:
     return f"{KEY_SHA256_ENV}=\"$(sha256sum {shlex.quote(key_file)} 2>/dev/null | cut -d' ' -f1)\""
 
 
-def copy_command(src: str, dest: str, user: str) -> str:
-    """Copy the key to ``dest``, 0600 for ``user`` (the gateway's copy), atomically."""
-    q = shlex.quote
-    tmp = q(f"{dest}.tmp")
-    return f"umask 077; install -m 600 -o {q(user)} -g {q(user)} {q(src)} {tmp} && mv -f {tmp} {q(dest)}"
-
-
 def changed_reason(container_labels: dict[str, str], key_sha256: str | None) -> str | None:
     """Why a running container must restart for the key: its label is not the key file's sha256
     (None: it carries none, a release from before restricted APIs, or it matches)."""

@@ -9,8 +9,8 @@ Per host (all idempotent; a converged host reports 0 changed operations):
 2. verify/ uploaded to ``{triton_dir}/verify/verify``;
 3. with the gateway on (``gateway_enabled``) and auth on (vault keys), the verify step's own
    gateway key (:func:`deploys.gateway.logic.verify_key`) written 0600 for root to
-   ``{triton_dir}/verify/gateway.key`` through ``_stdin`` (:func:`key_write_command`: never on a
-   command line, never in pyinfra's output or --diff), only when its sha256 differs;
+   ``{triton_dir}/verify/gateway.key`` through ``_stdin`` (deploys/core/operations.py:secret_file: never
+   on a command line, never in pyinfra's output or --diff), only when its sha256 differs;
 4. the parity check (``python -m verify.parity``) against Triton's published ports, on the served
    release's model files (``{triton_dir}/current/models/{model_name}/1/``) and the tokenizer in
    ``{triton_dir}/tokenizer/``; with the gateway on, also through the gateway
@@ -38,9 +38,9 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.core import bounds, context, paths, run
+from deploys.core import context, paths, run
 from deploys.core.paths import Layout
-from deploys.core.repo import PIP_LOCK_FLAGS, VERIFY_SRC
+from deploys.core.repo import VERIFY_SRC
 from deploys.core.settings import Settings, SettingsError
 from deploys.gateway import logic as gateway
 from deploys.model import model_files
@@ -57,25 +57,6 @@ RUN_ID = run.STAMP
 def requirements_file(cuda: bool) -> Path:
     """The hashed lock of the runtime: onnxruntime-gpu with its CUDA wheels when the local run may use CUDA."""
     return VERIFY_SRC / f"requirements-{'gpu' if cuda else 'cpu'}.txt"
-
-
-def pip_install_command(s: Settings, layout: Layout) -> str:
-    """pip install of the pinned requirements (bounded by verify_pip_timeout_s), then the marker that
-    makes the next run skip it."""
-    v = layout.verify
-    source = ""
-    if s.verify_wheels_dir:
-        source = f"--no-index --find-links {shlex.quote(v.wheels)} "
-    elif s.verify_pip_index_url:
-        source = f"--index-url {shlex.quote(s.verify_pip_index_url)} "
-    pip_bin = shlex.quote(f"{v.venv}/bin/pip")
-    # --no-compile: the check runs with PYTHONDONTWRITEBYTECODE=1, so byte-compiling every
-    # installed file (most of the install's CPU time: sympy) would buy nothing.
-    # --require-hashes: the lock pins every package with the sha256 of its files (make locks);
-    # pip installs nothing else. --only-binary: wheels only (no build, no unhashed build deps).
-    pip = f"{pip_bin} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}-r {shlex.quote(v.requirements)}"
-    install = bounds.bounded(pip, s.verify_pip_timeout_s, "Verify", s.host, "pip install of the verify runtime", "verify_pip_timeout_s")
-    return f"{install} && cp {shlex.quote(v.requirements)} {shlex.quote(v.installed)}"
 
 
 def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
@@ -95,14 +76,6 @@ def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
     if key_file:
         args += ["--gateway-key-file", layout.gateway.verify_key]
     return args
-
-
-def key_write_command(path: str) -> str:
-    """Write stdin (the key; pyinfra's ``_stdin`` ends it with a newline, removed here) to ``path``,
-    0600, replaced atomically: the key is never on a command line."""
-    q = shlex.quote
-    tmp = q(f"{path}.tmp")
-    return f"umask 077; rm -f {tmp}; tr -d '\\n' > {tmp} && chmod 600 {tmp} && mv -f {tmp} {q(path)}"
 
 
 def parity_command(
@@ -279,17 +252,3 @@ def local_device(s: Settings, gpu: bool) -> str:
     if s.verify_device == "cuda" and not gpu:
         raise SettingsError(f"host {s.host}: setting verify_device='cuda' on a host without a GPU; set verify_device: auto or cpu")
     return "cpu" if not gpu else s.verify_device
-
-
-def check_wheels_dir(s: Settings) -> Path | None:
-    """The controller's wheel directory, checked; None when pip uses a package index."""
-    if not s.verify_wheels_dir:
-        return None
-    path = Path(s.verify_wheels_dir)
-    if not path.is_dir() or not any(path.glob("*.whl")):
-        raise SettingsError(
-            f"host {s.host}: setting verify_wheels_dir={s.verify_wheels_dir!r} has no wheels; fill it with "
-            f"`pip download --only-binary=:all: --python-version 3.13 -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` "
-            "(the hosts' Python; gpu: requirements-gpu.txt) or set it to ''"
-        )
-    return path
