@@ -37,7 +37,6 @@ ALLOWED = {
     ("triton", "deploys.gateway.logic"): "the gateway's endpoint, keys and readiness",
     # the gateway restarts behind the front door like Triton, and talks to Triton with its key
     ("gateway", "deploys.triton.rolling"): "the same drain/restart/restore",
-    ("gateway", "deploys.triton.triton_api"): "Triton's restricted-API key",
     ("gateway", "deploys.triton.triton_service"): "probe_endpoint",
     # the front door's backends are the gateways (their address rule)
     ("front_door", "deploys.gateway.logic"): "beyond_loopback",

@@ -129,7 +129,7 @@ def test_pip_install_sources(tmp_path: Path) -> None:
     # The gateway's venv is the same operation: it honours verify_wheels_dir too (pushed to its own directory).
     layout = paths.layout(wheels)
     gateway_command = _install_command(
-        wheels, layout.gateway, REPO / "verify" / "requirements-gateway.txt", "the gateway runtime", runtimes.check_wheels_dir(wheels)
+        wheels, layout.gateway, gateway.REQUIREMENTS, "the gateway runtime", runtimes.check_wheels_dir(wheels)
     )
     assert "--no-index --find-links /opt/triton-embeddinggemma/gateway/wheels" in gateway_command
 
@@ -144,7 +144,7 @@ def test_runtime_pins_are_exact() -> None:
 def test_pip_installs_the_locks_with_hashes_only() -> None:
     s = _settings()
     layout = paths.layout(s)
-    gateway_lock = REPO / "verify" / "requirements-gateway.txt"
+    gateway_lock = gateway.REQUIREMENTS
     for command in (pip_install_command(s, layout), _install_command(s, layout.gateway, gateway_lock, "the gateway runtime")):
         assert " install --quiet --disable-pip-version-check --no-compile --require-hashes --only-binary=:all: " in command
 

@@ -39,6 +39,6 @@ def check_wheels_dir(s: Settings) -> Path | None:
         raise SettingsError(
             f"host {s.host}: setting verify_wheels_dir={s.verify_wheels_dir!r} has no wheels; fill it with "
             f"`pip download --only-binary=:all: --python-version 3.13 -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` "
-            "(the hosts' Python; gpu: requirements-gpu.txt; with the gateway on also requirements-gateway.txt) or set it to ''"
+            "(the hosts' Python; gpu: requirements-gpu.txt; with the gateway on also embeddings_gateway/requirements.txt) or set it to ''"
         )
     return path

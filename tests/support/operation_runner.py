@@ -14,7 +14,7 @@ from pyinfra.api import Config, FileUploadCommand, Inventory, StringCommand
 from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host, ctx_state
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (the cases name files from it)
 
 
 class FakeState:
