@@ -38,7 +38,7 @@ sandbox: $(STAMP)
 	$(BIN)/pyinfra inventories/sandbox.py deploys/all.py -y
 	$(BIN)/python -m tests.sandbox status
 
-# The README's picture: Prometheus's graph page on the sandbox (make sandbox first) under a bounded load, by headless Chromium.
+# docs/monitoring.md's picture: Prometheus's graph page on the sandbox (make sandbox first) under a bounded load, by headless Chromium.
 screenshot: $(STAMP)
 	command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 	$(BIN)/python -m tests.sandbox.screenshot
@@ -52,6 +52,7 @@ bench: $(STAMP)
 	bash tests/sandbox/docker_daemon.sh
 	$(BIN)/python -m tests.sandbox.bench
 
+# The generated parts of docs/: the tunables table (docs/settings.md) and the repository tree (docs/layout.md, from git ls-files).
 readme: $(STAMP)
 	$(BIN)/python -m deploys.tools.readme
 
