@@ -98,3 +98,15 @@ def test_generated_tree_follows_moved_files(tmp_path: Path) -> None:
     assert rows["deploys/front_door/step.py"] == "The front door step: HAProxy, checked with haproxy -c"
     assert rows["embeddings_gateway/app.py"] == "The gateway app"
     assert rows["templates/front_door/"] == "holds haproxy.cfg.j2"
+
+
+def test_mentions_of_renamed_files_follow_them() -> None:
+    moved = {"deploys/lib/front_door.py": "deploys/front_door/logic.py", "verify/gateway.py": "embeddings_gateway/app.py"}
+    text = (
+        "deploys/lib/front_door.py         the front-door role\n"
+        "see `deploys/lib/front_door.py` and verify/gateway.py. Not verify/gateway.pyc, my/verify/gateway.py, verify/gateway.py-old\n"
+    )
+    assert readme.with_renames(text, moved) == (
+        "deploys/front_door/logic.py         the front-door role\n"
+        "see `deploys/front_door/logic.py` and embeddings_gateway/app.py. Not verify/gateway.pyc, my/verify/gateway.py, verify/gateway.py-old\n"
+    )
