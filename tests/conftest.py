@@ -5,6 +5,14 @@ from __future__ import annotations
 import pytest
 
 FLEET_UNDER_XDIST = "a sandbox fleet test runs without -n (fixed container names: two workers would share one fleet); make test runs them in a pass of their own"
+# Modules whose tests assert a time bound measured inside them (a /ready answer under 0.5 s, a queue wait between 0.3
+# and 1.4 s, a p95): they run in make test's serial pass, not beside another xdist worker on a 2-core machine.
+SERIAL_MODULES = {"test_bounds.py", "test_front_door_config.py", "test_gateway.py", "test_gateway_clients.py"}
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if item.path.name in SERIAL_MODULES:
+        item.add_marker(pytest.mark.serial)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -272,7 +272,7 @@ def test_hung_triton_hits_the_deadline_and_the_concurrency_limit_answers_429(gat
 
     thread = threading.Thread(target=slow, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30  # a bound on the wait, not on the gateway: a busy 2-core machine (make test's -n 2)
+    deadline = time.monotonic() + 5
     while metric(gateway_metrics(hang), "embeddings_gateway_in_flight") < 1:
         assert time.monotonic() < deadline, "the first request never got in flight"
         time.sleep(0.02)
@@ -457,7 +457,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(gateways: dict[str
         target=lambda: answer.setdefault("response", post(hang, {"model": MODEL, "input": "x"}, key=None, timeout=20)), daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + 30  # a bound on the wait, not on the gateway: a busy 2-core machine (make test's -n 2)
+    deadline = time.monotonic() + 5
     while metric(gateway_metrics(hang), "embeddings_gateway_in_flight") < 1:
         assert time.monotonic() < deadline, "the request never got in flight"
         time.sleep(0.02)
