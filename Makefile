@@ -12,13 +12,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Two passes: the tests off the sandbox fleets on 2 workers (pytest-xdist), then, without -n, the fleet modules one
+# at a time (each module's fleet has fixed container names) and the tests that assert a time bound measured inside
+# them (marker serial, tests/conftest.py). Both passes run even when the first fails; the target fails when either
+# did. --durations: where the time went, in CI's log.
 test: $(STAMP) lint
 	bash tests/system_deps.sh
 	bash tests/sandbox/docker_daemon.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 -m 'not fleet and not serial' --durations=15; first=$$?; \
+	$(BIN)/python -m pytest -m 'fleet or serial' --durations=30; second=$$?; \
+	test $$first -eq 0 -a $$second -eq 0
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m 'not e2e'
+	$(BIN)/python -m pytest -n 2 -m 'not e2e and not serial'; first=$$?; \
+	$(BIN)/python -m pytest -m 'serial and not e2e'; second=$$?; \
+	test $$first -eq 0 -a $$second -eq 0
 
 # ruff (config in pyproject.toml): lint rules, then the formatter in check mode.
 lint: $(STAMP)
@@ -33,7 +41,7 @@ sandbox: $(STAMP)
 	$(BIN)/pyinfra inventories/sandbox.py deploys/all.py -y
 	$(BIN)/python -m tests.sandbox status
 
-# The README's picture: Prometheus's graph page on the sandbox (make sandbox first) under a bounded load, by headless Chromium.
+# docs/monitoring.md's picture: Prometheus's graph page on the sandbox (make sandbox first) under a bounded load, by headless Chromium.
 screenshot: $(STAMP)
 	command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 	$(BIN)/python -m tests.sandbox.screenshot
@@ -47,6 +55,7 @@ bench: $(STAMP)
 	bash tests/sandbox/docker_daemon.sh
 	$(BIN)/python -m tests.sandbox.bench
 
+# The generated parts of docs/: the tunables table (docs/settings.md) and the repository tree (docs/layout.md, from git ls-files).
 readme: $(STAMP)
 	$(BIN)/python -m deploys.tools.readme
 

@@ -28,7 +28,7 @@ from tests.sandbox import fleet
 from tests.sandbox.deploy import run_deploy, sandbox_env
 from tests.support.openai_checks import BAD_REQUESTS, Reference, assert_error, check_sdk_parity, good_request, too_many_inputs
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.fleet]  # fleet: a sandbox fleet with fixed container names, never in parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "e2e"

@@ -52,7 +52,7 @@ import pytest
 from tests.sandbox import fleet
 from tests.sandbox.deploy import run_deploy, sandbox_env
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.fleet]  # fleet: a sandbox fleet with fixed container names, never in parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "faults"

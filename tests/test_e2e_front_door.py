@@ -50,7 +50,7 @@ from tests.support.template_edits import EDITS, edited
 from tests.test_e2e_faults import broken_template  # noqa: F401 (a fixture)
 from verify.samples import samples
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.fleet]  # fleet: a sandbox fleet with fixed container names, never in parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "door"

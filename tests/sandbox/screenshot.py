@@ -1,5 +1,5 @@
 """``make screenshot``: Prometheus's graph page on the sandbox fleet under load, photographed by
-headless Chromium (Debian's ``chromium``), for the README.
+headless Chromium (Debian's ``chromium``), for docs/monitoring.md.
 
 Needs a sandbox with a front door and a monitoring host (``make sandbox``). A bounded load loop
 (4 workers, at most 90 s, loopback only) goes through the front door while Prometheus scrapes;
