@@ -20,7 +20,6 @@ from deploys.deploy_lock.step import lock, unlock
 from deploys.front_door.step import front_door_step
 from deploys.gateway.step import embeddings_gateway
 from deploys.host_base.docker import docker
-from deploys.host_base.image_prune import image_prune
 from deploys.host_base.nvidia_toolkit import nvidia_toolkit
 from deploys.host_base.preflight import preflight
 from deploys.host_base.registry_login import registry_login
@@ -29,6 +28,7 @@ from deploys.monitoring.dcgm_exporter import dcgm_exporter
 from deploys.monitoring.node_exporter import node_exporter
 from deploys.monitoring.step import monitoring_step
 from deploys.registry_cache.step import registry_cache_step
+from deploys.triton.image_prune import image_prune
 from deploys.triton.step import triton
 from deploys.triton.verify import verify
 

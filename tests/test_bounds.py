@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from deploys.core import bounds, operations, settings
-from deploys.gateway import logic as gateway
+from deploys.core import bounds, endpoints, operations, settings
 from deploys.triton import triton_service
 from tests.support.operation_runner import shell_of
 from tests.test_plan import MODEL_FILES, run_fleet
@@ -203,7 +202,7 @@ def test_triton_ready_wait_ends_within_its_bound_against_a_silent_server(shell, 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_gateway_ready_wait_ends_within_its_bound_against_a_silent_server(shell, silent_port, stub_path) -> None:
     s = settings.parse("gpu-01", {"gpu": False, "gateway_listen_port": silent_port, "gateway_ready_timeout_s": 5})
-    proc, elapsed = run_shell(shell, shell_of(operations.wait_ready, **gateway.ready_args(s)), stub_path, limit_s=60)
+    proc, elapsed = run_shell(shell, shell_of(operations.wait_ready, **endpoints.ready_args(s)), stub_path, limit_s=60)
     assert proc.returncode == 1, proc
     assert 4 <= elapsed <= 8, elapsed
     assert proc.stderr.splitlines()[0].startswith(

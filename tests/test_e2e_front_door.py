@@ -55,7 +55,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fleet]  # fleet: a sandbox fleet with
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "door"
 HOSTS = ("host1", "host2", "host3")
-# The human log line deploys/triton/rolling.py writes beside each roll event (for people; tests of the
+# The human log line deploys/core/rolling.py writes beside each roll event (for people; tests of the
 # deploy's log read it, the rollout driver reads the events).
 ROLL_EVENT = re.compile(
     r"roll (?P<host>\S+): (?P<event>drained|live|checked|check skipped|rolled back|back in the pool) at (?P<at>\S+)(?P<detail>.*)$"

@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from deploys.core import operations, paths, settings
+from deploys.core import endpoints, operations, paths, settings
 from deploys.gateway import logic as gateway
 from deploys.triton import render as triton_render
 from deploys.triton import triton_service
@@ -35,9 +35,9 @@ def _settings(**data: object) -> settings.Settings:
 @pytest.mark.parametrize("address, endpoint", CASES, ids=[a for a, _ in CASES])
 def test_triton_urls_bracket_ipv6(address: str, endpoint: str) -> None:
     s = _settings(triton_bind_address=address)
-    assert triton_service.probe_endpoint(s, s.triton_http_port) == endpoint
+    assert endpoints.probe_endpoint(s, s.triton_http_port) == endpoint
     assert f"http://{endpoint}/v2/models/embeddinggemma/ready" in triton_service.wait_ready_command(s)
-    health = TritonHealth().command(port=s.triton_http_port, model=s.model_name, address=triton_service.probe_address(s))
+    health = TritonHealth().command(port=s.triton_http_port, model=s.model_name, address=endpoints.probe_address(s))
     assert f"http://{endpoint}/v2/health/live" in health
     grpc = endpoint.replace(":6000", ":6001")
     argv = shlex.split(verify_step.parity_command(s, paths.layout(s), "cpu").split(" > ")[0].split("&& ", 1)[1])
@@ -51,7 +51,7 @@ def test_triton_urls_bracket_ipv6(address: str, endpoint: str) -> None:
     [("127.0.0.1", "http://127.0.0.1:6080"), ("::", "http://[::1]:6080"), ("fd00::7", "http://[fd00::7]:6080")],
 )
 def test_gateway_probe_url_brackets_ipv6(address: str, url: str) -> None:
-    assert gateway.probe_url(_settings(gateway_listen_address=address)) == url
+    assert endpoints.probe_url(_settings(gateway_listen_address=address)) == url
 
 
 def test_compose_publishes_on_a_bracketed_ipv6_address() -> None:
@@ -67,7 +67,7 @@ def test_no_url_is_built_from_a_bare_address() -> None:
         triton_service.wait_ready_command(s),
         verify_step.parity_command(s, paths.layout(s), "cpu"),
         gateway.config_text(s, paths.layout(s), auth=True),
-        shell_of(operations.wait_ready, **gateway.ready_args(s)),
+        shell_of(operations.wait_ready, **endpoints.ready_args(s)),
     ]
     for text in texts:
         assert "fd00::5:" not in text.replace("[fd00::5]:", ""), text

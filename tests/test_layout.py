@@ -16,34 +16,6 @@ DEPLOYS = ROOT / "deploys"
 SHARED = ("core", "tools")  # packages under deploys/ that are not roles
 ROLES = sorted(p.name for p in DEPLOYS.iterdir() if (p / "__init__.py").is_file() and p.name not in SHARED)
 
-# Cross-role imports, each deliberate: a role's public function another role needs. Anything else a
-# role imports from deploys/ comes from deploys.core (or facts/). Shrink this list, never grow it
-# without a reason: shared code belongs in deploys/core/.
-ALLOWED = {
-    # the registry step pulls through the registry cache when the inventory has one
-    ("host_base", "deploys.registry_cache.logic"): "find the cache, its endpoint and CA",
-    # preflight counts the model bytes a run adds before it checks free disk
-    ("host_base", "deploys.model.model_files"): "the model files a host must hold",
-    # image prune keeps every image a kept release names
-    ("host_base", "deploys.triton.release"): "the kept releases' images",
-    # every container role pulls its image the same way (through the cache, bounded, vaulted login)
-    ("triton", "deploys.host_base.registry"): "pull_ref / pull_missing",
-    ("monitoring", "deploys.host_base.registry"): "pull_ref for dcgm-exporter's image",
-    ("registry_cache", "deploys.host_base.registry"): "the images the cache warms",
-    # Triton's release holds the model store's files (hard links) and the verify run reads them
-    ("triton", "deploys.model.model_files"): "the model files of a release",
-    # rolling restarts drain the host at the front door and wait for its gateway
-    ("triton", "deploys.front_door.logic"): "server_name of a host in the pool",
-    ("triton", "deploys.gateway.logic"): "the gateway's endpoint, keys and readiness",
-    # the gateway restarts behind the front door like Triton, and talks to Triton with its key
-    ("gateway", "deploys.triton.rolling"): "the same drain/restart/restore",
-    ("gateway", "deploys.triton.triton_service"): "probe_endpoint",
-    # the front door's backends are the gateways (their address rule)
-    ("front_door", "deploys.gateway.logic"): "beyond_loopback",
-    # dcgm-exporter runs as a compose project like Triton
-    ("monitoring", "deploys.triton.triton_service"): "compose_command",
-}
-
 
 def modules(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*.py") if ".venv" not in p.parts)
@@ -63,9 +35,10 @@ def imported(path: Path) -> set[str]:
 
 
 def package_of(module: str) -> str | None:
-    """The deploys/ package a dotted module lives in (core, tools or a role), or None."""
+    """The deploys/ package a dotted module is or lives in (core, tools or a role), or None (an
+    entry point such as deploys.all)."""
     parts = module.split(".")
-    return parts[1] if parts[0] == "deploys" and len(parts) > 2 else None
+    return parts[1] if parts[0] == "deploys" and len(parts) > 1 and (DEPLOYS / parts[1] / "__init__.py").is_file() else None
 
 
 def defines_deploy(path: Path) -> bool:
@@ -103,18 +76,16 @@ def test_steps_live_only_in_role_packages() -> None:
 
 
 def test_no_role_imports_another_roles_internals() -> None:
-    """A role imports deploys.core, facts/ and itself; the few deliberate exceptions are ALLOWED above."""
-    found: dict[tuple[str, str], str] = {}
+    """A role imports deploys.core, facts/ and itself, nothing of another role: what two roles share
+    lives in deploys/core/ (pulling images, compose, endpoints, rolling restarts, the model store)."""
+    found: dict[str, list[str]] = {}
     for role in ROLES:
         for path in modules(DEPLOYS / role):
             for module in imported(path):
                 other = package_of(module)
-                if other and other not in (role, "core") and module.count(".") >= 2:
-                    found.setdefault((role, module), str(path.relative_to(ROOT)))
-    unexpected = {key: where for key, where in found.items() if key not in ALLOWED}
-    assert not unexpected, f"cross-role imports (move the shared code to deploys/core/, or allow it here with a reason): {unexpected}"
-    stale = sorted(set(ALLOWED) - set(found))
-    assert not stale, f"ALLOWED lists imports no role makes any more: {stale}"
+                if other and other not in (role, "core"):
+                    found.setdefault(str(path.relative_to(ROOT)), []).append(module)
+    assert not found, f"a role imports another role (move what they share to deploys/core/): {found}"
 
 
 def test_core_imports_no_role_but_their_settings_declarations() -> None:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from deploys.core import model_lock, paths, settings
+from deploys.core import model_lock, model_store, paths, settings
 from deploys.core.model_lock import LockEntry
-from deploys.model import model_files
 from tests.support import leak_probe
 from tests.support.hub_server import HubServer, Repo
 
@@ -106,8 +105,8 @@ def gets(hub: HubServer, since: int = 0) -> list[dict]:
 
 def test_layout_keeps_repository_file_names() -> None:
     s = settings.parse("h", {"model_variant": "q8", "triton_dir": "/opt/t", "model_name": "emb"})
-    assert model_files.destination(s, "onnx/model_quantized.onnx_data") == "/opt/t/models/emb/1/model_quantized.onnx_data"
-    assert model_files.destination(s, "tokenizer.json") == "/opt/t/tokenizer/tokenizer.json"
+    assert model_store.destination(s, "onnx/model_quantized.onnx_data") == "/opt/t/models/emb/1/model_quantized.onnx_data"
+    assert model_store.destination(s, "tokenizer.json") == "/opt/t/tokenizer/tokenizer.json"
     assert paths.onnx_filename("q8") == "model_quantized.onnx" and paths.onnx_filename("fp32") == "model.onnx"
     assert model_lock.variant_files("q4")[:2] == ["onnx/model_q4.onnx", "onnx/model_q4.onnx_data"]
 

@@ -16,12 +16,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from deploys.core import operations, render, settings
+from deploys.core import operations, registry, render, settings
 from deploys.core.settings import SettingsError
-from deploys.host_base import registry
 from deploys.registry_cache import logic as registry_cache
 from deploys.registry_cache import render as registry_cache_render
-from deploys.triton import release
+from deploys.triton import image_prune, release
 from tests.support.operation_runner import run as run_operation
 from tests.support.operation_runner import shell_of
 
@@ -157,14 +156,14 @@ def test_bad_settings_are_one_line(data: dict, message: str) -> None:
 )
 def test_a_cache_host_without_a_reachable_address_or_transport_is_one_line(data: dict, message: str) -> None:
     with pytest.raises(SettingsError) as info:
-        registry_cache.check_host(cache_settings(**data))
+        registry.check_host(cache_settings(**data))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_a_cache_listening_everywhere_is_pulled_from_by_its_name() -> None:
     s = cache_settings(registry_cache_listen_address="0.0.0.0", registry_cache_hostname="cache.example.internal")
-    registry_cache.check_host(s)
-    assert registry_cache.endpoint(s) == "cache.example.internal:5000"
+    registry.check_host(s)
+    assert registry.endpoint(s) == "cache.example.internal:5000"
     assert registry_cache.probe_url(s) == "http://127.0.0.1:5000/v2/"
 
 
@@ -175,7 +174,7 @@ def test_without_a_cache_nothing_changes() -> None:
     s = settings.parse("gpu1", {"triton_image_digest": DIGEST})
     assert registry.pull_ref(s, [TRITON]) == s.triton_image_ref == f"nvcr.io/nvidia/tritonserver:25.05-py3@{DIGEST}"
     assert registry.insecure_registries(s, [TRITON]) == []
-    assert registry_cache.find([TRITON]) is None
+    assert registry.find([TRITON]) is None
 
 
 def test_release_ids_without_a_cache_are_those_from_before_the_cache() -> None:
@@ -239,9 +238,9 @@ def test_roles_a_cache_is_no_triton_host() -> None:
 
 
 def test_repository_of_a_reference() -> None:
-    assert registry.repository(f"nvcr.io/nvidia/tritonserver:25.05-py3@{DIGEST}") == "nvcr.io/nvidia/tritonserver"
-    assert registry.repository("10.0.0.7:5000/nvidia/tritonserver") == "10.0.0.7:5000/nvidia/tritonserver"
-    assert registry.repository("10.0.0.7:5000/nvidia/tritonserver:1") == "10.0.0.7:5000/nvidia/tritonserver"
+    assert image_prune.repository(f"nvcr.io/nvidia/tritonserver:25.05-py3@{DIGEST}") == "nvcr.io/nvidia/tritonserver"
+    assert image_prune.repository("10.0.0.7:5000/nvidia/tritonserver") == "10.0.0.7:5000/nvidia/tritonserver"
+    assert image_prune.repository("10.0.0.7:5000/nvidia/tritonserver:1") == "10.0.0.7:5000/nvidia/tritonserver"
 
 
 def test_images_to_prune_keeps_every_id_a_kept_release_has() -> None:
@@ -251,12 +250,12 @@ def test_images_to_prune_keeps_every_id_a_kept_release_has() -> None:
         {"repository": "nvcr.io/nvidia/tritonserver", "tag": "<none>", "digest": "sha256:" + "0d" * 32, "id": "sha256:older"},
         {"repository": "nvcr.io/nvidia/tritonserver", "tag": "<none>", "digest": "<none>", "id": "sha256:dangling"},
     ]
-    assert registry.images_to_prune(rows, {"sha256:kept"}) == [
+    assert image_prune.images_to_prune(rows, {"sha256:kept"}) == [
         "nvcr.io/nvidia/tritonserver:25.04-py3",
         "nvcr.io/nvidia/tritonserver@sha256:" + "0d" * 32,
         "sha256:dangling",
     ]
-    assert registry.images_to_prune(rows[:1], {"sha256:kept"}) == []
+    assert image_prune.images_to_prune(rows[:1], {"sha256:kept"}) == []
 
 
 def test_images_to_prune_untags_a_tag_no_kept_release_names_on_a_kept_image() -> None:
@@ -267,10 +266,10 @@ def test_images_to_prune_untags_a_tag_no_kept_release_names_on_a_kept_image() ->
         {"repository": "10.0.0.7:5000/nvidia/tritonserver", "tag": "<none>", "digest": DIGEST, "id": "sha256:same"},
     ]
     kept = {"10.0.0.7:5000/nvidia/tritonserver:25.05-py3-b"}
-    assert registry.images_to_prune(rows, {"sha256:same"}, kept) == ["10.0.0.7:5000/nvidia/tritonserver:25.05-py3"]
+    assert image_prune.images_to_prune(rows, {"sha256:same"}, kept) == ["10.0.0.7:5000/nvidia/tritonserver:25.05-py3"]
     # A kept release named by tag and digest keeps that tag.
     pinned = {f"10.0.0.7:5000/nvidia/tritonserver:25.05-py3@{DIGEST}", "10.0.0.7:5000/nvidia/tritonserver:25.05-py3-b"}
-    assert registry.images_to_prune(rows, {"sha256:same"}, pinned) == []
+    assert image_prune.images_to_prune(rows, {"sha256:same"}, pinned) == []
 
 
 def test_usage_warning_only_past_the_limit() -> None:
@@ -402,7 +401,7 @@ def test_image_rm_removes_what_is_there_and_survives_a_refusal(tmp_path: Path) -
         '  "image rm used:1") echo "conflict: container abc is using its referenced image" >&2; exit 1;;\n'
         "esac\n",
     )
-    result = _sh(registry.image_rm_command(["old:1", "gone:1", "used:1"]), bin_dir)
+    result = _sh(image_prune.image_rm_command(["old:1", "gone:1", "used:1"]), bin_dir)
     assert result.returncode == 0
     assert "image prune: docker image rm used:1 refused; left in place" in result.stderr
     calls = log.read_text().splitlines()
@@ -413,7 +412,7 @@ def test_pull_through_the_cache_names_it_when_it_fails(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     _stub(bin_dir, "docker", 'echo "Error response from daemon: Get http://10.0.0.7:5000/v2/: connection refused" >&2; exit 1\n')
-    cache = registry_cache.find([CACHE])
+    cache = registry.find([CACHE])
     s = settings.parse("gpu1", {"gpu": False})
     command = registry.pull_command(s, "10.0.0.7:5000/nvidia/tritonserver:25.05-py3", cache)
     assert command.startswith(f"timeout -k 10 {s.docker_pull_timeout_s} docker pull ")  # bounded like every pull
@@ -430,7 +429,7 @@ def test_pull_through_the_cache_past_its_bound_prints_the_bound_line_and_tags_on
     bin_dir.mkdir()
     log = tmp_path / "docker.log"
     _stub(bin_dir, "docker", f'echo "$*" >> {log}\ncase "$1" in pull) exec sleep 30;; esac\n')
-    cache = registry_cache.find([CACHE])
+    cache = registry.find([CACHE])
     s = SimpleNamespace(host="gpu1", docker_pull_timeout_s=1, triton_image_ref="unused")  # the bound a setting cannot go down to
     ref = "10.0.0.7:5000/nvidia/tritonserver:25.05-py3"
     result = _sh(registry.pull_command(s, ref, cache, tag_as="nvcr.io/nvidia/tritonserver:25.05-py3"), bin_dir)

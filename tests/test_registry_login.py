@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploys.core import bounds
-from deploys.host_base import registry
+from deploys.core import bounds, registry
 from facts.docker import registry_auth_digest
 from tests.support import leak_probe
 from tests.support.hub_server import HubServer, Repo

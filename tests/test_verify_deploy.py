@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploys.core import model_lock, operations, paths, run, runtimes, settings
+from deploys.core import endpoints, model_lock, operations, paths, run, runtimes, settings
 from deploys.core.settings import SettingsError
 from deploys.gateway import logic as gateway
 from deploys.triton import verify_run as step
@@ -84,7 +84,7 @@ def test_the_gateway_key_is_written_from_stdin_alone_0600(tmp_path: Path) -> Non
     path.parent.mkdir()
     command = operations.stdin_write(str(path), strip_newline=True)  # what operations.secret_file runs
     for vault_keys in (["a-vault-key-0123456789"], ["a-rotated-key-0123456789"]):
-        key = gateway.verify_key(_settings(), vault_keys)
+        key = endpoints.verify_key(_settings(), vault_keys)
         assert key.startswith("verify-") and key not in command
         process = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE)
         write_stdin(key, process.stdin)
@@ -92,7 +92,7 @@ def test_the_gateway_key_is_written_from_stdin_alone_0600(tmp_path: Path) -> Non
         assert path.read_text() == key and path.stat().st_mode & 0o777 == 0o600
         assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(key.encode()).hexdigest()
         assert sorted(p.name for p in path.parent.iterdir()) == ["gateway.key"]  # no temporary file left
-    assert gateway.verify_key(_settings(), []) == ""  # auth off: no key, no file
+    assert endpoints.verify_key(_settings(), []) == ""  # auth off: no key, no file
 
 
 def test_image_label() -> None:

@@ -71,5 +71,5 @@ def runs_dcgm_exporter(s: Any, inventory: Iterable[Any]) -> bool:
 
 
 def registry_caches(inventory: Iterable[Any]) -> list[Any]:
-    """The registry cache hosts of the inventory (Triton hosts pull through the first: deploys/host_base/registry.py)."""
+    """The registry cache hosts of the inventory (Triton hosts pull through the first: deploys/core/registry.py)."""
     return [h for h in inventory if is_registry_cache(h)]

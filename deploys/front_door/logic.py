@@ -9,14 +9,13 @@ a backend, so a fleet without that group behaves as before.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from deploys.core import settings, vault
+from deploys.core.endpoints import beyond_loopback, server_name
 from deploys.core.roles import FRONT_DOOR_GROUP, is_triton_host
 from deploys.core.settings import Settings, SettingsError
-from deploys.gateway.logic import beyond_loopback
 
 
 @dataclass(frozen=True)
@@ -27,11 +26,6 @@ class Backend:
     address: str
     port: int
     health_port: int  # the gateway's health responder (embeddings_gateway/health.py): the front door checks it
-
-
-def server_name(host_name: str) -> str:
-    """An inventory host name as an HAProxy server name (letters, digits, ``.-_:`` only)."""
-    return re.sub(r"[^A-Za-z0-9._:-]", "_", host_name)
 
 
 def backends(s: Settings, inventory: Any) -> list[Backend]:

@@ -1,32 +1,31 @@
-"""The embeddings gateway on a host (embeddings_gateway/, a systemd unit): the files it ships, its API
-keys, its config and unit files, where the host reaches it, and the commands the gateway step runs.
+"""The embeddings gateway on a host (embeddings_gateway/, a systemd unit): the files it ships, its key
+file, its config and unit files, and the commands the gateway step runs. Where the host reaches the
+gateway, its readiness poll and its keys are deploys/core/endpoints.py's: other roles call it too.
 
 API keys live in the vault (``gateway_api_keys``); a host gets only their sha256, one a line, in a
 0600 file of the service user. The verify step needs a key of its own to call the gateway: it is
-derived on the controller (HMAC of the vault's keys and the host name), so it is stable across runs
-and changes when the keys rotate; its hash joins the file and the key itself is written 0600 for
-root (deploys/triton/verify_run.py).
+derived on the controller (HMAC of the vault's keys and the host name: endpoints.verify_key), so it
+is stable across runs and changes when the keys rotate; its hash joins the file and the key itself
+is written 0600 for root (deploys/triton/verify_run.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from deploys.core import operations, paths, render, vault
+from deploys.core import paths
+from deploys.core.endpoints import probe_endpoint, wait_ready_command
 from deploys.core.paths import Layout
 from deploys.core.repo import CONTRACT_SRC, GATEWAY_SRC, REPO_ROOT
-from deploys.core.settings import Settings, SettingsError
+from deploys.core.rolling import RollPlan, plan_for
+from deploys.core.settings import Settings
 from deploys.gateway import render as gateway_render
-from deploys.triton.triton_service import probe_endpoint
 
 SERVICE_USER = "embeddings-gateway"
-STEP = "Embeddings gateway"  # the gateway step's name, in the lines printed past a bound
-LOOPBACK = ("127.0.0.1", "::1")
 REQUIREMENTS = GATEWAY_SRC / "requirements.txt"  # the gateway runtime's hashed lock (`make locks`)
 # files.sync of GATEWAY_SRC leaves these out (pyinfra matches ``exclude`` against the local path,
 # ``exclude_dir`` against the directory's path under the source): the lock goes up on its own.
@@ -59,42 +58,6 @@ def code_digest(root: Path = REPO_ROOT) -> str:
     return digest.hexdigest()
 
 
-def beyond_loopback(s: Settings) -> bool:
-    """Whether the gateway listens where other machines can reach it."""
-    return s.gateway_listen_address not in LOOPBACK
-
-
-def probe_url(s: Settings) -> str:
-    """The gateway's base URL as the host itself reaches it."""
-    address = s.gateway_listen_address
-    address = "127.0.0.1" if address == "0.0.0.0" else "::1" if address == "::" else address
-    return f"http://{render.url_host(address)}:{s.gateway_listen_port}"
-
-
-def api_keys(s: Settings) -> list[str]:
-    """The vault's gateway API keys (plaintext, controller memory only); one line if auth is
-    needed and there are none."""
-    # Beyond loopback the keys are required: the vault must then decrypt (one line if it cannot).
-    exists = Path(s.secrets_file).exists()
-    needed = beyond_loopback(s)
-    keys = vault.load(s.secrets_file, required=("gateway_api_keys",) if needed and exists else ()).gateway_api_keys if exists else []
-    if not keys and needed:
-        raise SettingsError(
-            f"host {s.host}: setting gateway_listen_address={s.gateway_listen_address!r} is beyond loopback, so the gateway "
-            f"needs API keys; add gateway_api_keys (a list) with `sops edit {s.secrets_file}`, or listen on 127.0.0.1"
-        )
-    return [key.unmask() for key in keys]
-
-
-def verify_key(s: Settings, keys: list[str]) -> str:
-    """The host's own key for the verify step ('' when auth is off): HMAC-SHA256 of the host name
-    under the vault's keys, so no key of the vault ever reaches the host."""
-    if not keys:
-        return ""
-    secret = "\n".join(sorted(keys)).encode()
-    return "verify-" + hmac.new(secret, f"gateway-verify:{s.host}".encode(), hashlib.sha256).hexdigest()
-
-
 def key_hashes_text(keys: list[str], host_key: str) -> str:
     """The gateway's key file: sha256 of every accepted key, sorted, one a line ('' when auth is off)."""
     hashes = sorted({hashlib.sha256(k.encode()).hexdigest() for k in [*keys, host_key] if k})
@@ -125,20 +88,13 @@ def unit_text(s: Settings, layout: Layout) -> str:
     )
 
 
-def ready_args(s: Settings) -> dict[str, Any]:
-    """deploys/core/operations.py:wait_ready's arguments: the gateway's /ready until
-    gateway_ready_timeout_s (each try bounded); past it one line naming the step and the host, its
-    journal, exit 1."""
-    limit = s.gateway_ready_timeout_s
-    line = f"{STEP} on host {s.host}: not ready within {limit}s at {probe_url(s)}/ready (gateway_ready_timeout_s); last log lines:"
-    return {
-        "url": f"{probe_url(s)}/ready",
-        "timeout_s": limit,
-        "failure_line": line,
-        "logs": f"journalctl -u {paths.GATEWAY_UNIT} -n 30 --no-pager",
-    }
-
-
-def wait_ready_command(s: Settings) -> str:
-    """:func:`ready_args` as one shell poll, for the roll plans' commands (deploys/triton/rolling.py)."""
-    return operations.ready_shell(**ready_args(s))
+def gateway_roll_plan(host: Any, doors: tuple[str, ...], s: Settings) -> RollPlan:
+    """The gateway step's roll: restart the gateway (its files are already in place), /ready."""
+    return plan_for(
+        host,
+        doors,
+        s,
+        what="embeddings gateway",
+        start=f"timeout 120 systemctl restart {paths.GATEWAY_UNIT} && ( {wait_ready_command(s)} )",
+        start_timeout_s=s.gateway_ready_timeout_s + 120,
+    )

@@ -1,6 +1,6 @@
 """Gateway step: the OpenAI-compatible embeddings API (embeddings_gateway/) as a systemd unit, from a
 pinned venv; restarted only when its code, pins, config or unit changed (behind a front door out of its pool,
-host by host: deploys/triton/rolling.py), reloaded (SIGHUP, no restart) when only its API keys changed;
+host by host: deploys/core/rolling.py), reloaded (SIGHUP, no restart) when only its API keys changed;
 never touches Triton (deploys/gateway/logic.py)."""
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.core import operations, paths, runtimes, settings
+from deploys.core import endpoints, operations, paths, rolling, runtimes, settings
 from deploys.core.repo import CONTRACT_SRC, GATEWAY_SRC
 from deploys.gateway import logic as gateway
-from deploys.triton import rolling
 
 
 @deploy("Embeddings gateway")
@@ -26,7 +25,7 @@ def embeddings_gateway() -> None:
     if not s.gateway_enabled:
         logger.info(f"{host.print_prefix}embeddings gateway skipped (gateway_enabled: false)")
         return
-    keys = gateway.api_keys(s)  # the vault first: a vault problem ends the run before any change
+    keys = endpoints.api_keys(s)  # the vault first: a vault problem ends the run before any change
     layout = paths.layout(s)
     g = layout.gateway
     requirements = gateway.REQUIREMENTS
@@ -49,7 +48,8 @@ def embeddings_gateway() -> None:
     # The one pinned-venv operation the verify runtime uses too (verify_wheels_dir honoured here as there).
     wheels = runtimes.check_wheels_dir(s)
     install = operations.pinned_venv(
-        name="Install the gateway runtime (pinned)", **runtimes.venv_args(s, g, requirements, gateway.STEP, "the gateway runtime", wheels)
+        name="Install the gateway runtime (pinned)",
+        **runtimes.venv_args(s, g, requirements, endpoints.GATEWAY_STEP, "the gateway runtime", wheels),
     )
     # The gateway's code: its package and the model's contract (gateway.shipped_files), nothing of verify/.
     code = files.sync(
@@ -67,7 +67,7 @@ def embeddings_gateway() -> None:
     )
     hashes = files.put(
         name="Gateway API key hashes (sha256 only)",
-        src=StringIO(gateway.key_hashes_text(keys, gateway.verify_key(s, keys))),
+        src=StringIO(gateway.key_hashes_text(keys, endpoints.verify_key(s, keys))),
         dest=g.api_keys,
         user=gateway.SERVICE_USER,
         group=gateway.SERVICE_USER,
@@ -91,7 +91,7 @@ def embeddings_gateway() -> None:
     if rolls:
         rolling.roll(
             name=f"Restart the gateway behind the front door ({s.rollout_max_unavailable} host(s) out of the pool at a time)",
-            plan=rolling.gateway_roll_plan(host, doors, s),
+            plan=gateway.gateway_roll_plan(host, doors, s),
             _parallel=s.rollout_max_unavailable,
             _if=any_changed(*changed),
         )
@@ -108,6 +108,6 @@ def embeddings_gateway() -> None:
     if not rolls:
         operations.wait_ready(
             name=f"Wait for the gateway READY (≤ {s.gateway_ready_timeout_s}s)",
-            **gateway.ready_args(s),
+            **endpoints.ready_args(s),
             _if=any_changed(*changed),
         )

@@ -11,10 +11,10 @@ from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import apt, files
 
-from deploys.core import operations, redact
+from deploys.core import operations, redact, registry
 from deploys.core.paths import APT_KEYRINGS_DIR, DOCKER_CE_KEYRING, DOCKER_CONFIG_DIR, DOCKER_DAEMON_JSON, DOCKER_DROPIN, DOCKER_DROPIN_DIR
 from deploys.core.settings import Settings
-from deploys.host_base import apt_keys, registry
+from deploys.host_base import apt_keys
 from deploys.host_base import render as host_base_render
 from deploys.host_base.host import PreflightError, distro_codename, distro_key
 from facts.docker import DockerDaemonJson, UrlCredentialsDigest

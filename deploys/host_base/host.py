@@ -11,10 +11,10 @@ from pyinfra import host, logger
 from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import LinuxDistribution
 
+from deploys.core import model_store
 from deploys.core.gpu import is_gpu_host  # noqa: F401 (re-exported for the host base's steps)
 from deploys.core.paths import DOCKER_DATA_ROOT
 from deploys.core.settings import Settings, SettingsError
-from deploys.model import model_files
 from facts.disk import FreeDiskBytes
 from facts.docker import DockerImageId
 from facts.gpu import NvidiaGpus, is_datacenter_gpu
@@ -92,7 +92,7 @@ def check_gpus(s: Settings) -> None:
 def model_bytes_to_add(s: Settings) -> int:
     """Bytes of the model files this run puts on the host: those whose sha256 differs (the model
     step's own test). A replaced file counts whole: a release's hard link keeps the old one."""
-    wanted = model_files.expected(s, model_files.hub_token(s))
+    wanted = model_store.expected(s, model_store.hub_token(s))
     return sum(f.size for f in wanted if host.get_fact(Sha256File, path=f.dest) != f.sha256)
 
 
@@ -116,7 +116,7 @@ def check_disk(s: Settings, gpu: bool) -> None:
             ),
             s.triton_dir: (
                 adds + margin,
-                f"({model_files.human(adds)} of model files to add + preflight_margin_gib={s.preflight_margin_gib}); free space or lower the setting",
+                f"({model_store.human(adds)} of model files to add + preflight_margin_gib={s.preflight_margin_gib}); free space or lower the setting",
             ),
         }
     for path, (need, why) in demands.items():

@@ -12,7 +12,7 @@ registry cache when the inventory has one.
   no credential stays in Docker's config.json.
 - ``registry_auth: none`` skips the vault and the login (anonymous pulls, a local mirror).
 - With a registry cache (group ``registry_cache``): no login and no vault read at all; the images
-  are pulled as ``<cache host:port>/<path>`` (digest pin kept, deploys/host_base/registry.py:pull_ref),
+  are pulled as ``<cache host:port>/<path>`` (digest pin kept, deploys/core/registry.py:pull_ref),
   a login to the upstream left from before the cache is removed, and with a TLS cache whose CA is
   in the vault (``registry_cache_tls.ca``) Docker gets that CA in ``/etc/docker/certs.d/<cache>/``.
 """
@@ -25,9 +25,7 @@ from pyinfra import host, state
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from deploys.core import roles, settings
-from deploys.host_base import registry
-from deploys.registry_cache import logic as registry_cache
+from deploys.core import registry, roles, settings
 
 
 @deploy("Registry login and image pull")
@@ -37,10 +35,10 @@ def registry_login() -> None:
     # Triton's image, and dcgm-exporter's on GPU hosts of a fleet with a monitoring host (same login).
     images = [s.triton_image_ref] + ([s.monitoring_dcgm_exporter_image] if roles.runs_dcgm_exporter(s, state.inventory) else [])
     images = [registry.pull_ref(s, state.inventory, image) for image in images]
-    cache = registry_cache.find(state.inventory)
-    ca = registry_cache.trusted_ca(cache) if cache is not None else None
+    cache = registry.find(state.inventory)
+    ca = registry.trusted_ca(cache) if cache is not None else None
     if cache is not None and ca:
-        path = registry_cache.ca_path(cache)
+        path = registry.ca_path(cache)
         files.directory(name=f"Docker certs.d directory for the registry cache {cache.endpoint}", path=path.rsplit("/", 1)[0], mode="755")
         files.put(name=f"CA of the registry cache {cache.endpoint} (public)", src=StringIO(ca), dest=path, mode="644")
     registry.pull_missing(s, state.inventory, images)

@@ -29,7 +29,7 @@ def merged_daemon_config(
     proxy setting is non-empty. ``proxies=False`` leaves them out for Docker < 23, which refuses
     an unknown ``proxies`` key (put them in the docker.service environment instead, see
     :func:`docker_dropin`). The same input always gives the same dict, so a re-run is a no-op.
-    ``insecure_registries``: what to list (deploys/host_base/registry.py:insecure_registries adds a
+    ``insecure_registries``: what to list (deploys/core/registry.py:insecure_registries adds a
     plain-HTTP registry cache); default ``docker_insecure_registries``.
     """
     config: dict[str, Any] = copy.deepcopy(existing) if existing else {}

@@ -1,10 +1,6 @@
-"""The model files a host needs: which files, the digest each must have, and how they get there
-(the model step, deploys/model/step.py, routes through these).
-
-On the host (deploys/core/paths.py)::
-
-    {triton_dir}/models/{model_name}/1/<variant>.onnx + <variant>.onnx_data   (names as in the repo)
-    {triton_dir}/tokenizer/tokenizer.json, tokenizer_config.json, ...       (for the verify step)
+"""How the model files a host needs get there (the model step, deploys/model/step.py, routes through
+these). Which files, where each goes and the digest each must have: deploys/core/model_store.py
+(preflight and Triton read that list too).
 
 The ``.onnx_data`` name is recorded inside the graph, so files keep their repository names; for
 q8/q4 config.pbtxt names the graph with ``default_model_filename`` (paths.onnx_filename).
@@ -18,9 +14,8 @@ q8/q4 config.pbtxt names the graph with ``default_model_filename`` (paths.onnx_f
 - ``mirror``: ``model_mirror`` is an HF-compatible URL (hosts download from it) or a controller
   directory holding the repository's files (pushed like ``controller``).
 
-The HF token goes only to the Hub, https://huggingface.co, or to an endpoint that
-``model_token_endpoints`` names (:func:`token_allowed`): an ``HF_ENDPOINT`` or a mirror URL that is
-neither gets no token (the vault is not even read for it), and the log says so once.
+The HF token goes only to the Hub or an endpoint ``model_token_endpoints`` names
+(deploys/core/model_store.py:hub_token).
 
 Every file is checked against deploys/model.lock.json; a mismatch refuses the host. Files whose
 lock entry is "unknown" are checked against the source's own metadata for the run, and the log says
@@ -32,163 +27,18 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from huggingface_hub import constants, hf_hub_download, hf_hub_url
-from pyinfra import logger
+from huggingface_hub import hf_hub_download, hf_hub_url
 from tqdm import tqdm
 
-from deploys.core import bounds, context, model_lock, paths, vault
-from deploys.core.model_lock import HUB_ENDPOINT, LockEntry, ModelError, sha256_file, token_allowed
+from deploys.core import bounds, context, model_lock
+from deploys.core.model_lock import ModelError, sha256_file
+from deploys.core.model_store import ModelFile, _say_once, endpoint, human, mirror_directory, token_withheld
 from deploys.core.settings import Settings
 
 STEP = "Model files (pinned, checksummed)"  # the model step's name, in the lines printed past a bound
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """One file a host needs: where it comes from, where it goes, what it must hash to."""
-
-    repo_path: str
-    dest: str
-    sha256: str
-    size: int
-    locked: bool  # False: the digest comes from the source's metadata for this run only
-
-
-def destination(s: Settings, repo_path: str) -> str:
-    """Host path of a repository file: graph and data in the version directory, the rest in tokenizer/."""
-    name = PurePosixPath(repo_path).name
-    host_paths = paths.layout(s)
-    return f"{host_paths.version_dir}/{name}" if repo_path.startswith("onnx/") else f"{host_paths.tokenizer_dir}/{name}"
-
-
-def human(size: int) -> str:
-    """Byte count for the log: 1.2 GB, 35 B."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
-
-
-def mirror_directory(s: Settings) -> Path | None:
-    """The controller directory of model_fetch=mirror; None for the other modes and mirror URLs."""
-    if s.model_fetch == "mirror" and not s.model_mirror.startswith(("http://", "https://")):
-        return Path(s.model_mirror)
-    return None
-
-
-def endpoint(s: Settings) -> str:
-    """Where files come from over HTTP: the mirror URL, else the Hub (HF_ENDPOINT or huggingface.co)."""
-    if s.model_fetch == "mirror" and mirror_directory(s) is None:
-        return s.model_mirror.rstrip("/")
-    return constants.ENDPOINT.rstrip("/")
-
-
-def token_withheld(s: Settings) -> bool:
-    """True when this host's files come over HTTP from an endpoint that may not have the token."""
-    return mirror_directory(s) is None and not token_allowed(endpoint(s), s.model_token_endpoints)
-
-
-def hub_token(s: Settings) -> str | None:
-    """The HF token (HF_TOKEN or the vault), for the Hub or an endpoint model_token_endpoints
-    names; None for any other endpoint (said once in the log) and for a mirror directory."""
-    if mirror_directory(s) is not None:
-        return None
-    if token_withheld(s):
-        _say_once(
-            f"model: {endpoint(s)} is not the Hub ({HUB_ENDPOINT}) nor listed in model_token_endpoints: "
-            "no HF token is sent to it (list it there to send one)"
-        )
-        return None
-    secrets = vault.load(s.secrets_file)
-    if secrets.warning:
-        _say_once(secrets.warning, logger.warning)
-    return secrets.hf_token.unmask() if secrets.hf_token else None
-
-
-def _say_once(message: str, log: Callable[[str], Any] = logger.info) -> None:
-    """Log a run-wide message once, not once per host (the run context keeps what was said)."""
-    said = context.run_cache("model_files.said")
-    if message not in said:
-        said[message] = True
-        log(message)
-
-
-# -- expected digests --
-
-
-def expected(s: Settings, token: str | None) -> list[ModelFile]:
-    """The host's files with the digest each must have: the lock's, else the source's metadata."""
-    paths = model_lock.variant_files(s.model_variant)
-    key = (
-        s.model_repo_id,
-        s.model_revision,
-        tuple(paths),
-        s.model_fetch,
-        s.model_mirror,
-        s.model_require_lock,
-        s.model_lock_file,
-        endpoint(s),
-    )
-    digests = context.run_cache("model_files.digests")  # resolved once per run
-    if key not in digests:
-        digests[key] = _resolve(s, paths, token)
-    return [ModelFile(p, destination(s, p), e.sha256 or "", e.size or 0, locked=_locked(s, p)) for p, e in digests[key].items()]
-
-
-def _locked(s: Settings, repo_path: str) -> bool:
-    return model_lock.read(s.model_repo_id, s.model_revision, Path(s.model_lock_file))[repo_path].sha256 is not None
-
-
-def refresh_hint(s: Settings) -> str:
-    """The exact lock command for this host's model."""
-    return f"python -m deploys.model_lock refresh --repo-id {s.model_repo_id} --revision {s.model_revision} --lock {s.model_lock_file}" + (
-        f" --endpoint {endpoint(s)}" if s.model_fetch == "mirror" and mirror_directory(s) is None else ""
-    )
-
-
-def _resolve(s: Settings, paths: list[str], token: str | None) -> dict[str, LockEntry]:
-    """Lock entries for ``paths``, the unknown ones filled from the source (with a plain warning)."""
-    where = f"{s.model_repo_id}@{s.model_revision[:12]}"
-    lock = model_lock.read(s.model_repo_id, s.model_revision, Path(s.model_lock_file))
-    found = {p: lock[p] for p in paths}
-    unknown = [p for p in paths if lock[p].sha256 is None]
-    if not unknown:
-        return found
-    listed = ", ".join(unknown)
-    if s.model_require_lock:
-        raise ModelError(
-            f"host {s.host}: model lock {s.model_lock_file} has no sha256 for {listed} at {where} and model_require_lock is true; "
-            f"run `{refresh_hint(s)}` and commit it"
-        )
-    directory = mirror_directory(s)
-    if directory is not None:
-        source = f"mirror directory {directory}"
-        meta = {p: LockEntry(sha256_file(directory / p), (directory / p).stat().st_size) for p in unknown if (directory / p).is_file()}
-    else:
-        source = f"{endpoint(s)}'s LFS metadata"
-        meta = model_lock.hub_metadata(s.model_repo_id, s.model_revision, unknown, endpoint(s), token, withheld=token_withheld(s))
-    for p in unknown:
-        if p not in meta:
-            raise ModelError(f"model {where}: {p} is not in {source}; check model_variant, model_revision and the source")
-        if lock[p].size is not None and meta[p].size != lock[p].size:
-            raise ModelError(
-                f"model {where}: {p} is {meta[p].size} bytes in {source} but the lock says {lock[p].size}: refusing to deploy; "
-                "check the source, then `python -m deploys.model_lock refresh`"
-            )
-        found[p] = meta[p]
-    _say_once(
-        f"model lock {s.model_lock_file}: no recorded sha256 for {listed} at {where}; trusting {source} for this run only. "
-        f"Pin them: `{refresh_hint(s)}`, then commit it",
-        logger.warning,
-    )
-    return found
 
 
 # -- controller side: cache and verification --

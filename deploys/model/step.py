@@ -1,5 +1,5 @@
 """Model step: the pinned, checksummed EmbeddingGemma ONNX files into Triton's repository layout
-(deploys/model/model_files.py: which files, their digests, fetching and the host commands)."""
+(deploys/core/model_store.py: which files and their digests; deploys/model/model_files.py: fetching and the host commands)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,8 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
 from deploys.core import model_lock, paths, redact, settings
-from deploys.model.model_files import (
-    download_command,
-    endpoint,
-    expected,
-    fetch_to_controller,
-    file_url,
-    from_mirror_directory,
-    hub_token,
-    human,
-    install_command,
-    mirror_directory,
-)
+from deploys.core.model_store import endpoint, expected, hub_token, human, mirror_directory
+from deploys.model.model_files import download_command, fetch_to_controller, file_url, from_mirror_directory, install_command
 
 
 @deploy("Model files (pinned, checksummed)")

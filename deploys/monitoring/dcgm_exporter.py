@@ -11,10 +11,9 @@ from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from deploys.core import bounds, paths, roles, settings
-from deploys.host_base import registry
+from deploys.core import bounds, paths, registry, roles, settings
+from deploys.core.compose import compose_command
 from deploys.monitoring import render as monitoring_render
-from deploys.triton.triton_service import compose_command
 from facts.docker import DockerContainer
 
 

@@ -6,7 +6,7 @@ step runs.
 The cache proxies one upstream, the cache host's ``registry_host`` (``registry_cache_upstream_url``,
 default ``https://{registry_host}``), with that registry's credential from the vault: the NGC key
 then lives on the cache host only. Triton hosts pull ``<cache>/<path>`` anonymously
-(deploys/host_base/registry.py:pull_ref).
+(deploys/core/registry.py:pull_ref; finding the cache, its endpoint and CA: deploys/core/registry.py:find).
 
 What the distribution registry 2.8 does and does not do (read in its source, tag v2.8.2):
 
@@ -30,13 +30,13 @@ import ipaddress
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from deploys.core import paths, settings, vault
-from deploys.core.roles import REGISTRY_CACHE_GROUP, registry_caches
+from deploys.core import paths, registry, roles, settings, vault
+from deploys.core.registry import _host_part
+from deploys.core.roles import is_triton_host
 from deploys.core.settings import Settings, SettingsError
 
 SERVICE = "docker-registry"  # Debian's unit (User=docker-registry, ExecStart=... serve CONFIG)
@@ -44,77 +44,13 @@ USER = "docker-registry"  # the package's system user, which the unit runs as
 CONFIG = paths.REGISTRY_CACHE_CONFIG  # host paths: deploys/core/paths.py
 TLS_PEM = paths.REGISTRY_CACHE_TLS_PEM
 DROPIN = paths.REGISTRY_CACHE_DROPIN
-DOCKER_CERTS_DIR = paths.DOCKER_CERTS_DIR
-README_HINT = "README: the registry cache"
 WARM_SCRIPT = paths.REGISTRY_CACHE_WARM_SCRIPT
 WARM_TIMEOUT_S = 3600  # one image fetched from the upstream into the cache
-
-
-@dataclass(frozen=True)
-class Cache:
-    """The fleet's registry cache as the Triton hosts see it."""
-
-    host: str  # its inventory name
-    endpoint: str  # host:port the Triton hosts pull from (a name, an address, [v6]:port)
-    upstream: str  # the registry it proxies: the cache host's registry_host
-    tls: bool  # HTTPS (else plain HTTP: insecure-registries on the Triton hosts)
-    secrets_file: str  # the cache host's vault (the CA the Triton hosts trust it by)
 
 
 def upstream_url(s: Settings) -> str:
     """The URL the cache proxies."""
     return s.registry_cache_upstream_url or f"https://{s.registry_host}"
-
-
-def _host_part(address: str) -> str:
-    return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
-
-
-def check_host(s: Settings) -> None:
-    """The cache host's own settings, as a cache: one line naming the setting when one is missing."""
-    address = s.registry_cache_listen_address
-    if not address:
-        raise SettingsError(
-            f"host {s.host}: setting registry_cache_listen_address is empty; a registry cache (group {REGISTRY_CACHE_GROUP}) "
-            "listens where the Triton hosts reach it: set it to this host's private address (there is no default)"
-        )
-    ip = ipaddress.ip_address(address)
-    if ip.is_loopback:
-        raise SettingsError(
-            f"host {s.host}: setting registry_cache_listen_address={address!r} is loopback, so no Triton host can pull from the cache; "
-            "set it to this host's private address"
-        )
-    if ip.is_unspecified and not s.registry_cache_hostname:
-        raise SettingsError(
-            f"host {s.host}: setting registry_cache_listen_address={address!r} listens everywhere but names no address to pull from; "
-            "set registry_cache_hostname (or a private address)"
-        )
-    if not s.registry_cache_tls and not s.registry_cache_insecure:
-        raise SettingsError(
-            f"host {s.host}: the registry cache needs registry_cache_tls: true (certificate from the vault) or, on a private "
-            f"network, registry_cache_insecure: true (plain HTTP; {README_HINT})"
-        )
-
-
-def endpoint(s: Settings) -> str:
-    """``host:port`` the Triton hosts pull from (``s``: the cache host's settings, checked)."""
-    name = s.registry_cache_hostname or _host_part(s.registry_cache_listen_address)
-    return f"{name}:{s.registry_cache_port}"
-
-
-def find(inventory: Any) -> Cache | None:
-    """The inventory's registry cache, or None; one line when there are several or its settings are incomplete."""
-    hosts = registry_caches(inventory)
-    if not hosts:
-        return None
-    if len(hosts) > 1:
-        raise SettingsError(
-            f"host {hosts[1].name}: the inventory has {len(hosts)} registry caches ({', '.join(h.name for h in hosts)}); "
-            f"Triton hosts pull through one: keep one host in the group {REGISTRY_CACHE_GROUP}"
-        )
-    c = settings.load(hosts[0])
-    check_host(c)
-    return Cache(host=hosts[0].name, endpoint=endpoint(c), upstream=c.registry_host, tls=c.registry_cache_tls, secrets_file=c.secrets_file)
 
 
 def tls_pem(s: Settings) -> str:
@@ -128,19 +64,6 @@ def tls_pem(s: Settings) -> str:
             f"add it with `sops edit {s.secrets_file}`, or set registry_cache_insecure: true on a private network"
         )
     return pem.unmask().rstrip("\n") + "\n"  # as written: pyinfra's stdin ends each line with one newline
-
-
-def trusted_ca(cache: Cache) -> str | None:
-    """The CA certificate(s) the Triton hosts' Docker trusts the cache by (the vault's registry_cache_tls.ca;
-    public), or None: the cache's certificate chains to a CA the hosts already trust."""
-    if not cache.tls:
-        return None
-    return vault.load(cache.secrets_file, required=("registry_cache_tls",)).registry_cache_ca
-
-
-def ca_path(cache: Cache) -> str:
-    """Where Docker on a Triton host looks for the cache's CA (certs.d/<host:port>/ca.crt)."""
-    return f"{DOCKER_CERTS_DIR}/{cache.endpoint}/ca.crt"
 
 
 def probe_url(s: Settings) -> str:
@@ -304,3 +227,18 @@ def warm_command(s: Settings, repo: str, ref: str, script: str = WARM_SCRIPT, ti
         f"python3 -I {q(script)} warm --url {q(base)} --storage {q(s.registry_cache_storage_dir)} "
         f"--repo {q(repo)} --ref {q(ref)} {platforms} --timeout {int(timeout_s)}"
     )
+
+
+def cache_images(inventory: Any) -> list[str]:
+    """Every image reference the Triton hosts of ``inventory`` pull through its registry cache
+    (Triton's, and dcgm-exporter's on GPU hosts of a monitored fleet), each once, in inventory order."""
+    if registry.find(inventory) is None:
+        return []
+    refs: list[str] = []
+    for other in inventory:
+        if not is_triton_host(other):
+            continue
+        t = settings.load(other)
+        images = [t.triton_image_ref] + ([t.monitoring_dcgm_exporter_image] if roles.runs_dcgm_exporter(t, inventory) else [])
+        refs.extend(ref for ref in (registry.pull_ref(t, inventory, image) for image in images) if ref not in refs)
+    return refs

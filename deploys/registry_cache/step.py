@@ -24,8 +24,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.core import operations, redact, settings
-from deploys.host_base import registry
+from deploys.core import operations, redact, registry, settings
 from deploys.registry_cache import logic as registry_cache
 from deploys.registry_cache import registry_warm
 from deploys.registry_cache import render as registry_cache_render
@@ -37,7 +36,7 @@ from facts.registry_cache import RegistryCacheWarm
 def registry_cache_step() -> None:
     """docker-registry installed, proxying the upstream with the vault's credential; restarted only on change."""
     s = settings.load(host)
-    registry_cache.check_host(s)
+    registry.check_host(s)
     # The vault first: a problem ends the run before any change.
     cred = registry.credential(s) if s.registry_auth == "vault" else None
     pem = registry_cache.tls_pem(s)
@@ -106,7 +105,7 @@ def registry_cache_step() -> None:
         script = registry_cache.WARM_SCRIPT
         files.directory(name="Directory of the cache warm script", path=script.rsplit("/", 1)[0], mode="755")
         files.put(name="Cache warm script (deploys/registry_cache/registry_warm.py)", src=registry_warm.__file__, dest=script, mode="644")
-        for ref in registry.cache_images(state.inventory):
+        for ref in registry_cache.cache_images(state.inventory):
             repo, tag_or_digest = registry_cache.split_ref(ref)
             found = host.get_fact(
                 RegistryCacheWarm,

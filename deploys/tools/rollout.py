@@ -29,7 +29,7 @@ with 128 + the signal number and one line.
 
 Behind a front door, each wave's ``deploys/all.py`` itself takes its hosts out of the pool at most
 ``rollout_max_unavailable`` at a time (drain, switch, READY, parity, restore; a failure is rolled
-back there: deploys/triton/rolling.py).
+back there: deploys/core/rolling.py).
 
 The driver decides from what each pyinfra run writes for programs, never from its log (stderr is
 passed through for people, untouched): the run's events (deploys/core/events.py: roll steps, lock
@@ -70,7 +70,7 @@ from deploys.core.repo import REPO_ROOT
 from deploys.core.settings import SettingsError
 
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-# The steps of a host's roll behind a front door (deploys/triton/rolling.py), as events.
+# The steps of a host's roll behind a front door (deploys/core/rolling.py), as events.
 ROLL_STEPS = ("drained", "live", "checked", "check skipped", "rolled back", "back in the pool", "roll failed", "not restarted")
 # A runner runs one pyinfra command with a timeout in seconds; past it: subprocess.TimeoutExpired.
 # Its env carries TRITON_RUN_DIR, the directory the run writes its events to (deploys/core/events.py).
@@ -93,7 +93,7 @@ class Outcome:
     message: str = ""
     wave: int | None = None
     # Behind a front door: what the deploy logged for this host (drained, live, checked, rolled back,
-    # back in the pool), each with its UTC time (deploys/triton/rolling.py).
+    # back in the pool), each with its UTC time (deploys/core/rolling.py).
     events: list[dict[str, str]] = field(default_factory=list)
 
 

@@ -30,10 +30,9 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from deploys.core import bounds, context, paths, run
+from deploys.core import bounds, context, model_store, paths, run
 from deploys.core.paths import CURRENT, PREVIOUS, RELEASES, Layout, Release
 from deploys.core.settings import Settings
-from deploys.model import model_files
 from deploys.triton import render as triton_render
 from deploys.triton.render import DEPLOY_HASH_LABEL
 
@@ -56,7 +55,7 @@ def build(
     s: Settings, gpu: bool, weights: dict[str, str], layout: Layout | None = None, image: str | None = None, restrict: bool = True
 ) -> ReleaseSpec:
     """The release of ``s`` on a GPU or CPU host with model files ``weights`` (name → sha256);
-    ``image``: the reference the host runs Triton by (deploys/host_base/registry.py:pull_ref; default
+    ``image``: the reference the host runs Triton by (deploys/core/registry.py:pull_ref; default
     ``triton_image_ref``). It is part of the compose file, so of the release id: a fleet without
     a registry cache keeps its release ids. ``restrict``: Triton's restricted APIs on (as in
     triton_render.compose_file)."""
@@ -115,7 +114,7 @@ def identity(
 
 def version_files(s: Settings, token: str | None) -> dict[str, str]:
     """File name → sha256 of the model files in the version directory (graph and its data)."""
-    return {PurePosixPath(f.dest).name: f.sha256 for f in model_files.expected(s, token) if f.repo_path.startswith("onnx/")}
+    return {PurePosixPath(f.dest).name: f.sha256 for f in model_store.expected(s, token) if f.repo_path.startswith("onnx/")}
 
 
 def release_compose_file(

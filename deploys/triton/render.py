@@ -127,7 +127,7 @@ def compose_file(
     when something compose cannot see (the model files) changes. ``models_dir`` is the host's
     model repository mounted at /models (default: the layout's; a release passes its own).
     ``config``: the host's config.pbtxt when the caller already rendered it (its sha256 is a label).
-    ``image``: the reference the host pulls Triton by (deploys/host_base/registry.py:pull_ref: the
+    ``image``: the reference the host pulls Triton by (deploys/core/registry.py:pull_ref: the
     registry cache's when the inventory has one); default ``triton_image_ref``. ``restrict``: pass
     Triton the restricted-API options (deploys/triton/triton_api.py:restrict says when not).
 

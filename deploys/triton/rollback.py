@@ -17,9 +17,8 @@ from pyinfra import state as pyinfra_state
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from deploys.core import paths, settings
+from deploys.core import paths, registry, settings
 from deploys.core.settings import Settings, SettingsError
-from deploys.host_base import registry
 from deploys.triton import release
 from deploys.triton.triton_service import needs_start, release_own_settings, releases_state, start
 from facts.docker import DockerImageId

@@ -17,11 +17,10 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
-from deploys.core import paths, settings
+from deploys.core import model_store, paths, registry, rolling, settings
 from deploys.core.gpu import is_gpu_host
-from deploys.host_base import registry
-from deploys.model import model_files
-from deploys.triton import release, rolling, triton_api
+from deploys.triton import release, triton_api
+from deploys.triton.roll_plan import triton_roll_plan
 from deploys.triton.triton_service import (
     gpu_smoke_command,
     link_checks,
@@ -45,7 +44,7 @@ def triton() -> None:
     on_host = releases_state(s)
     doors = rolling.front_doors(pyinfra_state.inventory)
     restrict = restricted_apis_on(s, layout, bool(doors), on_host["current"] is not None)
-    spec = release.build(s, gpu, release.version_files(s, model_files.hub_token(s)), layout, image=image, restrict=restrict)
+    spec = release.build(s, gpu, release.version_files(s, model_store.hub_token(s)), layout, image=image, restrict=restrict)
     live = spec.paths
 
     # The model step lays out the store (version directory, tokenizer); the release links to it.
@@ -117,7 +116,7 @@ def triton() -> None:
         back_to = serving if serving in on_host["releases"] and serving != spec.id else None
         rolling.roll(
             name=f"Roll Triton behind the front door ({s.rollout_max_unavailable} host(s) out of the pool at a time)",
-            plan=rolling.triton_roll_plan(host, doors, s, gpu, spec.id, reason, back_to, on_host["previous"], triton_key=restrict),
+            plan=triton_roll_plan(host, doors, s, gpu, spec.id, reason, back_to, on_host["previous"], triton_key=restrict),
             _parallel=s.rollout_max_unavailable,
         )
         return

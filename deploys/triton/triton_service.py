@@ -11,7 +11,8 @@ from pyinfra.facts.files import FindInFile, Sha256File
 from pyinfra.operations import server
 
 from deploys.core import bounds, paths, settings
-from deploys.core.render import url_host
+from deploys.core.compose import compose_command
+from deploys.core.endpoints import probe_address, probe_endpoint
 from deploys.core.settings import Settings
 from deploys.triton import release, triton_api
 from deploys.triton.render import COMPOSE_PROJECT, DEPLOY_HASH_LABEL, container_name
@@ -19,22 +20,6 @@ from facts.docker import DockerContainer
 from facts.triton import TritonHealth, TritonModelLinks, TritonReleaseOwnSettings, TritonReleases
 
 STEP = "Triton"  # the triton step's name (deploys/triton/step.py), in the lines printed past a bound
-
-
-def probe_address(s: Settings) -> str:
-    """Where the host itself reaches Triton's published ports."""
-    return "127.0.0.1" if s.triton_bind_address in ("0.0.0.0", "::", "127.0.0.1") else s.triton_bind_address
-
-
-def probe_endpoint(s: Settings, port: int) -> str:
-    """``host:port`` of one of Triton's published ports as the host reaches it (IPv6 bracketed:
-    ``[fd00::5]:6000``), for URLs and for tritonclient's and gRPC's ``url`` arguments."""
-    return f"{url_host(probe_address(s))}:{port}"
-
-
-def compose_command(compose_file: str, *args: str, project: str = COMPOSE_PROJECT) -> str:
-    """``docker compose -p PROJECT -f FILE ARGS`` (Triton's project unless ``project`` says otherwise)."""
-    return " ".join(["docker compose", "-p", project, "-f", shlex.quote(compose_file), *args])
 
 
 def wait_ready_command(s: Settings, step: str = STEP) -> str:
@@ -53,7 +38,7 @@ def compose_up_command(s: Settings, compose_file: str, *extra: str, step: str = 
     # The key file's sha256 becomes the container's key label (compose interpolates it).
     key = triton_api.key_sha256_env(paths.layout(s).triton_key)
     return f"{key} " + bounds.bounded(
-        compose_command(compose_file, "up", "-d", "--remove-orphans", *extra),
+        compose_command(compose_file, "up", "-d", "--remove-orphans", *extra, project=COMPOSE_PROJECT),
         s.triton_start_timeout_s,
         step,
         s.host,
@@ -64,7 +49,7 @@ def compose_up_command(s: Settings, compose_file: str, *extra: str, step: str = 
 
 def gpu_smoke_command(s: Settings, image: str | None = None) -> str:
     """The GPU smoke run (the image lists the GPUs), bounded by triton_start_timeout_s. ``image``:
-    the reference the host runs Triton by (through the registry cache: deploys/host_base/registry.py:pull_ref);
+    the reference the host runs Triton by (through the registry cache: deploys/core/registry.py:pull_ref);
     default ``triton_image_ref``."""
     return bounds.bounded(
         f"docker run --rm --gpus all --entrypoint nvidia-smi {shlex.quote(image or s.triton_image_ref)} -L",

@@ -8,11 +8,10 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files
 
-from deploys.core import operations, paths, redact, runtimes, settings
+from deploys.core import endpoints, operations, paths, redact, runtimes, settings
 from deploys.core.gpu import is_gpu_host
 from deploys.core.repo import CONTRACT_SRC, VERIFY_SRC
 from deploys.core.settings import Settings
-from deploys.gateway import logic as gateway
 from deploys.triton.verify_run import (
     expected_model_files,
     local_device,
@@ -33,7 +32,7 @@ def verify(s: Settings | None = None) -> None:
     device = local_device(s, gpu)
     wheels = runtimes.check_wheels_dir(s)
     # The host's own gateway key ('' when auth is off; the gateway step accepts its sha256).
-    key = gateway.verify_key(s, gateway.api_keys(s)) if s.gateway_enabled else ""
+    key = endpoints.verify_key(s, endpoints.api_keys(s)) if s.gateway_enabled else ""
     layout = paths.layout(s)
     v = layout.verify
     requirements = requirements_file(cuda=device != "cpu")

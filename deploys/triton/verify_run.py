@@ -8,7 +8,7 @@ Per host (all idempotent; a converged host reports 0 changed operations):
    controller (``verify_wheels_dir``); pip runs only when the pins changed;
 2. verify/ uploaded to ``{triton_dir}/verify/verify``;
 3. with the gateway on (``gateway_enabled``) and auth on (vault keys), the verify step's own
-   gateway key (:func:`deploys.gateway.logic.verify_key`) written 0600 for root to
+   gateway key (:func:`deploys.core.endpoints.verify_key`) written 0600 for root to
    ``{triton_dir}/verify/gateway.key`` through ``_stdin`` (deploys/core/operations.py:secret_file: never
    on a command line, never in pyinfra's output or --diff), only when its sha256 differs;
 4. the parity check (``python -m verify.parity``) against Triton's published ports, on the served
@@ -38,13 +38,11 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.core import context, paths, run
+from deploys.core import context, model_store, paths, run
+from deploys.core.endpoints import probe_endpoint, probe_url
 from deploys.core.paths import Layout
 from deploys.core.repo import VERIFY_SRC
 from deploys.core.settings import Settings, SettingsError
-from deploys.gateway import logic as gateway
-from deploys.model import model_files
-from deploys.triton.triton_service import probe_endpoint
 from facts._shell import RC_MARKER
 from facts.verify import LOG_MARKER, NOTHING_TO_CHECK, REPORT_MARKER, ParityRun, parse_parity_output
 from verify import options
@@ -67,7 +65,7 @@ def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
     if not s.gateway_enabled:
         return []
     args = [
-        "--gateway-url", gateway.probe_url(s),
+        "--gateway-url", probe_url(s),
         "--gateway-max-tokens", str(s.gateway_max_tokens),
         "--gateway-max-inputs", str(s.gateway_max_inputs),
     ]  # fmt: skip
@@ -118,7 +116,7 @@ def parity_command(
 
 def roll_check_command(s: Settings, layout: Layout, device: str, triton_key: bool = True) -> str:
     """The parity check of Triton alone (HTTP, gRPC vs local ONNX Runtime) on a host rolled behind the
-    front door, before it is back in the pool (deploys/triton/rolling.py). Prints
+    front door, before it is back in the pool (deploys/core/rolling.py). Prints
     ``NOTHING_TO_CHECK`` when the host has no verify runtime yet: the verify step, later in
     the run, installs it and checks the host (gateway included) as always. ``triton_key``: as in
     :func:`parity_command` (the roll runs before the verify step uploads this run's verify code)."""
@@ -150,7 +148,7 @@ def outcome_message(host_name: str, outcome: dict[str, Any], saved: str | None) 
 def expected_model_files(s: Settings) -> tuple[dict[str, str], str]:
     """(file name in 1/ → the sha256 it must have, where that comes from: ``lock``, or ``source``
     when the lock pins none of them and the model step trusts the source's metadata for the run)."""
-    wanted = [f for f in model_files.expected(s, model_files.hub_token(s)) if f.repo_path.startswith("onnx/")]
+    wanted = [f for f in model_store.expected(s, model_store.hub_token(s)) if f.repo_path.startswith("onnx/")]
     return {PurePosixPath(f.dest).name: f.sha256 for f in wanted}, "lock" if all(f.locked for f in wanted) else "source"
 
 

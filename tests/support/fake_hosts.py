@@ -17,7 +17,8 @@ import json
 import time
 from pathlib import Path, PurePosixPath
 
-from deploys.core import model_lock, paths, redact, settings
+from deploys.core import model_lock, model_store, paths, redact, settings
+from deploys.core.endpoints import probe_endpoint
 from deploys.core.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
 from deploys.core.paths import DOCKER_DROPIN as DROPIN
 from deploys.core.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
@@ -27,13 +28,11 @@ from deploys.deploy_lock.logic import STATUS_LABEL as DEPLOY_LOCK_STATUS
 from deploys.host_base import render as host_base_render
 from deploys.host_base.docker_engine import DISTRO_PACKAGES
 from deploys.host_base.nvidia import TOOLKIT_PACKAGES, repo_source
-from deploys.model import model_files
 from deploys.registry_cache import logic as registry_cache
 from deploys.registry_cache import registry_warm
 from deploys.registry_cache import render as registry_cache_render
 from deploys.triton import render as triton_render
 from deploys.triton.release import build as build_release
-from deploys.triton.triton_service import probe_endpoint
 from facts.apt import SCRIPT_LABEL
 from facts.deploy_lock import STATUS_MARKER as LOCK_MARKER
 from facts.docker import registry_auth_digest
@@ -312,7 +311,7 @@ def converged_responses(
     layout = paths.layout(s)
     lock = model_lock.read(s.model_repo_id, s.model_revision, Path(s.model_lock_file))
     for repo_path in model_lock.variant_files(s.model_variant):
-        dest = model_files.destination(s, repo_path)
+        dest = model_store.destination(s, repo_path)
         matcher, line = hash_answer("sha256sum", dest, lock[repo_path].sha256 or "")
         table[matcher] = line
     for path in (layout.root, layout.models_dir, layout.model_dir, layout.version_dir, layout.tokenizer_dir):

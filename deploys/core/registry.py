@@ -1,23 +1,27 @@
-"""Registry credentials, the login command, and where a Triton host pulls its images from (the
-registry_login step, the compose files and the rollback route through these).
+"""Registry credentials, the login command, and where a host pulls its images from: every role that
+runs a container pulls the same way (the registry_login step, Triton's compose files and rollback,
+dcgm-exporter, the images the registry cache warms), so this is core, not a role's.
 
-With a registry cache in the inventory (group ``registry_cache``, deploys/registry_cache/logic.py)
-a Triton host pulls ``<cache>/<path>`` instead of ``<registry_host>/<path>`` (:func:`pull_ref`),
-anonymously: the upstream credential stays on the cache host. Without one, nothing changes.
+With a registry cache in the inventory (group ``registry_cache``; the cache itself is the role in
+deploys/registry_cache/) a Triton host pulls ``<cache>/<path>`` instead of ``<registry_host>/<path>``
+(:func:`pull_ref`), anonymously: the upstream credential stays on the cache host. Without one,
+nothing changes. Finding that cache (:func:`find`: which host, its endpoint, whether it is TLS, the CA
+the pulling hosts trust it by) lives here too, since every pull asks it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
 from pyinfra import host, logger
 from pyinfra.operations import server
 
-from deploys.core import bounds, redact, roles, settings, vault
-from deploys.core.roles import is_triton_host
+from deploys.core import bounds, paths, redact, settings, vault
+from deploys.core.roles import REGISTRY_CACHE_GROUP, registry_caches
 from deploys.core.settings import Settings, SettingsError
-from deploys.registry_cache import logic as registry_cache
 from facts.docker import DockerImageId, DockerRegistryAuth, registry_auth_digest
 
 
@@ -44,14 +48,6 @@ def logout_command(s: Settings, registry: str | None = None, step: str = STEP) -
     return bounds.bounded(logout, bounds.REGISTRY_LOGIN_TIMEOUT_S, step, s.host, f"docker logout from {registry}")
 
 
-def repository(ref: str) -> str:
-    """An image reference without its digest and tag: ``10.0.0.7:5000/nvidia/tritonserver``."""
-    name = ref.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    return name[:colon] if colon > slash else name
-
-
 def pull_ref(s: Settings, inventory: Any, image: str | None = None) -> str:
     """The reference host ``s`` pulls and runs ``image`` by (default: Triton's, ``triton_image_ref``).
 
@@ -61,7 +57,7 @@ def pull_ref(s: Settings, inventory: Any, image: str | None = None) -> str:
     one-line error (pulling it would need that registry's credential on the Triton host).
     """
     image = s.triton_image_ref if image is None else image
-    cache = registry_cache.find(inventory)
+    cache = find(inventory)
     if cache is None:
         return image
     registry, _, path = image.partition("/")
@@ -79,15 +75,13 @@ def insecure_registries(s: Settings, inventory: Any) -> list[str]:
     """daemon.json ``insecure-registries`` of host ``s``: ``docker_insecure_registries``, plus the
     registry cache's ``host:port`` when it serves plain HTTP (registry_cache_insecure)."""
     wanted = list(s.docker_insecure_registries)
-    cache = registry_cache.find(inventory)
+    cache = find(inventory)
     if cache is not None and not cache.tls and cache.endpoint not in wanted:
         wanted.append(cache.endpoint)
     return wanted
 
 
-def pull_command(
-    s: Settings, image: str | None = None, cache: registry_cache.Cache | None = None, tag_as: str | None = None, step: str = STEP
-) -> str:
+def pull_command(s: Settings, image: str | None = None, cache: Cache | None = None, tag_as: str | None = None, step: str = STEP) -> str:
     """``docker pull`` of ``image`` (default: the pinned Triton image), bounded by docker_pull_timeout_s.
 
     ``cache``: the pull goes through that registry cache; a failed pull (not past the bound) says so
@@ -99,7 +93,7 @@ def pull_command(
     if cache is not None:
         failed = (
             f"pull of {image} through the registry cache {cache.endpoint} (host {cache.host}) failed: "
-            f"is docker-registry running there, and does it reach {cache.upstream}? ({registry_cache.README_HINT})"
+            f"is docker-registry running there, and does it reach {cache.upstream}? ({README_HINT})"
         )
     pull = f"docker pull --quiet {q(image)}"
     command = bounds.bounded(pull, s.docker_pull_timeout_s, step, s.host, f"docker pull {image}", "docker_pull_timeout_s", failed=failed)
@@ -121,7 +115,7 @@ def pull_missing(s: Settings, inventory: Any, images: list[str], step: str = STE
     upstream reference, as an older release's compose file may name it, is pulled through the
     cache and tagged with that reference).
     """
-    cache = registry_cache.find(inventory)
+    cache = find(inventory)
     # The vault first: a vault problem ends the run before any command reaches a host.
     cred = credential(s) if cache is None and s.registry_auth == "vault" else None
     missing = [image for image in images if host.get_fact(DockerImageId, ref=image) is None]
@@ -165,53 +159,82 @@ def pull_missing(s: Settings, inventory: Any, images: list[str], step: str = STE
         )
 
 
-# -- images no kept release uses ---------------------------------------------------------------------
+# -- the fleet's registry cache, as the hosts that pull through it see it ---------------------------
+
+README_HINT = "README: the registry cache"
+DOCKER_CERTS_DIR = paths.DOCKER_CERTS_DIR
 
 
-def images_to_prune(listed: list[dict[str, str]], kept_ids: set[str], kept_refs: set[str] | None = None) -> list[str]:
-    """References to remove: every image in ``listed`` (facts.docker.DockerImages rows of the
-    releases' repositories) whose id no kept release's image has, by tag, else by digest; and a
-    tag no kept release names on an image a kept release uses (``kept_refs``: its references), which
-    ``docker image rm`` only untags (two releases of one image under two tags)."""
-    kept_tags = {ref.split("@", 1)[0] for ref in kept_refs or ()}
-    refs: list[str] = []
-    for image in listed:
-        tagged = image["tag"] not in ("", "<none>")
-        if image["id"] in kept_ids:
-            if kept_refs is not None and tagged and f"{image['repository']}:{image['tag']}" not in kept_tags:
-                refs.append(f"{image['repository']}:{image['tag']}")
-            continue
-        if tagged:
-            ref = f"{image['repository']}:{image['tag']}"
-        elif image["digest"] not in ("", "<none>"):
-            ref = f"{image['repository']}@{image['digest']}"
-        else:
-            ref = image["id"]
-        if ref not in refs:
-            refs.append(ref)
-    return refs
+@dataclass(frozen=True)
+class Cache:
+    """The fleet's registry cache as the Triton hosts see it."""
+
+    host: str  # its inventory name
+    endpoint: str  # host:port the Triton hosts pull from (a name, an address, [v6]:port)
+    upstream: str  # the registry it proxies: the cache host's registry_host
+    tls: bool  # HTTPS (else plain HTTP: insecure-registries on the Triton hosts)
+    secrets_file: str  # the cache host's vault (the CA the Triton hosts trust it by)
 
 
-def image_rm_command(refs: list[str]) -> str:
-    """``docker image rm`` each of ``refs`` still there; one that Docker refuses (a container uses
-    it) is left in place with a line on stderr, not a failed deploy."""
-    q = shlex.quote
-    return (
-        f'for r in {" ".join(q(r) for r in refs)}; do docker image inspect "$r" >/dev/null 2>&1 || continue; '
-        'docker image rm "$r" >/dev/null || echo "image prune: docker image rm $r refused; left in place" >&2; done; true'
-    )
+def _host_part(address: str) -> str:
+    return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
 
 
-def cache_images(inventory: Any) -> list[str]:
-    """Every image reference the Triton hosts of ``inventory`` pull through its registry cache
-    (Triton's, and dcgm-exporter's on GPU hosts of a monitored fleet), each once, in inventory order."""
-    if registry_cache.find(inventory) is None:
-        return []
-    refs: list[str] = []
-    for other in inventory:
-        if not is_triton_host(other):
-            continue
-        t = settings.load(other)
-        images = [t.triton_image_ref] + ([t.monitoring_dcgm_exporter_image] if roles.runs_dcgm_exporter(t, inventory) else [])
-        refs.extend(ref for ref in (pull_ref(t, inventory, image) for image in images) if ref not in refs)
-    return refs
+def check_host(s: Settings) -> None:
+    """The cache host's own settings, as a cache: one line naming the setting when one is missing."""
+    address = s.registry_cache_listen_address
+    if not address:
+        raise SettingsError(
+            f"host {s.host}: setting registry_cache_listen_address is empty; a registry cache (group {REGISTRY_CACHE_GROUP}) "
+            "listens where the Triton hosts reach it: set it to this host's private address (there is no default)"
+        )
+    ip = ipaddress.ip_address(address)
+    if ip.is_loopback:
+        raise SettingsError(
+            f"host {s.host}: setting registry_cache_listen_address={address!r} is loopback, so no Triton host can pull from the cache; "
+            "set it to this host's private address"
+        )
+    if ip.is_unspecified and not s.registry_cache_hostname:
+        raise SettingsError(
+            f"host {s.host}: setting registry_cache_listen_address={address!r} listens everywhere but names no address to pull from; "
+            "set registry_cache_hostname (or a private address)"
+        )
+    if not s.registry_cache_tls and not s.registry_cache_insecure:
+        raise SettingsError(
+            f"host {s.host}: the registry cache needs registry_cache_tls: true (certificate from the vault) or, on a private "
+            f"network, registry_cache_insecure: true (plain HTTP; {README_HINT})"
+        )
+
+
+def endpoint(s: Settings) -> str:
+    """``host:port`` the Triton hosts pull from (``s``: the cache host's settings, checked)."""
+    name = s.registry_cache_hostname or _host_part(s.registry_cache_listen_address)
+    return f"{name}:{s.registry_cache_port}"
+
+
+def find(inventory: Any) -> Cache | None:
+    """The inventory's registry cache, or None; one line when there are several or its settings are incomplete."""
+    hosts = registry_caches(inventory)
+    if not hosts:
+        return None
+    if len(hosts) > 1:
+        raise SettingsError(
+            f"host {hosts[1].name}: the inventory has {len(hosts)} registry caches ({', '.join(h.name for h in hosts)}); "
+            f"Triton hosts pull through one: keep one host in the group {REGISTRY_CACHE_GROUP}"
+        )
+    c = settings.load(hosts[0])
+    check_host(c)
+    return Cache(host=hosts[0].name, endpoint=endpoint(c), upstream=c.registry_host, tls=c.registry_cache_tls, secrets_file=c.secrets_file)
+
+
+def trusted_ca(cache: Cache) -> str | None:
+    """The CA certificate(s) the Triton hosts' Docker trusts the cache by (the vault's registry_cache_tls.ca;
+    public), or None: the cache's certificate chains to a CA the hosts already trust."""
+    if not cache.tls:
+        return None
+    return vault.load(cache.secrets_file, required=("registry_cache_tls",)).registry_cache_ca
+
+
+def ca_path(cache: Cache) -> str:
+    """Where Docker on a Triton host looks for the cache's CA (certs.d/<host:port>/ca.crt)."""
+    return f"{DOCKER_CERTS_DIR}/{cache.endpoint}/ca.crt"

@@ -1,6 +1,8 @@
 """Restarts behind the front door, at most ``rollout_max_unavailable`` Triton hosts out of its pool at
 once (the triton step for a new release, the gateway step for a new gateway; deploys/all.py and,
-through it, python -m deploys.rollout).
+through it, python -m deploys.rollout). The machinery is core because two roles roll the same way;
+what a roll runs on the host is the caller's :class:`RollPlan` (deploys/triton/roll_plan.py,
+deploys/gateway/logic.py:gateway_roll_plan).
 
 One operation (:func:`roll`) per host, run ``_parallel=rollout_max_unavailable`` hosts at a time:
 pyinfra runs the batches one after another. Its body runs on the controller (:func:`_roll`):
@@ -34,12 +36,8 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
 from deploys.core import context, events, paths
+from deploys.core.endpoints import server_name
 from deploys.core.roles import FRONT_DOOR_GROUP, is_front_door
-from deploys.core.settings import Settings
-from deploys.front_door.logic import server_name
-from deploys.gateway import logic as gateway
-from deploys.triton import release, verify_run
-from deploys.triton.triton_service import compose_up_command, forces_recreate, wait_ready_command
 from facts.haproxy import _STAT_SERVERS, parse_servers_state, runtime_command, set_server_state_command
 from facts.verify import NOTHING_TO_CHECK
 
@@ -77,75 +75,6 @@ def plan_for(host: Any, doors: tuple[str, ...], s: Any, **parts: Any) -> RollPla
         drain_timeout_s=s.rollout_drain_timeout_s,
         restore_timeout_s=s.rollout_restore_timeout_s,
         **parts,
-    )
-
-
-def _gateway_ready_if_running(s: Settings) -> str:
-    """Wait for the gateway's /ready when its unit runs (a host deployed before the gateway has none yet)."""
-    if not s.gateway_enabled:
-        return "true"
-    return f"if systemctl is-active --quiet {paths.GATEWAY_UNIT}; then {gateway.wait_ready_command(s)}; fi"
-
-
-def _go_live(s: Settings, layout: paths.Layout, target: str, keep_previous: bool, force: bool) -> str:
-    """Switch ``current`` to release ``target``, ``docker compose up -d`` it, Triton READY, the gateway READY."""
-    up = compose_up_command(s, layout.release(target).compose_file, *(["--force-recreate"] if force else []))
-    parts = [
-        release.switch_command(layout.root, target, keep_previous),
-        f"( {up} )",
-        f"( {wait_ready_command(s)} )",
-        f"( {_gateway_ready_if_running(s)} )",
-    ]
-    return " && ".join(parts)
-
-
-def triton_roll_plan(
-    host: Any,
-    doors: tuple[str, ...],
-    s: Settings,
-    gpu: bool,
-    new: str,
-    reason: str,
-    back_to: str | None,
-    previous: str | None,
-    triton_key: bool = True,
-) -> RollPlan:
-    """The Triton step's roll: release ``new`` live, READY, parity of Triton with local ONNX Runtime;
-    on failure back to ``back_to`` (the release the container served), READY, with ``previous``
-    (the host's ``previous`` before the roll) put back too."""
-    layout = paths.layout(s)
-    # Each part bounds itself (compose up, READY, the gateway's /ready); this bounds the lot.
-    start_timeout = s.triton_start_timeout_s + s.triton_ready_timeout_s + s.gateway_ready_timeout_s + 60
-    device = verify_run.local_device(s, gpu)
-    return plan_for(
-        host,
-        doors,
-        s,
-        what=f"Triton release {new}",
-        start=_go_live(s, layout, new, keep_previous=False, force=forces_recreate(reason)),
-        start_timeout_s=start_timeout,
-        check=verify_run.roll_check_command(s, layout, device, triton_key=triton_key) if s.verify_enabled else "",
-        check_timeout_s=900,
-        judge=verify_run.roll_verdict(host.name),
-        roll_back=(
-            _go_live(s, layout, back_to, keep_previous=True, force=False)
-            + f" && {release.restore_previous_command(layout.root, previous, back_to)}"
-            if back_to
-            else ""
-        ),
-        roll_back_to=back_to or "",
-    )
-
-
-def gateway_roll_plan(host: Any, doors: tuple[str, ...], s: Settings) -> RollPlan:
-    """The gateway step's roll: restart the gateway (its files are already in place), /ready."""
-    return plan_for(
-        host,
-        doors,
-        s,
-        what="embeddings gateway",
-        start=f"timeout 120 systemctl restart {paths.GATEWAY_UNIT} && ( {gateway.wait_ready_command(s)} )",
-        start_timeout_s=s.gateway_ready_timeout_s + 120,
     )
 
 
