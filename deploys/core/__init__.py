@@ -1,1 +1,1 @@
-"""What every role uses: the shared pyinfra operations (deploys/core/operations.py), and more as issue 21 moves it here."""
+"""What every role uses, and what several roles share (docs/where-to-change-what.md): no role imports another role."""

@@ -83,7 +83,7 @@ def ready_args(s: Settings) -> dict[str, Any]:
 
 
 def wait_ready_command(s: Settings) -> str:
-    """:func:`ready_args` as one shell poll, for the roll plans' commands (deploys/triton/roll_plan.py, deploys/gateway/step.py)."""
+    """:func:`ready_args` as one shell poll, for the roll plans' commands (deploys/triton/roll_plan.py, deploys/gateway/logic.py)."""
     return operations.ready_shell(**ready_args(s))
 
 
