@@ -1,5 +1,5 @@
-"""The host base's settings: GPU and preflight, Docker, the NVIDIA toolkit, the registry login and
-image prune. Each setting is declared once, here (the machinery: deploys/core/tunables.py)."""
+"""The host base's settings: GPU and preflight, Docker, the NVIDIA toolkit, the registry login.
+Each setting is declared once, here (the machinery: deploys/core/tunables.py)."""
 
 from __future__ import annotations
 
@@ -46,5 +46,4 @@ class HostBaseSettings:
     registry_username = Setting("$oauthtoken", "Registry user ($oauthtoken for NGC API keys).", "str", _text(r"\S+", "a non-empty user name"))
     registry_auth = Setting("vault", "Registry credentials: vault (ngc_api_key, or registries[registry_host] in secrets_file; NGC_API_KEY overrides) or none (anonymous pulls, e.g. a local mirror).", "str", _choice("vault", "none"))
     registry_logout_after_pull = Setting(False, "Log out after the image is pulled: no credential left on disk.", "bool", _bool)
-    registry_image_prune = Setting(True, "After a successful deploy, remove the images of the Triton image's repositories that no kept release's compose file names (docker image rm).", "bool", _bool)
 # fmt: on

@@ -1,4 +1,4 @@
-"""Triton's settings: image, config, ports, releases; rollouts (python -m deploys.rollout) and the verify step. Each setting is declared once, here (deploys/core/tunables.py)."""
+"""Triton's settings: image, config, ports, releases and their images' prune; rollouts (python -m deploys.rollout) and the verify step. Each setting is declared once, here (deploys/core/tunables.py)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ class TritonSettings:
     triton_start_timeout_s = Setting(300, "Seconds `docker compose up -d` and the GPU smoke run (`docker run … nvidia-smi -L`) may each take; past it the host fails with one line.", "int", _int(10, 3600))
     triton_log_verbose = Setting(0, "tritonserver --log-verbose level.", "int", _int(0, 3))
     triton_releases_keep = Setting(3, "Releases kept under {triton_dir}/releases (current and previous are never pruned).", "int", _int(2, 100))
+    registry_image_prune = Setting(True, "After a successful deploy, remove the images of the Triton image's repositories that no kept release's compose file names (docker image rm).", "bool", _bool)
     triton_config_template = Setting("config.pbtxt.j2", "Template under templates/ rendered as config.pbtxt (a site-specific config; checked against Triton's schema).", "str", _text(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*\.j2", "a .j2 file name under templates/"))
     # -- rollouts (python -m deploys.rollout; the canary host's values are used) --
     rollout_canary = Setting("", "Canary of a rollout: an inventory group or host name; empty: the first host.", "str", _text(r"[A-Za-z0-9_.@/\-]*", "a group or host name, or empty"))
