@@ -1,7 +1,7 @@
-"""The registry cache role: which host is the cache (inventory group ``registry_cache``), where the
-Triton hosts reach it, its config (the distribution registry in proxy mode: Debian's
-``docker-registry`` 2.8), the check of that config on the controller, and the commands the cache
-step runs.
+"""The registry cache role: its config (the distribution registry in proxy mode: Debian's
+``docker-registry`` 2.8), the check of that config on the controller, the images it warms, and the
+commands the cache step runs. Which host is the cache (inventory group ``registry_cache``) and where
+the Triton hosts reach it is deploys/core/registry.py's: every pull asks it.
 
 The cache proxies one upstream, the cache host's ``registry_host`` (``registry_cache_upstream_url``,
 default ``https://{registry_host}``), with that registry's credential from the vault: the NGC key
