@@ -238,3 +238,33 @@ def test_bad_gateway_keys_or_tls_are_one_line(vaulted: dict, plain: str, expect:
     with pytest.raises(vault.VaultError) as info:
         vault.load(str(path), env=vaulted["env"])
     assert expect in _one_line(info.value) and "sops edit" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name, contents, way_out",
+    [
+        ("front_door_tls", "cert, key: PEM", "set front_door_tls: false"),
+        ("registry_cache_tls", "cert, key: PEM; optional ca", "set registry_cache_insecure: true on a private network"),
+    ],
+)
+def test_tls_pem_missing_is_one_line_naming_the_key(
+    vaulted: dict, monkeypatch: pytest.MonkeyPatch, name: str, contents: str, way_out: str
+) -> None:
+    """The front door's and the registry cache's PEM come from one reader (deploys/core/vault.py:tls_pem)."""
+    for var, value in vaulted["env"].items():
+        monkeypatch.setenv(var, value)
+    with pytest.raises(vault.SettingsError) as error:
+        vault.tls_pem(str(vaulted["file"]), "web-1", name, contents, way_out)
+    assert str(error.value) == (
+        f"host web-1: setting {name}=True needs {name} ({contents}) in the vault; add it with `sops edit {vaulted['file']}`, or {way_out}"
+    )
+
+
+def test_tls_pem_is_the_vault_pem_ending_in_one_newline(vaulted: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"
+    plain = f"front_door_tls:\n  cert: |\n    {pem.replace(chr(10), chr(10) + '    ')}\n  key: |\n    {key.replace(chr(10), chr(10) + '    ')}\n\n"
+    path = encrypt(plain, vaulted["public"], vaulted["tmp"] / "tls.sops.yaml")
+    for var, value in vaulted["env"].items():
+        monkeypatch.setenv(var, value)
+    assert vault.tls_pem(str(path), "door1", "front_door_tls", "cert, key: PEM", "set front_door_tls: false") == f"{pem}\n{key}\n"

@@ -321,3 +321,15 @@ def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tupl
         source=source,
         warning=warning,
     )
+
+
+def tls_pem(secrets_file: str, host: str, name: str, contents: str, way_out: str) -> str:
+    """The certificate chain and key PEM the vault holds under ``name`` (the front door's, the
+    registry cache's: the setting of the same name turned TLS on), as written: pyinfra's stdin ends
+    each line with one newline. One line naming the vault key and ``way_out`` when it is missing."""
+    pem = getattr(load(secrets_file, required=(name,)), name)
+    if pem is None:
+        raise SettingsError(
+            f"host {host}: setting {name}=True needs {name} ({contents}) in the vault; add it with `sops edit {secrets_file}`, or {way_out}"
+        )
+    return pem.unmask().rstrip("\n") + "\n"

@@ -56,13 +56,7 @@ def tls_pem(s: Settings) -> str:
     """The certificate chain and key as one PEM (what HAProxy's ``crt`` reads); '' without TLS."""
     if not s.front_door_tls:
         return ""
-    cert = vault.load(s.secrets_file, required=("front_door_tls",)).front_door_tls
-    if cert is None:
-        raise SettingsError(
-            f"host {s.host}: setting front_door_tls=True needs front_door_tls (cert, key: PEM) in the vault; "
-            f"add it with `sops edit {s.secrets_file}`, or set front_door_tls: false"
-        )
-    return cert.unmask().rstrip("\n") + "\n"  # as written: pyinfra's stdin ends each line with one newline
+    return vault.tls_pem(s.secrets_file, s.host, "front_door_tls", "cert, key: PEM", "set front_door_tls: false")
 
 
 def reload_check_command(timeout_s: int = 10) -> str:

@@ -57,13 +57,13 @@ def tls_pem(s: Settings) -> str:
     """The cache's certificate chain and key as one PEM (Go's TLS reads both from it); '' without TLS."""
     if not s.registry_cache_tls:
         return ""
-    pem = vault.load(s.secrets_file, required=("registry_cache_tls",)).registry_cache_tls
-    if pem is None:
-        raise SettingsError(
-            f"host {s.host}: setting registry_cache_tls=True needs registry_cache_tls (cert, key: PEM; optional ca) in the vault; "
-            f"add it with `sops edit {s.secrets_file}`, or set registry_cache_insecure: true on a private network"
-        )
-    return pem.unmask().rstrip("\n") + "\n"  # as written: pyinfra's stdin ends each line with one newline
+    return vault.tls_pem(
+        s.secrets_file,
+        s.host,
+        "registry_cache_tls",
+        "cert, key: PEM; optional ca",
+        "set registry_cache_insecure: true on a private network",
+    )
 
 
 def probe_url(s: Settings) -> str:
