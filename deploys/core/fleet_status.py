@@ -8,7 +8,7 @@ from typing import Any
 
 from pyinfra import logger
 
-from deploys.core import context, roles
+from deploys.core import context
 
 # What Prometheus is asked, per Triton host (the instance label is the inventory host name).
 QUERIES = {
@@ -31,11 +31,6 @@ def record(state: Any, host_name: str, kind: str, data: dict[str, Any]) -> None:
         ctx.fleet_printed = True
         rows = dict(reports)
     logger.info("Fleet status\n%s", table(rows, [h.name for h in state.inventory]))
-
-
-def kind_of(host: Any) -> str:
-    """The host's kind in the table: its role (deploys/core/roles.py)."""
-    return roles.role(host)
 
 
 def _number(value: float | None, digits: int) -> str:
