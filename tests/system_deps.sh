@@ -14,6 +14,7 @@ PACKAGES=(
   haproxy  # the front door: rendered configs checked with haproxy -c, and run for real (tests/test_front_door_config.py)
   socat  # HAProxy's runtime API over its admin socket (facts/haproxy.py, the same commands as on the front door)
   prometheus  # promtool check config/rules and test rules on the rendered monitoring files, and prometheus run on them (tests/test_monitoring_config.py)
+  prometheus-alertmanager  # amtool check-config on the rendered Alertmanager config, and Alertmanager run on it (tests/test_alertmanager.py)
   prometheus-node-exporter  # its rendered ARGS run for real, the metric names the alerts use (tests/test_monitoring_config.py)
 )
 missing=()

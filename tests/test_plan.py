@@ -203,7 +203,8 @@ def test_monitoring_host_gets_prometheus_and_every_host_the_node_exporter(tmp_pa
     ops = changed_ops(result)
     mon, cpu = "@fake/mon1", "@fake/cpu-debian"
     assert ops["Monitoring | Check the candidates with promtool, then make them live"] == [mon]
-    assert ops["Monitoring | Install Prometheus and curl"] == [mon]
+    assert ops["Monitoring | Install Prometheus, Alertmanager and curl"] == [mon]
+    assert ops["Monitoring | Check the Alertmanager config with amtool, then make it live"] == [mon]
     assert sorted(ops["Node exporter | Install prometheus-node-exporter"]) == [cpu, mon]
     assert sorted(ops["Node exporter | Node exporter flags (/etc/default/prometheus-node-exporter)"]) == [cpu, mon]
     assert not [name for name, hosts in ops.items() if mon in hosts and name.split(" | ")[0] not in ("Monitoring", "Node exporter")]

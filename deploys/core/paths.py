@@ -48,6 +48,14 @@ PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"  # the monitoring host's sc
 PROMETHEUS_RULES = "/etc/prometheus/rules/triton-embeddinggemma.yml"  # the alert rules the config names
 PROMETHEUS_DEFAULTS = "/etc/default/prometheus"  # ARGS of Debian's prometheus.service: listen address, retention
 PROMETHEUS_DATA_DIR = "/var/lib/prometheus/metrics2"  # the TSDB (Debian's default storage path)
+ALERTMANAGER_CONFIG = (
+    "/etc/prometheus/alertmanager.yml"  # Debian's prometheus-alertmanager reads it; holds the receivers' secrets: 0600, its service user's
+)
+ALERTMANAGER_DEFAULTS = (
+    "/etc/default/prometheus-alertmanager"  # ARGS of Debian's prometheus-alertmanager.service: listen address, no cluster
+)
+ALERTMANAGER_DATA_DIR = "/var/lib/prometheus/alertmanager"  # silences and the notification log (Debian's default storage path)
+ALERTMANAGER_USER = "prometheus"  # the user Debian's prometheus-alertmanager.service runs as
 NODE_EXPORTER_DEFAULTS = "/etc/default/prometheus-node-exporter"  # ARGS of Debian's prometheus-node-exporter.service
 GRAFANA_EXPORT_DIR = "/etc/prometheus/grafana"  # on the monitoring host: provisioning files + dashboard for a user's Grafana
 # The deploy lock (deploys/deploy_lock/logic.py), on every host of the inventory, whatever its role.

@@ -18,6 +18,10 @@ pyinfra runs the batches one after another. Its body runs on the controller (:fu
 4. put the server back (``state ready``) and wait, at most ``rollout_restore_timeout_s``, until the
    front door's health checks see it UP; only then the next host.
 
+With a monitoring host, the drain first silences the host's alerts in Alertmanager for the drain's
+own bounds plus a margin, and putting it back expires the silences; a failed roll expires them and
+sends RollFailed, which pages (deploys/core/silences.py).
+
 A front door that cannot be reached, or refuses the drain, fails the host before anything changed
 on it. Each step is an event in the run's events file (deploys/core/events.py: what the rollout tool
 reads) and a log line with its UTC time for people (``roll host1: drained at 2026-...Z on front1``).
@@ -35,7 +39,7 @@ from pyinfra import logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
-from deploys.core import context, events, paths
+from deploys.core import context, events, paths, silences
 from deploys.core.endpoints import server_name
 from deploys.core.roles import FRONT_DOOR_GROUP, is_front_door
 from facts.haproxy import _STAT_SERVERS, parse_servers_state, runtime_command, set_server_state_command
@@ -82,6 +86,45 @@ def plan_for(host: Any, doors: tuple[str, ...], s: Any, **parts: Any) -> RollPla
 def roll(plan: RollPlan):
     """Drain this host at the front doors, restart (``plan.start``), check, back in the pool."""
     yield FunctionCommand(_roll, (plan,), {})
+
+
+@operation(is_idempotent=False)
+def take_out(plan: RollPlan, silence_s: int):
+    """Drain this host at the front doors and leave it out (work by hand: deploys/drain.py); its
+    alerts are silenced for ``silence_s``."""
+    yield FunctionCommand(_take_out, (plan, silence_s), {})
+
+
+@operation(is_idempotent=False)
+def put_back(plan: RollPlan):
+    """Put this host back in the front doors' pool, wait until it is UP, expire its silences (deploys/undrain.py)."""
+    yield FunctionCommand(_put_back, (plan,), {})
+
+
+def _take_out(state: Any, host: Any, plan: RollPlan, silence_s: int) -> bool:
+    doors = [state.inventory.get_host(name) for name in plan.doors]
+    drained: list[tuple[Any, bool]] = []
+    try:
+        _drain(host, doors, plan, drained, silence_s=silence_s)
+    except RollError as error:
+        logger.error(f"{host.print_prefix}roll {host.name}: {error}; put back in the pool")
+        _restore(host, drained, plan)
+        return False
+    return True
+
+
+def _put_back(state: Any, host: Any, plan: RollPlan) -> bool:
+    doors = [state.inventory.get_host(name) for name in plan.doors]
+    try:
+        known = [(door, True) for door in doors if _server(door, plan) is not None]
+    except RollError as error:
+        logger.error(f"{host.print_prefix}roll {host.name}: {error}")
+        return False
+    problem = _restore(host, known, plan)
+    if problem:
+        logger.error(f"{host.print_prefix}roll {host.name}: {problem}")
+        return False
+    return True
 
 
 def _event(host: Any, what: str, detail: str = "", **fields: Any) -> None:
@@ -143,9 +186,25 @@ def _wait(door: Any, plan: RollPlan, done: Callable[[dict[str, Any]], bool], tim
         gevent.sleep(POLL_S)
 
 
-def _drain(host: Any, doors: list[Any], plan: RollPlan, drained: list[Any]) -> None:
+def _silencer(host: Any) -> silences.Silencer:
+    return silences.Silencer(host.state.inventory, _shell, lambda line: logger.warning(f"{host.print_prefix}roll {host.name}: {line}"))
+
+
+def silence_bound_s(plan: RollPlan, doors: int, margin_s: int) -> int:
+    """How long a drain's silence lasts: every bound of the roll (drain and restore on each door with
+    their runtime-API calls, start, check, roll back) plus ``margin_s``."""
+    per_door = plan.drain_timeout_s + plan.restore_timeout_s + 4 * 15  # _server/_set_state calls are bounded at 15 s
+    return max(doors, 1) * per_door + 2 * plan.start_timeout_s + plan.check_timeout_s + margin_s
+
+
+def _drain(host: Any, doors: list[Any], plan: RollPlan, drained: list[Any], silence_s: int | None = None) -> None:
     """Drain ``plan.server`` on every door; each one drained is appended to ``drained`` (to be
-    restored) with whether its health checks saw the host UP before."""
+    restored) with whether its health checks saw the host UP before. First the host's alerts are
+    silenced (with a monitoring host) for ``silence_s``, by default the roll's own bounds plus a margin."""
+    silencer = _silencer(host)
+    seconds = silence_s if silence_s is not None else silence_bound_s(plan, len(doors), silencer.margin_s())
+    if silencer.silence(host.name, plan.server, seconds, f"{plan.what} (drained behind the front door)"):
+        logger.info(f"{host.print_prefix}roll {host.name}: alerts silenced for at most {seconds}s on {silencer.mon.name}")
     for door in doors:
         before = _server(door, plan)
         if before is None:
@@ -189,6 +248,7 @@ def _restore(host: Any, drained: list[tuple[Any, bool]], plan: RollPlan) -> str 
         else:
             state = server["operational_state"] if server else "?"
             problems.append(f"front door {door.name}: not UP {plan.restore_timeout_s}s after the restore (health checks say {state})")
+    _silencer(host).expire(host.name)  # back in the pool (or failing: then its alerts must page)
     return "; ".join(problems) or None
 
 
@@ -263,6 +323,9 @@ def _roll(state: Any, host: Any, plan: RollPlan) -> bool:  # pyinfra passes stat
 def _failed(state: Any, host: Any, why: str = "") -> bool:
     """The roll of ``host`` failed (an event); the hosts after it in this run are not restarted."""
     events.write(state, "roll failed", host.name, detail=why)
+    silencer = _silencer(host)
+    silencer.expire(host.name)  # nothing keeps the failure quiet
+    silencer.page(host.name, f"roll of {host.name} failed: {why}")
     ctx = context.of(state)
     with ctx.lock:
         ctx.failed_rolls.append(host.name)

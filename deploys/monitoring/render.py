@@ -13,6 +13,8 @@ from deploys.core import paths
 from deploys.core import render as core_render
 from deploys.core.render import RenderError, render, url_host
 from deploys.core.settings import Settings
+from deploys.core.silences import alertmanager_url
+from deploys.monitoring.alerting import DEFAULT_RECEIVER
 
 # Filesystems DiskNearlyFull leaves out: memory-backed, container layers, read-only images.
 IGNORED_FSTYPES = ("tmpfs", "ramfs", "devtmpfs", "overlay", "squashfs", "iso9660", "nsfs", "fuse.lxcfs")
@@ -61,8 +63,49 @@ def prometheus_config(s: Settings, targets: Sequence[ScrapeTarget], rule_files: 
         s=s,
         scrape_timeout_s=min(s.monitoring_scrape_interval_s, 10),
         rule_files=list(rule_files),
+        alertmanager=alertmanager_target(s),
         jobs=[{"name": name, "targets": found} for name, found in jobs.items()],
     )
+
+
+# The alerts of a host's services, which that host's HostDown inhibits (alertmanager.yml's inhibit_rules).
+SERVICE_ALERTS = (
+    "TritonModelNotReady",
+    "FrontDoorBackendDown",
+    "FrontDoorNoBackend",
+    "GatewayErrorRatioHigh",
+    "GatewayLatencyP95High",
+    "TritonQueueTimeHigh",
+    "GpuMemoryNearlyFull",
+    "DiskNearlyFull",
+)
+
+
+def alertmanager_target(s: Settings) -> str:
+    """host:port where the monitoring host's own Prometheus reaches its Alertmanager."""
+    return alertmanager_url(s).removeprefix("http://")
+
+
+def alertmanager_config(s: Settings, receivers: Any) -> str:
+    """alertmanager.yml (templates/monitoring/alertmanager.yml.j2) of the monitoring host ``s``; ``receivers``:
+    deploys/monitoring/alerting.py:Receivers (checked). The text holds the receivers' secrets."""
+    return render(
+        "alertmanager.yml.j2",
+        s=s,
+        receivers=list(receivers.receivers),
+        smtp=receivers.smtp,
+        default_receiver=DEFAULT_RECEIVER,
+        service_alerts=SERVICE_ALERTS,
+    )
+
+
+def alertmanager_defaults(s: Settings, config_file: str = paths.ALERTMANAGER_CONFIG, data_dir: str = paths.ALERTMANAGER_DATA_DIR) -> str:
+    """/etc/default/prometheus-alertmanager (templates/monitoring/prometheus-alertmanager.default.j2): config, storage, listen address, no cluster."""
+    for value in (config_file, data_dir):
+        if not value or any(c.isspace() or c in "\"'\\$" for c in value):
+            raise RenderError(f"alertmanager_defaults: {value!r} cannot be one word of systemd's $ARGS")
+    listen = f"{url_host(s.monitoring_alertmanager_listen_address)}:{s.monitoring_alertmanager_port}"
+    return render("prometheus-alertmanager.default.j2", config_file=config_file, data_dir=data_dir, listen=listen)
 
 
 def prometheus_alerts(s: Settings) -> str:
