@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from deploys.core import rolling, settings, silences
+from deploys.core import fleet_status, rolling, settings, silences
 from deploys.core.rolling import RollPlan
 from deploys.core.vault import VaultError
 from deploys.monitoring import alerting
 from deploys.monitoring import logic as monitoring
 from deploys.monitoring import render as monitoring_render
+from facts.alertmanager import AlertmanagerState
 from tests.support.net import free_port
 from tests.support.webhook_sink import WebhookSink
 
@@ -361,3 +362,26 @@ def test_the_silence_bound_covers_every_bound_of_the_roll() -> None:
         restore_timeout_s=60,
     )
     assert rolling.silence_bound_s(plan, 2, 300) == 2 * (30 + 60 + 60) + 2 * 300 + 120 + 300
+
+
+def test_fleet_status_reads_alerts_and_silences_per_host(running: tuple[str, WebhookSink, dict[str, Any]]) -> None:
+    url, _, data = running
+    silences.Silencer(_inventory(data), _local_shell, pytest.fail).silence("host2", "host2", 600, "drained")
+    _fire(url, "alertname=TritonModelNotReady", "instance=host1", "severity=critical")
+    _fire(url, "alertname=DiskNearlyFull", "instance=host1", "severity=warning")
+    _fire(url, "alertname=TritonModelNotReady", "instance=host2", "severity=critical")  # silenced: not shown as firing
+    fact = AlertmanagerState()
+    proc = subprocess.run(["sh", "-c", fact.command(url=url)], capture_output=True, text=True, timeout=30)
+    found = fact.process(proc.stdout.splitlines())
+    assert found["answered"] and found["firing"] == {"host1": ["DiskNearlyFull", "TritonModelNotReady"]}
+    assert set(found["silenced"]) == {"host2"}
+    reports = {
+        "host1": ("triton", {"current": "a1b2c3d4e5f6", "model_ready": True}),
+        "host2": ("triton", {"current": "a1b2c3d4e5f6", "model_ready": True}),
+        "mon1": ("monitoring", {"figures": None, "alerting": found}),
+    }
+    rows = {line.split()[0]: line.split() for line in fleet_status.table(reports, ["host1", "host2", "mon1"]).splitlines()[1:3]}
+    assert rows["host1"][-1] == "-" and rows["host1"][-2] == "DiskNearlyFull,TritonModelNotReady"
+    assert rows["host2"][-3] == "-" and rows["host2"][-2] == found["silenced"]["host2"][:10]  # the silence's end: date, time
+    # Nothing answered: '-' everywhere, no error.
+    assert fact.process(["__ALERTMANAGER__ alerts ", "__ALERTMANAGER__ silences "]) == AlertmanagerState.default()

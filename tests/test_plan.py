@@ -231,7 +231,7 @@ def test_fleet_status_is_one_read_only_table(tmp_path, hub):
     assert json.loads(result.stdout)["results"]["totals"]["success"] == 0
     table = result.stderr[result.stderr.index("Fleet status") :].splitlines()
     [row] = [line.split() for line in table if line.startswith("@fake/cpu-debian ")]
-    assert row[1] == "triton" and row[3] == "yes" and row[4:] == ["-", "-", "-", "-"], row  # no front door, no Prometheus
+    assert row[1] == "triton" and row[3] == "yes" and row[4:] == ["-"] * 6, row  # no front door, no Prometheus, no Alertmanager
     assert f"Triton fleet on one release: {row[2]} (1 host(s))" in table
 
 

@@ -40,40 +40,54 @@ def _number(value: float | None, digits: int) -> str:
 def table(reports: dict[str, tuple[str, dict[str, Any]]], order: list[str]) -> str:
     """One line per Triton host: release, READY, its state in each front door's pool, requests/s,
     p95 (ms) and GPU memory (MiB) from Prometheus ('-' where there is no figure); then one line per
-    front door, registry cache and monitoring host."""
+    front door, registry cache and monitoring host; on every line the host's alerts firing and the
+    end of its active silence, from Alertmanager."""
     pools = {name: data["pool"] for name, (kind, data) in reports.items() if kind == "front_door"}
     figures = next((data["figures"] for kind, data in reports.values() if kind == "monitoring"), None)
-    rows = [("host", "role", "release", "READY", "front-door pool", "requests/s", "p95 ms", "GPU MiB")]
+    alerting = next((data.get("alerting") for kind, data in reports.values() if kind == "monitoring"), None)
+    rows = [("host", "role", "release", "READY", "front-door pool", "requests/s", "p95 ms", "GPU MiB", "alerts firing", "silenced until")]
     for name in [n for n in order if n in reports]:
         kind, data = reports[name]
-        if kind == "triton":
-            pool = ", ".join(f"{door}: {servers.get(name, 'absent')}" for door, servers in sorted(pools.items())) or "-"
-            f = {key: (figures or {}).get(key, {}).get(name) for key in QUERIES}
-            rows.append(
-                (
-                    name,
-                    "triton",
-                    data.get("current") or "-",
-                    "yes" if data.get("model_ready") else "NO",
-                    pool,
-                    _number(f["requests_per_s"], 2) if figures is not None else "-",
-                    _number(f["p95_ms"], 1) if figures is not None else "-",
-                    _number(f["gpu_memory_mib"], 0) if figures is not None else "-",
-                )
-            )
-        elif kind == "front_door":
-            up = sum(1 for state in data["pool"].values() if state == "UP")
-            rows.append((name, "front door", "-", "-", f"{up}/{len(data['pool'])} UP", "-", "-", "-"))
-        elif kind == "registry_cache":
-            used = data.get("used_bytes")
-            rows.append((name, "registry cache", "-", "-", "-" if used is None else f"{used / 2**30:.1f} GiB cached", "-", "-", "-"))
-        else:
-            answered = "Prometheus answered" if figures else "Prometheus did not answer"
-            rows.append((name, "monitoring", "-", "-", answered, "-", "-", "-"))
+        rows.append(_row(name, kind, data, pools, figures) + _alerting(name, alerting))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     live = {name: data.get("current") for name, (kind, data) in reports.items() if kind == "triton"}
     return "\n".join([*lines, one_release(live, [n for n in order if n in live])])
+
+
+def _alerting(name: str, alerting: dict[str, Any] | None) -> tuple[str, str]:
+    """The host's alerts firing (notified: not silenced, not inhibited) and the end of its latest
+    silence, from Alertmanager ('-': none, or no Alertmanager answered)."""
+    if not alerting or not alerting.get("answered"):
+        return ("-", "-")
+    firing = ",".join(alerting["firing"].get(name, [])) or "-"
+    until = alerting["silenced"].get(name, "")
+    return (firing, until[:19].replace("T", " ") + "Z" if until else "-")
+
+
+def _row(name: str, kind: str, data: dict[str, Any], pools: dict[str, Any], figures: dict[str, Any] | None) -> tuple[str, ...]:
+    """One host's cells up to GPU MiB."""
+    if kind == "triton":
+        pool = ", ".join(f"{door}: {servers.get(name, 'absent')}" for door, servers in sorted(pools.items())) or "-"
+        f = {key: (figures or {}).get(key, {}).get(name) for key in QUERIES}
+        return (
+            name,
+            "triton",
+            data.get("current") or "-",
+            "yes" if data.get("model_ready") else "NO",
+            pool,
+            _number(f["requests_per_s"], 2) if figures is not None else "-",
+            _number(f["p95_ms"], 1) if figures is not None else "-",
+            _number(f["gpu_memory_mib"], 0) if figures is not None else "-",
+        )
+    if kind == "front_door":
+        up = sum(1 for state in data["pool"].values() if state == "UP")
+        return (name, "front door", "-", "-", f"{up}/{len(data['pool'])} UP", "-", "-", "-")
+    if kind == "registry_cache":
+        used = data.get("used_bytes")
+        return (name, "registry cache", "-", "-", "-" if used is None else f"{used / 2**30:.1f} GiB cached", "-", "-", "-")
+    answered = "Prometheus answered" if figures else "Prometheus did not answer"
+    return (name, "monitoring", "-", "-", answered, "-", "-", "-")
 
 
 def one_release(live: dict[str, str | None], order: list[str]) -> str:
