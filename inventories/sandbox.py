@@ -63,7 +63,16 @@ if _STATE.get("front_door"):
 # The monitoring host (python -m tests.sandbox up --monitoring): Prometheus scraping every host.
 if _STATE.get("monitoring"):
     # Short intervals so the e2e tests see scrapes and alerts in seconds (production: the defaults).
-    _FAST = {"monitoring_scrape_interval_s": 2, "monitoring_model_not_ready_for_s": 10, "monitoring_host_down_for_s": 10}
+    # Alertmanager: groups sent at once and changes every 2 s; a drain's silence ends 20 s after its bounds.
+    _FAST = {
+        "monitoring_scrape_interval_s": 2,
+        "monitoring_model_not_ready_for_s": 10,
+        "monitoring_host_down_for_s": 10,
+        "monitoring_alert_group_wait_s": 1,
+        "monitoring_alert_group_interval_s": 2,
+        "monitoring_silence_margin_s": 20,
+        "monitoring_alertmanager_listen_address": _STATE["monitoring"]["address"],  # published on the controller's loopback
+    }
     monitoring = [(_STATE["monitoring"]["name"], {**_host_data(_STATE["monitoring"]), **_with_monitoring(_STATE["monitoring"]), **_FAST})]
 # The registry cache (python -m tests.sandbox up --registry-cache): docker-registry on cache1 proxying
 # the stand-in for nvcr.io; the Triton hosts then pull through it, anonymously, over plain HTTP on

@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 import pytest
 
-from deploys.core import paths, settings
+from deploys.core import paths, settings, silences
 from deploys.core.repo import TEMPLATES_DIR
 from deploys.monitoring import render as monitoring_render
 from facts.haproxy import parse_stat_csv, runtime_command
@@ -47,6 +47,7 @@ from tests.support.load import LoadResult, run_threads
 from tests.support.openai_checks import MODEL, Reference, check_sdk_parity, cosines
 from tests.support.overload import run_overload
 from tests.support.template_edits import EDITS, edited
+from tests.support.webhook_sink import WebhookSink
 from tests.test_e2e_faults import broken_template  # noqa: F401 (a fixture)
 from verify.samples import samples
 
@@ -161,6 +162,32 @@ def sandbox() -> Iterator[dict[str, Any]]:
     yield state
     if os.environ.get("SANDBOX_KEEP") != "1":
         fleet.down(NAME)
+
+
+@pytest.fixture(scope="module")
+def pager(sandbox: dict[str, Any]) -> Iterator[WebhookSink]:
+    """The pager stand-in (issue 28): mon1's Alertmanager notifies a webhook sink on this machine's
+    loopback through an SSH tunnel (tests/sandbox/fleet.py:pager)."""
+    with fleet.pager(NAME) as sink:
+        yield sink
+
+
+def paged(sink: WebhookSink, since: float, status: str = "firing") -> list[tuple[str, str]]:
+    """(alertname, instance) of each alert the sink got with ``status`` that started after ``since`` (epoch s)."""
+    found = []
+    for note in sink.notifications():
+        for alert in note["body"].get("alerts", []):
+            started = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00")).timestamp()
+            if alert["status"] == status and started >= since:
+                found.append((alert["labels"]["alertname"], alert["labels"].get("instance", "")))
+    return found
+
+
+def deploy_silences() -> list[dict[str, Any]]:
+    """The active silences the deploy made (deploys/core/silences.py), from mon1's Alertmanager."""
+    url = fleet.status_json(NAME)["alertmanager_url"]
+    found = httpx.get(f"{url}/api/v2/silences", timeout=10).json()
+    return [x for x in found if x["createdBy"] == silences.AUTHOR and x["status"]["state"] == "active"]
 
 
 @pytest.fixture(scope="module")
@@ -484,9 +511,10 @@ def firing(alert: str) -> set[str]:
     return {a["labels"].get("instance", "") for a in alerts if a["labels"]["alertname"] == alert and a["state"] == "firing"}
 
 
-def test_model_not_ready_alert_fires_when_triton_stops_and_resolves(sandbox: dict[str, Any]) -> None:
+def test_model_not_ready_alert_fires_when_triton_stops_and_resolves(sandbox: dict[str, Any], pager: WebhookSink) -> None:
     container = fleet.host_container(NAME, "host1")
     assert "host1" not in firing("TritonModelNotReady")
+    since = time.time()
     in_container(container, "docker stop -t 5 $(docker ps -q --filter label=com.docker.compose.service=triton)")
     stopped = time.monotonic()
     bound = NOT_READY_FOR_S + 2 * SCRAPE_S
@@ -505,6 +533,12 @@ def test_model_not_ready_alert_fires_when_triton_stops_and_resolves(sandbox: dic
         assert time.monotonic() < deadline, "the alert did not resolve after Triton came back"
         time.sleep(1)
     wait_pool("host1", "up", 60)
+    # The pager (issue 28): TritonModelNotReady for host1 once (one group, one notification), then its resolution.
+    assert pager.wait_for(("resolved", "TritonModelNotReady", "host1"), 30), pager.alerts()
+    notes = [n["body"] for n in pager.notifications() if n["path"].startswith("/hook")]
+    fired = [n for n in notes if n["status"] == "firing" and n["groupLabels"] == {"alertname": "TritonModelNotReady", "instance": "host1"}]
+    assert len(fired) == 1, fired
+    assert ("TritonModelNotReady", "host1") in paged(pager, since - 60)
 
 
 def test_triton_killed_under_load_fails_no_request(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
@@ -599,12 +633,18 @@ def assert_rolled_one_at_a_time(events: dict[str, dict[str, datetime]], restarte
         assert back <= drained, f"{following} was drained at {drained} before {host} was back in the pool at {back}"
 
 
-def test_new_release_rolls_host_by_host_under_load(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
+def test_new_release_rolls_host_by_host_under_load(sandbox: dict[str, Any], expected: dict[str, np.ndarray], pager: WebhookSink) -> None:
     pids = {h: gateway_pid(h) for h in HOSTS}
     url, key = front()
+    since = time.time()
     with Traffic(url, key, expected, seconds=600) as traffic:
         proc = deploy("--json", "--data", "triton_max_batch_size=4", "--data", "triton_preferred_batch_sizes=[2,4]")
     res = results(proc)
+    # Planned work pages no one (issue 28): each drain silenced its host; the silences end once the hosts are back.
+    assert proc.stderr.count("alerts silenced for at most") == len(HOSTS), proc.stderr[-3000:]
+    time.sleep(silences.grace_s(settings.parse(fleet.MONITORING, {"monitoring_scrape_interval_s": 2})) + 4)
+    assert deploy_silences() == []
+    assert paged(pager, since) == [], pager.notifications()[-3:]
     assert res["failed_hosts"] == []
     assert_rolled_one_at_a_time(roll_events(proc.stderr), {h: triton_started(h) for h in HOSTS})
     assert {h: max_batch_size(h) for h in HOSTS} == dict.fromkeys(HOSTS, 4)
@@ -653,7 +693,7 @@ def test_host_destroyed_and_rebuilt_under_load(sandbox: dict[str, Any], expected
 
 
 def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
-    sandbox: dict[str, Any], expected: dict[str, np.ndarray], broken_template: str
+    sandbox: dict[str, Any], expected: dict[str, np.ndarray], broken_template: str, pager: WebhookSink
 ) -> None:
     good = {h: current_release(h) for h in HOSTS}
     before = {h: current_release(h, "previous") for h in HOSTS}
@@ -675,6 +715,9 @@ def test_failed_release_is_rolled_back_and_stops_the_roll_under_load(
     assert triton_started(first) > started[first]  # restarted twice: the broken release, then back
     assert wait_pool(first, "up", 10) >= 0
     assert traffic.result.count > 30 and traffic.result.failures == 0, traffic.result.as_dict()
+    # The failure pages (issue 28): RollFailed for the host, and no silence of the deploy is left.
+    assert pager.wait_for(("firing", silences.ROLL_FAILED, first), 30), pager.alerts()
+    assert deploy_silences() == []
 
 
 @pytest.mark.parametrize(

@@ -324,7 +324,7 @@ def _failed(state: Any, host: Any, why: str = "") -> bool:
     """The roll of ``host`` failed (an event); the hosts after it in this run are not restarted."""
     events.write(state, "roll failed", host.name, detail=why)
     silencer = _silencer(host)
-    silencer.expire(host.name)  # nothing keeps the failure quiet
+    silencer.expire(host.name, at_once=True)  # nothing keeps the failure quiet
     silencer.page(host.name, f"roll of {host.name} failed: {why}")
     ctx = context.of(state)
     with ctx.lock:

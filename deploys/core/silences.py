@@ -6,8 +6,9 @@ silences a host it takes out of the pool without knowing about it.
   FrontDoorBackendDown for its server) for a bounded time: the drain's own bounds plus
   ``monitoring_silence_margin_s`` (by hand: ``monitoring_maintenance_silence_s``). A controller
   killed mid-roll leaves a host drained: its silence ends by that bound and its alerts page.
-- Putting the host back in the pool expires every silence this deploy made for it (found by author
-  and comment in Alertmanager, so a later run cleans up what a killed one left).
+- Putting the host back in the pool ends every silence this deploy made for it (found by author
+  and comment in Alertmanager, so a later run cleans up what a killed one left) after a short grace
+  (two scrape intervals and 5 s: an alert that fired in the silence resolves instead of paging).
 - A failed roll expires them too and sends RollFailed (severity critical) for the host: the failure pages.
 
 Everything runs ``amtool`` on the monitoring host (Alertmanager listens on its loopback or a private
@@ -87,8 +88,18 @@ def ours(silences: list[dict[str, Any]], host_name: str) -> list[str]:
     ]
 
 
-def expire_command(s: Any, ids: list[str]) -> str:
-    return _amtool(s, "silence", "expire", *ids)
+def expire_command(s: Any, ids: list[str], grace_s: int = 0, now: datetime.datetime | None = None) -> str:
+    """Shell: expire the silences ``ids`` now, or (``grace_s``) end them ``grace_s`` from ``now``."""
+    if grace_s <= 0:
+        return _amtool(s, "silence", "expire", *ids)
+    end = ((now or datetime.datetime.now(datetime.UTC)) + datetime.timedelta(seconds=grace_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _amtool(s, "silence", "update", "-q", f"--end={end}", *ids)
+
+
+def grace_s(s: Any) -> int:
+    """How long a silence outlasts the host's return to the pool: Prometheus must scrape it healthy
+    and evaluate its rules once (an alert firing in the silence resolves then, instead of paging)."""
+    return 2 * s.monitoring_scrape_interval_s + 5
 
 
 def alert_command(s: Any, host_name: str, summary: str, seconds: int, now: datetime.datetime | None = None) -> str:
@@ -137,8 +148,9 @@ class Silencer:
         out = self._run(silence_command(self.s, host_name, server, seconds, why), f"{host_name}'s alerts not silenced")
         return [line.strip() for line in out or [] if line.strip()]
 
-    def expire(self, host_name: str) -> None:
-        """Expire every active silence this deploy made for ``host_name``."""
+    def expire(self, host_name: str, at_once: bool = False) -> None:
+        """End every active silence this deploy made for ``host_name``: after :func:`grace_s` (back
+        in the pool), or ``at_once`` (a failure, which must page)."""
         if self.s is None:
             return
         out = self._run(query_command(self.s), f"{host_name}'s silences not expired")
@@ -150,7 +162,7 @@ class Silencer:
             self.warn(f"{host_name}'s silences not expired: amtool's answer is not JSON")
             return
         if ids:
-            self._run(expire_command(self.s, ids), f"{host_name}'s silences not expired")
+            self._run(expire_command(self.s, ids, 0 if at_once else grace_s(self.s)), f"{host_name}'s silences not expired")
 
     def page(self, host_name: str, summary: str) -> None:
         """RollFailed for ``host_name``, for ``monitoring_roll_failed_alert_s``."""

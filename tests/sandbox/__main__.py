@@ -1,4 +1,4 @@
-"""CLI: ``python -m tests.sandbox up [--hosts N] [--front-door] [--monitoring] [--registry-cache] | down [--all] | status [--json]`` (``--name`` picks a sandbox)."""
+"""CLI: ``python -m tests.sandbox up [--hosts N] [--front-door] [--monitoring] [--registry-cache] | down [--all] | status [--json] | pager`` (``--name`` picks a sandbox)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.sandbox import fleet
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument("--all", action="store_true", help="remove every sandbox on this machine")
     status = sub.add_parser("status", help="show the sandbox's containers and endpoints")
     status.add_argument("--json", action="store_true", help="one JSON object: hosts (name, ssh_port, gateway_url), api_key_file")
+    sub.add_parser("pager", help="the pager stand-in: print what mon1's Alertmanager notifies, one JSON line each (Ctrl-C ends it)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -39,6 +41,24 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(["bash", str(DAEMON_SCRIPT)], check=True)
             fleet.up(args.name, args.hosts, front_door=args.front_door, monitoring=args.monitoring, registry_cache=args.registry_cache)
             print(fleet.status(args.name))
+        elif args.command == "pager":
+            with fleet.pager(args.name) as sink:
+                print(
+                    f"pager: webhook sink on {sink.url()}, mon1's Alertmanager reaches it through an SSH tunnel",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                seen = 0
+                try:
+                    while True:
+                        now = sink.notifications()
+                        for note in now[seen:]:
+                            if note["path"].startswith("/hook"):
+                                print(json.dumps(note["body"]), flush=True)
+                        seen = len(now)
+                        time.sleep(0.5)
+                except KeyboardInterrupt:
+                    pass
         elif args.command == "down":
             fleet.down(None if args.all else args.name)
         elif args.json:

@@ -11,6 +11,7 @@ carries the label ``triton-embeddinggemma.sandbox=<name>`` and is removed by it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -24,11 +25,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tests.sandbox import images
 from tests.sandbox.dockercli import LABEL, SandboxError, docker, inspect, labelled
+from tests.support.webhook_sink import WebhookSink
 
 ROOT = images.ROOT
 STATE_ROOT = ROOT / ".sandbox"
@@ -42,6 +45,8 @@ FRONT_DOOR = "front1"  # the front-door host (inventory group front_door), with 
 FRONT_DOOR_PORT = 8080  # HAProxy's port on it (front_door_port default)
 MONITORING = "mon1"  # the monitoring host (inventory group monitoring), with `up --monitoring`
 PROMETHEUS_PORT = 9090  # Prometheus's port on it (monitoring_port default)
+ALERTMANAGER_PORT = 9093  # Alertmanager's port on it (monitoring_alertmanager_port default), also published
+PAGER_PORT = 19095  # on mon1's loopback: the end of the SSH tunnel to the pager stand-in (a webhook sink on the controller's loopback)
 REGISTRY_CACHE = "cache1"  # the registry cache host (inventory group registry_cache), with `up --registry-cache`
 REGISTRY_CACHE_PORT = 5000  # docker-registry's port on it (registry_cache_port default)
 UPSTREAM_ALIAS = "sandbox-upstream"  # the registry's anonymous, read-only view, which the cache proxies
@@ -159,9 +164,18 @@ def registry_password(sdir: Path) -> str:
     api_keys = vaulted.get("gateway_api_keys") or ["sandbox-" + secrets.token_hex(20)]
     # The deploy's vault (deploys/core/vault.py) looks a registry other than nvcr.io up in `registries`.
     login = {f"{REGISTRY_ALIAS}:5000": {"username": REGISTRY_USER, "password": key}}
-    stale = vaulted.get("ngc_api_key") != key or vaulted.get("registries") != login or vaulted.get("gateway_api_keys") != api_keys
+    # Alertmanager's receiver (mon1): the pager stand-in through the tunnel, a token in its URL like a real pager's.
+    alerting = vaulted.get("alertmanager") or {
+        "receivers": [{"name": "sandbox-pager", "webhook_url": f"http://127.0.0.1:{PAGER_PORT}/hook?token=pager-{secrets.token_hex(12)}"}]
+    }
+    stale = (
+        vaulted.get("ngc_api_key") != key
+        or vaulted.get("registries") != login
+        or vaulted.get("gateway_api_keys") != api_keys
+        or vaulted.get("alertmanager") != alerting
+    )
     if stale or ("hf_token" in vaulted and not vaulted["hf_token"]):
-        values: dict[str, Any] = {"ngc_api_key": key, "registries": login, "gateway_api_keys": api_keys}
+        values: dict[str, Any] = {"ngc_api_key": key, "registries": login, "gateway_api_keys": api_keys, "alertmanager": alerting}
         if vaulted.get("hf_token"):
             values["hf_token"] = vaulted["hf_token"]
         _write_vault(sdir, values)
@@ -437,6 +451,7 @@ def _start_host(name: str, host: str, image: str, net: str) -> None:
         "127.0.0.1::22",
         "-p",
         f"127.0.0.1::{service_port(host)}",
+        *(["-p", f"127.0.0.1::{ALERTMANAGER_PORT}"] if host == MONITORING else []),
         # Docker's data root on a volume (not the container's overlay): inner Docker can use overlay2.
         "--mount",
         f"type=volume,src={container}-docker,dst=/var/lib/docker,volume-label={LABEL}={name}",
@@ -460,7 +475,8 @@ def _wait_ssh(port: int, timeout: float = 60) -> None:
 def _ensure_host(name: str, host: str, image: str, net: str, pubkey: str) -> dict[str, Any]:
     container = host_container(name, host)
     current = inspect("container", container)
-    gateway_published = current is not None and f"{service_port(host)}/tcp" in (current["HostConfig"].get("PortBindings") or {})
+    bindings = (current["HostConfig"].get("PortBindings") or {}) if current is not None else {}
+    gateway_published = f"{service_port(host)}/tcp" in bindings and (host != MONITORING or f"{ALERTMANAGER_PORT}/tcp" in bindings)
     if current is not None and (current["Config"]["Image"] != image or not current["State"]["Running"] or not gateway_published):
         remove_host(name, host)
         current = None
@@ -479,6 +495,7 @@ def _ensure_host(name: str, host: str, image: str, net: str, pubkey: str) -> dic
         # The host's private address (sandbox network): the gateway listens there, published on loopback.
         "address": _address(container, net),
         _SERVICE_KEY.get(host, "gateway_port"): _published_port(container, f"{service_port(host)}/tcp"),
+        **({"alertmanager_port": _published_port(container, f"{ALERTMANAGER_PORT}/tcp")} if host == MONITORING else {}),
     }
 
 
@@ -676,7 +693,44 @@ def status_json(name: str) -> dict[str, Any]:
         ],
         **({"front_door_url": front_door_url(state)} if state.get("front_door") else {}),
         **({"prometheus_url": prometheus_url(state)} if state.get("monitoring") else {}),
+        **({"alertmanager_url": alertmanager_url(state)} if state.get("monitoring") else {}),
     }
+
+
+def alertmanager_url(state: dict[str, Any]) -> str:
+    """The monitoring host's Alertmanager (API and UI) as published on the controller's loopback."""
+    return f"http://127.0.0.1:{state['monitoring']['alertmanager_port']}"
+
+
+@contextlib.contextmanager
+def pager(name: str) -> Iterator[WebhookSink]:
+    """The pager stand-in: a webhook sink on the controller's loopback, and an SSH tunnel from mon1's
+    loopback (PAGER_PORT, where the vault's receiver points Alertmanager) to it. Bounded start."""
+    state = load_state(name)
+    if state is None or not state.get("monitoring"):
+        raise SandboxError(f"sandbox {name}: no monitoring host (up --monitoring)")
+    mon = state["monitoring"]
+    with WebhookSink() as sink:
+        ssh = [
+            "ssh", "-N", "-i", state["ssh_key"], "-p", str(mon["ssh_port"]),
+            "-o", f"UserKnownHostsFile={state['known_hosts']}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5", "-o", "BatchMode=yes",
+            "-R", f"127.0.0.1:{PAGER_PORT}:127.0.0.1:{sink.port}", "root@127.0.0.1",
+        ]  # fmt: skip
+        tunnel = subprocess.Popen(ssh, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            probe = f"curl -s -o /dev/null -w '%{{http_code}}' -X POST -d '{{}}' http://127.0.0.1:{PAGER_PORT}/probe"
+            deadline = time.monotonic() + 30
+            while docker("exec", mon["container"], "sh", "-c", probe, check=False).strip() != "200":
+                if tunnel.poll() is not None or time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"pager tunnel to {mon['container']} did not come up: {(tunnel.stderr.read() if tunnel.stderr else b'').decode()[-300:]}"
+                    )
+                time.sleep(0.3)
+            yield sink
+        finally:
+            tunnel.terminate()
+            tunnel.wait(timeout=10)
 
 
 def prometheus_url(state: dict[str, Any]) -> str:
