@@ -294,7 +294,10 @@ def test_a_drain_silences_the_host_its_put_back_expires_and_a_failure_pages(runn
     assert len(ids) == 2 and not warnings
     [host_silence, backend_silence] = sorted(_ours(url), key=lambda x: len(x["matchers"]))
     assert [(m["name"], m["value"]) for m in host_silence["matchers"]] == [("instance", "host1")]
-    assert {(m["name"], m["value"]) for m in backend_silence["matchers"]} == {("alertname", "FrontDoorBackendDown"), ("server", "host1")}
+    assert {(m["name"], m["value"]) for m in backend_silence["matchers"]} == {
+        ("alertname", "FrontDoorBackend(Down|Drained)"),
+        ("server", "host1"),
+    }
     ends = datetime.datetime.fromisoformat(host_silence["endsAt"].replace("Z", "+00:00"))
     assert 100 < (ends - datetime.datetime.now(datetime.UTC)).total_seconds() <= 121  # bounded by what the drain asked
     # A person's own silence of host1 is not this deploy's: the put back leaves it.
@@ -313,6 +316,7 @@ def test_a_drain_silences_the_host_its_put_back_expires_and_a_failure_pages(runn
 
     _fire(url, "alertname=TritonModelNotReady", "instance=host1", "severity=critical")
     _fire(url, "alertname=FrontDoorBackendDown", "instance=front1", "server=host1", "severity=warning")
+    _fire(url, "alertname=FrontDoorBackendDrained", "instance=front1", "server=host1", "severity=warning")
     _fire(url, "alertname=TritonModelNotReady", "instance=host2", "severity=critical")  # not drained: pages
     assert sink.wait_for(("firing", "TritonModelNotReady", "host2"), 20)
     time.sleep(3)

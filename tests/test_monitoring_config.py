@@ -60,6 +60,7 @@ RULE_SETTINGS: dict[str, Any] = {
     "monitoring_rate_window_s": 300,
     "monitoring_model_not_ready_for_s": 60,
     "monitoring_backend_down_for_s": 60,
+    "monitoring_backend_drained_for_s": 60,
     "monitoring_host_down_for_s": 60,
     "monitoring_error_ratio": 0.05,
     "monitoring_error_ratio_for_s": 300,
@@ -75,6 +76,7 @@ RULE_SETTINGS: dict[str, Any] = {
 ALERTS = (
     "TritonModelNotReady",
     "FrontDoorBackendDown",
+    "FrontDoorBackendDrained",
     "FrontDoorNoBackend",
     "GatewayErrorRatioHigh",
     "GatewayLatencyP95High",
@@ -91,6 +93,8 @@ BREAKS: list[tuple[str, dict[str, Any]]] = [
     ("TritonModelNotReady", {"model_name": "other"}),
     ("FrontDoorBackendDown", {"monitoring_backend_down_for_s": 300}),
     ("FrontDoorBackendDown", {"monitoring_backend_down_for_s": 0}),
+    ("FrontDoorBackendDrained", {"monitoring_backend_drained_for_s": 300}),
+    ("FrontDoorBackendDrained", {"monitoring_backend_drained_for_s": 0}),
     ("FrontDoorNoBackend", {"monitoring_backend_down_for_s": 300}),
     ("FrontDoorNoBackend", {"monitoring_backend_down_for_s": 0}),
     ("GatewayErrorRatioHigh", {"monitoring_error_ratio": 0.2}),
@@ -433,6 +437,7 @@ def test_alert_rules_use_the_settings() -> None:
     assert {name: rule["for"] for name, rule in rules.items()} == {
         "TritonModelNotReady": "60s",
         "FrontDoorBackendDown": "60s",
+        "FrontDoorBackendDrained": "60s",
         "FrontDoorNoBackend": "60s",
         "GatewayErrorRatioHigh": "300s",
         "GatewayLatencyP95High": "300s",

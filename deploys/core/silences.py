@@ -3,7 +3,7 @@
 silences a host it takes out of the pool without knowing about it.
 
 - A drain silences the host's alerts (``instance="<host>"``, and the front doors'
-  FrontDoorBackendDown for its server) for a bounded time: the drain's own bounds plus
+  FrontDoorBackendDown and FrontDoorBackendDrained for its server) for a bounded time: the drain's own bounds plus
   ``monitoring_silence_margin_s`` (by hand: ``monitoring_maintenance_silence_s``). A controller
   killed mid-roll leaves a host drained: its silence ends by that bound and its alerts page.
 - Putting the host back in the pool ends every silence this deploy made for it (found by author
@@ -62,13 +62,13 @@ def comment(host_name: str, why: str) -> str:
 
 
 def silence_command(s: Any, host_name: str, server: str, seconds: int, why: str) -> str:
-    """Shell: two silences (the host's alerts; the front doors' FrontDoorBackendDown for its server)
+    """Shell: two silences (the host's alerts; the front doors' FrontDoorBackendDown/Drained for its server)
     for ``seconds``; prints their ids."""
     common = (f"--duration={int(seconds)}s", f"--author={AUTHOR}", f"--comment={comment(host_name, why)}")
     return " && ".join(
         (
             _amtool(s, "silence", "add", *common, f'instance="{host_name}"'),
-            _amtool(s, "silence", "add", *common, 'alertname="FrontDoorBackendDown"', f'server="{server}"'),
+            _amtool(s, "silence", "add", *common, 'alertname=~"FrontDoorBackend(Down|Drained)"', f'server="{server}"'),
         )
     )
 

@@ -72,6 +72,7 @@ def prometheus_config(s: Settings, targets: Sequence[ScrapeTarget], rule_files: 
 SERVICE_ALERTS = (
     "TritonModelNotReady",
     "FrontDoorBackendDown",
+    "FrontDoorBackendDrained",
     "FrontDoorNoBackend",
     "GatewayErrorRatioHigh",
     "GatewayLatencyP95High",

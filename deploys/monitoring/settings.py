@@ -20,6 +20,7 @@ class MonitoringSettings:
     monitoring_dcgm_exporter_image = Setting("nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04", "dcgm-exporter image (GPU hosts), pinned by tag.", "str", _text(IMAGE_REF, "registry/repository:tag"))
     monitoring_model_not_ready_for_s = Setting(60, "Alert TritonModelNotReady: seconds a Triton host's metrics are down or lack the model before it fires.", "int", _int(0, 86_400))
     monitoring_backend_down_for_s = Setting(20, "Alerts FrontDoorBackendDown / FrontDoorNoBackend: seconds a gateway is DOWN at a front door (or none is up) before they fire (planned drains are silenced: it need not outlast a restart).", "int", _int(0, 86_400))
+    monitoring_backend_drained_for_s = Setting(60, "Alert FrontDoorBackendDrained: seconds a gateway stays drained at a front door, outside the silence of the drain that made it, before it fires.", "int", _int(0, 86_400))
     monitoring_host_down_for_s = Setting(60, "Alert HostDown: seconds a host's node exporter is unreachable before it fires.", "int", _int(0, 86_400))
     monitoring_error_ratio = Setting(0.05, "Alert GatewayErrorRatioHigh: share of a gateway's /v1/embeddings answers that are 5xx (over the rate window).", "float", _float(0.0, 1.0))
     monitoring_error_ratio_for_s = Setting(300, "Alert GatewayErrorRatioHigh: seconds above the ratio before it fires.", "int", _int(0, 86_400))
