@@ -71,6 +71,7 @@ if _STATE.get("monitoring"):
         "monitoring_alert_group_wait_s": 1,
         "monitoring_alert_group_interval_s": 2,
         "monitoring_silence_margin_s": 20,
+        "monitoring_backend_drained_for_s": 5,
         "monitoring_alertmanager_listen_address": _STATE["monitoring"]["address"],  # published on the controller's loopback
     }
     monitoring = [(_STATE["monitoring"]["name"], {**_host_data(_STATE["monitoring"]), **_with_monitoring(_STATE["monitoring"]), **_FAST})]

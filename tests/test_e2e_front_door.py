@@ -541,6 +541,26 @@ def test_model_not_ready_alert_fires_when_triton_stops_and_resolves(sandbox: dic
     assert ("TritonModelNotReady", "host1") in paged(pager, since - 60)
 
 
+def test_a_host_out_by_hand_is_silenced_then_pages_past_its_silence(sandbox: dict[str, Any], pager: WebhookSink) -> None:
+    """deploys/drain.py takes host2 out with a 30 s silence (issue 28): quiet within it, then
+    FrontDoorBackendDrained reaches the pager; deploys/undrain.py puts it back."""
+    since = time.time()
+    proc = run_deploy(NAME, CANARY, "--limit", "host2", "--data", "monitoring_maintenance_silence_s=30", deploy="deploys/drain.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    try:
+        assert "roll host2: alerts silenced for at most 30s" in proc.stderr, proc.stderr[-3000:]
+        assert len(deploy_silences()) == 2
+        time.sleep(20)  # drained for longer than the alert's `for` (5 s), inside the silence
+        assert ("FrontDoorBackendDrained", fleet.FRONT_DOOR) not in paged(pager, since)
+        assert pager.wait_for(("firing", "FrontDoorBackendDrained", fleet.FRONT_DOOR), 40), pager.alerts()
+        assert time.time() - since >= 30, "paged before the silence ended"
+    finally:
+        back = run_deploy(NAME, CANARY, "--limit", "host2", deploy="deploys/undrain.py")
+    assert back.returncode == 0, back.stderr[-3000:]
+    wait_pool("host2", "up", 10)
+    assert pager.wait_for(("resolved", "FrontDoorBackendDrained", fleet.FRONT_DOOR), 30), pager.alerts()
+
+
 def test_triton_killed_under_load_fails_no_request(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
     url, key = front()
     traffic = Traffic(url, key, expected, seconds=25)

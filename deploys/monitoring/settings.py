@@ -39,6 +39,6 @@ class MonitoringSettings:
     monitoring_alert_group_interval_s = Setting(300, "Seconds between two notifications of one group when it changes (new alerts, resolutions).", "int", _int(1, 86_400))
     monitoring_alert_repeat_interval_s = Setting(14_400, "Seconds before a notification still firing is sent again.", "int", _int(1, 2_592_000))
     monitoring_silence_margin_s = Setting(300, "Seconds a drain's silence outlasts the drain's own bounds (drain, start, check, roll back, restore): a run killed mid-roll pages once it has passed.", "int", _int(0, 86_400))
-    monitoring_maintenance_silence_s = Setting(3600, "Seconds the silence of a host taken out by hand (deploys/drain.py) lasts: a host left out longer pages.", "int", _int(60, 604_800))
+    monitoring_maintenance_silence_s = Setting(3600, "Seconds the silence of a host taken out by hand (deploys/drain.py) lasts: a host left out longer pages.", "int", _int(30, 604_800))
     monitoring_roll_failed_alert_s = Setting(3600, "Seconds the RollFailed alert a failed roll sends to Alertmanager stays firing (it pages: severity critical).", "int", _int(60, 604_800))
 # fmt: on
