@@ -1,4 +1,4 @@
-"""NvidiaHost (the NVIDIA driver's state, one command reading many things), AptCandidates.
+"""NvidiaHost (the NVIDIA driver's state, one command reading many things), AptVersions.
 
 A host is a GPU host when its PCI bus shows an NVIDIA device (vendor 0x10de in /sys), not only when
 nvidia-smi works: a bare server has no driver yet. One shell command reads everything the driver

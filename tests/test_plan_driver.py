@@ -250,3 +250,46 @@ def test_reboot_reasons():
     assert driver.reboot_reasons(state) == ["/var/run/reboot-required exists", f"driver 575.57.08 loaded, {g.VERSION} installed"]
     assert driver.reboot_reasons(parse(g.nvidia_host(loaded=g.VERSION, ko=g.VERSION))) == []
     assert driver.reboot_reasons(parse(g.nvidia_host(ko=g.VERSION))) == ["the NVIDIA module is installed but not loaded"]
+
+
+# -- deploys/reboot.py: which hosts it plans to reboot (the roll itself: tests/test_e2e_front_door.py) --
+
+REBOOT_OP = "Reboot behind the front door (1 host(s) out of the pool at a time)"
+FRONT_DOOR = 'f.host("front1", dict(f.SETTINGS), f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY))'
+
+
+def cpu_host(name: str, reboot: bool) -> str:
+    state = g.nvidia_host(gpus=0, kernel=DEBIAN13_KERNEL, reboot=reboot)
+    return f"f.host({name!r}, {{**f.SETTINGS, 'gpu': False}}, f.responses(f.DEBIAN_13_RELEASE, None, f.DF_PLENTY, {{'echo @@pci': {state!r}}}))"
+
+
+def test_reboot_plans_only_the_hosts_that_need_it(tmp_path, hub):
+    waiting = g.gpu_host(
+        "gpu-waiting",
+        g.f.UBUNTU_2404_RELEASE,
+        g.nvidia_host(ko=g.VERSION, packages={"nvidia-utils-580-server": (g.DEB_VERSION, True)}),
+    )
+    hosts = ",\n".join([cpu_host("host1", True), cpu_host("host2", False), waiting])
+    result = run_fleet(tmp_path, hub, hosts, deploy="deploys/reboot.py", front_door=FRONT_DOOR)
+    payload = json.loads(result.stdout)
+    planned = next(op for op in payload["results"]["operations"] if op["name"] == REBOOT_OP)
+    # Planned on exactly the two hosts that need it (the fake connector cannot reboot: the first
+    # roll fails reading the boot identity, and the roll stops there, not touching the second).
+    assert sorted(planned["success"] + planned["error"] + planned["no_change"]) == [fake("gpu-waiting"), fake("host1")], planned
+    assert "[@fake/host2]       no reboot needed" in result.stderr
+    assert "its boot identity could not be read before the reboot; it stays out of the pool and the roll stops here" in result.stderr
+    assert "failed first in this run; not rebooted" in result.stderr  # the roll stopped at the first failure
+
+
+def test_reboot_without_a_front_door_needs_the_setting(tmp_path, hub):
+    result = run_fleet(tmp_path, hub, cpu_host("host1", True), deploy="deploys/reboot.py")
+    assert result.returncode != 0
+    line = (
+        "host @fake/host1 needs a reboot (/var/run/reboot-required exists) but the fleet has no front door: its clients would see it go away; "
+        "reboot it in a maintenance window, or set reboot_without_front_door: true"
+    )
+    assert line in result.stderr and "Traceback" not in result.stderr
+    allowed = run_fleet(tmp_path, hub, cpu_host("host1", True), "--data", "reboot_without_front_door=true", deploy="deploys/reboot.py")
+    # With the setting the roll is planned (the fake connector then cannot read a boot identity).
+    assert f"Starting operation: {REBOOT_OP}" in allowed.stderr, allowed.stderr[-3000:]
+    assert "needs a reboot" not in allowed.stderr

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deploys.core import paths
 from deploys.core.settings import Settings
 from facts.gpu import GpuInventory, is_datacenter_gpu
 from facts.nvidia_host import NvidiaHostState
@@ -114,7 +115,7 @@ def reboot_reasons(state: NvidiaHostState, expected: str | None = None) -> list[
     reasons = []
     loaded, on_disk = state["loaded"], state["module_for_kernel"]
     if state["reboot_required"]:
-        reasons.append("/var/run/reboot-required exists")
+        reasons.append(f"{paths.REBOOT_REQUIRED} exists")
     if state["nouveau"] and (on_disk or expected):
         reasons.append("nouveau is loaded")
     if loaded and on_disk and on_disk != "present" and on_disk != loaded:
