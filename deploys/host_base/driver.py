@@ -52,6 +52,7 @@ class DriverPlan:
     version: str = ""  # the driver's upstream version being installed (580.95.05)
     reboot: tuple[str, ...] = ()  # why the host needs a reboot (before this step's changes)
     pending: bool = False  # the pinned driver is installed but not loaded: the host waits for its reboot
+    replaces_held: bool = False  # held NVIDIA packages are installed (a branch change): apt may move them
 
     @property
     def changes(self) -> bool:
@@ -267,6 +268,7 @@ def _ubuntu(s: Settings, state: NvidiaHostState, c: Candidates, br: int, secure:
         bool(state["nvswitches"]),
         up,
         tuple(reboot_reasons(state)),
+        replaces_held=any(p["held"] for p in state["packages"].values()),
     )
 
 

@@ -68,7 +68,11 @@ def nvidia_driver() -> bool:
         )
     else:
         apt.packages(
-            name=f"NVIDIA driver {plan.version} (branch {s.nvidia_driver_branch})", packages=list(plan.install), no_recommends=True
+            name=f"NVIDIA driver {plan.version} (branch {s.nvidia_driver_branch})",
+            packages=list(plan.install),
+            no_recommends=True,
+            # A branch change (nvidia_driver: manage) moves the packages an earlier run held.
+            extra_install_args="--allow-change-held-packages" if plan.replaces_held else None,
         )
         server.shell(name="Hold the NVIDIA driver packages (apt-mark hold)", commands=[f"apt-mark hold {' '.join(plan.hold)} >/dev/null"])
     files.put(
