@@ -700,9 +700,16 @@ def test_bad_front_door_settings_fail_cleanly(sandbox: dict[str, Any], data: str
 
 # The sandbox's stand-in for a reboot (docs/driver.md): `reboot` in a systemd container makes the
 # container exit (its init gets SIGHUP) and nothing restarts it; a userspace reboot stops and starts
-# every service (Docker, Triton, the gateway, sshd) on the same container, address and SSH port. A
-# real boot's fresh /run has no reboot-required: the stand-in removes it before the soft-reboot.
-REBOOT_STANDIN = "rm -f /run/reboot-required /run/reboot-required.pkgs; systemctl soft-reboot"
+# every service (Docker, Triton, the gateway, sshd) on the same container, address and SSH port. Two
+# things a real boot gives that a soft-reboot of a container does not, set up by the command itself:
+# the Docker data root (a volume Docker mounted, not in fstab) stays mounted (a runtime drop-in keeps
+# systemd from unmounting it: without it the inner Docker comes back on an empty vfs root), and /run
+# has no reboot-required (a real boot's /run is a fresh tmpfs).
+REBOOT_STANDIN = (
+    "mkdir -p /run/systemd/system/var-lib-docker.mount.d && "
+    "printf '[Unit]\\nDefaultDependencies=no\\n' > /run/systemd/system/var-lib-docker.mount.d/keep.conf && "
+    "systemctl daemon-reload && rm -f /run/reboot-required /run/reboot-required.pkgs && systemctl soft-reboot"
+)
 REBOOT_EVENT = re.compile(r"roll (?P<host>\S+): (?P<event>drained|rebooting|live|checked|back in the pool) at (?P<at>\S+)")
 
 
@@ -722,7 +729,7 @@ def test_reboot_rolls_only_the_hosts_that_need_it_one_at_a_time_under_load(
         in_container(fleet.host_container(NAME, host), "touch /run/reboot-required")
     before = {h: boot_identity(h) for h in HOSTS}
     url, key = front()
-    with Traffic(url, key, expected, seconds=1200) as traffic:
+    with Traffic(url, key, expected, seconds=900) as traffic:
         proc = reboot()
     assert results(proc)["failed_hosts"] == []
     after = {h: boot_identity(h) for h in HOSTS}
