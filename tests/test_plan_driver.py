@@ -295,3 +295,22 @@ def test_reboot_without_a_front_door_needs_the_setting(tmp_path, hub):
     # With the setting the roll is planned (the fake connector then cannot read a boot identity).
     assert f"Starting operation: {REBOOT_OP}" in allowed.stderr, allowed.stderr[-3000:]
     assert "needs a reboot" not in allowed.stderr
+
+
+@pytest.mark.parametrize(
+    "release,flavour",
+    [
+        ("6.8.0-87-generic", "generic"),
+        ("6.8.0-1015-aws", "aws"),
+        ("6.8.0-1021-azure-fde", "azure-fde"),
+        ("5.15.0-1071-gcp", "gcp"),
+        ("6.1.0-28-amd64", "amd64"),
+        ("6.12.48+deb13-cloud-amd64", "cloud-amd64"),
+        ("6.18.44-fc-v1272", "fc-v1272"),  # this development VM's kernel (captured)
+        ("not-a-kernel", ""),
+    ],
+)
+def test_kernel_flavour(release, flavour):
+    from facts.nvidia_host import kernel_flavour
+
+    assert kernel_flavour(release) == flavour
