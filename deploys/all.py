@@ -20,6 +20,7 @@ from deploys.deploy_lock.step import lock, unlock
 from deploys.front_door.step import front_door_step
 from deploys.gateway.step import embeddings_gateway
 from deploys.host_base.docker import docker
+from deploys.host_base.nvidia_driver import nvidia_driver
 from deploys.host_base.nvidia_toolkit import nvidia_toolkit
 from deploys.host_base.preflight import preflight
 from deploys.host_base.registry_login import registry_login
@@ -43,6 +44,8 @@ elif role == roles.MONITORING:
     monitoring_step()
 elif role == roles.REGISTRY_CACHE:
     registry_cache_step()  # before the Triton chain: its operations run first, so the cache serves their pulls
+elif not nvidia_driver():
+    pass  # a driver was installed (or awaits its reboot): deploys/reboot.py, then this command again
 else:
     preflight()
     docker()

@@ -37,6 +37,7 @@ import pytest
 
 from deploys.core import paths, settings, silences
 from deploys.core.repo import TEMPLATES_DIR
+from deploys.host_base.reboot import BOOT_IDENTITY
 from deploys.monitoring import render as monitoring_render
 from facts.haproxy import parse_stat_csv, runtime_command
 from tests.sandbox import fleet
@@ -758,3 +759,61 @@ def test_bad_front_door_settings_fail_cleanly(sandbox: dict[str, Any], data: str
     assert "Traceback" not in output
     assert [line for line in output.splitlines() if key in line and "host" in line], output[-2000:]
     assert in_container(door, "sha256sum /etc/haproxy/haproxy.cfg") == before
+
+
+# The sandbox's stand-in for a reboot (docs/driver.md): `reboot` in a systemd container makes the
+# container exit (its init gets SIGHUP) and nothing restarts it; a userspace reboot stops and starts
+# every service (Docker, Triton, the gateway, sshd) on the same container, address and SSH port. Two
+# things a real boot gives that a soft-reboot of a container does not, set up by the command itself:
+# the Docker data root (a volume Docker mounted, not in fstab) stays mounted (a runtime drop-in keeps
+# systemd from unmounting it: without it the inner Docker comes back on an empty vfs root), and /run
+# has no reboot-required (a real boot's /run is a fresh tmpfs).
+REBOOT_STANDIN = (
+    "mkdir -p /run/systemd/system/var-lib-docker.mount.d && "
+    "printf '[Unit]\\nDefaultDependencies=no\\n' > /run/systemd/system/var-lib-docker.mount.d/keep.conf && "
+    "systemctl daemon-reload && rm -f /run/reboot-required /run/reboot-required.pkgs && systemctl soft-reboot"
+)
+REBOOT_EVENT = re.compile(r"roll (?P<host>\S+): (?P<event>drained|rebooting|live|checked|back in the pool) at (?P<at>\S+)")
+
+
+def boot_identity(host: str) -> str:
+    return " ".join(in_container(fleet.host_container(NAME, host), BOOT_IDENTITY).split())
+
+
+def reboot(timeout: int = 1500) -> subprocess.CompletedProcess[str]:
+    return run_deploy(NAME, CANARY, "--json", "--data", f"reboot_command={REBOOT_STANDIN}", timeout=timeout, deploy="deploys/reboot.py")
+
+
+def test_reboot_rolls_only_the_hosts_that_need_it_one_at_a_time_under_load(
+    sandbox: dict[str, Any], expected: dict[str, np.ndarray]
+) -> None:
+    needs = ("host1", "host2")
+    for host in needs:
+        in_container(fleet.host_container(NAME, host), "touch /run/reboot-required")
+    before = {h: boot_identity(h) for h in HOSTS}
+    url, key = front()
+    with Traffic(url, key, expected, seconds=900) as traffic:
+        proc = reboot()
+    assert results(proc)["failed_hosts"] == []
+    after = {h: boot_identity(h) for h in HOSTS}
+    assert [h for h in HOSTS if after[h] != before[h]] == list(needs), (before, after)  # host3: the same boot
+    events: dict[str, dict[str, datetime]] = {}
+    for line in proc.stderr.splitlines():
+        if found := REBOOT_EVENT.search(line):
+            events.setdefault(found["host"], {})[found["event"]] = when(found["at"])
+    assert sorted(events) == list(needs), events
+    windows = []
+    for host in needs:
+        got = events[host]
+        assert got["drained"] < got["rebooting"] < got["live"] < got["checked"] < got["back in the pool"], (host, got)
+        windows.append((got["drained"], got["back in the pool"], host))
+    windows.sort()
+    (_, first_back, first), (second_drained, _, second) = windows
+    assert first_back <= second_drained, f"{second} was drained before {first} was back in the pool"
+    assert traffic.result.count > 30, f"the load loop barely ran: {traffic.result.as_dict()}"
+    assert traffic.result.failures == 0, traffic.result.as_dict()
+    # A re-run finds nothing to do: no host is rebooted, every boot identity stays.
+    again = reboot(timeout=600)
+    assert results(again)["failed_hosts"] == []
+    assert again.stderr.count("no reboot needed") == len(HOSTS) and "rebooting at" not in again.stderr, again.stderr[-3000:]
+    assert {h: boot_identity(h) for h in HOSTS} == after

@@ -31,6 +31,10 @@ from deploys.core.settings import Settings
 APT_KEYRINGS_DIR = "/etc/apt/keyrings"
 DOCKER_CE_KEYRING = f"{APT_KEYRINGS_DIR}/docker.asc"
 NVIDIA_TOOLKIT_KEYRING = f"{APT_KEYRINGS_DIR}/nvidia-container-toolkit.asc"
+NVIDIA_CUDA_KEYRING = f"{APT_KEYRINGS_DIR}/nvidia-cuda.asc"  # Debian GPU hosts' driver (NVIDIA's CUDA repository)
+NOUVEAU_BLACKLIST = "/etc/modprobe.d/blacklist-nouveau-triton-deploy.conf"
+UNATTENDED_UPGRADES_NVIDIA = "/etc/apt/apt.conf.d/51triton-deploy-nvidia-driver"  # keeps the driver out of unattended-upgrades
+REBOOT_REQUIRED = "/var/run/reboot-required"  # Debian/Ubuntu packages ask for a reboot here (tmpfs: a reboot clears it)
 DOCKER_CONFIG_DIR = "/etc/docker"
 DOCKER_DAEMON_JSON = f"{DOCKER_CONFIG_DIR}/daemon.json"
 DOCKER_DROPIN_DIR = "/etc/systemd/system/docker.service.d"

@@ -33,6 +33,7 @@ OWNED_PREFIXES = (
     "front_door_",
     "monitoring_",
     "deploy_",
+    "reboot_",
 )
 # Plain names we own as well.
 OWNED_NAMES = ("gpu", "allow_plain_http")

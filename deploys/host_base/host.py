@@ -18,6 +18,7 @@ from deploys.core.settings import Settings, SettingsError
 from facts.disk import FreeDiskBytes
 from facts.docker import DockerImageId
 from facts.gpu import NvidiaGpus, is_datacenter_gpu
+from facts.nvidia_host import NvidiaHost
 
 # (distro id, major version) → display name; what the deploy is tested for (a new apt-based
 # distribution: add it here and, for docker_source=distro, to deploys/host_base/docker_engine.py).
@@ -75,6 +76,14 @@ def check_gpus(s: Settings) -> None:
                 f"host {s.host}: setting nvidia_min_driver={s.nvidia_min_driver}: GPU {gpu['index']} ({gpu['name']}) "
                 f"runs driver {gpu['driver_version']}; upgrade the driver to ≥ {s.nvidia_min_driver} (README: driver too old)"
             )
+        if branch < s.nvidia_min_driver:
+            # Accepted through CUDA forward compatibility: only some branches carry it (NVIDIA's
+            # compatibility matrix: R535 ≥ 535.86 yes, R550/R570 no) and only on data-centre GPUs.
+            logger.warning(
+                f"{host.print_prefix}GPU {gpu['index']} ({gpu['name']}) runs driver {gpu['driver_version']} below {s.nvidia_min_driver}: "
+                "the image needs CUDA forward compatibility, which NVIDIA supports only on some branches (R535 ≥ 535.86; not R550, R570); "
+                f"check its compatibility matrix, or install branch {s.nvidia_driver_branch} (nvidia_driver: manage)"
+            )
         if gpu["compute_capability"] is None:
             # vGPU guests and some MIG setups print [N/A]: unknown, not too low. Triton reports a
             # GPU it cannot use when it loads the model (READY wait, docker logs).
@@ -87,6 +96,31 @@ def check_gpus(s: Settings) -> None:
                 f"host {s.host}: GPU {gpu['index']} ({gpu['name']}) has compute capability {gpu['compute_capability']}, "
                 f"below nvidia_min_compute_capability={s.nvidia_min_compute_capability}; use a newer GPU or set gpu: false"
             )
+
+
+def check_driver_host(s: Settings) -> None:
+    """What nvidia-smi cannot show: NVSwitch without fabric manager (CUDA error 802 "system not yet
+    initialized"), no module for the running kernel (the next boot loses the driver), a DKMS
+    module under Secure Boot (unsigned: it will not load after a rebuild)."""
+    state = host.get_fact(NvidiaHost)
+    fabric = state["services"].get("nvidia-fabricmanager", {})
+    if state["nvswitches"] and state["loaded"] and fabric.get("active") != "active":
+        raise PreflightError(
+            f"host {s.host}: NVSwitch on the PCI bus ({len(state['nvswitches'])}) but nvidia-fabricmanager is not active "
+            f"(CUDA fails with error 802); install nvidia-fabricmanager-{state['loaded'].split('.')[0]} at exactly driver {state['loaded']} "
+            "and enable it, or set nvidia_driver: manage"
+        )
+    if state["loaded"] and state["kernel"] and state["kernels"] and not state["module_for_kernel"]:
+        logger.warning(
+            f"{host.print_prefix}no NVIDIA module installed for the running kernel {state['kernel']}: the next boot will have no driver; "
+            "install the modules package of this kernel (the driver step does with nvidia_driver: manage)"
+        )
+    dkms = [name for name in state["packages"] if "-dkms" in name]
+    if state["secure_boot"] == "on" and dkms:
+        logger.warning(
+            f"{host.print_prefix}Secure Boot is on and the NVIDIA module comes from DKMS ({dkms[0]}): unsigned unless a MOK is enrolled; "
+            "a rebuilt module will not load (README: driver policy)"
+        )
 
 
 def model_bytes_to_add(s: Settings) -> int:

@@ -9,7 +9,7 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 
 from deploys.core import settings
-from deploys.host_base.host import check_disk, check_distro, check_gpus, distro_key, is_gpu_host
+from deploys.host_base.host import check_disk, check_distro, check_driver_host, check_gpus, distro_key, is_gpu_host
 
 
 @deploy("Preflight")
@@ -20,5 +20,6 @@ def preflight() -> None:
     gpu = is_gpu_host(s)
     if gpu:
         check_gpus(s)
+        check_driver_host(s)
     check_disk(s, gpu)
     logger.info(f"{host.print_prefix}preflight ok: {' '.join(map(str, distro_key()))}, {'GPU' if gpu else 'CPU'} profile")

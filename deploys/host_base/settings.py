@@ -10,6 +10,9 @@ from deploys.core.tunables import Setting, _batch_sizes, _bool, _choice, _env_ma
 # libnvidia-container key (the gpgkey its repository serves; apt names it DDCAE044F796ECB0).
 DOCKER_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
 NVIDIA_TOOLKIT_KEY_FINGERPRINT = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
+# NVIDIA's CUDA repository key (3bf863cc.pub, "cudatools <cudatools@nvidia.com>", the key cuda-keyring
+# installs since the 2022 rotation); the driver step refuses any other key with one line.
+NVIDIA_CUDA_KEY_FINGERPRINT = "EB693B3035CD5710E231E123A4B469963BF863CC"
 
 
 # One line per setting, like the README's table (the formatter leaves it alone).
@@ -23,6 +26,15 @@ class HostBaseSettings:
     nvidia_min_driver = Setting(575, "Minimum NVIDIA driver branch for the pinned image (Triton 25.05 needs CUDA 12.9: 575).", "int", _int(400, 10_000))
     nvidia_datacenter_compat_branches = Setting([470, 525, 535, 545, 560, 565, 570], "Older driver branches accepted on data-centre GPUs via CUDA forward compatibility.", "list[int]", _batch_sizes)
     nvidia_min_compute_capability = Setting(7.5, "Minimum GPU compute capability (Triton 25.05 needs 7.5).", "float", _float(5.0, 20.0))
+    # -- the NVIDIA driver (deploys/host_base/driver.py: the policy; docs/driver.md) --
+    nvidia_driver = Setting("install", "The driver step: install (the pinned branch where no NVIDIA driver is installed; a loaded, new-enough driver is left alone), manage (the deploy owns the driver: replaces a too-old one, follows nvidia_driver_branch), never (no driver operations).", "str", _choice("install", "manage", "never"))
+    nvidia_driver_branch = Setting(580, "NVIDIA driver branch the driver step installs (580: long-term branch to 2028; ≥ nvidia_min_driver). Changing it moves held packages only with nvidia_driver: manage.", "int", _int(400, 10_000))
+    nvidia_driver_open = Setting(True, "Install the open kernel modules (every GPU Triton 25.05 supports runs them; Blackwell and Grace Hopper need them).", "bool", _bool)
+    nvidia_cuda_apt_url = Setting("https://developer.download.nvidia.com/compute/cuda/repos", "NVIDIA's CUDA apt repository base (Debian GPU hosts' driver); /debian<major>/x86_64/ is appended.", "str", _text(r"https?://\S+", "an http(s) URL"))
+    nvidia_cuda_key_fingerprint = Setting(NVIDIA_CUDA_KEY_FINGERPRINT, "Fingerprint NVIDIA's CUDA repository key (<url>/debian<major>/x86_64/3bf863cc.pub) must have; checked on the host before it is installed.", "str", _fingerprint)
+    reboot_without_front_door = Setting(False, "deploys/reboot.py may reboot Triton hosts of a fleet without a front door (clients then see the host go away).", "bool", _bool)
+    reboot_command = Setting("reboot", "What deploys/reboot.py runs to reboot a host (detached). The sandbox's systemd containers use a userspace reboot instead (tests/sandbox).", "str", _text(r"\S.*", "a shell command"))
+    reboot_timeout_s = Setting(900, "Seconds deploys/reboot.py waits for a rebooted host to answer again with a new boot; past it the roll stops with one line.", "int", _int(30, 7200))
     # -- Docker --
     docker_source = Setting("distro", "Where Docker comes from: distro (docker.io + compose v2 plugin) or docker-ce (Docker's apt repo).", "str", _choice("distro", "docker-ce"))
     docker_ce_version = Setting("", 'docker-ce version pin for apt (e.g. "5:28.3.3-1~ubuntu.24.04~noble"); empty: latest.', "str", _text(r"[A-Za-z0-9.:~+\-]*", "an apt version string or empty"))
