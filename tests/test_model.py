@@ -115,7 +115,14 @@ def test_committed_lock_parses_and_pins_the_field_notes_digests() -> None:
     entries = model_lock.read("onnx-community/embeddinggemma-300m-ONNX", "5090578d9565bb06545b4552f76e6bc2c93e4a66")
     assert entries["tokenizer.json"] == LockEntry("4dda02faaf32bc91031dc8c88457ac272b00c1016cc679757d1c441b248b9c47", 20323312)
     assert entries["onnx/model_quantized.onnx_data"].size == 308890624
-    assert entries["onnx/model.onnx_data"] == LockEntry(None, None)  # unknown until `refresh`
+    # The fp32 digests agree across several published records; q4's come from one (the lock's _doc says so).
+    assert entries["onnx/model.onnx"] == LockEntry("ea91fd315a7c152d427d231746f0f811a1ac93beaba656abfdf2b24e091265e4", 479932)
+    assert entries["onnx/model.onnx_data"] == LockEntry("ef835ae565d8695236652475903078e8ed794c7c35faf1164d78ec3238e8a88d", 1234521088)
+    assert entries["onnx/model_q4.onnx"].sha256 == "ad1dfee81a70f7944b9b9d1cc6e48075b832881cf33fab2f2b248be78f3f0043"
+    assert entries["onnx/model_q4.onnx_data"].sha256 == "599962c3143b040de2dd05e5975be3e9091dd067cacc6a8f7186e3203bab9e02"
+    # No served graph or weights file goes down the "unknown: trust the Hub for this run" path.
+    assert all(entries[p].known for v in model_lock.VARIANT_ONNX for p in model_lock.variant_files(v)[:2])
+    assert "one record" in json.loads(model_lock.LOCK_PATH.read_text())["_doc"].lower()
 
 
 # -- refusals: one line, through the CLI --
