@@ -317,7 +317,10 @@ def prepare(upstream_graph: Path, shape: Shape) -> tuple[bytes, Outcome]:
     up_sha = sha256(upstream)
     outcome = Outcome("upstream", up_sha, up_sha, expected_blocks=len(shape.layer_types))
     try:
-        model = onnx.load_from_string(upstream)
+        try:
+            model = onnx.load_from_string(upstream)
+        except Exception as error:  # protobuf's DecodeError and friends
+            raise RepairRefused(f"the file is not an ONNX graph ({type(error).__name__})") from None
         outcome.blocks = len(attention_blocks(model))
         repaired_model = repair(model, shape)
         repaired = graph_bytes(repaired_model)
