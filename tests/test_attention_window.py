@@ -146,3 +146,36 @@ def test_the_repair_adds_nodes_only_in_sliding_layers() -> None:
         [n for n in repaired.graph.node if n.name.startswith(f"{aw.PREFIX}layer0/")]
     )
     assert [t.name for t in repaired.graph.initializer] == [t.name for t in model.graph.initializer]
+
+
+# -- verify's long samples on the sandbox's model: a real tritonserver (tests/support/tritonserver.py) --
+
+
+def test_verify_passes_with_the_long_samples_on_the_repaired_fixture(tmp_path: Path) -> None:
+    """What the sandbox serves (tests/sandbox/fleet.py: the eager fixture, repaired, with tinymodel's
+    tokenizer): verify.parity, HTTP and gRPC against local ONNX Runtime, passes with the long samples,
+    every one of which crosses the fixture's window many times over."""
+    import subprocess
+    import sys
+
+    from tests.support import tinymodel
+    from tests.support import tritonserver as ts
+
+    hub = tmp_path / "hub"
+    tinymodel.write_tokenizer(hub)
+    (hub / "onnx").mkdir()
+    shutil.copy(FIXTURES / "eager" / "model.onnx_data", hub / "onnx" / "model.onnx_data")
+    served, outcome = aw.prepare(FIXTURES / "eager" / "model.onnx", SHAPE)
+    assert outcome.served == "repaired", outcome.reason
+    (hub / "onnx" / "model.onnx").write_bytes(served)
+    root = ts.triton_dir(tmp_path / "triton", hub, ts.cpu_config())
+    with ts.serve(root / "models", tmp_path / "work") as server:
+        command = [sys.executable, "-m", "verify.parity", "--model-dir", str(root / "models/embeddinggemma/1")]
+        command += ["--tokenizer-dir", str(root / "tokenizer"), "--url", server.http_url, "--grpc-url", server.grpc_url]
+        command += ["--report", str(tmp_path / "r.json"), "--latency-iterations", "2"]
+        result = subprocess.run(command, cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    tokens = {row["id"]: row["tokens"] for row in report["samples"]}
+    assert report["verdict"] == "pass" and {"d-long-300", "d-long-600", "d-long-1200", "d-long-2000"} <= set(tokens)
+    assert min(tokens[f"d-long-{n}"] for n in (300, 600, 1200, 2000)) > 50 * SHAPE.window, tokens
