@@ -165,7 +165,7 @@ def sandbox() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def reference() -> Reference:
-    return Reference(fleet.MODEL_MIRROR)
+    return Reference(fleet.MODEL_SERVED)
 
 
 @pytest.fixture(scope="module")
