@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test unit lint sandbox down bench readme locks clean screenshot
+.PHONY: test unit lint sandbox down bench readme locks clean screenshot fixtures
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ bench: $(STAMP)
 	bash tests/system_deps.sh
 	bash tests/sandbox/docker_daemon.sh
 	$(BIN)/python -m tests.sandbox.bench
+
+# The attention-window reference fixtures (tests/data/attention_window/, committed) from transformers' own Gemma 3,
+# in their own environment (torch + transformers, about 1.3 GB): CI never runs this, it reads the committed files.
+FIXTURES_VENV := tools/fixtures/.venv
+fixtures:
+	test -x $(FIXTURES_VENV)/bin/python || $(PYTHON) -m venv $(FIXTURES_VENV)
+	$(FIXTURES_VENV)/bin/pip install --quiet -r tools/fixtures/requirements.txt
+	$(FIXTURES_VENV)/bin/python tools/fixtures/make_fixtures.py
 
 # The generated parts of docs/: the tunables table (docs/settings.md) and the repository tree (docs/layout.md, from git ls-files).
 readme: $(STAMP)

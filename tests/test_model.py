@@ -115,7 +115,14 @@ def test_committed_lock_parses_and_pins_the_field_notes_digests() -> None:
     entries = model_lock.read("onnx-community/embeddinggemma-300m-ONNX", "5090578d9565bb06545b4552f76e6bc2c93e4a66")
     assert entries["tokenizer.json"] == LockEntry("4dda02faaf32bc91031dc8c88457ac272b00c1016cc679757d1c441b248b9c47", 20323312)
     assert entries["onnx/model_quantized.onnx_data"].size == 308890624
-    assert entries["onnx/model.onnx_data"] == LockEntry(None, None)  # unknown until `refresh`
+    # The fp32 digests agree across several published records; q4's come from one (the lock's _doc says so).
+    assert entries["onnx/model.onnx"] == LockEntry("ea91fd315a7c152d427d231746f0f811a1ac93beaba656abfdf2b24e091265e4", 479932)
+    assert entries["onnx/model.onnx_data"] == LockEntry("ef835ae565d8695236652475903078e8ed794c7c35faf1164d78ec3238e8a88d", 1234521088)
+    assert entries["onnx/model_q4.onnx"].sha256 == "ad1dfee81a70f7944b9b9d1cc6e48075b832881cf33fab2f2b248be78f3f0043"
+    assert entries["onnx/model_q4.onnx_data"].sha256 == "599962c3143b040de2dd05e5975be3e9091dd067cacc6a8f7186e3203bab9e02"
+    # No served graph or weights file goes down the "unknown: trust the Hub for this run" path.
+    assert all(entries[p].known for v in model_lock.VARIANT_ONNX for p in model_lock.variant_files(v)[:2])
+    assert "one record" in json.loads(model_lock.LOCK_PATH.read_text())["_doc"].lower()
 
 
 # -- refusals: one line, through the CLI --
@@ -423,3 +430,64 @@ def test_lock_refresh_sends_the_token_only_to_a_listed_endpoint(tmp_path: Path) 
         assert sent.returncode == 0, sent.stderr
         assert any(r["auth"] == f"Bearer {TOKEN}" for r in hub.requests)
         assert TOKEN not in withheld.stdout + withheld.stderr + sent.stdout + sent.stderr
+
+
+# -- the served graph: the attention-window repair (deploys/core/attention_window.py) --
+
+FIXTURE = Path(__file__).parent / "data" / "attention_window" / "eager"
+WINDOWED = {"model_attention_layers": 12, "model_sliding_window": 8}  # the fixture's shape
+
+
+def test_the_served_graph_is_repaired_once_rolled_back_and_a_wrong_shape_served_upstream(tmp_path: Path) -> None:
+    files = {**tiny_files(), "onnx/model.onnx": (FIXTURE / "model.onnx").read_bytes()}
+    files["onnx/model.onnx_data"] = (FIXTURE / "model.onnx_data").read_bytes()
+    with HubServer([Repo(REPO, files)]) as hub:
+        world = Env(tmp_path, hub, files)
+        graph, data = world.host_file("onnx/model.onnx"), world.host_file("onnx/model.onnx_data")
+
+        first = world.run("--json", **WINDOWED)
+        assert first.rc == 0, first.output
+        assert "model: attention window repaired: 12 blocks" in first.output
+        record = next(iter(json.loads((tmp_path / "cache.served.json").read_text()).values()))
+        assert sha(graph.read_bytes()) == record["served_sha256"] != sha(files["onnx/model.onnx"])
+        assert record["upstream_sha256"] == sha(files["onnx/model.onnx"])
+        assert data.read_bytes() == files["onnx/model.onnx_data"]  # the weights file: untouched, same name
+        # what the verify report and the fleet table carry (deploys/triton/verify_run.py)
+        said = model_store.fidelity(settings.parse("h", world.data(**WINDOWED)))
+        assert said["served"] == "repaired" and said["served_sha256"] == record["served_sha256"] and said["blocks"] == 12
+        assert said["inside_max_diff"] <= 1e-5 < said["beyond_max_diff"]
+        assert model_store.fidelity(settings.parse("h", world.data(model_attention_window="upstream")))["served"] == "upstream"
+        # Triton's release id digests the served graph, so it follows the repair (and the rollback)
+        from deploys.triton import release
+
+        weights = release.version_files(settings.parse("h", world.data(**WINDOWED)), None)
+        assert weights["model.onnx"] == record["served_sha256"]
+        upstream_weights = release.version_files(settings.parse("h", world.data(model_attention_window="upstream", **WINDOWED)), None)
+        assert upstream_weights["model.onnx"] == record["upstream_sha256"]
+
+        seen = len(hub.requests)
+        again = world.run("--json", **WINDOWED)  # recorded: no repair, no fetch, no change
+        assert again.rc == 0 and again.changed_ops() == {}, again.output
+        assert gets(hub, seen) == [] and "attention window repaired" in again.output
+
+        back = world.run("--json", model_attention_window="upstream", **WINDOWED)
+        assert back.rc == 0 and graph.read_bytes() == files["onnx/model.onnx"], back.output
+        assert list(back.changed_ops()) == [
+            f"Model files (pinned, checksummed) | Upload model file model.onnx ({model_store.human(len(files['onnx/model.onnx']))})",
+            "Model files (pinned, checksummed) | Check sha256 and install model.onnx",
+        ]
+
+        wrong = world.run("--json", model_attention_layers=24, model_sliding_window=8)  # config says 24, graph has 12
+        assert wrong.rc == 0 and wrong.changed_ops() == {}, wrong.output
+        assert "attention window NOT repaired" in wrong.output and "found 12 attention blocks" in wrong.output
+        assert graph.read_bytes() == files["onnx/model.onnx"]
+
+        strict = world.run("--json", model_attention_layers=24, model_sliding_window=8, model_attention_window_strict=True)
+        assert strict.rc != 0 and "model_attention_window_strict is true: refusing to deploy" in strict.output
+        assert "Traceback" not in strict.output
+
+
+def test_host_fetch_says_the_repair_did_not_run(world: Env) -> None:
+    result = world.run("--json", model_fetch="host")
+    assert result.rc == 0, result.output
+    assert "attention window NOT repaired: the repair runs on the controller and model_fetch=host" in result.output

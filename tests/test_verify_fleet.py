@@ -37,9 +37,12 @@ def test_identical_hosts_agree_and_the_table_has_every_column() -> None:
     assert header[:2] == ["host", "GPU"] and "verdict" in header
     first, second = rows(results)
     assert first[0] == "gpu-a" and first[1] == "NVIDIA H100 80GB HBM3" and first[2] == "575.57.08"
-    assert first[4] == "abababababab" and first[5] == "0.999999" and first[6] == "2.5e-06" and first[7] == "4.3"
-    assert first[8] == "ref" and second[8] == "1.000000" and second[10] == "PASS"
-    assert COLUMNS[9] == "gateway" and "gateway" in header and first[9] == "-"  # reports without a gateway section
+    col = {name: i for i, name in enumerate(COLUMNS)}
+    assert first[col["model sha"]] == "abababababab" and first[col["min cos"]] == "0.999999"
+    assert first[col["max diff"]] == "2.5e-06" and first[col["p50 ms"]] == "4.3" and first[col["window"]] == "-"
+    assert first[col["fleet cos"]] == "ref" and second[col["fleet cos"]] == "1.000000" and second[col["verdict"]] == "PASS"
+    gateway = COLUMNS.index("gateway")
+    assert "gateway" in header and first[gateway] == "-"  # reports without a gateway section
 
 
 def test_drift_between_hosts_is_named() -> None:
@@ -58,9 +61,10 @@ def test_failed_and_errored_hosts_show_in_the_table() -> None:
         HostResult("down", {"verdict": "error", "message": "parity ERROR: Triton at http://127.0.0.1:6000 not ready"}),
     ]
     by_host = {row[0]: row for row in rows(results)}
-    assert by_host["ok"][1] == "none" and by_host["ok"][8] == "ref"  # a failed host is never the reference
-    assert by_host["bad"][10] == "FAIL" and by_host["down"][10] == "ERROR"
-    assert by_host["down"][4:10] == ("-", "-", "-", "-", "-", "-")
+    fleet_cos, verdict = COLUMNS.index("fleet cos"), COLUMNS.index("verdict")
+    assert by_host["ok"][1] == "none" and by_host["ok"][fleet_cos] == "ref"  # a failed host is never the reference
+    assert by_host["bad"][verdict] == "FAIL" and by_host["down"][verdict] == "ERROR"
+    assert by_host["down"][4:verdict] == ("-",) * (verdict - 4)
 
 
 def test_the_gateway_column() -> None:
@@ -76,3 +80,11 @@ def test_the_gateway_column() -> None:
     assert {row[0]: row[column] for row in rows(results)} == {"a": "0.999999", "b": "off", "c": "FAIL", "d": "FAIL"}
     assert "gateway" in table(results).splitlines()[0]
     assert cross_host([HostResult("down", {"verdict": "error"})]) == {"reference": None, "hosts": {}}
+
+
+def test_the_window_column_says_which_graph_is_served() -> None:
+    repaired = {**_report(BASE), "fidelity": {"served": "repaired", "reason": "", "line": "attention window repaired: …"}}
+    chosen = {**_report(BASE), "fidelity": {"served": "upstream", "reason": "", "line": "…"}}
+    failed = {**_report(BASE), "fidelity": {"served": "upstream", "reason": "found 23 attention blocks", "line": "…"}}
+    cells = [row[COLUMNS.index("window")] for row in rows([HostResult("a", repaired), HostResult("b", chosen), HostResult("c", failed)])]
+    assert cells == ["repaired", "upstream", "UPSTREAM"]

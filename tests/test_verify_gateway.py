@@ -147,7 +147,7 @@ def test_parity_through_the_gateway_passes(stack: dict, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["report_version"] == 2 and report["verdict"] == "pass" and report["failures"] == []
     section = report["gateway"]
-    # 12 samples in one request per dimension and encoding.
+    # 16 samples in one request per dimension and encoding.
     assert section["url"] == gateway.url and section["checked"] is True and section["requests"] == 4 * 2
     assert section["dimensions"] == [768, 512, 256, 128] and section["encodings"] == ["float", "base64"]
     assert section["min_cosine"] >= 0.9999 and section["max_abs_diff"] <= 1e-3 and section["failures"] == 0
@@ -166,11 +166,11 @@ def test_requests_are_split_at_max_inputs(stack: dict) -> None:
     id_lists = encoder.encode([s.text for s in sample_list])
     answers = checks.GatewayAnswers()
     texts = [s.text for s in sample_list]
-    api_probe.ask_gateway(stack["auth"].url, KEY, "embeddinggemma", texts, id_lists, IDS, [True] * 12, 5, 30, answers)
-    assert answers.requests == 3 * 4 * 2
-    assert [label for label, *_ in answers.usage[:3]] == ["q-short-en..q-ja", "q-emoji..d-ru", "d-medium..d-long-max"]
+    api_probe.ask_gateway(stack["auth"].url, KEY, "embeddinggemma", texts, id_lists, IDS, [True] * len(IDS), 5, 30, answers)
+    assert len(IDS) == 16 and answers.requests == 4 * 4 * 2
+    assert [label for label, *_ in answers.usage[:4]] == ["q-short-en..q-ja", "q-emoji..d-ru", "d-medium..d-long-2000", "d-long-max"]
     assert all(got == expected for _, _, got, expected in answers.usage)
-    assert answers.vectors[(128, "base64")].shape == (12, 128) and np.array_equal(
+    assert answers.vectors[(128, "base64")].shape == (16, 128) and np.array_equal(
         answers.vectors[(128, "base64")], answers.vectors[(128, "float")]
     )
     # base64 is little-endian float32 of the vector (alone here, not in a batch of 5: float32 rounding apart).

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-COLUMNS = ("host", "GPU", "driver", "image", "model sha", "min cos", "max diff", "p50 ms", "fleet cos", "gateway", "verdict")
+COLUMNS = ("host", "GPU", "driver", "image", "model sha", "window", "min cos", "max diff", "p50 ms", "fleet cos", "gateway", "verdict")
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,16 @@ def model_cell(report: Mapping[str, Any]) -> str:
     return sha
 
 
+def window_cell(report: Mapping[str, Any]) -> str:
+    """The attention-window column: ``repaired``, ``upstream`` (chosen by the setting) or
+    ``UPSTREAM`` (a failed guard or a fetch mode that skips the repair; the report's
+    ``fidelity.line`` says which); ``-`` for reports without the section."""
+    served = (report.get("fidelity") or {}).get("served")
+    if served == "upstream" and (report.get("fidelity") or {}).get("reason"):
+        return "UPSTREAM"
+    return served or "-"
+
+
 def rows(results: list[HostResult]) -> list[tuple[str, ...]]:
     """Table rows (strings), hosts in name order."""
     fleet = cross_host(results)
@@ -134,6 +144,7 @@ def rows(results: list[HostResult]) -> list[tuple[str, ...]]:
                 driver,
                 result.image or "-",
                 sha,
+                window_cell(report),
                 _number(summary.get("min_cosine"), 6) if summary else "-",
                 _number(summary.get("max_abs_diff"), -2) if summary else "-",
                 _number(p50, 1) if p50 is not None else "-",

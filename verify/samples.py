@@ -18,6 +18,31 @@ _LONG_PARAGRAPH = (
 )
 
 
+# Long documents of about 300, 600, 1,200 and 2,000 tokens (EmbeddingGemma's tokenizer: roughly 4.5
+# characters of this English prose a token): past the model's ±256-token attention window, where an
+# export without the window drifts (docs/models.md, "Long inputs"). A smaller tokenizer (the sandbox's)
+# makes more tokens of the same text; the longest is then truncated at the max length like d-long-max.
+# The reports give each sample's real token count.
+_LONG_SENTENCES = (
+    "Sliding-window attention lets each token look at its neighbours within a fixed distance. ",
+    "Every sixth layer of the model attends to the whole text, so distant parts still meet. ",
+    "A served graph that drops the window agrees on short inputs and drifts on long ones. ",
+    "Verification therefore embeds long documents as well as short queries and titles. ",
+    "Padding to a common length must not change any embedding, whatever the batch holds. ",
+    "The same text through HTTP, gRPC and the gateway must give the same vector each time. ",
+)
+LONG_TOKENS = (300, 600, 1200, 2000)
+
+
+def _long_text(tokens: int) -> str:
+    """About ``tokens`` tokens of varied prose (whole sentences, cycled)."""
+    text, i = "", 0
+    while len(text) < tokens * 4.5:
+        text += _LONG_SENTENCES[i % len(_LONG_SENTENCES)]
+        i += 1
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Sample:
     """One text: ``kind`` is query or document; ``text`` already carries its task prefix."""
@@ -28,7 +53,8 @@ class Sample:
 
 
 def samples(long_repeats: int = 120) -> list[Sample]:
-    """The parity samples, in a fixed order; the last one is longer than any max length."""
+    """The parity samples, in a fixed order: short ones, then long documents of about 300 to 2,000
+    tokens (past the attention window), and last one longer than any max length."""
     return [
         Sample("q-short-en", "query", query_text("What is Triton?")),
         Sample("q-empty", "query", query_text("")),
@@ -45,5 +71,6 @@ def samples(long_repeats: int = 120) -> list[Sample]:
         Sample("d-ar", "document", document_text("البحث الدلالي يعمل مع النصوص العربية أيضا", title="بحث")),
         Sample("d-ru", "document", document_text("Поиск документов по смыслу работает на любом языке, даже с ошибками.")),
         Sample("d-medium", "document", document_text(_LONG_PARAGRAPH * 2, title="Padding")),
+        *(Sample(f"d-long-{n}", "document", document_text(_long_text(n), title="Window")) for n in LONG_TOKENS),
         Sample("d-long-max", "document", document_text(_LONG_PARAGRAPH * long_repeats, title="Long")),
     ]

@@ -24,6 +24,8 @@ checked against the source's own metadata for the run, and the log says so
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -32,7 +34,7 @@ from typing import Any
 from huggingface_hub import constants
 from pyinfra import logger
 
-from deploys.core import context, model_lock, paths, vault
+from deploys.core import attention_window, context, model_lock, paths, vault
 from deploys.core.model_lock import HUB_ENDPOINT, LockEntry, ModelError, sha256_file, token_allowed
 from deploys.core.settings import Settings
 
@@ -46,6 +48,7 @@ class ModelFile:
     sha256: str
     size: int
     locked: bool  # False: the digest comes from the source's metadata for this run only
+    source: str = ""  # a controller file sent instead of the repository's (the served graph: attention_window)
 
 
 def destination(s: Settings, repo_path: str) -> str:
@@ -112,8 +115,9 @@ def _say_once(message: str, log: Callable[[str], Any] = logger.info) -> None:
 # -- expected digests --
 
 
-def expected(s: Settings, token: str | None) -> list[ModelFile]:
-    """The host's files with the digest each must have: the lock's, else the source's metadata."""
+def expected(s: Settings, token: str | None, served: bool = True) -> list[ModelFile]:
+    """The host's files with the digest each must have: the lock's, else the source's metadata;
+    the graph is the served one (:func:`served_files`) unless ``served`` is false."""
     paths = model_lock.variant_files(s.model_variant)
     key = (
         s.model_repo_id,
@@ -128,7 +132,110 @@ def expected(s: Settings, token: str | None) -> list[ModelFile]:
     digests = context.run_cache("model_files.digests")  # resolved once per run
     if key not in digests:
         digests[key] = _resolve(s, paths, token)
-    return [ModelFile(p, destination(s, p), e.sha256 or "", e.size or 0, locked=_locked(s, p)) for p, e in digests[key].items()]
+    files = [ModelFile(p, destination(s, p), e.sha256 or "", e.size or 0, locked=_locked(s, p)) for p, e in digests[key].items()]
+    return served_files(s, files) if served else files
+
+
+# -- the served graph (deploys/core/attention_window.py) --
+#
+# Core, like the file list: the model step sends the served graph, and Triton's release id and its
+# verify run read its digest through expected(). Recorded beside the controller cache, keyed by the
+# upstream files' digests and the repair's parameters, so a re-run neither repairs nor fetches again.
+
+
+def attention_shape(s: Settings) -> attention_window.Shape:
+    return attention_window.Shape.every(s.model_attention_layers, 6, s.model_sliding_window)
+
+
+def _served_paths(s: Settings) -> tuple[Path, Path]:
+    cache = Path(s.model_cache_dir)
+    return cache.with_name(cache.name + ".served"), cache.with_name(cache.name + ".served.json")
+
+
+def _served_key(s: Settings, files: list[ModelFile]) -> str | None:
+    graph, data = (f for f in files if f.repo_path.startswith("onnx/"))
+    shape = attention_shape(s)
+    return f"{graph.sha256}:{data.sha256}:{len(shape.layer_types)}:{shape.window}:v{attention_window.REPAIR_VERSION}"
+
+
+def repairs_here(s: Settings) -> bool:
+    """The repair runs on the controller: only when the model files pass through it."""
+    return s.model_attention_window == "repaired" and (s.model_fetch == "controller" or mirror_directory(s) is not None)
+
+
+def served_record(s: Settings, files: list[ModelFile]) -> dict[str, Any] | None:
+    """What the controller recorded for these upstream files: the outcome of the repair, or None."""
+    record = _served_paths(s)[1]
+    try:
+        return json.loads(record.read_text()).get(_served_key(s, files))
+    except (OSError, ValueError):
+        return None
+
+
+def served_files(s: Settings, files: list[ModelFile]) -> list[ModelFile]:
+    """``files`` with the graph replaced by the served (repaired) one when the controller made it."""
+    if not repairs_here(s):
+        return files
+    found = served_record(s, files)
+    if not found or found.get("served") != "repaired":
+        return files
+    graph = next(f for f in files if f.repo_path.startswith("onnx/"))
+    served = ModelFile(graph.repo_path, graph.dest, found["served_sha256"], found["size"], locked=graph.locked, source=found["path"])
+    if not Path(served.source).is_file():
+        return files
+    return [served if f is graph else f for f in files]
+
+
+def prepare_served(s: Settings, files: list[ModelFile], local: dict[str, Path]) -> dict[str, Any]:
+    """Repair the upstream graph in ``local`` (controller files), run the guards, record the outcome.
+
+    A failed guard: one warning line and the upstream graph is served (an error with
+    model_attention_window_strict). Returns the record."""
+    graph = next(f for f in files if f.repo_path.startswith("onnx/"))
+    known = served_record(s, files)
+    if known is not None and (known.get("served") != "repaired" or Path(known["path"]).is_file()):
+        return said(s, graph, known)
+    data, outcome = attention_window.prepare(local[graph.repo_path], attention_shape(s))
+    directory, record_file = _served_paths(s)
+    record: dict[str, Any] = {**dataclasses.asdict(outcome), "line": outcome.line(), "size": len(data), "path": ""}
+    if outcome.served == "repaired":
+        target = directory / outcome.served_sha256 / PurePosixPath(graph.repo_path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        target.chmod(0o644)
+        record["path"] = str(target.resolve())
+        record["line"] += f" ({outcome.seconds:.1f} s on the controller)"
+    try:
+        everything = json.loads(record_file.read_text())
+    except (OSError, ValueError):
+        everything = {}
+    everything[_served_key(s, files)] = record
+    record_file.parent.mkdir(parents=True, exist_ok=True)
+    record_file.write_text(json.dumps(everything, indent=1) + "\n")
+    return said(s, graph, record)
+
+
+def fidelity(s: Settings) -> dict[str, Any]:
+    """The verify report's ``fidelity`` section: which graph is served and the guard figures."""
+    if s.model_attention_window == "upstream":
+        return {"served": "upstream", "reason": "", "line": "attention window: upstream graph served (model_attention_window: upstream)"}
+    if not repairs_here(s):
+        reason = f"model_fetch={s.model_fetch}: the repair runs on the controller"
+        return {"served": "upstream", "reason": reason, "line": f"attention window NOT repaired: {reason}"}
+    found = served_record(s, expected(s, hub_token(s), served=False)) or {}
+    keys = ("served", "reason", "line", "upstream_sha256", "served_sha256", "blocks", "inside_max_diff", "beyond_max_diff")
+    return {k: found.get(k) for k in keys} if found else {"served": "unknown", "reason": "no record", "line": "attention window: no record"}
+
+
+def said(s: Settings, graph: ModelFile, record: dict[str, Any]) -> dict[str, Any]:
+    """Log the fidelity line once per run; a failed guard is a warning, or an error when strict."""
+    if record.get("served") == "repaired":
+        _say_once(f"model: {record['line']}")
+    elif s.model_attention_window_strict:
+        raise ModelError(f"model {graph.repo_path}: {record['line']}; model_attention_window_strict is true: refusing to deploy")
+    else:
+        _say_once(f"model: {record['line']}; set model_attention_window: upstream to serve it knowingly", logger.warning)
+    return record
 
 
 def _locked(s: Settings, repo_path: str) -> bool:

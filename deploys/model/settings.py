@@ -32,5 +32,9 @@ class ModelSettings:
     model_require_lock = Setting(False, "Refuse model files whose sha256 deploys/model.lock.json marks unknown (instead of trusting the Hub's LFS metadata for the run).", "bool", _bool)
     model_lock_file = Setting("deploys/model.lock.json", "Model lock (sha256 + size per file and commit), relative to the repository root; fill it with `python -m deploys.model_lock refresh`.", "str", _text(r"\S+", "a file path"))
     model_cache_dir = Setting(".cache/models", "Controller-side download cache (model_fetch=controller).", "str", _text(r"\S+", "a directory path"))
+    model_attention_window = Setting("repaired", "repaired: serve the graph with EmbeddingGemma's sliding-window attention put back (the upstream export drops it; deploys/core/attention_window.py), checked by guards on the controller; upstream: serve the export as published.", "str", _choice("repaired", "upstream"))
+    model_attention_layers = Setting(24, "Transformer layers of the model (EmbeddingGemma-300m: 24, each 6th one full attention): the attention-window repair must find exactly this many attention blocks.", "int", _int(1, 1024))
+    model_sliding_window = Setting(256, "Largest token distance |i - j| a sliding layer attends (EmbeddingGemma: 256, config.json's sliding_window 512 / 2).", "int", _int(1, 1_000_000))
+    model_attention_window_strict = Setting(False, "A failed attention-window guard stops the deploy (instead of serving the upstream graph with one warning line).", "bool", _bool)
     model_download_timeout_s = Setting(3600, "Seconds one model file download may take on a host (model_fetch=host, or a mirror URL): curl --max-time.", "int", _int(60, 86_400))
 # fmt: on

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -11,8 +11,40 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
 from deploys.core import model_lock, paths, redact, settings
-from deploys.core.model_store import endpoint, expected, hub_token, human, mirror_directory
+from deploys.core.model_store import (
+    ModelFile,
+    _say_once,
+    endpoint,
+    expected,
+    hub_token,
+    human,
+    mirror_directory,
+    prepare_served,
+    repairs_here,
+    served_files,
+    served_record,
+)
+from deploys.core.settings import Settings
 from deploys.model.model_files import download_command, fetch_to_controller, file_url, from_mirror_directory, install_command
+
+
+def served_graph(s: Settings, token: str | None) -> list[ModelFile]:
+    """The host's files, the graph being the served one: repaired on the controller the first time
+    (deploys/core/attention_window.py: fetches the upstream files there once), then recorded."""
+    upstream = expected(s, token, served=False)
+    if s.model_attention_window == "repaired" and not repairs_here(s):
+        _say_once(
+            f"model: attention window NOT repaired: the repair runs on the controller and model_fetch={s.model_fetch} sends "
+            "the files past it; the upstream graph is served (model_fetch: controller, or a mirror directory, repairs it)",
+            logger.warning,
+        )
+    if repairs_here(s):
+        record = served_record(s, upstream)
+        local: dict = {}
+        if record is None or (record.get("served") == "repaired" and not Path(record["path"]).is_file()):
+            local = fetch_to_controller(s, upstream, token) if s.model_fetch == "controller" else from_mirror_directory(s, upstream)
+        prepare_served(s, upstream, local)  # a recorded outcome is only said again
+    return served_files(s, upstream)
 
 
 @deploy("Model files (pinned, checksummed)")
@@ -20,7 +52,7 @@ def model() -> None:
     """Put the variant's ONNX files and the tokenizer on the host; only files whose sha256 differs move."""
     s = settings.load(host)
     token = hub_token(s)
-    wanted = expected(s, token)
+    wanted = served_graph(s, token)
     host_paths = paths.layout(s)
     version_dir = host_paths.version_dir
     for path in (host_paths.root, host_paths.models_dir, host_paths.model_dir, version_dir, host_paths.tokenizer_dir):
@@ -46,7 +78,7 @@ def model() -> None:
             rel = PurePosixPath(f.dest).name
             files.put(
                 name=f"Upload model file {rel} ({human(f.size)})",
-                src=str(local[f.repo_path]),
+                src=f.source or str(local[f.repo_path]),
                 dest=f.dest + ".partial",
                 mode="644",
                 force=True,

@@ -228,6 +228,7 @@ def parity_check(
     outcome = host.get_fact(ParityRun, command=parity_command(s, paths.layout(s), device, gateway_key_file))
     if outcome.get("report"):
         outcome = {**outcome, "report": check_model_files(outcome["report"], expected or {}, expected_from)}
+        outcome["report"]["fidelity"] = model_store.fidelity(s)  # which graph: repaired or upstream (attention window)
     report = outcome.get("report") or {"verdict": "error", "message": None}
     saved = save_report(s, host.name, report) if outcome.get("report") else None
     result = HostResult(host=host.name, report=report, image=image_label(s))

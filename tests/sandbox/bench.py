@@ -27,6 +27,11 @@ served as blobs during the 3-host converge (its access log), ``upstream_image_by
 fresh 3-host converge through the registry cache cache1 (counted at the registry and its anonymous
 view, which the cache proxies).
 
+The controller's attention-window repair (issue 25, tests/support/repair_bench.py): ``repair_s`` and
+``repair_peak_rss_mb`` (wall time and peak resident memory of the repair and its ONNX Runtime guards)
+on a graph of EmbeddingGemma-300m's shapes with ~1.2 GB of random weights; ``repair_served`` and the
+two guard figures say the guards held.
+
 The gateway figures come from host1 of the converged fleet: tests/support/gateway_bench.py runs there, in
 the gateway's own venv, against the gateway (text in) and Triton's gRPC (the same texts as token
 ids), at concurrency 1, 8 and 32, bounded in time; then 3 sequential requests of 2048 inputs each
@@ -53,6 +58,7 @@ import httpx
 from deploys.core import paths, settings
 from tests.sandbox import fleet
 from tests.sandbox.dockercli import docker
+from tests.support import repair_bench
 from tests.support.hub_server import HubServer, Repo
 from tests.support.load import check_targets
 from tests.support.overload import run_overload
@@ -292,6 +298,8 @@ def main() -> int:
         cached = _deploy(hub, work / "cache-3-registry")
     image_cached = fleet.upstream_blob_bytes(NAME)
     fleet.down(NAME)
+    _log("attention-window repair on the controller, on a graph of EmbeddingGemma-300m's size (random weights, ~1.2 GB)")
+    repair = repair_bench.figures()
     cores = os.cpu_count() or 1
     one, three = converged[1], converged[3]
     _log(f"{cores} cores; 3 hosts kept them busy {three.cpu_seconds:.1f} CPU-s: at least {three.cpu_seconds / cores:.1f} s here")
@@ -317,6 +325,7 @@ def main() -> int:
         "upstream_image_ratio": round(image_cached / image, 3),
         "upstream_image_ratio_no_cache": round(image_no_cache / image, 3),
         "converge_3_registry_cache_s": round(cached.seconds, 1),
+        **repair,
     }
     print(json.dumps(line))
     return 0

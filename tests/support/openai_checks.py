@@ -36,7 +36,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def check_sdk_parity(base_url: str, api_key: str, reference: Reference, encoding: str, min_cosine: float = 0.9999) -> None:
-    """The 12 verify samples (prompts applied) through the official openai SDK at every Matryoshka
+    """The verify samples (prompts applied) through the official openai SDK at every Matryoshka
     size, with the SDK's default encoding (base64) or ``encoding_format="float"``: each embedding
     within ``min_cosine`` of local ONNX Runtime, unit norm, usage equal to the tokenizer's count."""
     import openai
