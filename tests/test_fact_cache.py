@@ -169,3 +169,17 @@ def test_planning_lookups_give_pyinfra_the_same_positions_and_arguments():
     assert planning._getframeinfo(frame)[:2] == inspect.getframeinfo(frame)[:2]
     assert planning._all_global_arguments() == arguments.all_global_arguments() == planning._original_all_global_arguments()
     assert {"_sudo", "_ignore_errors"} <= {name for name, _ in planning._all_global_arguments()}
+
+
+def test_the_prefetch_file_keeps_a_fact_unasked_once_and_drops_it_the_second_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(fact_cache, "PREFETCH_DIR", tmp_path)
+    a = ["pyinfra.facts.files.Sha256File", {"path": "/a"}, ["execute"]]
+    b = ["pyinfra.facts.files.File", {"path": "/b"}, ["prepare"]]
+    fact_cache._save("h", {fact_cache.key_of(a[0], a[1]): a, fact_cache.key_of(b[0], b[1]): b}, [])
+    path = fact_cache.prefetch_file("h")
+    fact_cache._save("h", {fact_cache.key_of(a[0], a[1]): a}, fact_cache._rows(path))  # b not asked: kept once
+    assert fact_cache._rows(path) == [a, [b[0], b[1], ["prepare", "again"]]]
+    fact_cache._save("h", {fact_cache.key_of(a[0], a[1]): a}, fact_cache._rows(path))  # unasked again: dropped
+    assert fact_cache._rows(path) == [a]
+    path.write_text('[["x", {}]]')  # another version's rows: none used
+    assert fact_cache._rows(path) == []

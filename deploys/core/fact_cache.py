@@ -166,17 +166,9 @@ def stage_of(state: Any) -> str:
 
 def _prefetch(host: Host, cache: _HostCache, stage: str) -> None:
     cache.prefetched.add(stage)
-    path = prefetch_file(host.name)
-    try:
-        recorded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
     entries: list[tuple[type, dict[str, Any]]] = []
     keys: list[str] = []
-    for row in recorded if isinstance(recorded, list) else []:
-        if not (isinstance(row, list) and len(row) == 3 and isinstance(row[1], dict) and isinstance(row[2], list)):
-            continue  # written by another version: those facts are read one by one
-        name, kwargs, stages = row
+    for name, kwargs, stages in _rows(prefetch_file(host.name)):
         if stage not in stages or name not in STABLE or key_of(name, kwargs) in cache.memo:
             continue
         module, _, cls_name = name.rpartition(".")
@@ -203,10 +195,31 @@ def _prefetch(host: Host, cache: _HostCache, stage: str) -> None:
         cache.memo[keys[index]] = value
 
 
-def _save(host_name: str, asked: dict[str, list[Any]]) -> None:
+def _rows(path: Path) -> list[list[Any]]:
+    """The recorded rows ``[fact, kwargs, stages]`` of a prefetch file; none when it is missing or
+    written by another version (those facts are then read one by one)."""
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [
+        row
+        for row in (recorded if isinstance(recorded, list) else [])
+        if isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and isinstance(row[1], dict) and isinstance(row[2], list)
+    ]
+
+
+def _save(host_name: str, asked: dict[str, list[Any]], previous: list[list[Any]]) -> None:
+    """This run's facts, and the previous run's that this run did not ask (a converge and the no-op
+    after it ask different ones: a file present is read by its digest, a missing one is not), once:
+    a fact unasked twice in a row is dropped."""
+    rows = list(asked.values())
+    for name, kwargs, stages in previous:
+        if key_of(name, kwargs) not in asked and "again" not in stages:
+            rows.append([name, kwargs, [*stages, "again"]])
     try:
         PREFETCH_DIR.mkdir(parents=True, exist_ok=True)
-        prefetch_file(host_name).write_text(json.dumps(list(asked.values()), default=str))
+        prefetch_file(host_name).write_text(json.dumps(rows, default=str))
     except OSError:
         pass  # a read-only checkout: every run reads its facts one by one
 
@@ -215,7 +228,7 @@ def _save_all() -> None:
     with _lock:
         items = [(host, cache) for host, cache in _hosts.items() if cache.asked and _batches(host)]
     for host, cache in items:
-        _save(host.name, cache.asked)
+        _save(host.name, cache.asked, _rows(prefetch_file(host.name)))
 
 
 def install(state: Any) -> None:
