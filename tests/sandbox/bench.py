@@ -1,4 +1,4 @@
-"""``make bench``: converge 1, 2 and 3 hosts, a no-op re-run, model bytes, the embeddings gateway
+"""``make bench``: converge 1, 2, 3 and 5 hosts, no-op re-runs (commands per host), model bytes, the embeddings gateway
 against Triton straight; one JSON line at the end.
 
 Runs on its own sandbox (``bench``), fresh hosts each time (images reused). The model comes through
@@ -10,6 +10,15 @@ The sandbox's hosts share this machine's cores, so each converge also records th
 CPU-seconds (``/proc/stat``: every process, hosts and controller alike) and, on stderr, the
 operations whose wall time grew most from 1 to 3 hosts. ``converge_3_cpu_s / cpu_cores`` is the
 least time 3 hosts can take here, however well the deploy runs them in parallel.
+
+No-op re-runs (issue 27), each through tests/support/command_count.py (pyinfra's Host counting what it
+sends): ``noop_{1,3,5}_s`` on the converged 1-, 3- and 5-host fleets, ``noop_N_commands_per_host``
+(the most shell commands any host was sent: each one SSH round trip, a figure contention does not
+move), ``noop_N_transfers`` (uploads and downloads) and ``noop_N_controller_cpu_s`` (the controller's
+process CPU). On 3 hosts, ``NOOP_ROUNDS`` rounds alternate the no-op without deploys/core/fact_cache.py
+(``--no-fact-cache``: each fact its own command, as before it; ``noop_3_uncached_*``) and with it:
+``noop_3_s`` and ``noop_3_uncached_s`` are medians, ``*_spread`` their max - min. ``plan_50_fake_cpu_s``:
+the controller's CPU-seconds for ``pyinfra --dry`` of the whole chain on 50 fresh ``@fake`` hosts.
 
 The front door's overhead: the front-door host front1 is added to the converged 3-host fleet and
 deployed, then the controller alternates single requests (concurrency 1) through the front door
@@ -82,6 +91,7 @@ GATEWAY_KEYS = (
     "gateway_c32_p50_ms", "gateway_c32_p95_ms", "direct_c32_p50_ms", "direct_c32_p95_ms",
     "gateway_vs_direct_c1_ratio", "gateway_vs_direct_c8_ratio", "gateway_vs_direct_c32_ratio",
     "triton_mean_batch_c32", "direct_triton_mean_batch_c32",
+    "gateway_c1_cpu_ms_per_embedding", "gateway_c8_cpu_ms_per_embedding", "gateway_c32_cpu_ms_per_embedding",
     "large_2048_eps", "large_2048_p50_s", "gateway_rss_before_mb", "gateway_rss_peak_2048_mb",
 )  # fmt: skip
 
