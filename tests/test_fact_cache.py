@@ -183,3 +183,27 @@ def test_the_prefetch_file_keeps_a_fact_unasked_once_and_drops_it_the_second_tim
     assert fact_cache._rows(path) == [a]
     path.write_text('[["x", {}]]')  # another version's rows: none used
     assert fact_cache._rows(path) == []
+
+
+def test_the_batch_runs_with_the_connector_arguments_a_fact_would_get(tmp_path, monkeypatch):
+    """inventories/group_data/all.py sets ``_sudo = True``: the batch must read as root too, as each fact alone would."""
+    from pyinfra.api import Config, Inventory, State
+
+    monkeypatch.setattr(fact_cache, "PREFETCH_DIR", tmp_path)
+    inventory = Inventory((["@local"], {"_sudo": True}))
+    state = State(inventory, Config())
+    host = inventory.get_host("@local")
+    fact_cache.install(state)
+    monkeypatch.setattr(fact_cache, "_batches", lambda host: True)
+    row = ["pyinfra.facts.files.Sha256File", {"path": "/etc/hostname"}, ["prepare"]]
+    fact_cache.prefetch_file(host.name).write_text(json.dumps([row]))
+    sent = []
+
+    def run(self, command, **kwargs):
+        sent.append(kwargs)
+        return True, type("Output", (), {"stdout_lines": [f"{fact_cache.MARK}0", f"{fact_cache.MARK}rc=0"]})()
+
+    monkeypatch.setattr(type(host), "run_shell_command", run)
+    monkeypatch.setattr(type(host), "connected", True, raising=False)
+    assert host.get_fact(Sha256File, path="/etc/hostname") is None  # from the batch: no output, the default
+    assert len(sent) == 1 and sent[0].get("_sudo") is True

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pyinfra.api import StringCommand
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.host import Host
 from pyinfra.connectors.ssh import SSHConnector
 
@@ -160,6 +161,14 @@ def parse_batch(facts: list[Any], lines: list[str]) -> dict[int, Any]:
     return values
 
 
+def connector_arguments(host: Host) -> dict[str, Any]:
+    """The connector arguments (``_sudo`` from inventories/group_data/all.py, ...) pyinfra would run a
+    fact with at this point (as pyinfra.api.facts does: the current operation's, the host's data, the
+    config's), so the batch reads what each fact alone would read."""
+    global_arguments, _ = pop_global_arguments(host.state, host, dict(host.current_op_global_arguments or {}))
+    return {key: value for key, value in global_arguments.items() if key in CONNECTOR_ARGUMENT_KEYS}
+
+
 def stage_of(state: Any) -> str:
     return "execute" if state.is_executing else "prepare"
 
@@ -186,7 +195,7 @@ def _prefetch(host: Host, cache: _HostCache, stage: str) -> None:
         return
     cache.in_fact += 1
     try:
-        status, output = host.run_shell_command(StringCommand(command), print_output=False, print_input=False)
+        status, output = host.run_shell_command(StringCommand(command), print_output=False, print_input=False, **connector_arguments(host))
     finally:
         cache.in_fact -= 1
     if not status:
