@@ -1,4 +1,4 @@
-"""``make bench``: converge 1, 2 and 3 hosts, a no-op re-run, model bytes, the embeddings gateway
+"""``make bench``: converge 1, 2, 3 and 5 hosts, no-op re-runs (commands per host), model bytes, the embeddings gateway
 against Triton straight; one JSON line at the end.
 
 Runs on its own sandbox (``bench``), fresh hosts each time (images reused). The model comes through
@@ -10,6 +10,15 @@ The sandbox's hosts share this machine's cores, so each converge also records th
 CPU-seconds (``/proc/stat``: every process, hosts and controller alike) and, on stderr, the
 operations whose wall time grew most from 1 to 3 hosts. ``converge_3_cpu_s / cpu_cores`` is the
 least time 3 hosts can take here, however well the deploy runs them in parallel.
+
+No-op re-runs (issue 27), each through tests/support/command_count.py (pyinfra's Host counting what it
+sends): ``noop_{1,3,5}_s`` on the converged 1-, 3- and 5-host fleets, ``noop_N_commands_per_host``
+(the most shell commands any host was sent: each one SSH round trip, a figure contention does not
+move), ``noop_N_transfers`` (uploads and downloads) and ``noop_N_controller_cpu_s`` (the controller's
+process CPU). On 3 hosts, ``NOOP_ROUNDS`` rounds alternate the no-op without deploys/core/fact_cache.py
+(``--no-fact-cache``: each fact its own command, as before it; ``noop_3_uncached_*``) and with it:
+``noop_3_s`` and ``noop_3_uncached_s`` are medians, ``*_spread`` their max - min. ``plan_50_fake_cpu_s``:
+the controller's CPU-seconds for ``pyinfra --dry`` of the whole chain on 50 fresh ``@fake`` hosts.
 
 The front door's overhead: the front-door host front1 is added to the converged 3-host fleet and
 deployed, then the controller alternates single requests (concurrency 1) through the front door
@@ -79,6 +88,8 @@ GATEWAY_BENCH_FILES = (
 )
 GATEWAY_BENCH_SECONDS = 5.0  # per path and concurrency: 6 runs
 FRONT_DOOR_REQUESTS = 400  # per path (front door, host1's gateway), alternating
+PLAN_FAKE_HOSTS = 50  # the controller's CPU for planning this many @fake hosts (plan_50_fake_cpu_s)
+NOOP_ROUNDS = 3  # no-op re-runs on 3 hosts with and without the fact cache, alternating: median and spread
 OVERLOAD_CLIENTS, OVERLOAD_INPUTS, OVERLOAD_SECONDS = 160, 32, 20.0  # as tests/test_e2e_front_door.py's overload
 GATEWAY_KEYS = (
     "gateway_c1_eps", "direct_c1_eps", "gateway_c8_eps", "direct_c8_eps", "gateway_c32_eps", "direct_c32_eps",
@@ -86,6 +97,7 @@ GATEWAY_KEYS = (
     "gateway_c32_p50_ms", "gateway_c32_p95_ms", "direct_c32_p50_ms", "direct_c32_p95_ms",
     "gateway_vs_direct_c1_ratio", "gateway_vs_direct_c8_ratio", "gateway_vs_direct_c32_ratio",
     "triton_mean_batch_c32", "direct_triton_mean_batch_c32",
+    "gateway_c1_cpu_ms_per_embedding", "gateway_c8_cpu_ms_per_embedding", "gateway_c32_cpu_ms_per_embedding",
     "large_2048_eps", "large_2048_p50_s", "gateway_rss_before_mb", "gateway_rss_peak_2048_mb",
 )  # fmt: skip
 
@@ -138,11 +150,13 @@ def growth(one: dict[str, float], many: dict[str, float], rows: int = GROWTH_ROW
     return [(n, one.get(n, 0.0), many.get(n, 0.0)) for n in grown[:rows]]
 
 
-def _deploy(hub: HubServer, cache: Path) -> Converge:
-    """One timed ``pyinfra ... --json`` run on the bench fleet."""
+def _deploy(hub: HubServer, cache: Path, counts: Path | None = None, *count_flags: str) -> Converge:
+    """One timed ``pyinfra ... --json`` run on the bench fleet; with ``counts``, through
+    tests/support/command_count.py (the commands sent per host and the controller's CPU, to that file)."""
     env = {**os.environ, "SANDBOX_NAME": NAME, "HF_ENDPOINT": hub.url, "PYTHONUNBUFFERED": "1"}
+    counting = [sys.executable, "-m", "tests.support.command_count", str(counts), *count_flags, "--"] if counts else [PYINFRA]
     cmd = [
-        PYINFRA,
+        *counting,
         "inventories/sandbox.py",
         "deploys/all.py",
         "-y",
@@ -183,6 +197,59 @@ def _sent_bytes(results: dict[str, Any], sizes: dict[str, int]) -> int:
             path = next(p for p in sizes if PurePosixPath(p).name == name)
             total += sizes[path] * len(op["success"])
     return total
+
+
+def spread(key: str, values: list[float]) -> dict[str, Any]:
+    """``key``: the median of ``values``; ``key_spread``: max - min; ``key_rounds``: how many."""
+    return {key: round(statistics.median(values), 1), f"{key}_spread": round(max(values) - min(values), 1), f"{key}_rounds": len(values)}
+
+
+def command_figures(counts: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """tests/support/command_count.py's file as the bench's keys: the most shell commands any host was
+    sent (each one SSH round trip), uploads and downloads in all, the controller's CPU-seconds."""
+    commands = counts["commands"].values()
+    return {
+        f"{prefix}_commands_per_host": max(commands, default=0),
+        f"{prefix}_transfers": sum(counts["uploads"].values()) + sum(counts["downloads"].values()),
+        f"{prefix}_controller_cpu_s": counts["controller_cpu_s"],
+    }
+
+
+def plan_fake_cpu_seconds(hosts: int = PLAN_FAKE_HOSTS) -> float:
+    """The controller's CPU-seconds (process user + system time) for ``pyinfra --dry`` of the whole chain on
+    ``hosts`` fresh ``@fake`` hosts (tests/support/fake_hosts.py, GPU and CPU alternating): planning alone."""
+    from tests.support.hub_server import start_with_lock
+    from tests.test_plan import CANARY_KEY, FRESH_CPU, FRESH_GPU, MODEL_FILES
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server, data = start_with_lock(Path(tmp), MODEL_FILES)
+        try:
+            rows = [
+                (FRESH_GPU if i % 2 == 0 else FRESH_CPU).replace('"gpu-ubuntu"', f'"gpu-{i}"').replace('"cpu-debian"', f'"cpu-{i}"')
+                for i in range(hosts)
+            ]
+            inventory = Path(tmp) / "inventory.py"
+            inventory.write_text(
+                "import json\nfrom tests.support import fake_hosts as f\n\n"
+                f"f.SETTINGS.update(json.loads({json.dumps(json.dumps(data))}))\n"
+                "fleet = [\n" + ",\n".join(rows) + "\n]\n"
+            )
+            counts = Path(tmp) / "counts.json"
+            env = {
+                **os.environ,
+                "NGC_API_KEY": CANARY_KEY,
+                "HF_ENDPOINT": server.url,
+                "PYINFRA_FAKE_DELAY": "0",
+                "PYINFRA_FAKE_DELAY_JITTER": "0",
+            }
+            cmd = [sys.executable, "-m", "tests.support.command_count", str(counts), "--", str(inventory), "deploys/all.py", "--dry"]
+            proc = subprocess.run(cmd, cwd=fleet.ROOT, env=env, capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr[-3000:])
+                raise SystemExit(f"bench: planning {hosts} @fake hosts failed (rc {proc.returncode}); see above")
+            return json.loads(counts.read_text())["controller_cpu_s"]
+        finally:
+            server.stop()
 
 
 def gateway_figures(host: dict[str, Any], api_key: str, seconds: float = GATEWAY_BENCH_SECONDS) -> dict[str, Any]:
@@ -254,6 +321,20 @@ def overload_figures(state: dict[str, Any], api_key: str) -> dict[str, Any]:
     return result.figures()
 
 
+def _noop(hub: HubServer, work: Path, hosts: int) -> dict[str, Any]:
+    """A counted no-op re-run on the converged ``hosts``-host bench fleet: its keys (time, changed
+    operations, commands per host, the controller's CPU) and, under ``_converge``, the run itself."""
+    _log(f"no-op re-run on {hosts} host{'s' if hosts > 1 else ''}, commands counted")
+    counts = work / f"counts-noop-{hosts}.json"
+    run = _deploy(hub, work / f"cache-{hosts}", counts)
+    return {
+        f"noop_{hosts}_s": round(run.seconds, 1),
+        f"noop_{hosts}_changed": _changed(run.results),
+        **command_figures(json.loads(counts.read_text()), f"noop_{hosts}"),
+        "_converge": run,
+    }
+
+
 def _fresh_fleet(hosts: int, registry_cache: bool = False) -> dict[str, Any]:
     fleet.down(NAME)
     return fleet.up(NAME, hosts, registry_cache=registry_cache)
@@ -269,6 +350,7 @@ def main() -> int:
     repo = Repo(model["model_repo_id"], {p: (mirror / p).read_bytes() for p in sizes}, commit=model["model_revision"])
     work = fleet.state_dir(NAME)
     converged: dict[int, Converge] = {}
+    noops: dict[str, Any] = {}
     with HubServer([repo]) as hub:
         for hosts in (1, 2, 3):
             if hosts > 1:
@@ -276,12 +358,30 @@ def main() -> int:
             hub.body_bytes = 0
             _log(f"converge {hosts} host{'s' if hosts > 1 else ''}")
             converged[hosts] = _deploy(hub, work / f"cache-{hosts}")
+            if hosts == 1:
+                noops.update(_noop(hub, work, 1))
         upstream = hub.body_bytes  # of the 3-host converge
         # A fresh fleet has a fresh registry: its access log holds the 3 hosts' pulls only.
         image_no_cache = fleet.upstream_blob_bytes(NAME)
         image = fleet.image_bytes(NAME)
-        _log("no-op re-run on 3 hosts")
-        noop = _deploy(hub, work / "cache-3")
+        noops.update(_noop(hub, work, 3))
+        noop = noops.pop("_converge")
+        # Rounds: the no-op with and without deploys/core/fact_cache.py (each fact its own command, as
+        # before it), alternating, so one noisy moment on a shared machine does not decide the comparison.
+        rounds: dict[str, list[float]] = {"noop_3_s": [noop.seconds], "noop_3_uncached_s": []}
+        for index in range(NOOP_ROUNDS):
+            _log(f"no-op round {index + 1}/{NOOP_ROUNDS} on 3 hosts: without the fact cache, then with it")
+            counts = work / "counts-noop-3-uncached.json"
+            uncached = _deploy(hub, work / "cache-3", counts, "--no-fact-cache")
+            rounds["noop_3_uncached_s"].append(uncached.seconds)
+            noops["noop_3_uncached_changed"] = max(noops.get("noop_3_uncached_changed", 0), _changed(uncached.results))
+            noops.update(command_figures(json.loads(counts.read_text()), "noop_3_uncached"))
+            if index + 1 < NOOP_ROUNDS or len(rounds["noop_3_s"]) < NOOP_ROUNDS:
+                again = _deploy(hub, work / "cache-3")
+                rounds["noop_3_s"].append(again.seconds)
+                noops["noop_3_changed"] = max(noops["noop_3_changed"], _changed(again.results))
+        for key, values in rounds.items():
+            noops.update(spread(key, values))
     _log("embeddings gateway vs Triton straight, on host1 (concurrency 1, 8, 32)")
     bench_state = fleet.load_state(NAME) or {}
     gateway = gateway_figures(bench_state["hosts"][0], fleet.api_key_file(NAME).read_text().strip())
@@ -297,9 +397,17 @@ def main() -> int:
     with HubServer([repo]) as hub:
         cached = _deploy(hub, work / "cache-3-registry")
     image_cached = fleet.upstream_blob_bytes(NAME)
+    _log("converge 5 fresh hosts, then a no-op re-run")
+    _fresh_fleet(5)
+    with HubServer([repo]) as hub:
+        converge_5 = _deploy(hub, work / "cache-5")
+        noops.update(_noop(hub, work, 5))
+        noops.pop("_converge")
     fleet.down(NAME)
     _log("attention-window repair on the controller, on a graph of EmbeddingGemma-300m's size (random weights, ~1.2 GB)")
     repair = repair_bench.figures()
+    _log(f"planning {PLAN_FAKE_HOSTS} fresh @fake hosts (pyinfra --dry): the controller's CPU")
+    plan_cpu = plan_fake_cpu_seconds()
     cores = os.cpu_count() or 1
     one, three = converged[1], converged[3]
     _log(f"{cores} cores; 3 hosts kept them busy {three.cpu_seconds:.1f} CPU-s: at least {three.cpu_seconds / cores:.1f} s here")
@@ -309,8 +417,9 @@ def main() -> int:
     line = {
         "converge_1_s": round(one.seconds, 1),
         "converge_3_s": round(three.seconds, 1),
-        "noop_3_s": round(noop.seconds, 1),
-        "noop_3_changed": _changed(noop.results),
+        **noops,
+        "converge_5_s": round(converge_5.seconds, 1),
+        f"plan_{PLAN_FAKE_HOSTS}_fake_cpu_s": plan_cpu,
         "upstream_model_bytes": upstream,
         "sent_model_bytes": _sent_bytes(three.results, sizes),
         "converge_2_s": round(converged[2].seconds, 1),

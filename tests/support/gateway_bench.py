@@ -305,13 +305,23 @@ LARGE_INPUTS = 2048  # OpenAI's (and the gateway's default) inputs per request
 LARGE_REQUESTS = 3  # sequential 2048-input requests in the large-request run
 
 
-def gateway_rss_bytes(gateway_url: str) -> float:
-    """The gateway's resident memory, from its /metrics (prometheus_client's process collector)."""
+def gateway_process_metric(gateway_url: str, name: str) -> float:
+    """One of prometheus_client's process metrics from the gateway's /metrics (0.0 when absent)."""
     with urllib.request.urlopen(f"{gateway_url}/metrics", timeout=5) as response:
         for line in response.read().decode().splitlines():
-            if line.startswith("process_resident_memory_bytes "):
+            if line.startswith(f"{name} "):
                 return float(line.split()[1])
     return 0.0
+
+
+def gateway_rss_bytes(gateway_url: str) -> float:
+    """The gateway's resident memory, from its /metrics (prometheus_client's process collector)."""
+    return gateway_process_metric(gateway_url, "process_resident_memory_bytes")
+
+
+def gateway_cpu_seconds(gateway_url: str) -> float:
+    """The gateway process's CPU-seconds (user + system), from its /metrics."""
+    return gateway_process_metric(gateway_url, "process_cpu_seconds_total")
 
 
 def measure_large(gateway_url: str, api_key: str, model_name: str, texts: Sequence[str], requests: int = LARGE_REQUESTS) -> dict[str, Any]:
@@ -397,6 +407,7 @@ def measure(
     for concurrency in concurrencies:
         for path in ("gateway", "direct"):
             before = triton_counts(triton_metrics_url, model_name)
+            cpu_before = gateway_cpu_seconds(gateway_url) if path == "gateway" else 0.0
             if path == "gateway":
                 result = asyncio.run(
                     _gateway_run(gateway_url, api_key, model_name, texts, concurrency, max_requests, seconds, allow, http_client)
@@ -409,6 +420,12 @@ def measure(
             out[f"{path}_c{concurrency}_p50_ms"] = summary["p50_ms"]
             out[f"{path}_c{concurrency}_p95_ms"] = summary["p95_ms"]
             out[f"{'triton' if path == 'gateway' else 'direct_triton'}_mean_batch_c{concurrency}"] = mean_batch(before, after)
+            if path == "gateway":
+                # The gateway's own CPU per embedding served (short inputs, one per request): what caps a
+                # host's embeddings/s however fast its GPU, whatever else shares the machine.
+                cpu = gateway_cpu_seconds(gateway_url) - cpu_before
+                served = summary["items_per_s"] * summary["duration_s"]
+                out[f"gateway_c{concurrency}_cpu_ms_per_embedding"] = round(cpu / served * 1000, 3) if served else 0.0
             out["failures"] += summary["failures"]
             out["first_errors"] = (out["first_errors"] + summary["errors"])[:5]
         direct = out[f"direct_c{concurrency}_eps"]
