@@ -70,7 +70,9 @@ def model() -> None:
         return
     size = sum(f.size for f in stale)
     if s.model_fetch == "controller" or mirror_directory(s) is not None:
-        local = fetch_to_controller(s, wanted, token) if s.model_fetch == "controller" else from_mirror_directory(s, wanted)
+        # A repaired graph is sent from its own file (f.source); the rest are the upstream's, checked against the lock.
+        upstream = [f for f in wanted if not f.source]
+        local = fetch_to_controller(s, upstream, token) if s.model_fetch == "controller" else from_mirror_directory(s, upstream)
         logger.info(
             f"{host.print_prefix}model: sending {len(stale)} files ({human(size)}) to this host; {len(wanted) - len(stale)} already match"
         )
