@@ -193,7 +193,7 @@ def deploy_silences() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def reference() -> Reference:
-    return Reference(fleet.MODEL_SERVED)
+    return Reference(fleet.MODEL_MIRROR)
 
 
 @pytest.fixture(scope="module")
