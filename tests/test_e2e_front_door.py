@@ -46,11 +46,10 @@ from tests.support import client_checks as cc
 from tests.support import metric_names
 from tests.support.load import LoadResult, run_threads
 from tests.support.openai_checks import MODEL, Reference, check_sdk_parity, cosines
-from tests.support.overload import run_overload
+from tests.support.overload import load_texts, run_overload
 from tests.support.template_edits import EDITS, edited
 from tests.support.webhook_sink import WebhookSink
 from tests.test_e2e_faults import broken_template  # noqa: F401 (a fixture)
-from verify.samples import samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fleet]  # fleet: a sandbox fleet with fixed container names, never in parallel
 
@@ -198,7 +197,7 @@ def reference() -> Reference:
 
 @pytest.fixture(scope="module")
 def expected(reference: Reference) -> dict[str, np.ndarray]:
-    texts = [sample.text for sample in samples() if sample.id != "d-long-max"]
+    texts = load_texts()
     vectors, _ = reference.embed(texts)
     return dict(zip(texts, vectors, strict=True))
 

@@ -70,7 +70,7 @@ from tests.sandbox.dockercli import docker
 from tests.support import repair_bench
 from tests.support.hub_server import HubServer, Repo
 from tests.support.load import check_targets
-from tests.support.overload import run_overload
+from tests.support.overload import load_texts, run_overload
 
 NAME = "bench"
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -310,11 +310,8 @@ def front_door_figures(state: dict[str, Any], api_key: str, requests: int = FRON
 
 def overload_figures(state: dict[str, Any], api_key: str) -> dict[str, Any]:
     """tests/support/overload.py through the front door (the controller's loopback): 200s/s, 429s/s, 5xx, p95 of the 200s."""
-    from verify.samples import samples
-
-    texts = [sample.text for sample in samples() if sample.id != "d-long-max"]
     result = run_overload(
-        fleet.front_door_url(state), api_key, texts, clients=OVERLOAD_CLIENTS, inputs=OVERLOAD_INPUTS, seconds=OVERLOAD_SECONDS
+        fleet.front_door_url(state), api_key, load_texts(), clients=OVERLOAD_CLIENTS, inputs=OVERLOAD_INPUTS, seconds=OVERLOAD_SECONDS
     )
     if result.bad_samples:
         _log(f"overload: {result.bad} bad answers, e.g. {result.bad_samples[0]}")
