@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from deploys.core import endpoints, model_lock, operations, paths, run, runtimes, settings, wheels
+from deploys.core.repo import RUNTIME_PIP
 from deploys.core.settings import SettingsError
 from deploys.gateway import logic as gateway
 from deploys.triton import verify_run as step
@@ -115,7 +116,7 @@ def wheel_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(wheels, "CACHE_DIR", tmp_path / "cache")
     pool = tmp_path / "cache" / wheels.pool_key(PY311)
     pool.mkdir(parents=True)
-    for lock in (step.requirements_file(False), gateway.REQUIREMENTS):
+    for lock in (step.requirements_file(False), gateway.REQUIREMENTS, RUNTIME_PIP):
         for name, version in wheels.pins(lock).items():
             (pool / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(name.encode())
     return pool
@@ -141,6 +142,12 @@ def test_pip_install_sources(tmp_path: Path, wheel_pool: Path) -> None:
     s = _settings()
     command = pip_install_command(s, paths.layout(s))
     assert "--no-index --find-links /opt/triton-embeddinggemma/wheels -r /opt/triton-embeddinggemma/verify/requirements.txt" in command
+    # pip runs from its own wheel (sent with the others) in a venv made without pip.
+    commands = _install_commands(s, paths.layout(s).verify, step.requirements_file(False), "v")
+    assert "python3 -m venv --without-pip /opt/triton-embeddinggemma/verify/venv" in commands
+    assert command.startswith(
+        "timeout -k 10 1800 /opt/triton-embeddinggemma/verify/venv/bin/python /opt/triton-embeddinggemma/wheels/pip-25.3-py3-none-any.whl/pip install "
+    )
     assert command.endswith(
         "cp /opt/triton-embeddinggemma/verify/requirements.txt /opt/triton-embeddinggemma/verify/venv/installed-requirements.txt"
     )
@@ -168,7 +175,7 @@ def test_the_two_runtimes_share_the_wheels_sent(wheel_pool: Path) -> None:
     assert layout.gateway.wheels == layout.verify.wheels == "/opt/triton-embeddinggemma/wheels"
     gateway_uploads = [c[1] for c in _install_commands(s, layout.gateway, gateway.REQUIREMENTS, "g") if c[0] == "upload"][:-1]
     on_host = {Path(p).name: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in gateway_uploads}
-    assert len(on_host) == len(wheels.pins(gateway.REQUIREMENTS))
+    assert len(on_host) == len(wheels.pins(gateway.REQUIREMENTS)) + 1  # and the pip that installs them
     verify_uploads = [
         Path(c[1]).name
         for c in _install_commands(

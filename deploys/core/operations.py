@@ -24,12 +24,12 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationValueError, QuoteString, StringCommand, operation
-from pyinfra.facts.files import Sha256File
+from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files, pip
 from pyinfra.operations.util import files as file_utils
 
 from deploys.core import bounds, redact, wheels
-from deploys.core.repo import PIP_LOCK_FLAGS
+from deploys.core.repo import PIP_LOCK_FLAGS, RUNTIME_PIP
 from facts.python import HostPython, WheelDigests
 
 q = shlex.quote
@@ -186,13 +186,14 @@ def validated_config(
     yield StringCommand(go_live(list(wanted), check, reload, confirm, path))
 
 
-def pip_install(venv: str, requirements: str, wheels_dir: str) -> str:
-    """Shell: pip installs the lock ``requirements`` into ``venv`` from the wheels in ``wheels_dir`` only."""
+def pip_install(pip: str, requirements: str, wheels_dir: str) -> str:
+    """Shell: ``pip`` (a quoted command: the venv's pip, or its python running pip's wheel) installs the
+    lock ``requirements`` from the wheels in ``wheels_dir`` only."""
     # --no-compile: the runtimes run with PYTHONDONTWRITEBYTECODE=1 (verify) or need no .pyc to
     # start; byte-compiling every installed file is most of the install's CPU time.
     # --no-index: every file came from the controller (deploys/core/wheels.py); the host needs no package index.
     return (
-        f"{q(venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} "
+        f"{pip} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} "
         f"--no-index --find-links {q(wheels_dir)} -r {q(requirements)}"
     )
 
@@ -222,7 +223,9 @@ def _runtime_wheels(lock: str, index_url: str, wheels_src: str, step: str, host_
             f"{step} on host {host_name}: no python3 on the host ({what} needs it); install the distribution's python3"
         )
     try:
-        return wheels.fetch(Path(lock), python, index_url)
+        pool, names = wheels.fetch(Path(lock), python, index_url)
+        _, pip_names = wheels.fetch(RUNTIME_PIP, python, index_url)
+        return pool, names + pip_names
     except wheels.WheelsError as e:
         raise wheels.WheelsError(f"{step} on host {host_name}: {what}: {e}") from None
 
@@ -268,8 +271,17 @@ def pinned_venv(
             str(src / name), f"{wheels_dir}/{name}", remote_temp_filename=host.get_temp_filename(f"{wheels_dir}/{name}")
         )
     yield from files.put._inner(src=lock, dest=requirements, mode="644")
-    yield from pip.virtualenv._inner(path=venv, python="python3", venv=True)
-    install = pip_install(venv, requirements, wheels_dir)
+    pip_wheel = next((name for name in names if name.startswith("pip-")), "")
+    if pip_wheel:
+        # pip runs from its wheel in a venv made without pip: ensurepip's copy of pip, unpacked and
+        # byte-compiled into each venv, cost more CPU than installing the runtime itself.
+        if not host.get_fact(File, path=f"{venv}/bin/activate"):
+            yield StringCommand(f"python3 -m venv --without-pip {q(venv)}")
+        runner = f"{q(venv + '/bin/python')} {q(f'{wheels_dir}/{pip_wheel}/pip')}"
+    else:  # verify_wheels_dir without a pip wheel: the venv's own pip
+        yield from pip.virtualenv._inner(path=venv, python="python3", venv=True)
+        runner = q(venv + "/bin/pip")
+    install = pip_install(runner, requirements, wheels_dir)
     bounded = bounds.bounded(install, timeout_s, step, host_name, what, timeout_setting)
     yield StringCommand(f"{bounded} && cp {q(requirements)} {q(installed)}")
 
