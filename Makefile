@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test unit lint sandbox down bench readme locks clean screenshot fixtures
+.PHONY: test unit lint sandbox down bench bench-converge readme locks clean screenshot fixtures
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench: $(STAMP)
 	bash tests/system_deps.sh
 	bash tests/sandbox/docker_daemon.sh
 	$(BIN)/python -m tests.sandbox.bench
+
+bench-converge: $(STAMP)  # the 1-host converge only, in rounds (tests/sandbox/bench.py --converge)
+	bash tests/system_deps.sh
+	bash tests/sandbox/docker_daemon.sh
+	$(BIN)/python -m tests.sandbox.bench --converge
 
 # The attention-window reference fixtures (tests/data/attention_window/, committed) from transformers' own Gemma 3,
 # in their own environment (torch + transformers, about 1.3 GB): CI never runs this, it reads the committed files.

@@ -65,7 +65,8 @@ def unbounded(command: str) -> list[str]:
     problems = []
     for label, pattern in MUST_BE_TIMED.items():
         for match in re.finditer(pattern, text):
-            if not re.search(_BOUNDED + r"$", text[: match.start()]):
+            # (a venv's python running pip from its wheel: `timeout N venv/bin/python pip-….whl/pip install`)
+            if not re.search(_BOUNDED + r"(?:\S+/python3? )?$", text[: match.start()]):
                 problems.append(f"{label} without timeout: {command}")
     for match in _CURL.finditer(text):
         if re.search(r"command -v\s+$", text[: match.start()]):
@@ -83,12 +84,14 @@ def test_the_checker_catches_unbounded_commands() -> None:
         "docker compose -p triton-embeddinggemma -f /x/docker-compose.yml up -d --remove-orphans",
         "docker run --rm --gpus all --entrypoint nvidia-smi img -L",
         "/opt/t/verify/venv/bin/pip install --quiet -r /opt/t/verify/requirements.txt && cp a b",
+        "/opt/t/verify/venv/bin/python /opt/t/wheels/pip-25.3-py3-none-any.whl/pip install -r r.txt && cp a b",
         '[ "$(curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:6000/v2/models/m/ready)" = 200 ]',
         "( curl -sSLf https://nvidia.github.io/libnvidia-container/gpgkey -o /tmp/x ) || ( wget -q x )",
     ):
         assert unbounded(bad), bad
     for good in (
         "timeout -k 10 3600 docker pull --quiet img || { rc=$?; echo 'docker pull did not finish' >&2; exit $rc; }",
+        "timeout -k 10 1800 /opt/t/verify/venv/bin/python /opt/t/wheels/pip-25.3-py3-none-any.whl/pip install -r r.txt",
         "if command -v curl >/dev/null 2>&1; then echo \"live $(curl -s --connect-timeout 2 --max-time 5 -o /dev/null 'u')\"; fi",
         "( curl -sSLf --connect-timeout '30' --max-time '120' https://x/gpgkey -o /tmp/x ) || ( wget -q x )",
     ):

@@ -14,11 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploys.core import endpoints, model_lock, operations, paths, run, runtimes, settings
+from deploys.core import endpoints, model_lock, operations, paths, run, runtimes, settings, wheels
+from deploys.core.repo import RUNTIME_PIP
 from deploys.core.settings import SettingsError
 from deploys.gateway import logic as gateway
 from deploys.triton import verify_run as step
 from facts._shell import RC_MARKER
+from facts.python import HostPython, parse_host_python
 from facts.verify import parse_parity_output
 from tests.support import tinymodel
 from tests.support import tritonserver as ts
@@ -100,38 +102,142 @@ def test_image_label() -> None:
     assert step.image_label(_settings(triton_image_digest="sha256:" + "0123456789ab" + "f" * 52)) == "tritonserver:25.05-py3@0123456789ab"
 
 
-VENV_FACTS = {k: {} for k in ("File", "Sha1File", "Directory", "Sha256File", "FindFiles", "FindDirectories", "FindLinks", "Link")}
+PY311 = {"implementation": "cpython", "version": "3.11", "machine": "x86_64", "libc": "glibc", "libc_version": "2.36"}
+VENV_FACTS = {
+    **{f"files.{k}": {} for k in ("File", "Sha1File", "Directory", "Sha256File")},
+    "python.HostPython": PY311,
+    "python.WheelDigests": {},
+}
 
 
-def _install_command(s: settings.Settings, paths_of: object, lock: Path, what: str, wheels: Path | None = None) -> str:
+@pytest.fixture
+def wheel_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A controller cache already holding a wheel for every pin of the two CPU locks (no pip, no network)."""
+    monkeypatch.setattr(wheels, "CACHE_DIR", tmp_path / "cache")
+    pool = tmp_path / "cache" / wheels.pool_key(PY311)
+    pool.mkdir(parents=True)
+    for lock in (step.requirements_file(False), gateway.REQUIREMENTS, RUNTIME_PIP):
+        for name, version in wheels.pins(lock).items():
+            (pool / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(name.encode())
+    return pool
+
+
+def _install_commands(s: settings.Settings, paths_of: object, lock: Path, what: str, facts: dict | None = None) -> list:
+    """The commands the pinned-venv operation runs on a host without the venv."""
+    args = runtimes.venv_args(s, paths_of, lock, "Verify", what, runtimes.check_wheels_dir(s))
+    commands, _ = run_operation(operations.pinned_venv, {**VENV_FACTS, **(facts or {})}, **args)
+    return commands
+
+
+def _install_command(s: settings.Settings, paths_of: object, lock: Path, what: str) -> str:
     """The pip command the pinned-venv operation runs on a host without the venv (the last it yields)."""
-    args = runtimes.venv_args(s, paths_of, lock, "Verify", what, wheels)
-    commands, _ = run_operation(operations.pinned_venv, {f"files.{k}": v for k, v in VENV_FACTS.items()}, **args)
-    return commands[-1]
+    return _install_commands(s, paths_of, lock, what)[-1]
 
 
-def pip_install_command(s: settings.Settings, layout: paths.Layout, wheels: Path | None = None) -> str:
-    return _install_command(s, layout.verify, step.requirements_file(False), "the verify runtime", wheels)
+def pip_install_command(s: settings.Settings, layout: paths.Layout) -> str:
+    return _install_command(s, layout.verify, step.requirements_file(False), "the verify runtime")
 
 
-def test_pip_install_sources(tmp_path: Path) -> None:
+def test_pip_install_sources(tmp_path: Path, wheel_pool: Path) -> None:
     s = _settings()
-    assert "--no-index" not in pip_install_command(s, paths.layout(s))
-    mirror = _settings(verify_pip_index_url="https://pypi.example/simple")
-    assert "--index-url https://pypi.example/simple" in pip_install_command(mirror, paths.layout(mirror))
-    (tmp_path / "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
-    wheels = _settings(verify_wheels_dir=str(tmp_path))
-    command = pip_install_command(wheels, paths.layout(wheels), runtimes.check_wheels_dir(wheels))
-    assert "--no-index --find-links /opt/triton-embeddinggemma/verify/wheels" in command
+    command = pip_install_command(s, paths.layout(s))
+    assert "--no-index --find-links /opt/triton-embeddinggemma/wheels -r /opt/triton-embeddinggemma/verify/requirements.txt" in command
+    # pip runs from its own wheel (sent with the others) in a venv made without pip.
+    commands = _install_commands(s, paths.layout(s).verify, step.requirements_file(False), "v")
+    assert "python3 -m venv --without-pip /opt/triton-embeddinggemma/verify/venv" in commands
+    assert command.startswith(
+        "timeout -k 10 1800 /opt/triton-embeddinggemma/verify/venv/bin/python /opt/triton-embeddinggemma/wheels/pip-25.3-py3-none-any.whl/pip install "
+    )
     assert command.endswith(
         "cp /opt/triton-embeddinggemma/verify/requirements.txt /opt/triton-embeddinggemma/verify/venv/installed-requirements.txt"
     )
-    # The gateway's venv is the same operation: it honours verify_wheels_dir too (pushed to its own directory).
-    layout = paths.layout(wheels)
-    gateway_command = _install_command(
-        wheels, layout.gateway, gateway.REQUIREMENTS, "the gateway runtime", runtimes.check_wheels_dir(wheels)
+    # A mirror is the controller's index (hosts need none): it goes into the controller's pip download only.
+    mirror = _settings(verify_pip_index_url="https://pypi.example/simple")
+    assert "--index-url" not in pip_install_command(mirror, paths.layout(mirror))
+    assert wheels.download_command(step.requirements_file(False), PY311, tmp_path, "https://pypi.example/simple")[-6:-4] == [
+        "--index-url",
+        "https://pypi.example/simple",
+    ]
+    (tmp_path / "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
+    own = _settings(verify_wheels_dir=str(tmp_path))
+    uploads = [c for c in _install_commands(own, paths.layout(own).verify, step.requirements_file(False), "v") if c[0] == "upload"]
+    assert uploads[0] == [
+        "upload",
+        f"{tmp_path}/numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "/opt/triton-embeddinggemma/wheels/numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl",
+    ]
+
+
+def test_the_two_runtimes_share_the_wheels_sent(wheel_pool: Path) -> None:
+    """The gateway's venv first (its step runs first), then verify's: a wheel both locks pin is sent once."""
+    s = _settings()
+    layout = paths.layout(s)
+    assert layout.gateway.wheels == layout.verify.wheels == "/opt/triton-embeddinggemma/wheels"
+    gateway_uploads = [c[1] for c in _install_commands(s, layout.gateway, gateway.REQUIREMENTS, "g") if c[0] == "upload"][:-1]
+    on_host = {Path(p).name: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in gateway_uploads}
+    assert len(on_host) == len(wheels.pins(gateway.REQUIREMENTS)) + 1  # and the pip that installs them
+    verify_uploads = [
+        Path(c[1]).name
+        for c in _install_commands(
+            s,
+            layout.verify,
+            step.requirements_file(False),
+            "v",
+            {"python.WheelDigests": {"path=/opt/triton-embeddinggemma/wheels": on_host}},
+        )
+        if c[0] == "upload"
+    ][:-1]
+    shared = set(wheels.pins(gateway.REQUIREMENTS).items()) & set(wheels.pins(step.requirements_file(False)).items())
+    assert len(shared) >= 10  # numpy, grpcio, tokenizers, huggingface-hub…
+    assert len(verify_uploads) == len(wheels.pins(step.requirements_file(False))) - len(shared)
+    assert not set(verify_uploads) & set(on_host)
+
+
+def test_a_host_platform_is_fetched_for_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller's pip runs once per lock and host platform (then the manifest answers), for the
+    host's platform, and a pin without a wheel for it is one line naming the pin and the platform."""
+    calls: list[list[str]] = []
+    lock = gateway.REQUIREMENTS
+
+    def fake_pip(command: list[str], **kwargs: object) -> SimpleNamespace:
+        calls.append(command)
+        dest = Path(command[command.index("--dest") + 1])
+        for name, version in wheels.pins(lock).items():
+            (dest / f"{name.replace('-', '_')}-{version}-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"w")
+        return SimpleNamespace(returncode=0, stderr="")
+
+    monkeypatch.setattr(wheels.subprocess, "run", fake_pip)
+    for _ in range(3):
+        _pool, names = wheels.fetch(lock, PY311, cache=tmp_path)
+    assert len(calls) == 1 and len(names) == len(wheels.pins(lock))
+    command = calls[0]
+    assert command[command.index("--python-version") + 1] == "3.11"
+    platforms = [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"]
+    assert platforms[0] == "manylinux_2_36_x86_64" and "manylinux_2_17_x86_64" in platforms and "manylinux2014_x86_64" in platforms
+    assert {"--only-binary=:all:", "--require-hashes", "--no-deps"} <= set(command)
+
+    def no_wheel(command: list[str], **kwargs: object) -> SimpleNamespace:
+        return SimpleNamespace(
+            returncode=1, stderr="ERROR: Could not find a version...\nERROR: No matching distribution found for numpy==2.2.6\n"
+        )
+
+    monkeypatch.setattr(wheels.subprocess, "run", no_wheel)
+    arm = {**PY311, "machine": "aarch64", "version": "3.14"}
+    with pytest.raises(wheels.WheelsError) as raised:
+        wheels.fetch(lock, arm, cache=tmp_path)
+    assert str(raised.value) == (
+        "embeddings_gateway/requirements.txt pins numpy==2.2.6, which has no wheel for CPython 3.14 on aarch64 (glibc 2.36): "
+        "pin a version with one in its .in file and run `make locks`"
     )
-    assert "--no-index --find-links /opt/triton-embeddinggemma/gateway/wheels" in gateway_command
+
+
+def test_host_python_fact_parses_this_machines_python() -> None:
+    """The fact's command, run in a real shell here, parses into the platform pip is asked for."""
+    out = subprocess.run(["sh", "-c", HostPython().command()], capture_output=True, text=True, check=True).stdout.splitlines()
+    python = parse_host_python(out)
+    assert python is not None and python["version"] == f"{sys.version_info[0]}.{sys.version_info[1]}" and python["libc"] == "glibc"
+    assert wheels.platform_tags(python)[0].startswith("manylinux_2_")
+    assert parse_host_python([]) is None and parse_host_python(["Traceback (most recent call last):"]) is None
 
 
 def test_runtime_pins_are_exact() -> None:
@@ -141,7 +247,7 @@ def test_runtime_pins_are_exact() -> None:
     assert "onnxruntime-gpu" in parse_lock(step.requirements_file(True))
 
 
-def test_pip_installs_the_locks_with_hashes_only() -> None:
+def test_pip_installs_the_locks_with_hashes_only(wheel_pool: Path) -> None:
     s = _settings()
     layout = paths.layout(s)
     gateway_lock = gateway.REQUIREMENTS

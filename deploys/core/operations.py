@@ -7,9 +7,9 @@ is nothing to do. Their cases (facts in, commands out) are JSON files under test
   compared by sha256 so the same secret is no change.
 - :func:`validated_config`: candidate(s) beside the live file(s), a check command, live (the old file
   kept as ``.previous``), reload, confirm; the old file back (and reloaded) when the confirm fails.
-- :func:`pinned_venv`: a venv from a hashed lock (``--require-hashes``, wheels only), from the
-  package index, an index URL or wheels pushed from the controller; pip runs only when the lock
-  differs from what it last installed.
+- :func:`pinned_venv`: a venv from a hashed lock (``--require-hashes``, wheels only, ``--no-index``),
+  its wheels fetched once on the controller for the host's platform (deploys/core/wheels.py) and sent;
+  nothing is sent and pip runs only when the lock differs from what it last installed.
 - :func:`wait_ready`: poll a URL until it answers 200, bounded in all and per try
   (deploys/core/bounds.py:ready_poll), the failure line and log tail past the deadline.
 """
@@ -20,15 +20,17 @@ import hashlib
 import shlex
 from collections.abc import Mapping
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationValueError, QuoteString, StringCommand, operation
-from pyinfra.facts.files import Sha256File
+from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files, pip
 from pyinfra.operations.util import files as file_utils
 
-from deploys.core import bounds, redact
-from deploys.core.repo import PIP_LOCK_FLAGS
+from deploys.core import bounds, redact, wheels
+from deploys.core.repo import PIP_LOCK_FLAGS, RUNTIME_PIP
+from facts.python import HostPython, WheelDigests
 
 q = shlex.quote
 
@@ -184,18 +186,48 @@ def validated_config(
     yield StringCommand(go_live(list(wanted), check, reload, confirm, path))
 
 
-def pip_install(venv: str, requirements: str, installed: str, index_url: str = "", wheels_dir: str = "") -> str:
-    """Shell: pip install of the hashed lock (--require-hashes, wheels only; from ``wheels_dir`` with no
-    index, else ``index_url``, else pip's default), then the copy of the lock that says it is installed."""
-    if wheels_dir:
-        source = f"--no-index --find-links {q(wheels_dir)} "
-    elif index_url:
-        source = f"--index-url {q(index_url)} "
-    else:
-        source = ""
+def pip_install(pip: str, requirements: str, wheels_dir: str) -> str:
+    """Shell: ``pip`` (a quoted command: the venv's pip, or its python running pip's wheel) installs the
+    lock ``requirements`` from the wheels in ``wheels_dir`` only."""
     # --no-compile: the runtimes run with PYTHONDONTWRITEBYTECODE=1 (verify) or need no .pyc to
     # start; byte-compiling every installed file is most of the install's CPU time.
-    return f"{q(venv + '/bin/pip')} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} {source}-r {q(requirements)}"
+    # --no-index: every file came from the controller (deploys/core/wheels.py); the host needs no package index.
+    return (
+        f"{pip} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} "
+        f"--no-index --find-links {q(wheels_dir)} -r {q(requirements)}"
+    )
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # controller wheel -> sha256, once per run (by path, size, mtime)
+
+
+def _sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def _runtime_wheels(lock: str, index_url: str, wheels_src: str, step: str, host_name: str, what: str) -> tuple[Path, list[str]]:
+    """The controller directory and file names of the wheels the host needs for ``lock``."""
+    if wheels_src:
+        return Path(wheels_src), sorted(p.name for p in Path(wheels_src).glob("*.whl"))
+    python = host.get_fact(HostPython)
+    if python is None:
+        raise wheels.WheelsError(
+            f"{step} on host {host_name}: no python3 on the host ({what} needs it); install the distribution's python3"
+        )
+    try:
+        pool, names = wheels.fetch(Path(lock), python, index_url)
+        _, pip_names = wheels.fetch(RUNTIME_PIP, python, index_url)
+        return pool, names + pip_names
+    except wheels.WheelsError as e:
+        raise wheels.WheelsError(f"{step} on host {host_name}: {what}: {e}") from None
 
 
 @operation()
@@ -208,28 +240,48 @@ def pinned_venv(
     step: str,
     host_name: str,
     what: str,
+    wheels_dir: str,
     index_url: str = "",
     wheels_src: str = "",
-    wheels_dir: str = "",
     timeout_setting: str = "verify_pip_timeout_s",
 ):
     """A venv at ``venv`` holding exactly the hashed lock ``lock`` (a controller file), uploaded to
-    ``requirements``; pip runs (bounded by ``timeout_s``) only when ``installed`` differs from the lock.
+    ``requirements``; only when ``installed`` differs from the lock: the lock's wheels sent to
+    ``wheels_dir`` (those it lacks: a directory the host's runtimes share), then pip (``--no-index``,
+    bounded by ``timeout_s``).
 
-    + wheels_src, wheels_dir: wheels on the controller, pushed to ``wheels_dir``; pip then uses no index
-    + index_url: a package index (a mirror); empty: pip's default
+    + wheels_dir: the host's wheel directory
+    + wheels_src: wheels on the controller (all sent); empty: the lock's wheels for the host's
+      platform, fetched once on the controller (deploys/core/wheels.py)
+    + index_url: the package index the controller fetches from; empty: pip's default
     + step, host_name, what, timeout_setting: the one line printed past the bound
     """
-    if wheels_src:
-        yield from files.sync._inner(src=wheels_src, dest=wheels_dir, delete=True)
-    yield from files.put._inner(src=lock, dest=requirements, mode="644")
-    yield from pip.virtualenv._inner(path=venv, python="python3", venv=True)
     with open(lock, "rb") as f:
         wanted = hashlib.sha256(f.read()).hexdigest()
     if host.get_fact(Sha256File, path=installed) == wanted:
         host.noop(f"{venv} has {requirements} installed (same sha256 as {installed})")
         return
-    install = pip_install(venv, requirements, installed, index_url, wheels_dir if wheels_src else "")
+    src, names = _runtime_wheels(lock, index_url, wheels_src, step, host_name, what)
+    present = host.get_fact(WheelDigests, path=wheels_dir) or {}
+    missing = [name for name in names if present.get(name) != _sha256(src / name)]
+    if missing:
+        yield StringCommand(f"mkdir -p {q(wheels_dir)}")
+    for name in missing:
+        yield FileUploadCommand(
+            str(src / name), f"{wheels_dir}/{name}", remote_temp_filename=host.get_temp_filename(f"{wheels_dir}/{name}")
+        )
+    yield from files.put._inner(src=lock, dest=requirements, mode="644")
+    pip_wheel = next((name for name in names if name.startswith("pip-")), "")
+    if pip_wheel:
+        # pip runs from its wheel in a venv made without pip: ensurepip's copy of pip, unpacked and
+        # byte-compiled into each venv, cost more CPU than installing the runtime itself.
+        if not host.get_fact(File, path=f"{venv}/bin/activate"):
+            yield StringCommand(f"python3 -m venv --without-pip {q(venv)}")
+        runner = f"{q(venv + '/bin/python')} {q(f'{wheels_dir}/{pip_wheel}/pip')}"
+    else:  # verify_wheels_dir without a pip wheel: the venv's own pip
+        yield from pip.virtualenv._inner(path=venv, python="python3", venv=True)
+        runner = q(venv + "/bin/pip")
+    install = pip_install(runner, requirements, wheels_dir)
     bounded = bounds.bounded(install, timeout_s, step, host_name, what, timeout_setting)
     yield StringCommand(f"{bounded} && cp {q(requirements)} {q(installed)}")
 

@@ -12,8 +12,9 @@ Under ``{triton_dir}`` (:func:`layout`)::
     releases/<id>/models/{model_name}/1/<files>       hard links of the store's files (no extra space)
     current  -> releases/<id>                         the live release
     previous -> releases/<id>                         the one before (deploys/rollback.py goes back to it)
-    verify/venv, verify/verify, verify/wheels, ...    the verify runtime (:class:`VerifyPaths`)
+    verify/venv, verify/verify, ...                   the verify runtime (:class:`VerifyPaths`)
     gateway/venv, gateway/embeddings_gateway, ...     the embeddings gateway (:class:`GatewayPaths`)
+    wheels/                                           both runtimes' wheels, from the controller
 
 System files the deploy manages (Docker, apt) are the module constants below. A new host path (a
 new role's directory under ``{triton_dir}``, a lock file) is a new attribute here.
@@ -114,7 +115,7 @@ class VerifyPaths:
     venv: str
     code: str
     contract: str  # embeddinggemma.py beside the code (the model's contract, shared with the gateway)
-    wheels: str
+    wheels: str  # the runtimes' wheels ({triton_dir}/wheels, shared with the gateway): pip uses no index
     requirements: str
     installed: str  # copy of what pip last installed
     report: str
@@ -130,7 +131,7 @@ class GatewayPaths:
     code: str  # the embeddings_gateway package; the unit runs ``python -m embeddings_gateway`` in ``base``
     contract: str  # embeddinggemma.py beside it (the model's contract, shared with verify/)
     old_code: str  # where the code lived before it left verify/ (removed)
-    wheels: str  # verify_wheels_dir pushed here (pip then uses no index)
+    wheels: str  # the runtimes' wheels ({triton_dir}/wheels, shared with verify): pip uses no index
     requirements: str
     installed: str  # copy of what pip last installed
     config: str
@@ -191,7 +192,7 @@ def _verify(root: str) -> VerifyPaths:
         venv=f"{base}/venv",
         code=f"{base}/verify",
         contract=f"{base}/embeddinggemma.py",
-        wheels=f"{base}/wheels",
+        wheels=f"{root}/wheels",
         requirements=f"{base}/requirements.txt",
         installed=f"{base}/venv/installed-requirements.txt",
         report=f"{base}/last-report.json",
@@ -207,7 +208,7 @@ def _gateway(root: str) -> GatewayPaths:
         code=f"{base}/embeddings_gateway",
         contract=f"{base}/embeddinggemma.py",
         old_code=f"{base}/verify",
-        wheels=f"{base}/wheels",
+        wheels=f"{root}/wheels",
         requirements=f"{base}/requirements.txt",
         installed=f"{base}/venv/installed-requirements.txt",
         config=f"{base}/gateway.json",

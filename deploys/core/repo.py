@@ -15,3 +15,5 @@ README = REPO_ROOT / "README.md"
 # verify/requirements-{cpu,gpu}.txt and embeddings_gateway/requirements.txt are hashed locks (`make locks`, deploys/tools/locks.py):
 # the verify and gateway steps install them with these pip flags, so pip takes only the locked files.
 PIP_LOCK_FLAGS = "--require-hashes --only-binary=:all:"
+# The pip the hosts run from its wheel to install those locks (fetched and checked like them).
+RUNTIME_PIP = REPO_ROOT / "deploys" / "core" / "runtime-pip.txt"

@@ -1,6 +1,8 @@
 """The pinned Python runtimes on a host (the verify runtime, the embeddings gateway): one set of
 settings (``verify_wheels_dir``, ``verify_pip_index_url``, ``verify_pip_timeout_s``) for both, turned
-into the arguments of the one operation that installs them (deploys/core/operations.py:pinned_venv)."""
+into the arguments of the one operation that installs them (deploys/core/operations.py:pinned_venv).
+Their wheels come from the controller (fetched once for the hosts' platform: deploys/core/wheels.py)
+into one directory on the host both venvs install from: a file both locks pin is sent once."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from deploys.core.settings import Settings, SettingsError
 
 def venv_args(s: Settings, paths_of: Any, lock: Path, step: str, what: str, wheels: Path | None) -> dict[str, Any]:
     """deploys/core/operations.py:pinned_venv's arguments for a runtime (the verify runtime's, the
-    gateway's: one operation): ``lock`` installed in ``paths_of.venv`` with ``--require-hashes``, from
-    ``verify_wheels_dir`` (pushed to ``paths_of.wheels``; no index), else ``verify_pip_index_url``,
-    else pip's default; pip bounded by verify_pip_timeout_s."""
+    gateway's: one operation): ``lock`` installed in ``paths_of.venv`` with ``--require-hashes --no-index``
+    from ``paths_of.wheels``, filled from ``verify_wheels_dir`` if set, else with the wheels the controller
+    fetched from ``verify_pip_index_url`` (empty: pip's default index); pip bounded by verify_pip_timeout_s."""
     return {
         "venv": paths_of.venv,
         "lock": str(lock),
@@ -39,6 +41,7 @@ def check_wheels_dir(s: Settings) -> Path | None:
         raise SettingsError(
             f"host {s.host}: setting verify_wheels_dir={s.verify_wheels_dir!r} has no wheels; fill it with "
             f"`pip download --only-binary=:all: --python-version 3.13 -r verify/requirements-cpu.txt -d {s.verify_wheels_dir}` "
-            "(the hosts' Python; gpu: requirements-gpu.txt; with the gateway on also embeddings_gateway/requirements.txt) or set it to ''"
+            "(the hosts' Python; gpu: requirements-gpu.txt; with the gateway on also embeddings_gateway/requirements.txt) "
+            "or set it to '' (the controller then fetches them itself)"
         )
     return path

@@ -9,10 +9,13 @@ endpoints served by http.server (the real tritonserver is in test_triton_live.py
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +35,7 @@ from facts.docker import (
     registry_auth_digest,
 )
 from facts.gpu import NvidiaGpus
+from facts.python import HostPython, WheelDigests
 from facts.triton import TritonHealth
 from tests.support.net import free_port
 
@@ -295,3 +299,18 @@ def test_apt_key_fingerprints_absent_or_garbage(local_fact: LoadFact, tmp_path: 
     assert local_fact(AptKeyFingerprints, path=str(tmp_path / "missing.asc")) is None
     (tmp_path / "junk.asc").write_text("<html>not a key</html>")
     assert local_fact(AptKeyFingerprints, path=str(tmp_path / "junk.asc")) == []
+
+
+# -- the runtimes' wheels: the host's Python and the wheels it already holds --------------------
+
+
+def test_host_python_and_wheel_digests(local_fact: LoadFact, tmp_path: Path) -> None:
+    python = local_fact(HostPython)
+    assert python["version"] == f"{sys.version_info[0]}.{sys.version_info[1]}" and python["machine"] == platform.machine()
+    wheels = tmp_path / "wheel dir"  # a space: the path must be quoted
+    assert local_fact(WheelDigests, path=str(wheels)) == {}
+    wheels.mkdir()
+    assert local_fact(WheelDigests, path=str(wheels)) == {}  # no wheel: the glob stays literal, nothing printed
+    (wheels / "a-1.0-py3-none-any.whl").write_bytes(b"a")
+    (wheels / "notes.txt").write_bytes(b"not a wheel")
+    assert local_fact(WheelDigests, path=str(wheels)) == {"a-1.0-py3-none-any.whl": hashlib.sha256(b"a").hexdigest()}

@@ -41,6 +41,11 @@ The controller's attention-window repair (issue 25, tests/support/repair_bench.p
 on a graph of EmbeddingGemma-300m's shapes with ~1.2 GB of random weights; ``repair_served`` and the
 two guard figures say the guards held.
 
+``--converge [ROUNDS]`` (``make bench-converge``) measures only the 1-host converge, ROUNDS times (default
+CONVERGE_ROUNDS), each on a fresh host with a fresh model cache: ``converge_1_s`` and ``converge_1_cpu_s``
+as medians with ``_spread`` and ``_rounds``, ``converge_1_first_s``/``_first_cpu_s`` (the first round: the
+controller's runtime-wheel cache as it was), then a counted no-op (``noop_1_*``, ``noop_1_transfers``) and,
+on stderr, the operations that took longest. The full bench runs its 1-host converge this way too.
 The gateway figures come from host1 of the converged fleet: tests/support/gateway_bench.py runs there, in
 the gateway's own venv, against the gateway (text in) and Triton's gRPC (the same texts as token
 ids), at concurrency 1, 8 and 32, bounded in time; then 3 sequential requests of 2048 inputs each
@@ -89,6 +94,8 @@ GATEWAY_BENCH_FILES = (
 GATEWAY_BENCH_SECONDS = 5.0  # per path and concurrency: 6 runs
 FRONT_DOOR_REQUESTS = 400  # per path (front door, host1's gateway), alternating
 PLAN_FAKE_HOSTS = 50  # the controller's CPU for planning this many @fake hosts (plan_50_fake_cpu_s)
+CONVERGE_ROUNDS = 3  # fresh 1-host converges: median and spread
+SLOWEST_ROWS = 8  # the 1-host converge's longest operations, on stderr
 NOOP_ROUNDS = 3  # no-op re-runs on 3 hosts with and without the fact cache, alternating: median and spread
 OVERLOAD_CLIENTS, OVERLOAD_INPUTS, OVERLOAD_SECONDS = 160, 32, 20.0  # as tests/test_e2e_front_door.py's overload
 GATEWAY_KEYS = (
@@ -337,26 +344,64 @@ def _fresh_fleet(hosts: int, registry_cache: bool = False) -> dict[str, Any]:
     return fleet.up(NAME, hosts, registry_cache=registry_cache)
 
 
-def main() -> int:
-    """Measure and print the JSON line."""
-    state = _fresh_fleet(1)
+def _model_repo(state: dict[str, Any]) -> tuple[Repo, dict[str, int]]:
+    """The sandbox's model as the Hub stand-in serves it, and its files' sizes (from the sandbox's lock)."""
     model = state["model"]
     mirror = Path(model["model_mirror"])
     lock = json.loads((fleet.ROOT / model["model_lock_file"]).read_text())["models"][model["model_repo_id"]][model["model_revision"]]
     sizes = {path: entry["size"] for path, entry in lock.items()}
-    repo = Repo(model["model_repo_id"], {p: (mirror / p).read_bytes() for p in sizes}, commit=model["model_revision"])
+    return Repo(model["model_repo_id"], {p: (mirror / p).read_bytes() for p in sizes}, commit=model["model_revision"]), sizes
+
+
+def converge_one(repo: Repo, rounds: int = CONVERGE_ROUNDS) -> tuple[Converge, dict[str, Any]]:
+    """``rounds`` converges of 1 fresh host (fresh model cache each), then a counted no-op on the last:
+    the median run's figures, the first round's, each figure's spread, and the last converge."""
+    work = fleet.state_dir(NAME)
+    runs: list[Converge] = []
+    figures: dict[str, Any] = {}
+    with HubServer([repo]) as hub:
+        for index in range(rounds):
+            if index:
+                _fresh_fleet(1)
+            _log(f"converge 1 host, round {index + 1}/{rounds}")
+            runs.append(_deploy(hub, work / f"cache-1-round-{index + 1}"))
+        figures.update(_noop(hub, work, 1))
+        figures.pop("_converge")
+    figures.update(spread("converge_1_s", [r.seconds for r in runs]))
+    figures.update(spread("converge_1_cpu_s", [r.cpu_seconds for r in runs]))
+    figures["converge_1_first_s"], figures["converge_1_first_cpu_s"] = round(runs[0].seconds, 1), round(runs[0].cpu_seconds, 1)
+    last = runs[-1]
+    _log("the 1-host converge's longest operations (wall s, last round):")
+    for name, seconds in sorted(last.operation_seconds.items(), key=lambda item: -item[1])[:SLOWEST_ROWS]:
+        _log(f"  {seconds:6.1f}  {name}")
+    return last, figures
+
+
+def converge_stage(rounds: int) -> int:
+    """``--converge``: the 1-host converge figures only (one JSON line)."""
+    repo, _ = _model_repo(_fresh_fleet(1))
+    _, figures = converge_one(repo, rounds)
+    fleet.down(NAME)
+    print(json.dumps({**figures, "cpu_cores": os.cpu_count() or 1}))
+    return 0
+
+
+def main() -> int:
+    """Measure and print the JSON line."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--converge":
+        return converge_stage(int(sys.argv[2]) if len(sys.argv) > 2 else CONVERGE_ROUNDS)
+    repo, sizes = _model_repo(_fresh_fleet(1))
     work = fleet.state_dir(NAME)
     converged: dict[int, Converge] = {}
     noops: dict[str, Any] = {}
+    converged[1], one_figures = converge_one(repo)
+    noops.update(one_figures)
     with HubServer([repo]) as hub:
-        for hosts in (1, 2, 3):
-            if hosts > 1:
-                _fresh_fleet(hosts)
+        for hosts in (2, 3):
+            _fresh_fleet(hosts)
             hub.body_bytes = 0
-            _log(f"converge {hosts} host{'s' if hosts > 1 else ''}")
+            _log(f"converge {hosts} hosts")
             converged[hosts] = _deploy(hub, work / f"cache-{hosts}")
-            if hosts == 1:
-                noops.update(_noop(hub, work, 1))
         upstream = hub.body_bytes  # of the 3-host converge
         # A fresh fleet has a fresh registry: its access log holds the 3 hosts' pulls only.
         image_no_cache = fleet.upstream_blob_bytes(NAME)
@@ -412,7 +457,6 @@ def main() -> int:
     for name, s1, s3 in growth(one.operation_seconds, three.operation_seconds):
         _log(f"  {s1:6.1f} -> {s3:6.1f}  {name}")
     line = {
-        "converge_1_s": round(one.seconds, 1),
         "converge_3_s": round(three.seconds, 1),
         **noops,
         "converge_5_s": round(converge_5.seconds, 1),
@@ -421,7 +465,7 @@ def main() -> int:
         "sent_model_bytes": _sent_bytes(three.results, sizes),
         "converge_2_s": round(converged[2].seconds, 1),
         "cpu_cores": cores,
-        **{f"converge_{n}_cpu_s": round(c.cpu_seconds, 1) for n, c in converged.items()},
+        **{f"converge_{n}_cpu_s": round(c.cpu_seconds, 1) for n, c in converged.items() if n > 1},
         **{key: gateway[key] for key in GATEWAY_KEYS},
         "gateway_failures": gateway["failures"],
         **front_door,

@@ -17,11 +17,12 @@ import json
 import time
 from pathlib import Path, PurePosixPath
 
-from deploys.core import model_lock, model_store, paths, redact, settings
+from deploys.core import model_lock, model_store, paths, redact, settings, wheels
 from deploys.core.endpoints import probe_endpoint
 from deploys.core.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
 from deploys.core.paths import DOCKER_DROPIN as DROPIN
 from deploys.core.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
+from deploys.core.repo import GATEWAY_SRC, RUNTIME_PIP, VERIFY_SRC
 from deploys.deploy_lock.logic import ACQUIRE_LABEL as DEPLOY_LOCK_ACQUIRE
 from deploys.deploy_lock.logic import RELEASE_LABEL as DEPLOY_LOCK_RELEASE
 from deploys.deploy_lock.logic import STATUS_LABEL as DEPLOY_LOCK_STATUS
@@ -36,6 +37,7 @@ from deploys.triton.release import build as build_release
 from facts.apt import SCRIPT_LABEL
 from facts.deploy_lock import STATUS_MARKER as LOCK_MARKER
 from facts.docker import registry_auth_digest
+from facts.python import parse_host_python
 
 UBUNTU_2404_RELEASE = """\
 /etc/lsb-release
@@ -148,7 +150,38 @@ def responses(release: str, smi: list[str] | None, df: list[str], extra: dict | 
     table.setdefault(DEPLOY_LOCK_STATUS, [f"{LOCK_MARKER}free", "last="])
     table.setdefault(DEPLOY_LOCK_ACQUIRE, [f"{LOCK_MARKER}acquired"])
     table.setdefault(DEPLOY_LOCK_RELEASE, [f"{LOCK_MARKER}released"])
+    # facts/python.py:HostPython (the runtimes' wheels are fetched for it): the distribution's python3.
+    table.setdefault("platform.libc_ver()", [HOST_PYTHONS["ubuntu" if "ID=ubuntu" in release else "debian"]])
     return table
+
+
+# `python3` on the fake hosts (Ubuntu 24.04, Debian 13), as facts/python.py:HostPython's probe prints it.
+HOST_PYTHONS = {"ubuntu": "cpython 3.12 x86_64 glibc 2.39", "debian": "cpython 3.13 x86_64 glibc 2.41"}
+# A controller cache already holding a stand-in file for every pin of the runtimes' locks for those
+# Pythons (deploys/core/wheels.py finds them there and runs no pip: no network in a test).
+WHEEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-runtime-wheels"
+
+
+def seed_wheel_cache() -> Path:
+    """Fill WHEEL_CACHE (idempotent) and point deploys/core/wheels.py at it (this process: the inventory's)."""
+    for line in HOST_PYTHONS.values():
+        pool = WHEEL_CACHE / wheels.pool_key(parse_host_python([line]) or {})
+        pool.mkdir(parents=True, exist_ok=True)
+        for lock in (
+            VERIFY_SRC / "requirements-cpu.txt",
+            VERIFY_SRC / "requirements-gpu.txt",
+            GATEWAY_SRC / "requirements.txt",
+            RUNTIME_PIP,
+        ):
+            for name, version in wheels.pins(lock).items():
+                wheel = pool / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+                if not wheel.exists():
+                    wheel.write_bytes(b"stand-in")
+    wheels.CACHE_DIR = WHEEL_CACHE
+    return WHEEL_CACHE
+
+
+seed_wheel_cache()
 
 
 def host(name: str, data: dict, table: dict) -> tuple[str, dict]:
