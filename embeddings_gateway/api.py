@@ -58,12 +58,15 @@ class GatewayConfig:
     max_request_tokens: int = 300_000  # tokens per request, prompts and special tokens included (OpenAI's bound)
     token_ids_input: bool = False  # accept token-id inputs (as EmbeddingGemma ids); off: a 400 that says to send text
     max_body_bytes: int = 4 * 1024 * 1024  # request body limit (413 past it)
-    max_concurrency: int = 64  # embedding requests processed at once
-    max_queue: int = 256  # requests waiting for a slot; past it: 429 at once
+    max_concurrency: int = 64  # embedding requests processed at once (per host: shared among the workers)
+    max_queue: int = 256  # requests waiting for a slot (per host, shared like max_concurrency); past it: 429 at once
     queue_timeout_s: float = 5.0  # longest wait for a slot; then 429
     default_prompt: str = "none"  # prompt of text inputs that name no input_type/task: none, query or document
     shutdown_timeout_s: float = 10.0  # SIGTERM: seconds in-flight requests get to finish
     log_level: str = "info"
+    # Worker processes on listen_port (SO_REUSEPORT; each its own event loop, Triton channel and
+    # micro-batcher); 0: one per two usable CPU cores, 1 to MAX_AUTO_WORKERS (embeddings_gateway/app.py).
+    workers: int = 0
 
 
 def _int(low: int, high: int) -> Callable[[Any], int]:
@@ -154,6 +157,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "default_prompt": _choice(PROMPTS),
     "shutdown_timeout_s": _float(0, 600),
     "log_level": _choice(LOG_LEVELS),
+    "workers": _int(0, 64),
 }
 
 

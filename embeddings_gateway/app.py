@@ -80,9 +80,22 @@ status type                  code                        when
 500    server_error          triton_error / internal_error  anything else (details in the log only)
 ====== ===================== =========================== ==================================================
 
+Workers: ``workers`` processes serve ``listen_port`` and ``health_port`` (:class:`Supervisor`: one
+SO_REUSEPORT socket each, bound before any starts; 0, the default, is half the usable cores, 1 to
+MAX_AUTO_WORKERS; one worker is the plain single process, no supervisor). Each worker is a whole
+gateway (event loop, Triton channel, micro-batcher, Triton probe, health responder); the kernel
+spreads connections over them. ``max_concurrency`` and ``max_queue`` are the host's: each worker
+admits its share (at least one at a time): the host admits what one process did, unless
+max_concurrency is below the worker count. (A worker's share can be full while another's is not:
+the front door's maxconn per gateway, front_door_server_maxconn, stays below max_concurrency.) The
+host's CALLS_IN_FLIGHT per length are shared too, so callers still merge into full Triton batches.
+/metrics from any worker counts every worker's requests (prometheus_client's multiprocess mode) and
+the CPU and memory of all the gateway's processes.
+
 Signals: SIGTERM/SIGINT stop gracefully (no new connections; in-flight requests get
 ``shutdown_timeout_s``). SIGHUP re-reads ``api_key_sha256_file`` (a rotated key works at once, the
-old one stops; a bad file is logged and the keys loaded before stay). Keys are compared by sha256;
+old one stops; a bad file is logged and the keys loaded before stay; with several workers the
+supervisor passes SIGTERM and SIGHUP on to each). Keys are compared by sha256;
 the gateway never sees a key file with raw keys.
 
 Fast path: ``POST /v1/embeddings`` is a plain ASGI handler (Starlette serves the other routes);
@@ -109,7 +122,9 @@ import asyncio
 import json
 import logging
 import math
+import os
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -173,13 +188,28 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class Metrics:
-    """The gateway's Prometheus metrics, in a registry of its own (plus the process collector)."""
+    """The gateway's Prometheus metrics, in a registry of its own (plus the process collector).
 
-    def __init__(self, length_buckets: Sequence[int]) -> None:
+    With several workers (``multiprocess``: PROMETHEUS_MULTIPROC_DIR set by the supervisor before
+    prometheus_client is imported), each worker writes its values to files there and /metrics, answered
+    by whichever worker, adds up every worker's (prometheus_client's multiprocess mode: counters and
+    histograms summed, dead workers' counts kept; the gauges of live workers summed) and the process_*
+    figures of the whole process tree (:class:`TreeProcessCollector`)."""
+
+    def __init__(self, length_buckets: Sequence[int], multiprocess: bool = False) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
         self.registry = registry = CollectorRegistry()
-        ProcessCollector(registry=registry)
+        if multiprocess:
+            from prometheus_client import multiprocess as mp
+
+            # Values go to the multiprocess files; the registry answered on /metrics reads them all.
+            self.exposed = CollectorRegistry()
+            mp.MultiProcessCollector(self.exposed)
+            TreeProcessCollector(os.getppid(), self.exposed)
+        else:
+            ProcessCollector(registry=registry)
+            self.exposed = registry
         self.requests = Counter(PREFIX + "requests", "HTTP requests by endpoint and status code", ["endpoint", "code"], registry=registry)
         self.inputs = Counter(PREFIX + "inputs", "Inputs embedded", registry=registry)
         self.tokens = Counter(PREFIX + "tokens", "Tokens sent to the model (prompts included, padding not)", registry=registry)
@@ -203,15 +233,64 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.in_flight = Gauge(PREFIX + "in_flight", "Embedding requests being processed", registry=registry)
-        self.queued = Gauge(PREFIX + "queued", "Embedding requests waiting for a slot", registry=registry)
-        self.api_keys = Gauge(PREFIX + "api_keys", "API key hashes loaded (0: auth off)", registry=registry)
+        live = {"multiprocess_mode": "livesum"}  # several workers: the sum over the live ones
+        self.in_flight = Gauge(PREFIX + "in_flight", "Embedding requests being processed", registry=registry, **live)
+        self.queued = Gauge(PREFIX + "queued", "Embedding requests waiting for a slot", registry=registry, **live)
+        self.workers = Gauge(PREFIX + "workers", "Worker processes serving", registry=registry, **live)
+        self.workers.set(1)
+        self.api_keys = Gauge(
+            PREFIX + "api_keys", "API key hashes loaded (0: auth off)", registry=registry, multiprocess_mode="livemostrecent"
+        )
         self.triton_errors = Counter(PREFIX + "triton_errors", "Failed Triton requests by reason", ["reason"], registry=registry)
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.exposed), CONTENT_TYPE_LATEST
+
+
+class TreeProcessCollector:
+    """prometheus_client's process_* metrics for the gateway as a whole: the supervisor (``root``) and
+    its workers, CPU and memory summed (a worker alone would show its share only)."""
+
+    def __init__(self, root: int, registry: Any) -> None:
+        self.root = root
+        self.ticks = os.sysconf("SC_CLK_TCK")
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        registry.register(self)
+
+    def stats(self) -> list[list[str]]:
+        """/proc/PID/stat fields after the command name, of the root and each of its children."""
+        rows = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rpartition(b")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(entry.name) == self.root or int(fields[1]) == self.root:
+                rows.append([v.decode() for v in fields])
+        return rows
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        rows = self.stats()
+        with open("/proc/stat", "rb") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
+        # Fields (from the state, /proc/PID/stat's third): 11 utime, 12 stime, 19 starttime, 20 vsize, 21 rss.
+        cpu = sum(int(r[11]) + int(r[12]) for r in rows) / self.ticks
+        yield CounterMetricFamily("process_cpu_seconds", "Total user and system CPU time spent in seconds (all workers).", value=cpu)
+        yield GaugeMetricFamily(
+            "process_resident_memory_bytes", "Resident memory size in bytes (all workers).", value=sum(int(r[21]) for r in rows) * self.page
+        )
+        yield GaugeMetricFamily(
+            "process_virtual_memory_bytes", "Virtual memory size in bytes (all workers).", value=sum(int(r[20]) for r in rows)
+        )
+        start = min((int(r[19]) for r in rows), default=0) / self.ticks + boot
+        yield GaugeMetricFamily("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", value=start)
 
 
 def overloaded(message: str) -> ApiError:
@@ -249,6 +328,13 @@ class Admission:
         finally:
             self.metrics.in_flight.dec()
             self._semaphore.release()
+
+
+def share(total: int, workers: int, index: int, minimum: int) -> int:
+    """Worker ``index``'s part of a host-wide limit ``total`` split among ``workers`` (the parts add
+    up to ``total`` unless ``minimum`` lifts one)."""
+    base, extra = divmod(total, workers)
+    return max(minimum, base + (1 if index < extra else 0))
 
 
 def triton_error(error: Exception, timeout_s: float) -> ApiError:
@@ -403,8 +489,9 @@ def request_headers(scope: dict[str, Any]) -> tuple[str, str]:
 class Gateway:
     """State and handlers of one gateway process."""
 
-    def __init__(self, config: GatewayConfig, encoder: TextEncoder, keys: frozenset[str] | None) -> None:
+    def __init__(self, config: GatewayConfig, encoder: TextEncoder, keys: frozenset[str] | None, worker: int = 0, workers: int = 1) -> None:
         self.config = config
+        self.worker, self.workers = worker, workers
         self.encoder = encoder
         if not config.truncate:
             # Exact token counts for the 400 message; the body limit bounds the work.
@@ -412,7 +499,7 @@ class Gateway:
         self.max_tokens = encoder.max_length  # a smaller model_max_length in tokenizer_config.json lowers it
         self.vocab_size = encoder.tokenizer.get_vocab_size(with_added_tokens=True)
         self.keys = keys
-        self.metrics = Metrics(config.length_buckets)
+        self.metrics = Metrics(config.length_buckets, multiprocess=workers > 1)
         self.metrics.api_keys.set(len(keys or ()))
         self.created = int(time.time())
         self.client: Any = None
@@ -432,8 +519,12 @@ class Gateway:
         import tritonclient.grpc.aio as grpcclient
 
         self.client = grpcclient.InferenceServerClient(self.config.triton_grpc_url)  # one channel, reused
-        self.admission = Admission(self.config.max_concurrency, self.config.max_queue, self.config.queue_timeout_s, self.metrics)
-        self.batcher = MicroBatcher(self.infer, self.config.triton_max_batch_size)
+        # The limits are the host's: each worker admits its share (at least one request at a time).
+        c, n, i = self.config, self.workers, self.worker
+        self.admission = Admission(share(c.max_concurrency, n, i, 1), share(c.max_queue, n, i, 0), c.queue_timeout_s, self.metrics)
+        # The host keeps CALLS_IN_FLIGHT calls open per length, shared among the workers: more would
+        # split callers into smaller Triton batches (more calls, each costing CPU here and in Triton).
+        self.batcher = MicroBatcher(self.infer, self.config.triton_max_batch_size, max(1, -(-CALLS_IN_FLIGHT // self.workers)))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload_keys)
         beat: asyncio.TimerHandle | None = None
@@ -921,12 +1012,69 @@ class Front:
 
 def prepare(config_path: str | Path) -> Gateway:
     """Config, key file and tokenizer loaded and checked (ConfigError / EmbeddingError otherwise)."""
+    return Gateway(*load(config_path))
+
+
+def load(config_path: str | Path) -> tuple[GatewayConfig, TextEncoder, frozenset[str] | None]:
+    """The config, the tokenizer and the key hashes, checked (ConfigError / EmbeddingError otherwise)."""
     config = load_config(config_path)
     keys = load_key_hashes(config.api_key_sha256_file) if config.api_key_sha256_file else None
     if not Path(config.tokenizer_dir).is_dir():
         raise ConfigError(f"tokenizer_dir {config.tokenizer_dir} is not a directory")
     encoder = TextEncoder(config.tokenizer_dir, max_length=config.max_tokens)
-    return Gateway(config, encoder, keys)
+    return config, encoder, keys
+
+
+# workers = 0 (the default): one worker per two usable cores, at least one, at most MAX_AUTO_WORKERS.
+# Half the cores: Triton's own CPU side (its gRPC front end, the CPU stand-in's whole model) shares
+# the host; measured on a 2-core machine where Triton computes on the CPU, a second worker lowered
+# embeddings/s (callers split into smaller Triton batches, each costing CPU in both processes).
+MAX_AUTO_WORKERS = 4
+
+
+def worker_count(config: GatewayConfig) -> int:
+    """The config's ``workers``, or (0) half the usable cores, from 1 up to MAX_AUTO_WORKERS."""
+    if config.workers:
+        return config.workers
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores // 2, MAX_AUTO_WORKERS))
+
+
+def listening_socket(address: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``address:port`` with SO_REUSEPORT and listening: one per worker, so the
+    kernel spreads new connections over the workers (OSError when the port is taken by anything else)."""
+    host = "127.0.0.1" if address == "localhost" else address
+    # IPPROTO_TCP spelt out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without
+    # it a response's body waits for the client's delayed ACK of its headers (40 ms a request, measured).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def uvicorn_config(app: Any, config: GatewayConfig) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=config.listen_address,
+        port=config.listen_port,
+        log_level=config.log_level,
+        access_log=False,  # per-request lines cost CPU at load; /metrics counts requests
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -935,16 +1083,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="validate config, key file and tokenizer, then exit")
     args = parser.parse_args(argv)
     try:
-        gateway = prepare(args.config)
+        config, encoder, keys = load(args.config)
     except (ConfigError, EmbeddingError) as error:
         print(f"gateway: {error}", file=sys.stderr)
         return 2
     if args.check:
         print(f"gateway: config {args.config} is valid", file=sys.stderr)
         return 0
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s", stream=sys.stderr)
+    workers = worker_count(config)
+    if workers > 1:
+        return Supervisor(config, encoder, keys, workers).run()
     import uvicorn
 
-    config = gateway.config
+    gateway = Gateway(config, encoder, keys)
     try:
         gateway.responder = HealthResponder(gateway.vitals, config.listen_address, config.health_port)
     except OSError as error:
@@ -953,21 +1105,154 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s", stream=sys.stderr)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            gateway.app(),
-            host=config.listen_address,
-            port=config.listen_port,
-            log_level=config.log_level,
-            access_log=False,  # per-request lines cost CPU at load; /metrics counts requests
-            lifespan="on",
-            proxy_headers=False,
-            server_header=False,
-            timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(gateway.app(), config))
     server.run()
+    return 0 if server.started else 1
+
+
+class Supervisor:
+    """Several workers on one port: the supervisor binds one SO_REUSEPORT socket per worker for
+    listen_port and for health_port (a taken port is one line here, before any worker starts), forks
+    the workers (each a Gateway on its own event loop, Triton channel, micro-batcher and health
+    responder, with its share of max_concurrency and max_queue), and then only watches them: SIGTERM /
+    SIGINT stop them gracefully (each drains its requests within shutdown_timeout_s) and the
+    supervisor then dies by the same signal, as a single uvicorn process does; SIGHUP is passed on (each
+    worker re-reads the key file); a worker that dies is started again, and the supervisor gives up
+    (exit 1) when workers die within CRASH_WINDOW_S of their start CRASH_LIMIT times in a row.
+    /metrics: any worker answers for all (Metrics: prometheus_client's multiprocess mode, in a
+    directory of the supervisor's, removed when it exits)."""
+
+    CRASH_WINDOW_S = 10.0
+    CRASH_LIMIT = 3
+
+    def __init__(self, config: GatewayConfig, encoder: TextEncoder, keys: frozenset[str] | None, workers: int) -> None:
+        self.config, self.encoder, self.keys, self.workers = config, encoder, keys, workers
+        self.children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, start time)
+        self.signals: list[int] = []
+
+    def run(self) -> int:
+        import shutil
+        import tempfile
+
+        c = self.config
+        sockets: list[tuple[socket.socket, socket.socket]] = []
+        try:
+            for _ in range(self.workers):
+                listener = self._bind(c.listen_port, "listen_port")
+                sockets.append((listener, self._bind(c.health_port, "health_port")))
+        except OSError as error:
+            print(f"gateway: {error}", file=sys.stderr)
+            for pair in sockets:
+                for sock in pair:
+                    sock.close()
+            return 1
+        directory = tempfile.mkdtemp(prefix="embeddings-gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # before any worker imports prometheus_client
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda number, frame: self.signals.append(number))
+        log.info("starting %d workers on %s:%s (their metrics: %s)", self.workers, c.listen_address, c.listen_port, directory)
+        try:
+            code, stopped_by = self._watch(sockets)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        if stopped_by is not None and code == 0:
+            # As a lone uvicorn does: a clean stop on a signal dies by that signal (systemd: success).
+            signal.signal(stopped_by, signal.SIG_DFL)
+            signal.raise_signal(stopped_by)
+        return code
+
+    def _bind(self, port: int, key: str) -> socket.socket:
+        try:
+            return listening_socket(self.config.listen_address, port)
+        except OSError as error:
+            raise OSError(f"cannot listen on {self.config.listen_address}:{port} ({key}): {error.strerror or error}") from None
+
+    def _start(self, index: int, sockets: list[tuple[socket.socket, socket.socket]]) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns
+            code = 1
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop's own handler (lifespan)
+                for other, pair in enumerate(sockets):
+                    if other != index:
+                        for sock in pair:
+                            sock.close()
+                code = serve_worker(self.config, self.encoder, self.keys, index, self.workers, *sockets[index])
+            except BaseException as error:
+                log.error("worker %d failed", index, exc_info=error)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.children[pid] = (index, time.monotonic())
+
+    def _watch(self, sockets: list[tuple[socket.socket, socket.socket]]) -> tuple[int, int | None]:
+        """Start the workers and watch them until all have ended: (exit code, the stopping signal or None)."""
+        from prometheus_client import multiprocess
+
+        for index in range(self.workers):
+            self._start(index, sockets)
+        stopping: int | None = None
+        deadline = math.inf
+        crashes, code = 0, 0
+        while self.children:
+            while self.signals:
+                number = self.signals.pop(0)
+                if number == signal.SIGHUP:
+                    for pid in self.children:
+                        os.kill(pid, signal.SIGHUP)
+                elif stopping is None:
+                    stopping = number
+                    deadline = time.monotonic() + self.config.shutdown_timeout_s + 5
+                    for pid in self.children:
+                        os.kill(pid, signal.SIGTERM)
+            if time.monotonic() > deadline:
+                for pid in self.children:
+                    os.kill(pid, signal.SIGKILL)
+                deadline = math.inf
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.1)
+                continue
+            index, started = self.children.pop(pid)
+            multiprocess.mark_process_dead(pid)
+            clean = (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0) or (
+                os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+            )
+            if stopping is not None:
+                code = code or (0 if clean else 1)
+                continue
+            log.error("worker %d (pid %d) ended (status %d); starting it again", index, pid, status)
+            crashes = crashes + 1 if time.monotonic() - started < self.CRASH_WINDOW_S else 1
+            if crashes >= self.CRASH_LIMIT:
+                log.error("workers keep failing at start; stopping the gateway")
+                self.signals.append(signal.SIGTERM)
+                code = 1
+                continue
+            self._start(index, sockets)
+        return code, stopping
+
+
+def serve_worker(
+    config: GatewayConfig,
+    encoder: TextEncoder,
+    keys: frozenset[str] | None,
+    index: int,
+    workers: int,
+    listener: socket.socket,
+    health: socket.socket,
+) -> int:
+    """One worker of a Supervisor: a Gateway serving ``listener`` (and its health responder ``health``)."""
+    import uvicorn
+
+    gateway = Gateway(config, encoder, keys, index, workers)
+    gateway.responder = HealthResponder(gateway.vitals, config.listen_address, config.health_port, sock=health)
+    server = uvicorn.Server(uvicorn_config(gateway.app(), config))
+    server.run(sockets=[listener])
     return 0 if server.started else 1
 
 

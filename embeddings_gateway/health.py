@@ -159,11 +159,18 @@ class _Server(ThreadingHTTPServer):
 class HealthResponder:
     """``GET /ready`` and ``GET /health`` on ``address:port``, answered on threads from :class:`Health`."""
 
-    def __init__(self, health: Health, address: str, port: int) -> None:
+    def __init__(self, health: Health, address: str, port: int, sock: socket.socket | None = None) -> None:
+        """Binds ``address:port`` (OSError when taken), or serves ``sock``, a socket already bound and
+        listening there (a worker's own, SO_REUSEPORT: embeddings_gateway/app.py)."""
         self.health = health
         host = "127.0.0.1" if address == "localhost" else address
         server_class = type("Server", (_Server,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
-        self.server = server_class((host, port), self._handler())
+        if sock is None:
+            self.server = server_class((host, port), self._handler())
+        else:
+            self.server = server_class((host, port), self._handler(), bind_and_activate=False)
+            self.server.socket.close()
+            self.server.socket = sock
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.5}, name="health", daemon=True)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import signal
 import socket
@@ -69,7 +70,10 @@ def gateways(
     tokenizer = triton_root / "tokenizer"
     work = tmp_path_factory.mktemp("gateways")
     started = {
-        "main": GatewayProcess.start(work / "main", server.grpc_url, tokenizer, api_key=KEY, max_inputs=32, max_body_bytes=256 * 1024),
+        # Two workers (embeddings_gateway/app.py:Supervisor): the API, SIGHUP and metrics tests below go through both.
+        "main": GatewayProcess.start(
+            work / "main", server.grpc_url, tokenizer, api_key=KEY, max_inputs=32, max_body_bytes=256 * 1024, workers=2
+        ),
         "hang": GatewayProcess.start(work / "hang", black_hole, tokenizer, max_concurrency=1, max_queue=0, triton_timeout_s=2),
         "dead": GatewayProcess.start(
             work / "dead", f"127.0.0.1:{ts.free_port()}", tokenizer, truncate=False, max_tokens=64, length_buckets=[16, 64]
@@ -394,6 +398,7 @@ def base_config(**overrides: Any) -> dict[str, Any]:
         ({"max_tokenz": 5}, "unknown key 'max_tokenz'"),
         ({"triton_timeout_s": 0}, "a number above 0"),
         ({"max_concurrency": True}, "an integer from 1 to 4096"),
+        ({"workers": -1}, "key 'workers'=-1 is invalid (allowed: an integer from 0 to 64)"),
     ],
 )
 def test_config_refuses_bad_values(overrides: dict[str, Any], message: str) -> None:
@@ -461,6 +466,106 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(gateways: dict[str
     thread.join(timeout=5)
     assert_error(answer["response"], 504, "triton_timeout", type_="server_error")  # answered, not dropped
     assert "Application shutdown complete" in hang.log_tail()
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (a gateway's workers)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_bytes().rpartition(b")")[2].split()[1]) == pid:
+                    found.add(int(entry.name))
+            except (OSError, IndexError):
+                pass
+    return found
+
+
+def test_workers_share_the_port_count_as_one_and_stop_gracefully(server: ts.Server, triton_root: Path, tmp_path: Path) -> None:
+    """A 2-worker gateway: both workers serve the one port (fresh connections spread by SO_REUSEPORT),
+    /metrics counts every request exactly whichever worker answers, a killed worker is started again
+    and the counts of the dead one stay; SIGTERM stops all, the supervisor dies by SIGTERM (as a lone
+    uvicorn does) and its metrics directory is gone."""
+    with GatewayProcess.started(tmp_path / "gw", server.grpc_url, triton_root / "tokenizer", api_key=KEY, workers=2) as gw:
+        workers = children(gw.process.pid)
+        assert len(workers) == 2, workers
+        labels = {"endpoint": "embeddings", "code": "200"}
+        before = metric(gateway_metrics(gw), "embeddings_gateway_requests_total", **labels)
+        cpu_before = {pid: sum(map(int, Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[11:13])) for pid in workers}
+        sent = 0
+        for i in range(60):  # a new connection each: the kernel spreads them over the workers' sockets
+            assert post(gw, {"model": MODEL, "input": [f"worker text {i}"], "encoding_format": "base64"}).status_code == 200
+            sent += 1
+        text = gateway_metrics(gw)
+        assert metric(text, "embeddings_gateway_requests_total", **labels) - before == sent
+        assert metric(text, "embeddings_gateway_workers") == 2 and metric(text, "embeddings_gateway_api_keys") == 1
+        assert metric(text, "process_cpu_seconds_total") > 0 and metric(text, "embeddings_gateway_in_flight") == 0
+        cpu_after = {pid: sum(map(int, Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[11:13])) for pid in workers}
+        assert all(cpu_after[pid] > cpu_before[pid] for pid in workers), (cpu_before, cpu_after)  # both did work
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while len(children(gw.process.pid) - {victim}) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not started again"
+            time.sleep(0.1)
+        for i in range(10):
+            assert post(gw, {"model": MODEL, "input": [f"after {i}"]}).status_code == 200
+        text = gateway_metrics(gw)
+        assert metric(text, "embeddings_gateway_requests_total", **labels) - before == sent + 10  # the dead worker's counts kept
+        assert metric(text, "embeddings_gateway_workers") == 2
+        directory = re.search(r"their metrics: (\S+)\)", gw.log_path.read_text()).group(1)
+        assert Path(directory).is_dir()
+        workers = children(gw.process.pid)
+        gw.process.send_signal(signal.SIGTERM)
+        assert gw.process.wait(timeout=20) == -signal.SIGTERM
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert not Path(directory).exists()
+
+
+def test_workers_refuse_a_taken_port_with_one_line(triton_root: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "gateway.json"
+        path.write_text(json.dumps(base_config(tokenizer_dir=str(triton_root / "tokenizer"), listen_port=port, workers=2)))
+        result = run_gateway(path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == f"gateway: cannot listen on 127.0.0.1:{port} (listen_port): Address already in use"
+
+
+def test_worker_shares_of_the_host_limits() -> None:
+    from embeddings_gateway.app import share, worker_count
+
+    assert [share(64, 3, i, 1) for i in range(3)] == [22, 21, 21]
+    assert [share(1, 2, i, 1) for i in range(2)] == [1, 1]  # at least one request at a time each
+    assert [share(0, 2, i, 0) for i in range(2)] == [0, 0]
+    assert worker_count(parse_config(base_config(workers=3))) == 3
+    assert 1 <= worker_count(parse_config(base_config())) <= 4
+
+
+def test_worker_sockets_get_tcp_nodelay_from_asyncio() -> None:
+    """A worker's listening socket says it is TCP, so asyncio sets TCP_NODELAY on what it accepts:
+    without it each response's body waited for the client's delayed ACK of its headers (40 ms)."""
+    from embeddings_gateway.app import listening_socket
+
+    async def accepted_nodelay() -> int:
+        listener = listening_socket("127.0.0.1", 0)
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(connected, sock=listener)
+        _, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+        try:
+            return await asyncio.wait_for(seen, 5)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ each host copy (the gateway's, verify's) runs from its shipped files alone."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,18 @@ def test_the_verify_copy_runs_from_verify_and_the_contract(tmp_path: Path) -> No
     packages, found = imports_from(base, ["verify.parity", "verify.fleet", "verify.samples"])
     assert packages == ["embeddinggemma", "verify"]
     assert all(f.startswith(str(base)) for f in found), found
+
+
+def test_gateway_workers_reach_the_host_config_and_the_unit_stops_through_the_supervisor() -> None:
+    """gateway_workers renders into the config the host program reads (parse_config takes it as is;
+    0, the default, is decided on the host from its cores), and the unit sends SIGTERM to the main
+    process only (KillMode=mixed): with workers, the supervisor passes it on once to each."""
+    from deploys.core import paths, settings
+    from embeddings_gateway.api import parse_config
+
+    for value in (0, 3):
+        s = settings.parse("gpu-01", {"gateway_workers": value})
+        assert parse_config(json.loads(gateway.config_text(s, paths.layout(s), auth=False))).workers == value
+    s = settings.parse("gpu-01", {})
+    unit = gateway.unit_text(s, paths.layout(s))
+    assert "\nKillMode=mixed\n" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit

@@ -59,6 +59,8 @@ BAD = [
     ({"model_token_endpoints": ["hf.example"]}, "model_token_endpoints=['hf.example'] is invalid (allowed: a list of http(s) URLs"),
     ({"model_token_endpoints": ["http://hf.example"]}, "model_token_endpoints=['http://hf.example'] is invalid (plain http:// is refused"),
     ({"allow_plain_http": "yes"}, "allow_plain_http='yes' is invalid (allowed: true or false)"),
+    ({"gateway_workers": 65}, "gateway_workers=65 is invalid (allowed: an integer from 0 to 64)"),
+    ({"gateway_workers": "2"}, "gateway_workers='2' is invalid (allowed: an integer from 0 to 64)"),
     (
         {"docker_ce_key_fingerprint": "0EBFCD88"},
         "docker_ce_key_fingerprint='0EBFCD88' is invalid (allowed: a 40-hex-digit (v4) or 64-hex-digit (v6) key fingerprint",

@@ -105,7 +105,7 @@ GATEWAY_KEYS = (
     "gateway_vs_direct_c1_ratio", "gateway_vs_direct_c8_ratio", "gateway_vs_direct_c32_ratio",
     "triton_mean_batch_c32", "direct_triton_mean_batch_c32",
     "gateway_c1_cpu_ms_per_embedding", "gateway_c8_cpu_ms_per_embedding", "gateway_c32_cpu_ms_per_embedding",
-    "large_2048_eps", "large_2048_p50_s", "gateway_rss_before_mb", "gateway_rss_peak_2048_mb",
+    "large_2048_eps", "large_2048_p50_s", "gateway_rss_before_mb", "gateway_rss_peak_2048_mb", "gateway_workers",
 )  # fmt: skip
 
 

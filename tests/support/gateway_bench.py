@@ -320,7 +320,8 @@ def gateway_rss_bytes(gateway_url: str) -> float:
 
 
 def gateway_cpu_seconds(gateway_url: str) -> float:
-    """The gateway process's CPU-seconds (user + system), from its /metrics."""
+    """The gateway's CPU-seconds (user + system; with several workers, the supervisor's and all the
+    workers': embeddings_gateway/app.py:TreeProcessCollector), from its /metrics."""
     return gateway_process_metric(gateway_url, "process_cpu_seconds_total")
 
 
@@ -404,6 +405,7 @@ def measure(
     for length, members in plan_batches([len(row) for row in ids], tuple(length_buckets), 1):
         batches.append(encoder.pad([ids[i] for i in members], length=length))
     out: dict[str, Any] = {"texts": len(texts), "seconds_per_run": seconds, "http_client": http_client, "failures": 0, "first_errors": []}
+    out["gateway_workers"] = int(gateway_process_metric(gateway_url, "embeddings_gateway_workers"))
     for concurrency in concurrencies:
         for path in ("gateway", "direct"):
             before = triton_counts(triton_metrics_url, model_name)
@@ -435,7 +437,7 @@ def measure(
     return out
 
 
-def _local(seconds: float, http_client: str = "raw", config_text: str | None = None) -> dict[str, Any]:
+def _local(seconds: float, http_client: str = "raw", config_text: str | None = None, workers: int = 0) -> dict[str, Any]:
     """Start a tritonserver (tiny model) and a gateway on loopback, measure, stop both."""
     from tests.support import tinymodel
     from tests.support import tritonserver as ts
@@ -447,7 +449,7 @@ def _local(seconds: float, http_client: str = "raw", config_text: str | None = N
         (root / "work").mkdir()
         key = "bench-key"
         with ts.serve(triton_root / "models", root / "work") as server:
-            with GatewayProcess.started(root / "gw", server.grpc_url, triton_root / "tokenizer", api_key=key) as gateway:
+            with GatewayProcess.started(root / "gw", server.grpc_url, triton_root / "tokenizer", api_key=key, workers=workers) as gateway:
                 return measure(
                     gateway.url,
                     server.grpc_url,
@@ -469,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow", action="append", default=[], help="non-loopback IP allowed as a target (sandbox hosts)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per run (6 runs)")
     parser.add_argument("--http-client", choices=("raw", "httpx"), default="raw", help="load generator for the gateway path")
+    parser.add_argument("--workers", type=int, default=0, help="local gateway's worker processes (0: its default, from the cores)")
     args = parser.parse_args(argv)
     if args.gateway:
         if not (args.triton and args.metrics and args.tokenizer and args.api_key_file):
@@ -485,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             http_client=args.http_client,
         )
     else:
-        result = _local(args.seconds, args.http_client)
+        result = _local(args.seconds, args.http_client, workers=args.workers)
     print(json.dumps(result))
     return 0
 
