@@ -192,9 +192,13 @@ def _silencer(host: Any) -> silences.Silencer:
 
 def silence_bound_s(plan: RollPlan, doors: int, margin_s: int) -> int:
     """How long a drain's silence lasts: every bound of the roll (drain and restore on each door with
-    their runtime-API calls, start, check, roll back) plus ``margin_s``."""
+    their runtime-API calls, start, check, roll back) plus ``margin_s``. A check or a roll back the
+    plan does not have counts nothing (the gateway's roll has neither): a longer silence would only
+    keep a host a killed run left drained quiet for longer."""
     per_door = plan.drain_timeout_s + plan.restore_timeout_s + 4 * 15  # _server/_set_state calls are bounded at 15 s
-    return max(doors, 1) * per_door + 2 * plan.start_timeout_s + plan.check_timeout_s + margin_s
+    check = plan.check_timeout_s if plan.check else 0
+    roll_back = plan.start_timeout_s if plan.roll_back else 0
+    return max(doors, 1) * per_door + plan.start_timeout_s + check + roll_back + margin_s
 
 
 def _drain(host: Any, doors: list[Any], plan: RollPlan, drained: list[Any], silence_s: int | None = None) -> None:
