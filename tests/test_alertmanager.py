@@ -367,11 +367,21 @@ def test_the_silence_bound_covers_every_bound_of_the_roll() -> None:
         server="host1",
         start="true",
         start_timeout_s=300,
+        check="verify",
         check_timeout_s=120,
+        roll_back="back",
         drain_timeout_s=30,
         restore_timeout_s=60,
     )
     assert rolling.silence_bound_s(plan, 2, 300) == 2 * (30 + 60 + 60) + 2 * 300 + 120 + 300
+
+
+def test_the_silence_bound_counts_no_check_or_roll_back_the_roll_does_not_have() -> None:
+    """The gateway's roll (no check, nothing to roll back to) and a Triton roll with verify off
+    (check_timeout_s set, no check): the silence ends once the drain, the start and the restore
+    could have ended, plus the margin (a killed run's drained host pages that much sooner)."""
+    plan = RollPlan(what="x", doors=("front1",), server="host1", start="true", start_timeout_s=125, check_timeout_s=900)
+    assert rolling.silence_bound_s(plan, 1, 20) == (30 + 60 + 60) + 125 + 20
 
 
 def test_fleet_status_reads_alerts_and_silences_per_host(running: tuple[str, WebhookSink, dict[str, Any]]) -> None:

@@ -7,7 +7,9 @@ changes nothing; the client libraries (OpenAI's and TEI's APIs) through the fron
 2048-input request beside small ones; Prometheus has every target up, counts requests exactly, and fires and resolves
 the model-not-READY alert; every Triton host on one release id, and a template comment edit changing
 nothing; an overload far beyond capacity answered with 200s and 429s, no gateway leaving the pool;
-Triton killed on one host under load; a host container stopped under load; a new release rolled host by
+a roll's controller SIGKILLed with a host drained (its silence ends by its bound, the pager gets
+FrontDoorBackendDrained, the same deploy again finishes the roll); Triton killed on one host under
+load; a host container stopped under load; a new release rolled host by
 host under load by deploys/all.py, then back by python -m deploys.rollout; a host destroyed and
 rebuilt from scratch under load; bad front-door settings. The load loops send a few requests per
 second through the front door only (the controller's loopback), check every answer against local
@@ -22,6 +24,7 @@ import os
 import random
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -39,9 +42,9 @@ from deploys.core import paths, settings, silences
 from deploys.core.repo import TEMPLATES_DIR
 from deploys.host_base.reboot import BOOT_IDENTITY
 from deploys.monitoring import render as monitoring_render
-from facts.haproxy import parse_stat_csv, runtime_command
+from facts.haproxy import parse_servers_state, parse_stat_csv, runtime_command
 from tests.sandbox import fleet
-from tests.sandbox.deploy import run_deploy, sandbox_env
+from tests.sandbox.deploy import PYINFRA, run_deploy, sandbox_env
 from tests.support import client_checks as cc
 from tests.support import metric_names
 from tests.support.load import LoadResult, run_threads
@@ -559,6 +562,89 @@ def test_a_host_out_by_hand_is_silenced_then_pages_past_its_silence(sandbox: dic
     assert back.returncode == 0, back.stderr[-3000:]
     wait_pool("host2", "up", 10)
     assert pager.wait_for(("resolved", "FrontDoorBackendDrained", fleet.FRONT_DOOR), 30), pager.alerts()
+
+
+def drained() -> set[str]:
+    """Servers the runtime API set to drain at the front door (HAProxy's admin state, not its health checks)."""
+    line = f"show servers state {paths.HAPROXY_BACKEND}"
+    out = in_container(fleet.host_container(NAME, fleet.FRONT_DOOR), runtime_command(paths.HAPROXY_ADMIN_SOCKET, line))
+    return {s["name"] for s in parse_servers_state(out.splitlines(), paths.HAPROXY_BACKEND) if s["admin_state"] == "drain"}
+
+
+# The killed run: a gateway roll (a changed log level) with its own bounds short, so its silence is
+# short: 1 front door × (drain 0 + restore 1 + 4 runtime-API calls × 15) + start (ready 5 + 120) +
+# the sandbox's margin 20 (deploys/core/rolling.py:silence_bound_s; the gateway's roll has no check and
+# no roll back). These bounds govern only this run, which is killed after its first drain.
+KILLED_ROLL = ("gateway_log_level=warning", "rollout_drain_timeout_s=0", "rollout_restore_timeout_s=1", "gateway_ready_timeout_s=5")
+KILLED_SILENCE_S = (0 + 1 + 4 * 15) + (5 + 120) + 20
+
+
+def test_a_roll_killed_with_a_host_drained_pages_once_its_silence_ends(sandbox: dict[str, Any], pager: WebhookSink, tmp_path: Path) -> None:
+    """The controller SIGKILLed mid-roll leaves a host drained (issue 28): its silence ends by its
+    own bound, FrontDoorBackendDrained then reaches the pager; a normal deploy puts the fleet back."""
+    assert drained() == set()
+    args = [a for data in KILLED_ROLL for a in ("--data", data)]
+    cmd = [PYINFRA, "inventories/sandbox.py", "deploys/all.py", "-y", *args]
+    log = tmp_path / "killed-run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=sandbox_env(NAME, CANARY), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (out_of_pool := drained()):
+            assert proc.poll() is None, f"the run ended before any drain:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "no host drained within 600 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the controller and its children (ssh), as a kill -9 of the run
+        proc.wait(timeout=30)  # reaped: the deploy lock's pid check sees it gone
+    killed = time.time()
+    [first] = out_of_pool
+    print(f"controller killed with {first} drained")
+    assert f"alerts silenced for at most {KILLED_SILENCE_S}s" in log.read_text(), log.read_text()[-3000:]
+    time.sleep(1)
+    assert drained() == {first}, "the killed run's drain did not stay"
+    ours = [x for x in deploy_silences() if x["comment"].startswith(silences.comment(first, ""))]
+    assert len(ours) == 2, ours
+    for silence in ours:  # bounded by the roll's own bounds plus the margin (Alertmanager's API)
+        starts, ends = (datetime.fromisoformat(silence[k].replace("Z", "+00:00")).timestamp() for k in ("startsAt", "endsAt"))
+        assert abs(ends - starts - KILLED_SILENCE_S) < 2, silence
+    ends = max(datetime.fromisoformat(x["endsAt"].replace("Z", "+00:00")).timestamp() for x in ours)
+
+    def drained_pages() -> list[dict[str, Any]]:
+        """FrontDoorBackendDrained for this host's server (named after it) that the pager got since the kill."""
+        return [
+            a
+            for n in pager.notifications()
+            for a in n["body"].get("alerts", [])
+            if a["labels"]["alertname"] == "FrontDoorBackendDrained"
+            and a["labels"].get("server") == first
+            and datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00")).timestamp() >= killed - 5
+        ]
+
+    time.sleep(max(0.0, ends - time.time() - 3))
+    assert drained_pages() == [], "paged inside the silence"
+    while not [a for a in drained_pages() if a["status"] == "firing"]:
+        assert time.time() < ends + 40, f"FrontDoorBackendDrained for {first} did not reach the pager 40 s after its silence ended"
+        time.sleep(0.5)
+    paged_after = time.time() - killed
+    print(f"FrontDoorBackendDrained for {first} paged {paged_after:.0f}s after the kill (silence {KILLED_SILENCE_S}s)")
+    assert time.time() >= ends
+    # The same deploy again (the killed run's change, the usual bounds): no file of the drained host
+    # changes, yet its roll mark makes this run finish the roll (deploys/core/rolling.py:pending); it
+    # takes over the dead run's deploy lock, puts the host back in the pool and leaves no silence.
+    again = deploy("--json", "--data", KILLED_ROLL[0])
+    assert results(again)["failed_hosts"] == []
+    assert "is stale" in again.stderr, again.stderr[-3000:]
+    unfinished = [line for line in again.stderr.splitlines() if "a roll an interrupted run left unfinished" in line]
+    assert {h for h in HOSTS for line in unfinished if h in line} == {first}, again.stderr[-3000:]
+    wait_pool(first, "up", 10)
+    assert drained() == set()
+    time.sleep(silences.grace_s(settings.parse(fleet.MONITORING, {"monitoring_scrape_interval_s": 2})) + 4)
+    assert deploy_silences() == []
+    assert results(deploy("--json"))["failed_hosts"] == []  # the gateways' config back to the module's (every host rolls)
+    assert drained() == set()
+    # Not asserted: the page's resolution. It falls inside the put-back's grace silence (muted); one
+    # run got it within 30 s, another not (Prometheus resends resolved alerts only each minute).
 
 
 def test_triton_killed_under_load_fails_no_request(sandbox: dict[str, Any], expected: dict[str, np.ndarray]) -> None:

@@ -70,6 +70,10 @@ DEPLOY_LOCK_DIR = "/run/lock/triton-embeddinggemma-deploy"
 DEPLOY_LOCK_HELD = f"{DEPLOY_LOCK_DIR}/held"
 DEPLOY_LOCK_RECORD = f"{DEPLOY_LOCK_HELD}/record"
 DEPLOY_LOCK_LAST_RUN = f"{DEPLOY_LOCK_DIR}/last-run"
+# On a Triton host: a roll drained it and has not put it back yet (deploys/core/rolling.py). A run
+# killed mid-roll leaves it, so the next run finishes that roll even when none of the host's files
+# change. Not under /run: the front doors keep the host drained across its reboot.
+ROLL_PENDING = "/var/lib/triton-embeddinggemma-deploy/roll-pending"
 GRAFANA_DASHBOARDS_DIR = "/var/lib/grafana/dashboards/triton-embeddinggemma"  # on the user's Grafana: the provider's path
 # The registry cache (deploys/registry_cache/): Debian's docker-registry package serves REGISTRY_CACHE_CONFIG.
 REGISTRY_CACHE_CONFIG = "/etc/docker/registry/config.yml"

@@ -22,6 +22,11 @@ With a monitoring host, the drain first silences the host's alerts in Alertmanag
 own bounds plus a margin, and putting it back expires the silences; a failed roll expires them and
 sends RollFailed, which pages (deploys/core/silences.py).
 
+A roll marks the host (``paths.ROLL_PENDING``, before the drain) until it is back in the pool: a
+run killed mid-roll leaves the mark, and the next run's Triton and gateway steps roll such a host
+again (:func:`pending`) even when nothing of it changed, which puts it back in the pool. A drain by
+hand (:func:`take_out`) leaves no mark: a deploy never puts such a host back.
+
 A front door that cannot be reached, or refuses the drain, fails the host before anything changed
 on it. Each step is an event in the run's events file (deploys/core/events.py: what the rollout tool
 reads) and a log line with its UTC time for people (``roll host1: drained at 2026-...Z on front1``).
@@ -29,6 +34,7 @@ reads) and a log line with its UTC time for people (``roll host1: drained at 202
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +44,7 @@ import gevent
 from pyinfra import logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
+from pyinfra.facts.files import File
 
 from deploys.core import context, events, paths, silences
 from deploys.core.endpoints import server_name
@@ -101,11 +108,31 @@ def put_back(plan: RollPlan):
     yield FunctionCommand(_put_back, (plan,), {})
 
 
+def pending(host: Any) -> str | None:
+    """What roll a run left unfinished on ``host`` (its mark), or None: a step rolls such a host
+    even when nothing of it changed (a killed run's re-run changes no file)."""
+    if host.get_fact(File, path=paths.ROLL_PENDING) is None:
+        return None
+    what = "a roll an interrupted run left unfinished (its host is still out of the front doors' pool)"
+    logger.warning(f"{host.print_prefix}{what}: {paths.ROLL_PENDING} found; this run rolls it again and puts it back")
+    return what
+
+
+def mark_command(what: str) -> str:
+    """Shell: the host's roll mark (what is being rolled), before its drain."""
+    q = shlex.quote
+    directory = paths.ROLL_PENDING.rsplit("/", 1)[0]
+    return f"mkdir -p {q(directory)} && printf '%s\\n' {q(what)} > {q(paths.ROLL_PENDING)}"
+
+
+UNMARK_COMMAND = f"rm -f {shlex.quote(paths.ROLL_PENDING)}"
+
+
 def _take_out(state: Any, host: Any, plan: RollPlan, silence_s: int) -> bool:
     doors = [state.inventory.get_host(name) for name in plan.doors]
     drained: list[tuple[Any, bool]] = []
     try:
-        _drain(host, doors, plan, drained, silence_s=silence_s)
+        _drain(host, doors, plan, drained, silence_s=silence_s, mark=False)
     except RollError as error:
         logger.error(f"{host.print_prefix}roll {host.name}: {error}; put back in the pool")
         _restore(host, drained, plan)
@@ -192,19 +219,28 @@ def _silencer(host: Any) -> silences.Silencer:
 
 def silence_bound_s(plan: RollPlan, doors: int, margin_s: int) -> int:
     """How long a drain's silence lasts: every bound of the roll (drain and restore on each door with
-    their runtime-API calls, start, check, roll back) plus ``margin_s``."""
+    their runtime-API calls, start, check, roll back) plus ``margin_s``. A check or a roll back the
+    plan does not have counts nothing (the gateway's roll has neither): a longer silence would only
+    keep a host a killed run left drained quiet for longer."""
     per_door = plan.drain_timeout_s + plan.restore_timeout_s + 4 * 15  # _server/_set_state calls are bounded at 15 s
-    return max(doors, 1) * per_door + 2 * plan.start_timeout_s + plan.check_timeout_s + margin_s
+    check = plan.check_timeout_s if plan.check else 0
+    roll_back = plan.start_timeout_s if plan.roll_back else 0
+    return max(doors, 1) * per_door + plan.start_timeout_s + check + roll_back + margin_s
 
 
-def _drain(host: Any, doors: list[Any], plan: RollPlan, drained: list[Any], silence_s: int | None = None) -> None:
+def _drain(host: Any, doors: list[Any], plan: RollPlan, drained: list[Any], silence_s: int | None = None, mark: bool = True) -> None:
     """Drain ``plan.server`` on every door; each one drained is appended to ``drained`` (to be
     restored) with whether its health checks saw the host UP before. First the host's alerts are
-    silenced (with a monitoring host) for ``silence_s``, by default the roll's own bounds plus a margin."""
+    silenced (with a monitoring host) for ``silence_s``, by default the roll's own bounds plus a margin,
+    and (``mark``: a roll, not a drain by hand) the host is marked until it is back in the pool."""
     silencer = _silencer(host)
     seconds = silence_s if silence_s is not None else silence_bound_s(plan, len(doors), silencer.margin_s())
     if silencer.silence(host.name, plan.server, seconds, f"{plan.what} (drained behind the front door)"):
         logger.info(f"{host.print_prefix}roll {host.name}: alerts silenced for at most {seconds}s on {silencer.mon.name}")
+    if mark:
+        ok, _, err = _shell(host, mark_command(plan.what), 15)
+        if not ok:
+            raise RollError(f"cannot write {paths.ROLL_PENDING} on {host.name}: {' '.join(err)[-200:] or 'no output'}")
     for door in doors:
         before = _server(door, plan)
         if before is None:
@@ -249,6 +285,10 @@ def _restore(host: Any, drained: list[tuple[Any, bool]], plan: RollPlan) -> str 
             state = server["operational_state"] if server else "?"
             problems.append(f"front door {door.name}: not UP {plan.restore_timeout_s}s after the restore (health checks say {state})")
     _silencer(host).expire(host.name)  # back in the pool (or failing: then its alerts must page)
+    if not problems:  # back in every pool: no roll left to finish
+        ok, _, err = _shell(host, UNMARK_COMMAND, 15)
+        if not ok:
+            problems.append(f"cannot remove {paths.ROLL_PENDING} on {host.name} (the next run rolls it again): {' '.join(err)[-200:]}")
     return "; ".join(problems) or None
 
 

@@ -32,6 +32,7 @@ def embeddings_gateway() -> None:
     doors = rolling.front_doors(state.inventory)
     # Behind a front door a gateway that already runs restarts out of the pool, host by host.
     rolls = bool(doors) and host.get_fact(Sha256File, path=paths.GATEWAY_UNIT_FILE) is not None
+    unfinished = rolling.pending(host) if rolls else None  # a killed run's roll: restart and back in the pool
 
     apt.packages(name="Install python3-venv and curl (gateway runtime)", packages=["python3-venv", "curl"])
     server.group(name=f"Group {gateway.SERVICE_USER}", group=gateway.SERVICE_USER, system=True)
@@ -93,7 +94,7 @@ def embeddings_gateway() -> None:
             name=f"Restart the gateway behind the front door ({s.rollout_max_unavailable} host(s) out of the pool at a time)",
             plan=gateway.gateway_roll_plan(host, doors, s),
             _parallel=s.rollout_max_unavailable,
-            _if=any_changed(*changed),
+            **({} if unfinished else {"_if": any_changed(*changed)}),
         )
     else:
         systemd.service(

@@ -83,6 +83,8 @@ def triton() -> None:
         # Triton serves this release READY, but from bytes that are not the expected ones.
         reason = relinked_reason(damaged)
         logger.warning(f"{host.print_prefix}release {spec.id}: {reason}; Triton restarts on the checked files")
+    if reason is None and doors:
+        reason = rolling.pending(host)  # a killed run's roll: READY, parity and back in the pool
     # Behind a front door a host that already serves rolls: out of the pool, switch, READY, parity, back.
     rolls = bool(doors) and reason not in (None, "not created")
     previous = on_host["previous"]
