@@ -193,12 +193,12 @@ def deploy_silences() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def reference() -> Reference:
-    return Reference(fleet.MODEL_MIRROR)
+    return Reference(fleet.MODEL_SERVED, fleet.model_window(), fleet.MODEL_MAX_TOKENS)
 
 
 @pytest.fixture(scope="module")
 def expected(reference: Reference) -> dict[str, np.ndarray]:
-    texts = [sample.text for sample in samples() if sample.id != "d-long-max"]
+    texts = [sample.text for sample in samples(reference.window) if sample.id != "d-long-max"]
     vectors, _ = reference.embed(texts)
     return dict(zip(texts, vectors, strict=True))
 

@@ -312,7 +312,7 @@ def overload_figures(state: dict[str, Any], api_key: str) -> dict[str, Any]:
     """tests/support/overload.py through the front door (the controller's loopback): 200s/s, 429s/s, 5xx, p95 of the 200s."""
     from verify.samples import samples
 
-    texts = [sample.text for sample in samples() if sample.id != "d-long-max"]
+    texts = [sample.text for sample in samples(fleet.model_window()) if sample.id != "d-long-max"]
     result = run_overload(
         fleet.front_door_url(state), api_key, texts, clients=OVERLOAD_CLIENTS, inputs=OVERLOAD_INPUTS, seconds=OVERLOAD_SECONDS
     )
