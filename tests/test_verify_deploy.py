@@ -60,6 +60,16 @@ def test_parity_command_points_at_the_deploy_layout() -> None:
     assert "--url 10.0.0.5:6000" in step.parity_command(bound, paths.layout(bound), "cpu")
 
 
+def test_the_check_sizes_its_long_samples_by_the_model_window() -> None:
+    """model_sliding_window reaches the host program in its environment (VERIFY_WINDOW: older verify
+    code ignores it, where an unknown flag would fail a roll's check), in the verify step and the roll check."""
+    for window in (256, 8):
+        s = _settings(model_sliding_window=window)
+        layout = paths.layout(s)
+        for command in (step.parity_command(s, layout, "cpu"), step.roll_check_command(s, layout, "cpu")):
+            assert f" VERIFY_WINDOW={window} /opt/triton-embeddinggemma/verify/venv/bin/python -m verify.parity " in command
+
+
 def test_parity_command_goes_through_the_gateway() -> None:
     s = _settings(triton_dir="/srv/triton", gateway_listen_port=6090)
     layout = paths.layout(s)

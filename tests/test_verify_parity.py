@@ -20,9 +20,9 @@ import pytest
 
 from tests.support import tinymodel
 from tests.support import tritonserver as ts
-from verify import checks, probes
-from verify.client import normalise
-from verify.samples import samples
+from verify import checks, parity, probes
+from verify.client import TextEncoder, normalise
+from verify.samples import long_tokens, samples
 
 REPO = Path(__file__).resolve().parent.parent
 LIMITS = checks.Thresholds(min_cosine=0.9999, max_abs_diff=1e-3, norm_tolerance=1e-3)
@@ -93,6 +93,23 @@ def test_batches_pad_the_long_sample_with_a_short_one() -> None:
     assert {i for chunk, _ in groups for i in chunk} == set(range(len(sample_list)))
     long_chunk, long_length = groups[-1]
     assert long_chunk == [len(sample_list) - 1, 0] and long_length == 2048
+
+
+def test_long_samples_scale_with_the_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EmbeddingGemma's window (256) keeps 300..2000 tokens; a small window gets short texts, each
+    distinct and still past the window in the sandbox's tokenizer; parity's --window defaults to
+    $VERIFY_WINDOW (how the deploy passes model_sliding_window)."""
+    assert long_tokens() == long_tokens(256) == (300, 600, 1200, 2000) and long_tokens(8) == (10, 19, 38, 63)
+    assert [s.id for s in samples()][11:15] == ["d-long-300", "d-long-600", "d-long-1200", "d-long-2000"]
+    small = [s for s in samples(8) if s.id.startswith("d-long-") and s.id != "d-long-max"]
+    assert [s.id for s in small] == ["d-long-10", "d-long-19", "d-long-38", "d-long-63"]
+    tinymodel.write_all(tmp_path)
+    counts = [len(ids) for ids in TextEncoder(tmp_path).encode([s.text for s in small])]
+    assert counts == sorted(set(counts)) and counts[0] > 8 + 1 and counts[-1] < 256, counts
+    args = ["--model-dir", str(tmp_path), "--tokenizer-dir", str(tmp_path)]
+    assert parity.parser().parse_args(args).window == 256
+    monkeypatch.setenv("VERIFY_WINDOW", "8")
+    assert parity.parser().parse_args(args).window == 8 and parity.parser().parse_args([*args, "--window", "16"]).window == 16
 
 
 # -- end to end with a real tritonserver --------------------------------------------------------

@@ -37,6 +37,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", "verify_timeout_s", float, 60, "Seconds the check waits for Triton and the model to be ready before failing."),
 )  # fmt: skip
 
+# The model's attention window for the long samples (parity's --window default): the deploy passes
+# model_sliding_window in the environment, which verify code of any age accepts.
+WINDOW_ENV = "VERIFY_WINDOW"
+
 BY_NAME = {option.name: option for option in OPTIONS}
 
 

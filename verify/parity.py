@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -47,7 +48,7 @@ from verify.api_probe import check_gateway_endpoint
 from verify.checks import Evaluation, Thresholds, evaluate, verdict_message
 from verify.client import EmbeddingError, TextEncoder, TritonBackend
 from verify.probes import batches, embed_alone, embed_batched, file_digests, gpu_snapshot, percentiles, time_calls
-from verify.samples import samples
+from verify.samples import WINDOW, samples
 
 REPORT_VERSION = 2  # 2: the gateway section, samples[].gateway, failures of check "gateway"
 EXIT_PASS, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Evaluation]:
     """Everything but the exit status: returns (report, evaluation). Raises EmbeddingError."""
     limits = Thresholds(args.min_cosine, args.max_abs_diff, args.norm_tolerance)
     encoder = TextEncoder(args.tokenizer_dir, max_length=args.max_length)
-    sample_list = samples()
+    sample_list = samples(args.window)
     texts = [s.text for s in sample_list]
     id_lists = encoder.encode(texts)
     lengths = [len(ids) for ids in id_lists]
@@ -147,6 +148,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], Evaluation]:
             "max_length": encoder.max_length,
             "sha256": file_digests(args.tokenizer_dir, ["tokenizer.json"]).get("tokenizer.json"),
         },
+        "window": args.window,  # the long samples' lengths follow it (verify/samples.py)
         "gateway": gateway,
         "latency": latency,
         "gpu": {"before": gpu_before, "after": gpu_after},
@@ -178,6 +180,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model-name", default="embeddinggemma")
     options.add_arguments(p)  # device, thresholds, max length, latency iterations, timeout
+    p.add_argument(
+        "--window",
+        type=int,
+        # From the environment too: the deploy sets it for verify code of any age (an older one ignores
+        # the variable, where an unknown flag would fail a roll's check).
+        default=int(os.environ.get(options.WINDOW_ENV) or WINDOW),
+        help=f"the model's attention window |i - j|: the long samples are sized past it (default: ${options.WINDOW_ENV} or {WINDOW})",
+    )
     p.add_argument("--threads", type=int, default=0, help="local ONNX Runtime intra-op threads (0: its default)")
     p.add_argument("--max-batch", type=int, default=0, help="batch size for the batch checks and latency (0: the server's max_batch_size)")
     p.add_argument("--request-timeout", type=float, default=300.0, help="seconds per request")

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from verify.client import MATRYOSHKA_DIMS, TextEncoder, truncate
+from verify.client import MATRYOSHKA_DIMS, MAX_LENGTH, TextEncoder, truncate
 from verify.local import LocalBackend
-from verify.samples import samples
+from verify.samples import WINDOW, samples
 
 MODEL = "embeddinggemma"
 
@@ -20,8 +20,9 @@ MODEL = "embeddinggemma"
 class Reference:
     """Local ONNX Runtime on a model directory laid out like the Hub repository (the judge)."""
 
-    def __init__(self, model_root: Path) -> None:
-        self.encoder = TextEncoder(model_root)
+    def __init__(self, model_root: Path, window: int = WINDOW, max_length: int = MAX_LENGTH) -> None:
+        self.window = window  # the model's attention window: the verify samples' long lengths follow it
+        self.encoder = TextEncoder(model_root, max_length=max_length)  # where the gateway truncates
         self.local = LocalBackend(model_root / "onnx", device="cpu")
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
@@ -41,7 +42,7 @@ def check_sdk_parity(base_url: str, api_key: str, reference: Reference, encoding
     within ``min_cosine`` of local ONNX Runtime, unit norm, usage equal to the tokenizer's count."""
     import openai
 
-    texts = [sample.text for sample in samples()]
+    texts = [sample.text for sample in samples(reference.window)]
     expected, tokens = reference.embed(texts)
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=30)
     for dim in MATRYOSHKA_DIMS:
