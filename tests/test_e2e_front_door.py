@@ -195,7 +195,7 @@ def deploy_silences() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def reference() -> Reference:
-    return Reference(fleet.MODEL_SERVED, fleet.model_window(), fleet.MODEL_MAX_TOKENS)
+    return Reference(fleet.MODEL_MIRROR)
 
 
 @pytest.fixture(scope="module")

@@ -36,21 +36,6 @@ from tests.support.webhook_sink import WebhookSink
 ROOT = images.ROOT
 STATE_ROOT = ROOT / ".sandbox"
 MODEL_MIRROR = STATE_ROOT / "model-mirror"
-# The graph the sandbox serves: the mirror's graph with the attention window put back (what the deploy's
-# repair makes of it), beside the same weights and tokenizer: the e2e tests' local ONNX Runtime judge.
-MODEL_SERVED = STATE_ROOT / "model-served"
-WINDOW_FIXTURE = ROOT / "tests" / "data" / "attention_window"
-
-
-MODEL_MAX_TOKENS = 512  # the sandbox model's max length (EmbeddingGemma: 2048): see ensure_model_mirror
-
-
-def model_window() -> int:
-    """The sandbox model's attention window (its model_sliding_window; the verify samples' long
-    lengths follow it: verify/samples.py)."""
-    return int(json.loads((WINDOW_FIXTURE / "fixture.json").read_text())["window"])
-
-
 NGC_IMAGE_PATH = "nvidia/tritonserver:25.05-py3"  # the pinned NGC image's repository path and tag
 REGISTRY_ALIAS = "sandbox-registry"  # how the hosts reach the registry on the sandbox network
 REGISTRY_USER = "$oauthtoken"  # NGC's user name for API keys, kept so the login step is unchanged
@@ -547,41 +532,22 @@ MODEL_REPO_ID = "sandbox/tiny-embeddinggemma-onnx"  # not a Hub repository: the 
 MODEL_LOCK = STATE_ROOT / "model.lock.json"
 
 
-def ensure_model_mirror() -> dict[str, Any]:
-    """The sandbox's model laid out like the Hub repository (stand-in for the Hub) and its lock.
+def ensure_model_mirror() -> dict[str, str]:
+    """The tiny model laid out like the Hub repository (stand-in for the Hub) and its lock.
 
-    The graph and weights: tests/data/attention_window/eager, an EmbeddingGemma-shaped Gemma 3 (12
-    layers, window ±8) exported WITHOUT its sliding window, like the real export; so every deploy runs
-    the attention-window repair and its guards, and the long verify samples cross the window. The
-    tokenizer: tests/support/tinymodel.py's. Rebuilt when either changes (their sha1 is the
-    "revision"); the lock records every file's sha256 so the sandbox runs with ``model_require_lock: true``.
-    Also writes MODEL_SERVED (the repaired graph over the same files) for the e2e tests' local judge.
+    Rebuilt when tests/support/tinymodel.py changes; its sha1 is the "revision", and the lock records every
+    file's sha256 so the sandbox runs with ``model_require_lock: true``.
     """
-    import onnx
-
-    from deploys.core import attention_window, model_lock  # the deploy's own lock format and repair
+    from deploys.core import model_lock  # the deploy's own lock format
 
     source = ROOT / "tests" / "support" / "tinymodel.py"
     if not source.exists():
         raise SandboxError("tests/support/tinymodel.py is missing (the sandbox's model source)")
-    fixture = WINDOW_FIXTURE / "eager"
-    meta = json.loads((WINDOW_FIXTURE / "fixture.json").read_text())
-    digest = hashlib.sha1(source.read_bytes())
-    for part in ("model.onnx", "model.onnx_data"):
-        digest.update((fixture / part).read_bytes())
-    revision = digest.hexdigest()
+    revision = hashlib.sha1(source.read_bytes()).hexdigest()
     recipe = STATE_ROOT / "model-mirror.recipe"  # kept outside: the mirror holds the repository's files only
-    if not (MODEL_MIRROR.is_dir() and MODEL_SERVED.is_dir() and recipe.exists() and recipe.read_text() == revision and MODEL_LOCK.exists()):
+    if not (MODEL_MIRROR.is_dir() and recipe.exists() and recipe.read_text() == revision and MODEL_LOCK.exists()):
         shutil.rmtree(MODEL_MIRROR, ignore_errors=True)
-        shutil.rmtree(MODEL_SERVED, ignore_errors=True)
         _run([sys.executable, "-m", "tests.support.tinymodel", str(MODEL_MIRROR)], "python -m tests.support.tinymodel")
-        for part in ("model.onnx", "model.onnx_data"):
-            shutil.copyfile(fixture / part, MODEL_MIRROR / "onnx" / part)
-            (MODEL_MIRROR / "onnx" / part).chmod(0o644)
-        shutil.copytree(MODEL_MIRROR, MODEL_SERVED)
-        graph = onnx.load(str(MODEL_MIRROR / "onnx" / "model.onnx"), load_external_data=False)
-        shape = attention_window.Shape(tuple(meta["layer_types"]), meta["window"])
-        (MODEL_SERVED / "onnx" / "model.onnx").write_bytes(attention_window.graph_bytes(attention_window.repair(graph, shape)))
         paths = model_lock.variant_files("fp32")
         entries = {p: model_lock.LockEntry(model_lock.sha256_file(MODEL_MIRROR / p), (MODEL_MIRROR / p).stat().st_size) for p in paths}
         MODEL_LOCK.unlink(missing_ok=True)
@@ -592,15 +558,6 @@ def ensure_model_mirror() -> dict[str, Any]:
         "model_repo_id": MODEL_REPO_ID,
         "model_revision": revision,
         "model_lock_file": str(MODEL_LOCK.relative_to(ROOT)),
-        "model_attention_layers": len(meta["layer_types"]),
-        "model_sliding_window": meta["window"],
-        # What the fixture costs on the CPU stand-in, paid by every deploy's parity check (re-runs too): its
-        # 12 layers' attention is O(n²), so the sandbox's model reads at most MODEL_MAX_TOKENS (64 windows;
-        # verify's long samples follow the window: verify/samples.py), and latency, which nothing judges on
-        # a CPU stand-in, is timed over 2 requests (docs/models.md, "Long inputs").
-        "verify_max_length": MODEL_MAX_TOKENS,
-        "gateway_max_tokens": MODEL_MAX_TOKENS,
-        "verify_latency_iterations": 2,
     }
 
 
