@@ -28,7 +28,7 @@ from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files, pip
 from pyinfra.operations.util import files as file_utils
 
-from deploys.core import bounds, redact, wheels
+from deploys.core import bounds, model_lock, redact, wheels
 from deploys.core.repo import PIP_LOCK_FLAGS, RUNTIME_PIP
 from facts.python import HostPython, WheelDigests
 
@@ -205,11 +205,7 @@ def _sha256(path: Path) -> str:
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
+        _DIGESTS[key] = model_lock.sha256_file(path)
     return _DIGESTS[key]
 
 
