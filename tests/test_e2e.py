@@ -112,6 +112,7 @@ def test_fresh_fleet_converges(sandbox: dict[str, Any]) -> None:
     for host in HOSTS:
         assert changed(res, host), f"{host}: a fresh host should change"
         assert re.search(rf"\[{host}\] parity PASS", proc.stderr), f"{host}: no parity PASS line"
+        assert re.search(rf"^{host}\s.*\srepaired\s", proc.stderr, re.M), f"{host}: the fleet table's window column is not 'repaired'"
         assert host_sh(host, f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/v2/health/ready") == "200"
         config = json.loads(triton_get(host, f"/v2/models/{MODEL}/config"))
         assert config["platform"] == "onnxruntime_onnx"
@@ -122,6 +123,47 @@ def test_rerun_changes_nothing(sandbox: dict[str, Any]) -> None:
     res = results(deploy("--json"))
     for host in HOSTS:
         assert changed(res, host) == [], f"{host}: a re-run changed {changed(res, host)}"
+
+
+def served_graph_sha(host: str) -> str:
+    graph = f"{paths.layout(settings.parse(host, {})).version_dir}/model.onnx"
+    return host_sh(host, f"sha256sum {graph}").split()[0]
+
+
+def last_report(host: str) -> dict[str, Any]:
+    """``host``'s last verify report (written by the deploy's parity check, on the host)."""
+    return json.loads(host_sh(host, f"cat {paths.layout(settings.parse(host, {})).verify.report}"))
+
+
+def test_attention_window_repaired_then_upstream_rolls_back(sandbox: dict[str, Any]) -> None:
+    """The e2e fleet's model (fleet.SandboxModel gemma3) is exported without its window: the deploy serves
+    the repaired graph (the same bytes as the model's ``served`` copy) and verify passed on every host with
+    the long samples past the window (sized by it: verify/samples.py); upstream rolls back; the default
+    serves the repaired graph again."""
+    model = fleet.sandbox_model(sandbox)
+    assert model.kind == "gemma3"
+    repaired = hashlib.sha256((model.served / "onnx" / "model.onnx").read_bytes()).hexdigest()
+    upstream = hashlib.sha256((model.mirror / "onnx" / "model.onnx").read_bytes()).hexdigest()
+    assert repaired != upstream
+    for host in HOSTS:
+        assert served_graph_sha(host) == repaired, f"{host}: the served graph is not the repaired one"
+        report = last_report(host)  # test_rerun_changes_nothing's check of the repaired graph
+        tokens = {row["id"]: row["tokens"] for row in report["samples"] if row["id"].startswith("d-long-") and row["id"] != "d-long-max"}
+        assert report["verdict"] == "pass" and report["window"] == model.window, (host, report["verdict"], report.get("window"))
+        assert len(tokens) == 4 and min(tokens.values()) > model.window + 1, (
+            f"{host}: long samples {tokens} not past the window {model.window}"
+        )
+    proc = deploy("--json", "--data", "model_attention_window=upstream")
+    res = results(proc)
+    for host in HOSTS:
+        assert served_graph_sha(host) == upstream, f"{host}: model_attention_window=upstream did not serve the upstream graph"
+        assert re.search(rf"\[{host}\] parity PASS", proc.stderr) and re.search(rf"^{host}\s.*\supstream\s", proc.stderr, re.M)
+        assert changed(res, host), f"{host}: rolling back to the upstream graph changed nothing"
+    proc = deploy("--json")  # back to the default: repaired (recorded on the controller: no repair again)
+    res = results(proc)
+    for host in HOSTS:
+        assert served_graph_sha(host) == repaired, f"{host}: the default did not serve the repaired graph again"
+        assert re.search(rf"^{host}\s.*\srepaired\s", proc.stderr, re.M), f"{host}: the fleet table's window column is not 'repaired'"
 
 
 def gateway(host: str = "host1") -> tuple[str, str]:
@@ -143,7 +185,8 @@ def gateway_pid(host: str) -> str:
 @pytest.mark.parametrize("encoding", ["sdk-default", "float"])
 def test_gateway_serves_the_openai_sdk_like_local_onnx_runtime(sandbox: dict[str, Any], encoding: str) -> None:
     url, key = gateway()
-    check_sdk_parity(url, key, Reference(fleet.MODEL_MIRROR), encoding)
+    model = fleet.sandbox_model(sandbox)
+    check_sdk_parity(url, key, Reference(model.served, model.window, model.max_tokens), encoding)
 
 
 def test_gateway_bad_requests_get_openai_errors(sandbox: dict[str, Any]) -> None:

@@ -144,7 +144,7 @@ def sandbox() -> Iterator[dict[str, Any]]:
     old = os.environ.get("NGC_API_KEY")
     os.environ["NGC_API_KEY"] = CANARY  # the sandbox registry's password
     try:
-        state = fleet.up(NAME, len(HOSTS), registry_cache=True)
+        state = fleet.up(NAME, len(HOSTS), registry_cache=True, model="tiny")
     finally:
         os.environ.pop("NGC_API_KEY") if old is None else os.environ.__setitem__("NGC_API_KEY", old)
     proc = deploy("--json")

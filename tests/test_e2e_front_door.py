@@ -151,7 +151,7 @@ def fleet_up() -> dict[str, Any]:
     old = os.environ.get("NGC_API_KEY")
     os.environ["NGC_API_KEY"] = CANARY  # the sandbox registry's password is the canary
     try:
-        return fleet.up(NAME, len(HOSTS), front_door=True, monitoring=True)
+        return fleet.up(NAME, len(HOSTS), front_door=True, monitoring=True, model="tiny")  # the load tests' model: fleet.SandboxModel
     finally:
         os.environ.pop("NGC_API_KEY") if old is None else os.environ.__setitem__("NGC_API_KEY", old)
 
@@ -195,7 +195,8 @@ def deploy_silences() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def reference() -> Reference:
-    return Reference(fleet.MODEL_MIRROR)
+    model = fleet.SandboxModel("tiny")
+    return Reference(model.served, model.window, model.max_tokens)
 
 
 @pytest.fixture(scope="module")

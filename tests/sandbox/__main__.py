@@ -1,4 +1,4 @@
-"""CLI: ``python -m tests.sandbox up [--hosts N] [--front-door] [--monitoring] [--registry-cache] | down [--all] | status [--json] | pager`` (``--name`` picks a sandbox)."""
+"""CLI: ``python -m tests.sandbox up [--hosts N] [--front-door] [--monitoring] [--registry-cache] [--model gemma3|tiny] | down [--all] | status [--json] | pager`` (``--name`` picks a sandbox)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--front-door", action="store_true", help="add the front-door host front1 (HAProxy in front of the gateways)")
     up.add_argument("--monitoring", action="store_true", help="add the monitoring host mon1 (Prometheus scraping every host)")
     up.add_argument("--registry-cache", action="store_true", help="add the registry cache host cache1 (the Triton hosts pull through it)")
+    up.add_argument(
+        "--model",
+        choices=fleet.SANDBOX_MODELS,
+        default="gemma3",
+        help="the model the hosts serve: gemma3 (default; EmbeddingGemma-shaped, exported without its window) or tiny (the load tests')",
+    )
     down = sub.add_parser("down", help="remove the sandbox's containers, volumes and network")
     down.add_argument("--all", action="store_true", help="remove every sandbox on this machine")
     status = sub.add_parser("status", help="show the sandbox's containers and endpoints")
@@ -39,7 +45,14 @@ def main(argv: list[str] | None = None) -> int:
             if not 1 <= args.hosts <= 20:
                 raise SandboxError("--hosts: allowed 1 to 20")
             subprocess.run(["bash", str(DAEMON_SCRIPT)], check=True)
-            fleet.up(args.name, args.hosts, front_door=args.front_door, monitoring=args.monitoring, registry_cache=args.registry_cache)
+            fleet.up(
+                args.name,
+                args.hosts,
+                front_door=args.front_door,
+                monitoring=args.monitoring,
+                registry_cache=args.registry_cache,
+                model=args.model,
+            )
             print(fleet.status(args.name))
         elif args.command == "pager":
             with fleet.pager(args.name) as sink:

@@ -341,7 +341,7 @@ def _noop(hub: HubServer, work: Path, hosts: int) -> dict[str, Any]:
 
 def _fresh_fleet(hosts: int, registry_cache: bool = False) -> dict[str, Any]:
     fleet.down(NAME)
-    return fleet.up(NAME, hosts, registry_cache=registry_cache)
+    return fleet.up(NAME, hosts, registry_cache=registry_cache, model="tiny")
 
 
 def _model_repo(state: dict[str, Any]) -> tuple[Repo, dict[str, int]]:
@@ -428,7 +428,7 @@ def main() -> int:
     bench_state = fleet.load_state(NAME) or {}
     gateway = gateway_figures(bench_state["hosts"][0], fleet.api_key_file(NAME).read_text().strip())
     _log("front door overhead: front1 added to the 3-host fleet, then p50 through it vs host1's gateway (concurrency 1)")
-    door_state = fleet.up(NAME, 3, front_door=True)
+    door_state = fleet.up(NAME, 3, front_door=True, model="tiny")
     with HubServer([repo]) as hub:
         _deploy(hub, work / "cache-3")
     front_door = front_door_figures(door_state, fleet.api_key_file(NAME).read_text().strip())

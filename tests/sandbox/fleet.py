@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ from tests.support.webhook_sink import WebhookSink
 
 ROOT = images.ROOT
 STATE_ROOT = ROOT / ".sandbox"
-MODEL_MIRROR = STATE_ROOT / "model-mirror"
 NGC_IMAGE_PATH = "nvidia/tritonserver:25.05-py3"  # the pinned NGC image's repository path and tag
 REGISTRY_ALIAS = "sandbox-registry"  # how the hosts reach the registry on the sandbox network
 REGISTRY_USER = "$oauthtoken"  # NGC's user name for API keys, kept so the login step is unchanged
@@ -528,46 +528,137 @@ def remove_host(name: str, host: str) -> None:
 # -- model mirror --
 
 
-MODEL_REPO_ID = "sandbox/tiny-embeddinggemma-onnx"  # not a Hub repository: the tiny model's name in the lock
-MODEL_LOCK = STATE_ROOT / "model.lock.json"
+MODEL_REPO_ID = "sandbox/tiny-embeddinggemma-onnx"  # not a Hub repository: the sandbox model's name in the lock
+TINYMODEL = ROOT / "tests" / "support" / "tinymodel.py"  # the tokenizer (both models) and the tiny graph
+WINDOW_FIXTURE = ROOT / "tests" / "data" / "attention_window"  # make fixtures: transformers' Gemma 3, exported without its window
+GEMMA3_MAX_TOKENS = 512  # the gemma3 model's max length (EmbeddingGemma: 2048): see sandbox_model
 
 
-def ensure_model_mirror() -> dict[str, str]:
-    """The tiny model laid out like the Hub repository (stand-in for the Hub) and its lock.
+@dataclass(frozen=True)
+class SandboxModel:
+    """One of the sandbox's two models, laid out like the Hub repository (stand-in for the Hub).
 
-    Rebuilt when tests/support/tinymodel.py changes; its sha1 is the "revision", and the lock records every
-    file's sha256 so the sandbox runs with ``model_require_lock: true``.
+    ``gemma3`` (``make sandbox``, tests/test_e2e.py): tests/data/attention_window/eager, an
+    EmbeddingGemma-shaped Gemma 3 (12 layers, every 6th full, window ±8) exported WITHOUT its sliding
+    window like the real export, so every deploy runs the attention-window repair and its guards and the
+    long verify samples cross the window. ``tiny`` (the front door's, the faults' and the bench's fleets):
+    tests/support/tinymodel.py's 2-layer graph, whose guard fails (not EmbeddingGemma-shaped) so the
+    upstream graph is served; it keeps the load tests' figures comparable run to run (the gemma3 model's
+    12 layers admitted 2.26 overload requests a second here, the tiny one 45). Both use tinymodel.py's
+    tokenizer and EmbeddingGemma's exact I/O contract.
     """
-    from deploys.core import model_lock  # the deploy's own lock format
 
-    source = ROOT / "tests" / "support" / "tinymodel.py"
-    if not source.exists():
+    kind: str
+
+    @property
+    def mirror(self) -> Path:
+        """The repository's files as the deploy fetches them (model_fetch=mirror)."""
+        return STATE_ROOT / ("model-mirror" if self.kind == "tiny" else f"model-{self.kind}-mirror")
+
+    @property
+    def served(self) -> Path:
+        """The same files with the graph the deploy serves (the repaired one for gemma3): the e2e tests'
+        local ONNX Runtime judge."""
+        return self.mirror if self.kind == "tiny" else STATE_ROOT / f"model-{self.kind}-served"
+
+    @property
+    def lock(self) -> Path:
+        return STATE_ROOT / ("model.lock.json" if self.kind == "tiny" else f"model-{self.kind}.lock.json")
+
+    @property
+    def window(self) -> int:
+        """Its attention window (model_sliding_window; the verify samples' long lengths follow it)."""
+        from verify.samples import WINDOW  # EmbeddingGemma's: the tiny graph has no window to repair
+
+        return int(json.loads((WINDOW_FIXTURE / "fixture.json").read_text())["window"]) if self.kind == "gemma3" else WINDOW
+
+    @property
+    def max_tokens(self) -> int:
+        from tests.support.openai_checks import MAX_LENGTH
+
+        return GEMMA3_MAX_TOKENS if self.kind == "gemma3" else MAX_LENGTH
+
+
+SANDBOX_MODELS = ("gemma3", "tiny")
+
+
+def sandbox_model(state: dict[str, Any]) -> SandboxModel:
+    """The model a sandbox's state says it serves."""
+    return SandboxModel(state.get("sandbox_model", "tiny"))
+
+
+def ensure_model_mirror(kind: str = "gemma3") -> dict[str, Any]:
+    """Build ``kind``'s mirror (SandboxModel) and its lock, once per recipe; return the inventory's model settings.
+
+    Rebuilt when its sources change (their sha1 is the "revision"); the lock records every file's sha256
+    so the sandbox runs with ``model_require_lock: true``.
+    """
+    import onnx
+
+    from deploys.core import attention_window, model_lock  # the deploy's own lock format and repair
+
+    if kind not in SANDBOX_MODELS:
+        raise SandboxError(f"sandbox model {kind!r}: allowed {', '.join(SANDBOX_MODELS)}")
+    model = SandboxModel(kind)
+    if not TINYMODEL.exists():
         raise SandboxError("tests/support/tinymodel.py is missing (the sandbox's model source)")
-    revision = hashlib.sha1(source.read_bytes()).hexdigest()
-    recipe = STATE_ROOT / "model-mirror.recipe"  # kept outside: the mirror holds the repository's files only
-    if not (MODEL_MIRROR.is_dir() and recipe.exists() and recipe.read_text() == revision and MODEL_LOCK.exists()):
-        shutil.rmtree(MODEL_MIRROR, ignore_errors=True)
-        _run([sys.executable, "-m", "tests.support.tinymodel", str(MODEL_MIRROR)], "python -m tests.support.tinymodel")
+    fixture = WINDOW_FIXTURE / "eager"
+    meta = json.loads((WINDOW_FIXTURE / "fixture.json").read_text())
+    digest = hashlib.sha1(TINYMODEL.read_bytes())
+    if kind == "gemma3":
+        for part in ("model.onnx", "model.onnx_data"):
+            digest.update((fixture / part).read_bytes())
+    revision = digest.hexdigest()
+    recipe = model.mirror.with_name(model.mirror.name + ".recipe")  # kept outside: the mirror holds the repository's files only
+    ready = model.mirror.is_dir() and model.served.is_dir() and model.lock.exists()
+    if not (ready and recipe.exists() and recipe.read_text() == revision):
+        shutil.rmtree(model.mirror, ignore_errors=True)
+        shutil.rmtree(model.served, ignore_errors=True)
+        _run([sys.executable, "-m", "tests.support.tinymodel", str(model.mirror)], "python -m tests.support.tinymodel")
+        if kind == "gemma3":
+            for part in ("model.onnx", "model.onnx_data"):
+                shutil.copyfile(fixture / part, model.mirror / "onnx" / part)
+                (model.mirror / "onnx" / part).chmod(0o644)
+            shutil.copytree(model.mirror, model.served)
+            graph = onnx.load(str(model.mirror / "onnx" / "model.onnx"), load_external_data=False)
+            shape = attention_window.Shape(tuple(meta["layer_types"]), meta["window"])
+            (model.served / "onnx" / "model.onnx").write_bytes(attention_window.graph_bytes(attention_window.repair(graph, shape)))
         paths = model_lock.variant_files("fp32")
-        entries = {p: model_lock.LockEntry(model_lock.sha256_file(MODEL_MIRROR / p), (MODEL_MIRROR / p).stat().st_size) for p in paths}
-        MODEL_LOCK.unlink(missing_ok=True)
-        model_lock.write(MODEL_REPO_ID, revision, entries, MODEL_LOCK)
+        entries = {p: model_lock.LockEntry(model_lock.sha256_file(model.mirror / p), (model.mirror / p).stat().st_size) for p in paths}
+        model.lock.unlink(missing_ok=True)
+        model_lock.write(MODEL_REPO_ID, revision, entries, model.lock)
         recipe.write_text(revision)
-    return {
-        "model_mirror": str(MODEL_MIRROR),
+    settings: dict[str, Any] = {
+        "model_mirror": str(model.mirror),
         "model_repo_id": MODEL_REPO_ID,
         "model_revision": revision,
-        "model_lock_file": str(MODEL_LOCK.relative_to(ROOT)),
+        "model_lock_file": str(model.lock.relative_to(ROOT)),
     }
+    if kind == "gemma3":
+        settings |= {
+            "model_attention_layers": len(meta["layer_types"]),
+            "model_sliding_window": meta["window"],
+            # What the gemma3 model costs on the CPU stand-in, paid by every deploy's parity check (re-runs
+            # too): its 12 layers' attention is O(n²), so it reads at most GEMMA3_MAX_TOKENS (64 windows;
+            # verify's long samples follow the window: verify/samples.py), and latency, which nothing judges
+            # on a CPU stand-in, is timed over 2 requests (docs/models.md, "Long inputs").
+            "verify_max_length": GEMMA3_MAX_TOKENS,
+            "gateway_max_tokens": GEMMA3_MAX_TOKENS,
+            "verify_latency_iterations": 2,
+        }
+    return settings
 
 
 # -- the commands --
 
 
-def up(name: str, hosts: int, front_door: bool = False, monitoring: bool = False, registry_cache: bool = False) -> dict[str, Any]:
+def up(
+    name: str, hosts: int, front_door: bool = False, monitoring: bool = False, registry_cache: bool = False, model: str = "gemma3"
+) -> dict[str, Any]:
     """Create or update the sandbox ``name`` with exactly ``hosts`` Triton hosts (and the front-door
     host ``front1`` when ``front_door``, the monitoring host ``mon1`` when ``monitoring``, the
-    registry cache ``cache1`` and its upstream when ``registry_cache``); returns its state."""
+    registry cache ``cache1`` and its upstream when ``registry_cache``), serving the SandboxModel
+    ``model``; returns its state."""
     tags = images.ensure_all()
     images.remove_stale()  # images of older recipes (ones still in use by containers stay)
     sdir = state_dir(name)
@@ -576,7 +667,7 @@ def up(name: str, hosts: int, front_door: bool = False, monitoring: bool = False
     net = _ensure_network(name)
     port = _ensure_registry(name, tags["registry"], net, password)
     triton_image = _push_triton(name, tags["triton"], port, password)
-    model = ensure_model_mirror()
+    model_settings = ensure_model_mirror(model)
     pubkey = (sdir / "id_ed25519.pub").read_text()
     wanted = (
         [f"host{i}" for i in range(1, hosts + 1)]
@@ -604,7 +695,8 @@ def up(name: str, hosts: int, front_door: bool = False, monitoring: bool = False
         "known_hosts": str(sdir / "known_hosts"),
         "age_key": str(sdir / "age.key"),
         "secrets_file": str((sdir / "secrets.sops.yaml").relative_to(ROOT)),
-        "model": model,
+        "sandbox_model": model,  # which SandboxModel: sandbox_model(state)
+        "model": model_settings,  # the inventory's model settings
         "api_key_file": str(api_key_file(name)),
         "hosts": fleet,
         "front_door": next((h for h in every if h["name"] == FRONT_DOOR), None),
