@@ -573,11 +573,19 @@ def drained() -> set[str]:
 
 
 # The killed run: a gateway roll (a changed log level) with its own bounds short, so its silence is
-# short: 1 front door × (drain 0 + restore 1 + 4 runtime-API calls × 15) + start (ready 5 + 120) +
-# the sandbox's margin 20 (deploys/core/rolling.py:silence_bound_s; the gateway's roll has no check and
-# no roll back). These bounds govern only this run, which is killed after its first drain.
-KILLED_ROLL = ("gateway_log_level=warning", "rollout_drain_timeout_s=0", "rollout_restore_timeout_s=1", "gateway_ready_timeout_s=5")
-KILLED_SILENCE_S = (0 + 1 + 4 * 15) + (5 + 120) + 20
+# short: 1 front door × (drain 0 + restore 1 + 4 runtime-API calls × 15) + start (ready 5 + restart
+# 2 × (grace 1 + 5) + 30) + the sandbox's margin 20 (deploys/core/rolling.py:silence_bound_s,
+# deploys/gateway/logic.py:restart_bound_s; the gateway's roll has no check and no roll back). The
+# bounds govern only this run, which is killed after its first drain; the grace (a gateway setting)
+# stays for the run that puts the fleet back, so only the killed host's roll is left to finish.
+KILLED_ROLL = (
+    "gateway_log_level=warning",
+    "gateway_shutdown_timeout_s=1",
+    "rollout_drain_timeout_s=0",
+    "rollout_restore_timeout_s=1",
+    "gateway_ready_timeout_s=5",
+)
+KILLED_SILENCE_S = (0 + 1 + 4 * 15) + (5 + 2 * (1 + 5) + 30) + 20
 
 
 def test_a_roll_killed_with_a_host_drained_pages_once_its_silence_ends(sandbox: dict[str, Any], pager: WebhookSink, tmp_path: Path) -> None:
@@ -633,7 +641,7 @@ def test_a_roll_killed_with_a_host_drained_pages_once_its_silence_ends(sandbox: 
     # The same deploy again (the killed run's change, the usual bounds): no file of the drained host
     # changes, yet its roll mark makes this run finish the roll (deploys/core/rolling.py:pending); it
     # takes over the dead run's deploy lock, puts the host back in the pool and leaves no silence.
-    again = deploy("--json", "--data", KILLED_ROLL[0])
+    again = deploy("--json", "--data", KILLED_ROLL[0], "--data", KILLED_ROLL[1])
     assert results(again)["failed_hosts"] == []
     assert "is stale" in again.stderr, again.stderr[-3000:]
     unfinished = [line for line in again.stderr.splitlines() if "a roll an interrupted run left unfinished" in line]

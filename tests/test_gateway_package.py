@@ -108,3 +108,25 @@ def test_gateway_workers_reach_the_host_config_and_the_unit_stops_through_the_su
     s = settings.parse("gpu-01", {})
     unit = gateway.unit_text(s, paths.layout(s))
     assert "\nKillMode=mixed\n" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+
+
+def test_the_gateway_roll_is_bounded_by_its_stop_timeout_not_a_flat_constant() -> None:
+    """The roll's restart bound follows gateway_shutdown_timeout_s (stop, a SIGKILL as long again, the
+    start): the default 10 s grace bounds it at 60 s (was 120), a 1 s grace at 42 s, and the drain's
+    silence shrinks with it."""
+    from types import SimpleNamespace
+
+    from deploys.core import paths, rolling, settings
+
+    host = SimpleNamespace(name="gpu-01")
+    for grace, bound in ((10, 60), (1, 42), (60, 160)):
+        s = settings.parse("gpu-01", {"gateway_shutdown_timeout_s": grace})
+        unit = gateway.unit_text(s, paths.layout(s))
+        assert f"\nTimeoutStopSec={grace + 5}\n" in unit
+        plan = gateway.gateway_roll_plan(host, ("front1",), s)
+        assert plan.start.startswith(f"timeout {bound} systemctl restart ")
+        assert plan.start_timeout_s == s.gateway_ready_timeout_s + bound
+        assert (
+            rolling.silence_bound_s(plan, 1, 20)
+            == s.rollout_drain_timeout_s + s.rollout_restore_timeout_s + 4 * 15 + plan.start_timeout_s + 20
+        )

@@ -83,9 +83,21 @@ def unit_text(s: Settings, layout: Layout) -> str:
         venv=g.venv,
         work_dir=g.base,
         config_file=g.config,
-        # systemd kills past this: above the gateway's own grace for requests in flight.
-        stop_timeout_s=int(s.gateway_shutdown_timeout_s) + 5,
+        stop_timeout_s=stop_timeout_s(s),
     )
+
+
+def stop_timeout_s(s: Settings) -> int:
+    """The unit's TimeoutStopSec: systemd kills past it; above the gateway's own grace for requests in flight."""
+    return int(s.gateway_shutdown_timeout_s) + 5
+
+
+def restart_bound_s(s: Settings) -> int:
+    """What ``systemctl restart`` of the gateway may take: the stop (SIGTERM; past TimeoutStopSec a
+    SIGKILL, waited for as long again) and the start (Type=exec: done once the process runs), with 30 s
+    for systemd itself. It bounds the roll's start, so a drain's silence follows the settings
+    (deploys/core/rolling.py:silence_bound_s); was a flat 120 s."""
+    return 2 * stop_timeout_s(s) + 30
 
 
 def gateway_roll_plan(host: Any, doors: tuple[str, ...], s: Settings) -> RollPlan:
@@ -95,6 +107,6 @@ def gateway_roll_plan(host: Any, doors: tuple[str, ...], s: Settings) -> RollPla
         doors,
         s,
         what="embeddings gateway",
-        start=f"timeout 120 systemctl restart {paths.GATEWAY_UNIT} && ( {wait_ready_command(s)} )",
-        start_timeout_s=s.gateway_ready_timeout_s + 120,
+        start=f"timeout {restart_bound_s(s)} systemctl restart {paths.GATEWAY_UNIT} && ( {wait_ready_command(s)} )",
+        start_timeout_s=s.gateway_ready_timeout_s + restart_bound_s(s),
     )
