@@ -130,3 +130,20 @@ def test_the_gateway_roll_is_bounded_by_its_stop_timeout_not_a_flat_constant() -
             rolling.silence_bound_s(plan, 1, 20)
             == s.rollout_drain_timeout_s + s.rollout_restore_timeout_s + 4 * 15 + plan.start_timeout_s + 20
         )
+
+
+def test_the_gateway_serves_on_uvloop_from_its_lock() -> None:
+    """uvicorn runs the gateway on uvloop (libuv's loop: less CPU per request than asyncio's, make
+    bench's gateway_c32_cpu_ms_per_embedding), which the host's hashed lock installs; a loop uvicorn
+    cannot load would stop the gateway at start, so both must hold together."""
+    import importlib.util
+
+    from deploys.core import paths, settings
+    from embeddings_gateway.api import parse_config
+    from embeddings_gateway.app import uvicorn_config
+
+    s = settings.parse("gpu-01", {})
+    config = uvicorn_config(object(), parse_config(json.loads(gateway.config_text(s, paths.layout(s), auth=False))))
+    assert config.loop == "uvloop" and importlib.util.find_spec("uvloop") is not None
+    pins = (REPO_ROOT / "embeddings_gateway" / "requirements.txt").read_text()
+    assert "\nuvloop==" in pins

@@ -57,7 +57,7 @@ DISTROS = {"3.10": "Ubuntu 22.04", "3.11": "Debian 12", "3.12": "Ubuntu 24.04", 
 IMPORTS = {
     "cpu": "import numpy, tokenizers, onnxruntime, tritonclient.http, tritonclient.grpc, pynvml",
     "gpu": "import numpy, tokenizers, onnxruntime, tritonclient.http, tritonclient.grpc, pynvml",
-    "gateway": "import numpy, tokenizers, tritonclient.grpc, starlette, uvicorn, httptools, prometheus_client",
+    "gateway": "import numpy, tokenizers, tritonclient.grpc, starlette, uvicorn, httptools, uvloop, prometheus_client",
 }
 # The flags the deploy installs with (deploys/core/repo.py PIP_LOCK_FLAGS; a test checks they agree).
 INSTALL_FLAGS = ("--require-hashes", "--only-binary=:all:")
