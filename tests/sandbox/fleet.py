@@ -531,7 +531,7 @@ def remove_host(name: str, host: str) -> None:
 MODEL_REPO_ID = "sandbox/tiny-embeddinggemma-onnx"  # not a Hub repository: the sandbox model's name in the lock
 TINYMODEL = ROOT / "tests" / "support" / "tinymodel.py"  # the tokenizer (both models) and the tiny graph
 WINDOW_FIXTURE = ROOT / "tests" / "data" / "attention_window"  # make fixtures: transformers' Gemma 3, exported without its window
-GEMMA3_MAX_TOKENS = 512  # the gemma3 model's max length (EmbeddingGemma: 2048): see sandbox_model
+GEMMA3_MAX_TOKENS = 512  # the gemma3 model's max length (EmbeddingGemma: 2048): see ensure_model_mirror
 
 
 @dataclass(frozen=True)
@@ -542,7 +542,7 @@ class SandboxModel:
     EmbeddingGemma-shaped Gemma 3 (12 layers, every 6th full, window ±8) exported WITHOUT its sliding
     window like the real export, so every deploy runs the attention-window repair and its guards and the
     long verify samples cross the window. ``tiny`` (the front door's, the faults' and the bench's fleets):
-    tests/support/tinymodel.py's 2-layer graph, whose guard fails (not EmbeddingGemma-shaped) so the
+    tests/support/tinymodel.py's one-attention-layer graph, whose guard fails (not EmbeddingGemma-shaped) so the
     upstream graph is served; it keeps the load tests' figures comparable run to run (the gemma3 model's
     12 layers admitted 2.26 overload requests a second here, the tiny one 45). Both use tinymodel.py's
     tokenizer and EmbeddingGemma's exact I/O contract.
