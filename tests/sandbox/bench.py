@@ -325,12 +325,14 @@ def overload_figures(state: dict[str, Any], api_key: str) -> dict[str, Any]:
     return result.figures()
 
 
-def _noop(hub: HubServer, work: Path, hosts: int) -> dict[str, Any]:
-    """A counted no-op re-run on the converged ``hosts``-host bench fleet: its keys (time, changed
-    operations, commands per host, the controller's CPU) and, under ``_converge``, the run itself."""
+def _noop(hub: HubServer, work: Path, hosts: int, cache: Path | None = None) -> dict[str, Any]:
+    """A counted no-op re-run on the converged ``hosts``-host bench fleet, with the model cache its
+    converge used (``cache``, default ``cache-<hosts>``: another one is a changed setting, so no no-op):
+    its keys (time, changed operations, commands per host, the controller's CPU) and, under
+    ``_converge``, the run itself."""
     _log(f"no-op re-run on {hosts} host{'s' if hosts > 1 else ''}, commands counted")
     counts = work / f"counts-noop-{hosts}.json"
-    run = _deploy(hub, work / f"cache-{hosts}", counts)
+    run = _deploy(hub, cache or work / f"cache-{hosts}", counts)
     return {
         f"noop_{hosts}_s": round(run.seconds, 1),
         f"noop_{hosts}_changed": _changed(run.results),
@@ -365,7 +367,7 @@ def converge_one(repo: Repo, rounds: int = CONVERGE_ROUNDS) -> tuple[Converge, d
                 _fresh_fleet(1)
             _log(f"converge 1 host, round {index + 1}/{rounds}")
             runs.append(_deploy(hub, work / f"cache-1-round-{index + 1}"))
-        figures.update(_noop(hub, work, 1))
+        figures.update(_noop(hub, work, 1, work / f"cache-1-round-{rounds}"))  # the last converge's model cache
         figures.pop("_converge")
     figures.update(spread("converge_1_s", [r.seconds for r in runs]))
     figures.update(spread("converge_1_cpu_s", [r.cpu_seconds for r in runs]))
