@@ -553,7 +553,7 @@ class SandboxModel:
     @property
     def mirror(self) -> Path:
         """The repository's files as the deploy fetches them (model_fetch=mirror)."""
-        return STATE_ROOT / ("model-mirror" if self.kind == "tiny" else f"model-{self.kind}-mirror")
+        return STATE_ROOT / f"model-{self.kind}-mirror"
 
     @property
     def served(self) -> Path:
@@ -563,7 +563,7 @@ class SandboxModel:
 
     @property
     def lock(self) -> Path:
-        return STATE_ROOT / ("model.lock.json" if self.kind == "tiny" else f"model-{self.kind}.lock.json")
+        return STATE_ROOT / f"model-{self.kind}.lock.json"
 
     @property
     def window(self) -> int:
