@@ -60,6 +60,17 @@ def test_parity_command_points_at_the_deploy_layout() -> None:
     assert "--url 10.0.0.5:6000" in step.parity_command(bound, paths.layout(bound), "cpu")
 
 
+def test_the_check_keeps_its_bytecode_in_its_own_cache_not_recompiling_each_run() -> None:
+    """The check's bytecode goes to {verify}/pycache (PYTHONPYCACHEPREFIX): compiled once, read on later
+    runs, never written beside the uploaded code or into the venv; the roll check too."""
+    s = _settings(triton_dir="/srv/triton")
+    layout = paths.layout(s)
+    assert layout.verify.pycache == "/srv/triton/verify/pycache"
+    for command in (step.parity_command(s, layout, "cpu"), step.roll_check_command(s, layout, "cpu")):
+        assert "cd /srv/triton/verify && PYTHONPYCACHEPREFIX=/srv/triton/verify/pycache " in command
+        assert "PYTHONDONTWRITEBYTECODE" not in command
+
+
 def test_the_check_sizes_its_long_samples_by_the_model_window() -> None:
     """model_sliding_window reaches the host program in its environment (VERIFY_WINDOW: older verify
     code ignores it, where an unknown flag would fail a roll's check), in the verify step and the roll check."""

@@ -86,6 +86,17 @@ def test_gateway_verdict_on_synthetic_answers() -> None:
     unsent = checks.evaluate_gateway(ids, local, _answers(local), [True, True, True, False], LIMITS)
     assert unsent.rows[3] is None and unsent.failures == []  # a NaN row never sent is not compared
 
+    # A long sample asked at the first dimension and encoding only: its NaN rows elsewhere are not
+    # compared (nor float vs base64 where one side was not asked), its one answer is.
+    once = _answers(local)
+    for dim, encoding in list(once.vectors)[1:]:
+        once.vectors[(dim, encoding)][3] = np.nan
+        once.asked[(dim, encoding)] = [True, True, True, False]
+    long_only = checks.evaluate_gateway(ids, local, once, sent, LIMITS)
+    assert long_only.failures == [] and set(long_only.rows[3]) == {"768"} and set(long_only.rows[0]) == {"768", "512", "256", "128"}
+    once.vectors[(768, "float")][3] = normalise(once.vectors[(768, "float")][3] + 0.1 * normalise(np.ones(768)))
+    assert [(f.sample, f.source) for f in checks.evaluate_gateway(ids, local, once, sent, LIMITS).failures] == [("d", "gateway-768-float")]
+
     # Only the gateway failed: the message names its worst sample, not a Triton one.
     evaluation = checks.evaluate(ids, local, {"http": local.copy()}, {}, LIMITS)
     evaluation.failures += result.failures
@@ -147,17 +158,23 @@ def test_parity_through_the_gateway_passes(stack: dict, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["report_version"] == 2 and report["verdict"] == "pass" and report["failures"] == []
     section = report["gateway"]
-    # 16 samples in one request per dimension and encoding.
+    # One request per dimension and encoding: the 11 short samples in each, the 5 long ones (past the
+    # window, and the one truncated at max length) only in the first (768, float).
+    long_ids = [s.id for s in samples() if s.long]
+    assert long_ids == ["d-long-300", "d-long-600", "d-long-1200", "d-long-2000", "d-long-max"] and section["once"] == long_ids
     assert section["url"] == gateway.url and section["checked"] is True and section["requests"] == 4 * 2
     assert section["dimensions"] == [768, 512, 256, 128] and section["encodings"] == ["float", "base64"]
     assert section["min_cosine"] >= 0.9999 and section["max_abs_diff"] <= 1e-3 and section["failures"] == 0
     assert section["max_tokens"] == 2048 and section["skipped"] == []
     # usage.prompt_tokens: the local tokenizer's count, the long sample truncated at 2048 by both.
     assert report["samples"][-1]["tokens"] == 2048
-    assert section["prompt_tokens"] == 8 * sum(row["tokens"] for row in report["samples"])
+    tokens = {row["id"]: row["tokens"] for row in report["samples"]}
+    assert section["prompt_tokens"] == 8 * sum(n for i, n in tokens.items() if i not in long_ids) + sum(tokens[i] for i in long_ids)
     for row in report["samples"]:
-        assert set(row["gateway"]) == {"768", "512", "256", "128"} and row["gateway"]["128"]["cosine"] >= 0.9999
+        dims = {"768"} if row["id"] in long_ids else {"768", "512", "256", "128"}
+        assert set(row["gateway"]) == dims and all(m["cosine"] >= 0.9999 for m in row["gateway"].values())
     assert "gateway: 8 requests, min cosine" in result.stdout
+    assert "11 samples x 4 dimensions x 2 encodings, 5 long at 768 float, in 8 requests" in section["message"]
 
 
 def test_requests_are_split_at_max_inputs(stack: dict) -> None:

@@ -126,32 +126,37 @@ def ask_gateway(
     max_inputs: int,
     timeout_s: float,
     answers: GatewayAnswers,
+    once: Sequence[bool] | None = None,
 ) -> None:
     """Every dimension and encoding of the ``sent`` texts, at most ``max_inputs`` a request, into
-    ``answers``. The texts carry their prompts: ``input_type: none`` keeps the gateway's default
+    ``answers``; the ``once`` texts (the long ones) only at the first dimension and encoding: their
+    length is what they check, and it costs the same at every dimension (the gateway embeds in full,
+    then truncates). The texts carry their prompts: ``input_type: none`` keeps the gateway's default
     prompt off them. GatewayError on the first request that fails."""
-    indexes = [i for i, is_sent in enumerate(sent) if is_sent]
-    chunks = [indexes[start : start + max(1, max_inputs)] for start in range(0, len(indexes), max(1, max_inputs))]
-    for dim in MATRYOSHKA_DIMS:
-        for encoding in GATEWAY_ENCODINGS:
-            out = np.full((len(texts), dim), np.nan, dtype=np.float32)
-            for chunk in chunks:
-                body = {
-                    "model": model_name,
-                    "input": [texts[i] for i in chunk],
-                    "dimensions": dim,
-                    "encoding_format": encoding,
-                    "input_type": "none",
-                }
-                answer = gateway_embeddings(base_url, key, body, timeout_s)
-                answers.requests += 1
-                out[chunk] = decode_embeddings(base_url, answer, len(chunk), dim, encoding)
-                usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-                tokens = usage.get("prompt_tokens")
-                answers.prompt_tokens += tokens if type(tokens) is int else 0
-                label = _span([ids[i] for i in chunk])
-                answers.usage.append((label, f"gateway-{dim}-{encoding}", tokens, sum(len(id_lists[i]) for i in chunk)))
-            answers.vectors[(dim, encoding)] = out
+    step = max(1, max_inputs)
+    for number, (dim, encoding) in enumerate((d, e) for d in MATRYOSHKA_DIMS for e in GATEWAY_ENCODINGS):
+        asked = [is_sent and (number == 0 or once is None or not once[i]) for i, is_sent in enumerate(sent)]
+        indexes = [i for i, is_asked in enumerate(asked) if is_asked]
+        chunks = [indexes[start : start + step] for start in range(0, len(indexes), step)]
+        answers.asked[(dim, encoding)] = asked
+        out = np.full((len(texts), dim), np.nan, dtype=np.float32)
+        for chunk in chunks:
+            body = {
+                "model": model_name,
+                "input": [texts[i] for i in chunk],
+                "dimensions": dim,
+                "encoding_format": encoding,
+                "input_type": "none",
+            }
+            answer = gateway_embeddings(base_url, key, body, timeout_s)
+            answers.requests += 1
+            out[chunk] = decode_embeddings(base_url, answer, len(chunk), dim, encoding)
+            usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+            tokens = usage.get("prompt_tokens")
+            answers.prompt_tokens += tokens if type(tokens) is int else 0
+            label = _span([ids[i] for i in chunk])
+            answers.usage.append((label, f"gateway-{dim}-{encoding}", tokens, sum(len(id_lists[i]) for i in chunk)))
+        answers.vectors[(dim, encoding)] = out
 
 
 def check_gateway_endpoint(
@@ -177,6 +182,7 @@ def check_gateway_endpoint(
         "encodings": list(GATEWAY_ENCODINGS) if args.gateway_url else [],
         "max_tokens": None,
         "skipped": [],
+        "once": [],
         "prompt_tokens": 0,
         "failures": 0,
         "seconds": 0.0,
@@ -203,6 +209,8 @@ def check_gateway_endpoint(
     section["max_tokens"] = gateway_encoder.max_length
     section["skipped"] = [sample_id for sample_id, is_sent in zip(ids, sent, strict=True) if not is_sent]
 
+    once = [s.long for s in sample_list]  # the long documents: at the first dimension and encoding only
+    section["once"] = [sample_id for sample_id, is_sent, is_long in zip(ids, sent, once, strict=True) if is_sent and is_long]
     answers = GatewayAnswers()
     started = time.monotonic()
     try:
@@ -213,7 +221,7 @@ def check_gateway_endpoint(
         problem = None
         try:
             wait_gateway_ready(base_url, args.timeout)
-            ask_gateway(base_url, key, args.model_name, texts, gateway_ids, ids, sent, args.gateway_max_inputs, args.timeout, answers)
+            ask_gateway(base_url, key, args.model_name, texts, gateway_ids, ids, sent, args.gateway_max_inputs, args.timeout, answers, once)
         except GatewayError as error:
             problem = str(error)
     section["seconds"] = round(time.monotonic() - started, 3)
@@ -228,7 +236,8 @@ def check_gateway_endpoint(
     section["message"] = (
         f"gateway {base_url}: {len(evaluation.failures)} failed checks; first: {evaluation.failures[0].message}"
         if evaluation.failures
-        else f"gateway {base_url}: {sum(sent)} samples x {len(MATRYOSHKA_DIMS)} dimensions x {len(GATEWAY_ENCODINGS)} encodings "
+        else f"gateway {base_url}: {sum(sent) - len(section['once'])} samples x {len(MATRYOSHKA_DIMS)} dimensions x "
+        f"{len(GATEWAY_ENCODINGS)} encodings, {len(section['once'])} long at {MATRYOSHKA_DIMS[0]} {GATEWAY_ENCODINGS[0]}, "
         f"in {answers.requests} requests, min cosine {summary['min_cosine']}, max abs diff {summary['max_abs_diff']}"
     )
     return section, evaluation

@@ -336,10 +336,12 @@ def check_gateway_usage(label: str, source: str, prompt_tokens: Any, expected: i
 
 @dataclass
 class GatewayAnswers:
-    """What the gateway answered: ``vectors[(dim, encoding)]`` ``[n, dim]`` (NaN rows: not sent), and
-    per request ``(label, source, prompt_tokens, expected tokens)``."""
+    """What the gateway answered: ``vectors[(dim, encoding)]`` ``[n, dim]`` (NaN rows: not sent),
+    ``asked[(dim, encoding)]`` which rows were asked there (absent: every sent row), and per request
+    ``(label, source, prompt_tokens, expected tokens)``."""
 
     vectors: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
+    asked: dict[tuple[int, str], list[bool]] = field(default_factory=dict)
     usage: list[tuple[str, str, Any, int]] = field(default_factory=list)
     requests: int = 0
     prompt_tokens: int = 0
@@ -360,15 +362,18 @@ def evaluate_gateway(
             for dim in dims:
                 for encoding in GATEWAY_ENCODINGS:
                     served = answers.vectors.get((dim, encoding))
-                    if served is not None:
+                    if served is not None and answers.asked.get((dim, encoding), sent)[index]:
                         result.failures += check_gateway(sample_id, row, references[index], dim, encoding, served[index], limits, extremes)
         result.rows.append(row if sent[index] else None)
-    sent_ids = [sample_id for sample_id, is_sent in zip(ids, sent, strict=True) if is_sent]
-    sent_index = [i for i, is_sent in enumerate(sent) if is_sent]
     for dim in dims:
         floats, base64s = answers.vectors.get((dim, "float")), answers.vectors.get((dim, "base64"))
         if floats is not None and base64s is not None:
-            result.failures += check_gateway_encodings(sent_ids, dim, floats[sent_index], base64s[sent_index])
+            both = [
+                i
+                for i in range(len(ids))
+                if sent[i] and answers.asked.get((dim, "float"), sent)[i] and answers.asked.get((dim, "base64"), sent)[i]
+            ]
+            result.failures += check_gateway_encodings([ids[i] for i in both], dim, floats[both], base64s[both])
     for label, source, prompt_tokens, expected in answers.usage:
         result.failures += check_gateway_usage(label, source, prompt_tokens, expected)
     worst = extremes.worst

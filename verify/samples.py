@@ -56,11 +56,13 @@ def _long_text(tokens: int) -> str:
 
 @dataclass(frozen=True)
 class Sample:
-    """One text: ``kind`` is query or document; ``text`` already carries its task prefix."""
+    """One text: ``kind`` is query or document; ``text`` already carries its task prefix; ``long``: a
+    document past the attention window (the gateway is asked for it at one dimension and encoding)."""
 
     id: str
     kind: str
     text: str
+    long: bool = False
 
 
 def samples(window: int = WINDOW, long_repeats: int = 120) -> list[Sample]:
@@ -83,6 +85,6 @@ def samples(window: int = WINDOW, long_repeats: int = 120) -> list[Sample]:
         Sample("d-ar", "document", document_text("البحث الدلالي يعمل مع النصوص العربية أيضا", title="بحث")),
         Sample("d-ru", "document", document_text("Поиск документов по смыслу работает на любом языке, даже с ошибками.")),
         Sample("d-medium", "document", document_text(_LONG_PARAGRAPH * 2, title="Padding")),
-        *(Sample(f"d-long-{n}", "document", document_text(_long_text(n), title="Window")) for n in long_tokens(window)),
-        Sample("d-long-max", "document", document_text(_LONG_PARAGRAPH * long_repeats, title="Long")),
+        *(Sample(f"d-long-{n}", "document", document_text(_long_text(n), title="Window"), long=True) for n in long_tokens(window)),
+        Sample("d-long-max", "document", document_text(_LONG_PARAGRAPH * long_repeats, title="Long"), long=True),
     ]

@@ -189,8 +189,8 @@ def validated_config(
 def pip_install(pip: str, requirements: str, wheels_dir: str) -> str:
     """Shell: ``pip`` (a quoted command: the venv's pip, or its python running pip's wheel) installs the
     lock ``requirements`` from the wheels in ``wheels_dir`` only."""
-    # --no-compile: the runtimes run with PYTHONDONTWRITEBYTECODE=1 (verify) or need no .pyc to
-    # start; byte-compiling every installed file is most of the install's CPU time.
+    # --no-compile: byte-compiling every installed file is most of the install's CPU time; the verify
+    # check compiles what it imports once, into its own PYTHONPYCACHEPREFIX (deploys/triton/verify_run.py).
     # --no-index: every file came from the controller (deploys/core/wheels.py); the host needs no package index.
     return (
         f"{pip} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} "

@@ -124,6 +124,7 @@ class VerifyPaths:
     installed: str  # copy of what pip last installed
     report: str
     log: str
+    pycache: str  # PYTHONPYCACHEPREFIX of the check: bytecode compiled once, not on every run
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def _verify(root: str) -> VerifyPaths:
         installed=f"{base}/venv/installed-requirements.txt",
         report=f"{base}/last-report.json",
         log=f"{base}/last-run.log",
+        pycache=f"{base}/pycache",
     )
 
 

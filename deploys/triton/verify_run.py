@@ -104,11 +104,14 @@ def parity_command(
     q = shlex.quote
     # The long samples are sized past the served model's window (verify/samples.py): in the environment,
     # which verify code of any age accepts (the roll check runs the host's code of the previous run).
-    # The report and log go to names of this run first, then are renamed over last-report.json and
-    # last-run.log: two checks never write one file (no report: last-report.json goes too).
+    # Bytecode goes to its own directory (PYTHONPYCACHEPREFIX), never beside the uploaded code or in the
+    # venv: compiled on the first run, read after (compiling the runtime's ~340 modules every run cost
+    # 0.6 CPU-s, a quarter of the check). The report and log go to names of this run first, then are
+    # renamed over last-report.json and last-run.log: two checks never write one file (no report:
+    # last-report.json goes too).
     return (
         f"rm -f {q(report)}; "
-        f"cd {q(v.base)} && PYTHONDONTWRITEBYTECODE=1 {options.WINDOW_ENV}={s.model_sliding_window} {' '.join(q(a) for a in args)} > {q(log)} 2>&1; "
+        f"cd {q(v.base)} && PYTHONPYCACHEPREFIX={q(v.pycache)} {options.WINDOW_ENV}={s.model_sliding_window} {' '.join(q(a) for a in args)} > {q(log)} 2>&1; "
         f"echo {RC_MARKER}$?; echo {REPORT_MARKER}; cat {q(report)} 2>/dev/null; echo; "
         f"echo {LOG_MARKER}; tail -n 20 {q(log)} 2>/dev/null; "
         f"if [ -f {q(report)} ]; then mv -f {q(report)} {q(v.report)}; else rm -f {q(v.report)}; fi; "

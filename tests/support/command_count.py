@@ -16,6 +16,7 @@ import collections
 import json
 import resource
 import sys
+import time
 
 
 def install(out: str) -> None:
@@ -29,13 +30,19 @@ def install(out: str) -> None:
     by_fact: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     current_fact: dict[int, str] = {}
     keys: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    seconds: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
 
     run, put, get = Host.run_shell_command, Host.put_file, Host.get_file
 
     def run_shell_command(self, *args, **kwargs):
         commands[self.name] += 1
-        by_fact[self.name][current_fact.get(id(self), "operation")] += 1
-        return run(self, *args, **kwargs)
+        source = current_fact.get(id(self), "operation")
+        by_fact[self.name][source] += 1
+        started = time.monotonic()
+        try:
+            return run(self, *args, **kwargs)
+        finally:
+            seconds[self.name][source] += time.monotonic() - started
 
     def put_file(self, *args, **kwargs):
         uploads[self.name] += 1
@@ -67,6 +74,7 @@ def install(out: str) -> None:
             "downloads": dict(downloads),
             "by_fact": {name: dict(counter.most_common()) for name, counter in by_fact.items()},
             "fact_keys": {name: dict(counter.most_common()) for name, counter in keys.items()},
+            "seconds_by_fact": {name: {k: round(v, 3) for k, v in counter.most_common()} for name, counter in seconds.items()},
             "controller_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         }
         with open(out, "w") as f:
