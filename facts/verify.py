@@ -13,6 +13,9 @@ from facts._shell import split_rc
 REPORT_MARKER, LOG_MARKER = "__VERIFY_REPORT__", "__VERIFY_LOG__"
 # Printed instead of a report when the host has no verify runtime yet (deploys/triton/verify_run.py roll_check_command).
 NOTHING_TO_CHECK = "__VERIFY_NOTHING_TO_CHECK__"
+# Printed, with the last passing check's age in seconds, when the host reused that check's report
+# instead of running it again (nothing it checked has changed since: verify_run.parity_command).
+REUSED_MARKER = "__VERIFY_REUSED__="
 
 
 class ParityRun(FactBase[dict[str, Any]]):
@@ -33,13 +36,20 @@ class ParityRun(FactBase[dict[str, Any]]):
 
 
 def parse_parity_output(lines: list[str]) -> dict[str, Any]:
-    """{"rc": int | None, "report": dict | None, "log": str} from the parity command's output."""
+    """{"rc": int | None, "report": dict | None, "log": str, "reused_age_s": int | None} from the parity
+    command's output; ``reused_age_s``: the host reused its last passing check, that many seconds old."""
     lines, rc = split_rc(lines)
     section = None
     report_lines: list[str] = []
     log_lines: list[str] = []
+    reused: int | None = None
     for line in lines:
-        if line.strip() == REPORT_MARKER:
+        if section is None and line.startswith(REUSED_MARKER):
+            try:
+                reused = max(0, int(line[len(REUSED_MARKER) :].strip()))
+            except ValueError:
+                reused = None
+        elif line.strip() == REPORT_MARKER:
             section = "report"
         elif line.strip() == LOG_MARKER:
             section = "log"
@@ -54,4 +64,4 @@ def parse_parity_output(lines: list[str]) -> dict[str, Any]:
             report = json.loads(text)
         except ValueError:
             report = None
-    return {"rc": rc, "report": report if isinstance(report, dict) else None, "log": "\n".join(log_lines)}
+    return {"rc": rc, "report": report if isinstance(report, dict) else None, "log": "\n".join(log_lines), "reused_age_s": reused}

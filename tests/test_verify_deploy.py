@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -399,3 +402,101 @@ def test_verify_step_end_to_end(deployment: dict, tmp_path: Path) -> None:
     assert third.returncode != 0
     output = third.stdout + third.stderr
     assert "host @local: parity FAIL" in output and "worst sample '" in output and "FAIL" in output
+
+
+def _reuse_world(tmp_path: Path) -> tuple[settings.Settings, Any, dict[str, str], Path]:
+    """A host's verify directory under ``tmp_path`` with stand-ins for what the key reads (docker and
+    systemctl print what their files say) and for the check (a venv python that counts its runs and
+    exits with what ``rc`` says, writing a report): the command's own shell logic runs for real."""
+    root = tmp_path / "triton"
+    s = _settings(triton_dir=str(root))
+    layout = paths.layout(s)
+    bin_dir, venv_bin = tmp_path / "bin", Path(layout.verify.venv) / "bin"
+    for d in (bin_dir, venv_bin, Path(layout.current_release.version_dir)):
+        d.mkdir(parents=True, exist_ok=True)
+    (Path(layout.current_release.version_dir) / "model.onnx").write_text("graph")
+    for name in ("docker", "systemctl"):
+        (tmp_path / f"{name}.out").write_text(f"{name} state 1\n")
+        (bin_dir / name).write_text(f"#!/bin/sh\ncat {tmp_path}/{name}.out\n")
+    (tmp_path / "rc").write_text("0")
+    python = venv_bin / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        f"echo run >> {tmp_path}/runs\n"
+        'while [ $# -gt 0 ]; do [ "$1" = --report ] && report=$2; shift; done\n'
+        'echo \'{"verdict": "pass", "message": "parity PASS: fake"}\' > "$report"\n'
+        f"exit $(cat {tmp_path}/rc)\n"
+    )
+    for f in (*bin_dir.iterdir(), python):
+        f.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    return s, layout, env, tmp_path
+
+
+def _run_check(s: settings.Settings, layout: Any, env: dict[str, str], **kwargs: Any) -> dict[str, Any]:
+    command = step.parity_command(s, layout, "cpu", **kwargs)
+    done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=30, check=True)
+    return parse_parity_output(done.stdout.splitlines())
+
+
+def test_a_run_that_changed_nothing_reuses_the_last_pass_until_something_it_checked_changes(tmp_path: Path) -> None:
+    s, layout, env, world = _reuse_world(tmp_path)
+    runs = lambda: len((world / "runs").read_text().split()) if (world / "runs").exists() else 0  # noqa: E731
+
+    first = _run_check(s, layout, env, keep_pass=True, reuse_s=3600)
+    assert runs() == 1 and first["rc"] == 0 and first["reused_age_s"] is None and Path(layout.verify.passed_key).exists()
+    again = _run_check(s, layout, env, keep_pass=True, reuse_s=3600)
+    assert runs() == 1 and again["rc"] == 0 and again["reused_age_s"] is not None and 0 <= again["reused_age_s"] < 5
+    assert again["report"] == {"verdict": "pass", "message": "parity PASS: fake"}
+    # Each thing the key reads, changed: the check runs again (then the next run reuses that one).
+    for change in (
+        lambda: (world / "docker.out").write_text("docker state 2\n"),  # Triton's container restarted
+        lambda: (world / "systemctl.out").write_text("systemctl state 2\n"),  # the gateway restarted
+        lambda: (Path(layout.current_release.version_dir) / "model.onnx").write_text("other graph"),  # a served file
+    ):
+        before = runs()
+        change()
+        assert _run_check(s, layout, env, keep_pass=True, reuse_s=3600)["reused_age_s"] is None and runs() == before + 1
+        assert _run_check(s, layout, env, keep_pass=True, reuse_s=3600)["reused_age_s"] is not None and runs() == before + 1
+    # Another setting of the check (its flags): runs.
+    other = _settings(triton_dir=s.triton_dir, verify_min_cosine=0.999)
+    assert _run_check(other, layout, env, keep_pass=True, reuse_s=3600)["reused_age_s"] is None
+    # Too old (reuse_s 1, a key two seconds old): runs.
+    before = runs()
+    os.utime(layout.verify.passed_key, (time.time() - 2, time.time() - 2))
+    assert _run_check(other, layout, env, keep_pass=True, reuse_s=1)["reused_age_s"] is None and runs() == before + 1
+    # Something changed this run (reuse_s 0): runs, and keeps its pass for the next run.
+    assert _run_check(other, layout, env, keep_pass=True, reuse_s=0)["reused_age_s"] is None and runs() == before + 2
+    assert _run_check(other, layout, env, keep_pass=True, reuse_s=3600)["reused_age_s"] is not None and runs() == before + 2
+    # A failing check leaves nothing to reuse: the next run checks again.
+    (world / "rc").write_text("1")
+    (world / "docker.out").write_text("docker state 3\n")
+    assert _run_check(other, layout, env, keep_pass=True, reuse_s=3600)["rc"] == 1 and not Path(layout.verify.passed_key).exists()
+    assert _run_check(other, layout, env, keep_pass=True, reuse_s=3600)["rc"] == 1 and runs() == before + 4
+    # verify_reuse_s 0, or a roll's Triton-only check (no keep_pass): nothing kept, the old key removed.
+    (world / "rc").write_text("0")
+    _run_check(other, layout, env, keep_pass=True, reuse_s=3600)
+    assert Path(layout.verify.passed_key).exists()
+    _run_check(other, layout, env, gateway_too=False)
+    assert not Path(layout.verify.passed_key).exists()
+
+
+def test_the_verify_step_reuses_a_pass_only_in_a_run_that_changed_nothing_on_the_host() -> None:
+    class Meta:
+        def __init__(self, complete: bool, executed: bool) -> None:
+            self.complete, self.executed = complete, executed
+
+        def is_complete(self) -> bool:
+            return self.complete
+
+    class Op:
+        def __init__(self, complete: bool, executed: bool) -> None:
+            self.operation_meta = Meta(complete, executed)
+
+    class State:
+        def __init__(self, ops: dict[str, list[Op]]) -> None:
+            self.ops = {name: {str(i): op for i, op in enumerate(items)} for name, items in ops.items()}
+
+    state = State({"a": [Op(True, False), Op(False, False)], "b": [Op(True, False), Op(True, True)], "c": [Op(False, True)]})
+    assert not step.changed_this_run(state, "a") and step.changed_this_run(state, "b")
+    assert not step.changed_this_run(state, "c") and not step.changed_this_run(state, "nobody")  # not yet run: no change

@@ -19,6 +19,7 @@ KILL_AFTER_S = 10
 REGISTRY_LOGIN_TIMEOUT_S = 120  # docker login / logout: one round trip to the registry
 DOCKER_LOGS_TIMEOUT_S = 30  # docker logs --tail, printed when READY does not come
 DOCKER_PS_TIMEOUT_S = 30  # docker ps --filter, the prune's check for a container on a release
+STATE_READ_TIMEOUT_S = 10  # docker inspect / systemctl show of the verify step's reuse key
 # One try of a READY poll: connect within this, answer within READY_TRY_S.
 READY_CONNECT_S = 2
 READY_TRY_S = 5

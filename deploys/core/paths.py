@@ -125,6 +125,7 @@ class VerifyPaths:
     report: str
     log: str
     pycache: str  # PYTHONPYCACHEPREFIX of the check: bytecode compiled once, not on every run
+    passed_key: str  # what the last passing check saw (Triton's container, the gateway, the files, the flags): a re-run may reuse it
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ def _verify(root: str) -> VerifyPaths:
         report=f"{base}/last-report.json",
         log=f"{base}/last-run.log",
         pycache=f"{base}/pycache",
+        passed_key=f"{base}/last-pass.key",
     )
 
 

@@ -28,6 +28,7 @@ logged (with a ``gateway`` column), to stderr like all pyinfra logging (``--json
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from collections.abc import Callable
@@ -38,13 +39,14 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploys.core import context, model_store, paths, run
+from deploys.core import bounds, context, model_store, paths, run
 from deploys.core.endpoints import probe_endpoint, probe_url
 from deploys.core.paths import Layout
 from deploys.core.repo import VERIFY_SRC
 from deploys.core.settings import Settings, SettingsError
+from deploys.triton.render import container_name
 from facts._shell import RC_MARKER
-from facts.verify import LOG_MARKER, NOTHING_TO_CHECK, REPORT_MARKER, ParityRun, parse_parity_output
+from facts.verify import LOG_MARKER, NOTHING_TO_CHECK, REPORT_MARKER, REUSED_MARKER, ParityRun, parse_parity_output
 from verify import options
 from verify.fleet import HostResult, drift, table
 
@@ -76,13 +78,41 @@ def gateway_args(s: Settings, layout: Layout, key_file: bool) -> list[str]:
     return args
 
 
+def passed_key_command(s: Settings, layout: Layout, args: list[str]) -> str:
+    """Shell printing what a passing check vouches for, as one sha256: Triton's container (id and start
+    time), the gateway's process (pid and start), the served release and its model files (name, size,
+    mtime, inode), and the check's own flags and window (``args``, without this run's report name).
+    Any restart, re-link or changed setting gives another key; each read is bounded."""
+    q, bound = shlex.quote, f"timeout -k {bounds.KILL_AFTER_S} {bounds.STATE_READ_TIMEOUT_S}"
+    flags = hashlib.sha256(json.dumps([s.model_sliding_window, *args]).encode()).hexdigest()
+    reads = [
+        f"{bound} docker inspect -f {q('{{.Id}} {{.State.StartedAt}}')} {q(container_name(s))}",
+        *([f"{bound} systemctl show -p MainPID -p ExecMainStartTimestampMonotonic {paths.GATEWAY_UNIT}"] if s.gateway_enabled else []),
+        f"readlink {q(layout.current)}",
+        f"stat -L -c '%n %s %Y %i' {q(layout.current_release.version_dir)}/*",
+        f"echo {flags}",
+    ]
+    return "{ " + "; ".join(reads) + "; } 2>&1 | sha256sum | cut -d' ' -f1"
+
+
 def parity_command(
-    s: Settings, layout: Layout, device: str, gateway_key_file: bool = False, gateway_too: bool = True, triton_key: bool = True
+    s: Settings,
+    layout: Layout,
+    device: str,
+    gateway_key_file: bool = False,
+    gateway_too: bool = True,
+    triton_key: bool = True,
+    keep_pass: bool = False,
+    reuse_s: int = 0,
 ) -> str:
     """The check on the host; always exits 0 and prints rc, report and log tail between markers.
     ``gateway_key_file``: pass the verify step's gateway key file (auth on); ``gateway_too``: False
     checks Triton alone; ``triton_key``: False leaves ``--triton-key-file`` out (verify code from
-    before the restricted APIs, which does not know it: deploys/triton/triton_api.py:restrict)."""
+    before the restricted APIs, which does not know it: deploys/triton/triton_api.py:restrict).
+    ``keep_pass``: a passing check writes :func:`passed_key_command`'s key to ``verify.passed_key``;
+    ``reuse_s`` > 0 (with ``keep_pass``): when that key is still what the host has now and younger
+    than ``reuse_s`` seconds, the last report is printed again (after REUSED_MARKER and its age)
+    instead of running the check."""
     v = layout.verify
     report, log = f"{v.report}.{run.RUN_ID}.tmp", f"{v.log}.{run.RUN_ID}.tmp"
     settings_values = {option.name: getattr(s, option.setting) for option in options.OPTIONS}
@@ -109,14 +139,30 @@ def parity_command(
     # 0.6 CPU-s, a quarter of the check). The report and log go to names of this run first, then are
     # renamed over last-report.json and last-run.log: two checks never write one file (no report:
     # last-report.json goes too).
-    return (
-        f"rm -f {q(report)}; "
+    check = (
         f"cd {q(v.base)} && PYTHONPYCACHEPREFIX={q(v.pycache)} {options.WINDOW_ENV}={s.model_sliding_window} {' '.join(q(a) for a in args)} > {q(log)} 2>&1; "
-        f"echo {RC_MARKER}$?; echo {REPORT_MARKER}; cat {q(report)} 2>/dev/null; echo; "
+        f"rc=$?; echo {RC_MARKER}$rc; echo {REPORT_MARKER}; cat {q(report)} 2>/dev/null; echo; "
         f"echo {LOG_MARKER}; tail -n 20 {q(log)} 2>/dev/null; "
         f"if [ -f {q(report)} ]; then mv -f {q(report)} {q(v.report)}; else rm -f {q(v.report)}; fi; "
-        f"mv -f {q(log)} {q(v.log)} 2>/dev/null; true"
+        f"mv -f {q(log)} {q(v.log)} 2>/dev/null; "
     )
+    kept = q(v.passed_key)
+    if not keep_pass:  # this check's report is not one a later run may reuse: nor is the last one now
+        return f"rm -f {q(report)} {kept}; {check}true"
+    # The key is read before the check: a pass vouches for what the host had when it began.
+    key = passed_key_command(s, layout, args[:-2])
+    check = f'rm -f {kept}; {check}if [ $rc -eq 0 ]; then echo "$key" > {kept}.tmp && mv -f {kept}.tmp {kept}; fi; '
+    if reuse_s <= 0:
+        return f"rm -f {q(report)}; key=$({key}); {check}true"
+    reused = (
+        f"echo {REUSED_MARKER}$age; echo {RC_MARKER}0; echo {REPORT_MARKER}; cat {q(v.report)}; echo; "
+        f"echo {LOG_MARKER}; tail -n 20 {q(v.log)} 2>/dev/null; "
+    )
+    fresh = (
+        f'[ -f {kept} ] && [ -f {q(v.report)} ] && [ "$(cat {kept})" = "$key" ] '
+        f"&& age=$(( $(date +%s) - $(stat -c %Y {kept}) )) && [ $age -ge 0 ] && [ $age -lt {int(reuse_s)} ]"
+    )
+    return f"rm -f {q(report)}; key=$({key}); if {fresh}; then {reused}else {check}fi; true"
 
 
 def roll_check_command(s: Settings, layout: Layout, device: str, triton_key: bool = True) -> str:
@@ -230,7 +276,9 @@ def parity_check(
     state = host.state
     if state.current_stage != StateStage.Execute:
         return
-    outcome = host.get_fact(ParityRun, command=parity_command(s, paths.layout(s), device, gateway_key_file))
+    reuse_s = 0 if changed_this_run(state, host) else s.verify_reuse_s
+    command = parity_command(s, paths.layout(s), device, gateway_key_file, keep_pass=s.verify_reuse_s > 0, reuse_s=reuse_s)
+    outcome = host.get_fact(ParityRun, command=command)
     if outcome.get("report"):
         outcome = {**outcome, "report": check_model_files(outcome["report"], expected or {}, expected_from)}
         outcome["report"]["fidelity"] = model_store.fidelity(s)  # which graph: repaired or upstream (attention window)
@@ -241,8 +289,22 @@ def parity_check(
     message = outcome_message(host.name, outcome, saved)
     if message:
         yield FunctionCommand(_fail, (message,), {})
+    elif outcome.get("reused_age_s") is not None:
+        logger.info(
+            f"{host.print_prefix}{report.get('message')} (report: {saved}; the host's check of {outcome['reused_age_s']} s ago, "
+            "reused: nothing it checked has changed; verify_reuse_s: 0 checks on every run)"
+        )
     else:
         logger.info(f"{host.print_prefix}{report.get('message')} (report: {saved})")
+
+
+def changed_this_run(state: Any, target: Any) -> bool:
+    """Whether an operation of this run has already changed ``target`` (ran commands on it)."""
+    for op_data in state.ops.get(target, {}).values():
+        meta = op_data.operation_meta
+        if meta.is_complete() and meta.executed:
+            return True
+    return False
 
 
 def image_label(s: Settings) -> str:
