@@ -156,6 +156,18 @@ def run_parity(
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
+def test_latency_iterations_below_one_are_refused_in_one_line() -> None:
+    """0 timed requests once ended in an IndexError traceback (no p50 of nothing): argparse refuses it."""
+    for value in ("0", "-3", "many"):
+        done = subprocess.run(
+            [sys.executable, "-m", "verify.parity", "--model-dir", "m", "--tokenizer-dir", "t", "--latency-iterations", value],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "argument --latency-iterations:" in done.stderr.splitlines()[-1]
+    assert parity.parser().parse_args(["--model-dir", "m", "--tokenizer-dir", "t", "--latency-iterations", "1"]).latency_iterations == 1
+
+
 def test_parity_passes_against_real_triton(good_server: tuple[ts.Server, Path], hubs: dict[str, Path], tmp_path: Path) -> None:
     server, root = good_server
     result = run_parity(server.http_url, server.grpc_url, root / "models/embeddinggemma/1", root / "tokenizer", tmp_path / "r.json")

@@ -13,11 +13,22 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def at_least_one(text: str) -> int:
+    """A whole number ≥ 1 (argparse type): 0 timed requests would leave nothing to take a p50 of."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # argparse dest; the flag is --name-with-dashes
     setting: str  # the deploy's setting
-    type: type  # how the host program parses the flag
+    type: Any  # how the host program parses the flag (a type, or a function like at_least_one)
     default: Any
     doc: str
     choices: tuple[str, ...] | None = None
@@ -33,7 +44,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_abs_diff", "verify_max_abs_diff", float, 1e-3, "Largest accepted absolute difference of any embedding component."),
     Option("norm_tolerance", "verify_norm_tolerance", float, 1e-3, "Largest accepted distance of an embedding's L2 norm from 1."),
     Option("max_length", "verify_max_length", int, 2048, "Tokens per sample text (longer samples are truncated; EmbeddingGemma reads 2048)."),
-    Option("latency_iterations", "verify_latency_iterations", int, 20, "Timed requests per latency measurement (batch 1 and the max batch)."),
+    Option("latency_iterations", "verify_latency_iterations", at_least_one, 20, "Timed requests per latency measurement (batch 1 and the max batch)."),
     Option("timeout", "verify_timeout_s", float, 60, "Seconds the check waits for Triton and the model to be ready before failing."),
 )  # fmt: skip
 
