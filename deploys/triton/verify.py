@@ -21,9 +21,10 @@ from deploys.triton.verify_run import (
 
 
 @deploy("Verify")
-def verify(s: Settings | None = None) -> None:
+def verify(s: Settings | None = None, reuse: bool = True) -> None:
     """Parity of Triton against local ONNX Runtime on this host; fails the host on a mismatch.
-    ``s``: the settings to verify with (the rollback's: the previous release's own ports), else the host's."""
+    ``s``: the settings to verify with (the rollback's: the previous release's own ports), else the host's.
+    ``reuse``: False checks even when nothing changed (deploys/verify.py: verifying is what was asked)."""
     s = s or settings.load(host)
     if not s.verify_enabled:
         logger.info(f"{host.print_prefix}verify skipped (verify_enabled: false)")
@@ -71,4 +72,5 @@ def verify(s: Settings | None = None) -> None:
         gateway_key_file=bool(key),
         expected=expected,
         expected_from=expected_from,
+        reuse=reuse,
     )

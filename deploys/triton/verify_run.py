@@ -266,9 +266,15 @@ def _fail(state: Any, host: Any, message: str) -> bool:  # pyinfra passes state 
 
 @operation(is_idempotent=True)
 def parity_check(
-    s: Settings, device: str, gateway_key_file: bool = False, expected: dict[str, str] | None = None, expected_from: str = "lock"
+    s: Settings,
+    device: str,
+    gateway_key_file: bool = False,
+    expected: dict[str, str] | None = None,
+    expected_from: str = "lock",
+    reuse: bool = True,
 ):
-    """Run the parity check at execution time; yields a command only to fail the host.
+    """Run the parity check at execution time; yields a command only to fail the host. ``reuse``: a
+    run that changed nothing on the host may reuse its last pass (verify_reuse_s); False: always check.
 
     While pyinfra plans (diff stage) nothing runs and nothing is yielded: the check is not a
     change. At execution, the fact runs the check and its report is saved on the controller.
@@ -276,7 +282,7 @@ def parity_check(
     state = host.state
     if state.current_stage != StateStage.Execute:
         return
-    reuse_s = 0 if changed_this_run(state, host) else s.verify_reuse_s
+    reuse_s = s.verify_reuse_s if reuse and not changed_this_run(state, host) else 0
     command = parity_command(s, paths.layout(s), device, gateway_key_file, keep_pass=s.verify_reuse_s > 0, reuse_s=reuse_s)
     outcome = host.get_fact(ParityRun, command=command)
     if outcome.get("report"):
