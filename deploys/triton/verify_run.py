@@ -283,7 +283,8 @@ def parity_check(
     if state.current_stage != StateStage.Execute:
         return
     reuse_s = s.verify_reuse_s if reuse and not changed_this_run(state, host) else 0
-    command = parity_command(s, paths.layout(s), device, gateway_key_file, keep_pass=s.verify_reuse_s > 0, reuse_s=reuse_s)
+    # The pass is kept even with verify_reuse_s 0: a later run with reuse on may use it.
+    command = parity_command(s, paths.layout(s), device, gateway_key_file, keep_pass=True, reuse_s=reuse_s)
     outcome = host.get_fact(ParityRun, command=command)
     if outcome.get("report"):
         outcome = {**outcome, "report": check_model_files(outcome["report"], expected or {}, expected_from)}

@@ -15,9 +15,11 @@ No-op re-runs (issue 27), each through tests/support/command_count.py (pyinfra's
 sends): ``noop_{1,3,5}_s`` on the converged 1-, 3- and 5-host fleets, ``noop_N_commands_per_host``
 (the most shell commands any host was sent: each one SSH round trip, a figure contention does not
 move), ``noop_N_transfers`` (uploads and downloads) and ``noop_N_controller_cpu_s`` (the controller's
-process CPU). On 3 hosts, ``NOOP_ROUNDS`` rounds alternate the no-op without deploys/core/fact_cache.py
-(``--no-fact-cache``: each fact its own command, as before it; ``noop_3_uncached_*``) and with it:
-``noop_3_s`` and ``noop_3_uncached_s`` are medians, ``*_spread`` their max - min. ``plan_50_fake_cpu_s``:
+process CPU). A no-op reuses each host's last passing parity check (``verify_reuse_s``). On 3 hosts,
+``NOOP_ROUNDS`` rounds alternate the no-op checking parity anyway (``verify_reuse_s: 0``;
+``noop_3_checked_*``), without deploys/core/fact_cache.py (``--no-fact-cache``: each fact its own
+command, as before it; ``noop_3_uncached_*``) and as deployed: ``noop_3_s``, ``noop_3_checked_s`` and
+``noop_3_uncached_s`` are medians, ``*_spread`` their max - min. ``plan_50_fake_cpu_s``:
 the controller's CPU-seconds for ``pyinfra --dry`` of the whole chain on 50 fresh ``@fake`` hosts.
 
 The front door's overhead: the front-door host front1 is added to the converged 3-host fleet and
@@ -96,7 +98,7 @@ FRONT_DOOR_REQUESTS = 400  # per path (front door, host1's gateway), alternating
 PLAN_FAKE_HOSTS = 50  # the controller's CPU for planning this many @fake hosts (plan_50_fake_cpu_s)
 CONVERGE_ROUNDS = 3  # fresh 1-host converges: median and spread
 SLOWEST_ROWS = 8  # the 1-host converge's longest operations, on stderr
-NOOP_ROUNDS = 3  # no-op re-runs on 3 hosts with and without the fact cache, alternating: median and spread
+NOOP_ROUNDS = 3  # no-op re-runs on 3 hosts: checking, without the fact cache, as deployed, alternating: median and spread
 OVERLOAD_CLIENTS, OVERLOAD_INPUTS, OVERLOAD_SECONDS = 160, 32, 20.0  # as tests/test_e2e_front_door.py's overload
 GATEWAY_KEYS = (
     "gateway_c1_eps", "direct_c1_eps", "gateway_c8_eps", "direct_c8_eps", "gateway_c32_eps", "direct_c32_eps",
@@ -157,9 +159,10 @@ def growth(one: dict[str, float], many: dict[str, float], rows: int = GROWTH_ROW
     return [(n, one.get(n, 0.0), many.get(n, 0.0)) for n in grown[:rows]]
 
 
-def _deploy(hub: HubServer, cache: Path, counts: Path | None = None, *count_flags: str) -> Converge:
+def _deploy(hub: HubServer, cache: Path, counts: Path | None = None, *count_flags: str, data: tuple[str, ...] = ()) -> Converge:
     """One timed ``pyinfra ... --json`` run on the bench fleet; with ``counts``, through
-    tests/support/command_count.py (the commands sent per host and the controller's CPU, to that file)."""
+    tests/support/command_count.py (the commands sent per host and the controller's CPU, to that file);
+    ``data``: more ``key=value`` settings (``--data``)."""
     env = {**os.environ, "SANDBOX_NAME": NAME, "HF_ENDPOINT": hub.url, "PYTHONUNBUFFERED": "1"}
     counting = [sys.executable, "-m", "tests.support.command_count", str(counts), *count_flags, "--"] if counts else [PYINFRA]
     cmd = [
@@ -172,6 +175,7 @@ def _deploy(hub: HubServer, cache: Path, counts: Path | None = None, *count_flag
         "model_fetch=controller",
         "--data",
         f"model_cache_dir={cache}",
+        *(arg for pair in data for arg in ("--data", pair)),
     ]
     lines: list[tuple[float, str]] = []  # every stderr line with its time since the start
     # stdout (the JSON) goes to a file: read from a pipe only at the end, it could fill and stall pyinfra.
@@ -410,11 +414,15 @@ def main() -> int:
         image = fleet.image_bytes(NAME)
         noops.update(_noop(hub, work, 3))
         noop = noops.pop("_converge")
-        # Rounds: the no-op with and without deploys/core/fact_cache.py (each fact its own command, as
-        # before it), alternating, so one noisy moment on a shared machine does not decide the comparison.
-        rounds: dict[str, list[float]] = {"noop_3_s": [noop.seconds], "noop_3_uncached_s": []}
+        # Rounds: the no-op checking parity on every host (verify_reuse_s: 0), without
+        # deploys/core/fact_cache.py (each fact its own command, as before it), and as deployed,
+        # alternating, so one noisy moment on a shared machine does not decide the comparison.
+        rounds: dict[str, list[float]] = {"noop_3_s": [noop.seconds], "noop_3_uncached_s": [], "noop_3_checked_s": []}
         for index in range(NOOP_ROUNDS):
-            _log(f"no-op round {index + 1}/{NOOP_ROUNDS} on 3 hosts: without the fact cache, then with it")
+            _log(f"no-op round {index + 1}/{NOOP_ROUNDS} on 3 hosts: checking parity, without the fact cache, then as deployed")
+            checked = _deploy(hub, work / "cache-3", data=("verify_reuse_s=0",))
+            rounds["noop_3_checked_s"].append(checked.seconds)
+            noops["noop_3_checked_changed"] = max(noops.get("noop_3_checked_changed", 0), _changed(checked.results))
             counts = work / "counts-noop-3-uncached.json"
             uncached = _deploy(hub, work / "cache-3", counts, "--no-fact-cache")
             rounds["noop_3_uncached_s"].append(uncached.seconds)
