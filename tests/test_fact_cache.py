@@ -171,16 +171,26 @@ def test_planning_lookups_give_pyinfra_the_same_positions_and_arguments():
     assert {"_sudo", "_ignore_errors"} <= {name for name, _ in planning._all_global_arguments()}
 
 
-def test_the_prefetch_file_keeps_a_fact_unasked_once_and_drops_it_the_second_time(tmp_path, monkeypatch):
+def test_the_prefetch_file_keeps_a_fact_unasked_once_and_drops_it_the_second_time_and_predicts_a_files_digest(tmp_path, monkeypatch):
     monkeypatch.setattr(fact_cache, "PREFETCH_DIR", tmp_path)
     a = ["pyinfra.facts.files.Sha256File", {"path": "/a"}, ["execute"]]
     b = ["pyinfra.facts.files.File", {"path": "/b"}, ["prepare"]]
     fact_cache._save("h", {fact_cache.key_of(a[0], a[1]): a, fact_cache.key_of(b[0], b[1]): b}, [])
     path = fact_cache.prefetch_file("h")
+    assert fact_cache._rows(path) == [a, b]  # /b was not uploaded: its stat alone
+    fact_cache._save("h", {fact_cache.key_of(a[0], a[1]): a, fact_cache.key_of(b[0], b[1]): b}, [], frozenset({"/b", "/x"}))
+    # /b, uploaded this run, whose stat it asked, brings its digest along (the next run asks it): once.
+    digest = ["pyinfra.facts.files.Sha1File", {"path": "/b"}, ["prepare", "again"]]
+    assert fact_cache._rows(path) == [a, b, digest]
     fact_cache._save("h", {fact_cache.key_of(a[0], a[1]): a}, fact_cache._rows(path))  # b not asked: kept once
     assert fact_cache._rows(path) == [a, [b[0], b[1], ["prepare", "again"]]]
     fact_cache._save("h", {fact_cache.key_of(a[0], a[1]): a}, fact_cache._rows(path))  # unasked again: dropped
     assert fact_cache._rows(path) == [a]
+    # An uploaded file whose stat and digest were both asked: nothing added.
+    c = ["pyinfra.facts.files.Sha1File", {"path": "/c"}, ["prepare"]]
+    c_stat = ["pyinfra.facts.files.File", {"path": "/c"}, ["prepare"]]
+    fact_cache._save("h", {fact_cache.key_of(r[0], r[1]): r for r in (c, c_stat)}, [], frozenset({"/c"}))
+    assert fact_cache._rows(path) == [c, c_stat]
     path.write_text('[["x", {}]]')  # another version's rows: none used
     assert fact_cache._rows(path) == []
 

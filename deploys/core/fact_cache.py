@@ -11,7 +11,9 @@ no-op run is nothing but facts. Installed by deploys/all.py, two things, for the
 - a batch over SSH: the facts a host was asked in its previous run (recorded on the controller, in
   .cache/fact-prefetch/, with the stage that asked them: pyinfra's prepare or execute) are read in
   ONE command at the first stable fact of each stage, each fact's own command and parser, so a
-  no-op run costs a handful of round trips, not dozens.
+  no-op run costs a handful of round trips, not dozens. A file the run uploaded whose stat it read
+  also records that file's sha1 (what files.put reads once the file is there), so the first no-op
+  after a converge reads the files the converge wrote in the batch too.
   A fact whose part of the batch failed is not kept: it is read alone, as before.
 
 Facts that poll or act (the deploy lock, Triton's health, the parity run, a container's state) are
@@ -96,6 +98,7 @@ class _HostCache:
         self.asked: dict[str, list[Any]] = {}  # key -> [fact, kwargs, [stages]], this run
         self.in_fact = 0
         self.prefetched: set[str] = set()  # the stages whose batch was read
+        self.uploaded: set[str] = set()  # remote paths this run uploaded to
 
 
 _active: weakref.WeakSet = weakref.WeakSet()  # the States that installed the cache
@@ -218,14 +221,26 @@ def _rows(path: Path) -> list[list[Any]]:
     ]
 
 
-def _save(host_name: str, asked: dict[str, list[Any]], previous: list[list[Any]]) -> None:
+# pyinfra's files.put, files.template and files.sync read a file's stat, and its sha1 only when the
+# file is there: a run that uploads the file asks the stat alone, the next run both.
+STAT, DIGEST = "pyinfra.facts.files.File", "pyinfra.facts.files.Sha1File"
+
+
+def _save(host_name: str, asked: dict[str, list[Any]], previous: list[list[Any]], uploaded: frozenset[str] = frozenset()) -> None:
     """This run's facts, and the previous run's that this run did not ask (a converge and the no-op
     after it ask different ones: a file present is read by its digest, a missing one is not), once:
-    a fact unasked twice in a row is dropped."""
+    a fact unasked twice in a row is dropped. A file this run uploaded whose stat it asked adds that
+    file's digest, once too: the first no-op after a converge reads the files it wrote in the batch."""
     rows = list(asked.values())
+    kept = set(asked)
     for name, kwargs, stages in previous:
-        if key_of(name, kwargs) not in asked and "again" not in stages:
+        if key_of(name, kwargs) not in kept and "again" not in stages:
             rows.append([name, kwargs, [*stages, "again"]])
+            kept.add(key_of(name, kwargs))
+    for name, kwargs, stages in list(asked.values()):
+        if name == STAT and kwargs.get("path") in uploaded and key_of(DIGEST, kwargs) not in kept:
+            rows.append([DIGEST, kwargs, [*stages, "again"]])
+            kept.add(key_of(DIGEST, kwargs))
     try:
         PREFETCH_DIR.mkdir(parents=True, exist_ok=True)
         prefetch_file(host_name).write_text(json.dumps(rows, default=str))
@@ -237,7 +252,7 @@ def _save_all() -> None:
     with _lock:
         items = [(host, cache) for host, cache in _hosts.items() if cache.asked and _batches(host)]
     for host, cache in items:
-        _save(host.name, cache.asked, _rows(prefetch_file(host.name)))
+        _save(host.name, cache.asked, _rows(prefetch_file(host.name)), frozenset(cache.uploaded))
 
 
 def install(state: Any) -> None:
@@ -285,6 +300,16 @@ def install(state: Any) -> None:
 
         return wrapper
 
+    def uploads(method):
+        def wrapper(self, *args, **kwargs):
+            cache = _cache(self)
+            remote = args[1] if len(args) > 1 else kwargs.get("remote_filename")
+            if cache is not None and isinstance(remote, str):
+                cache.uploaded.add(remote)
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
     Host.get_fact = cached_get_fact
-    Host.run_shell_command, Host.put_file, Host.get_file = changes(run), changes(put), changes(get)
+    Host.run_shell_command, Host.put_file, Host.get_file = changes(run), uploads(changes(put)), changes(get)
     atexit.register(_save_all)
