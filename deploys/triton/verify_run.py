@@ -17,6 +17,8 @@ Per host (all idempotent; a converged host reports 0 changed operations):
    (``--gateway-url``, :func:`gateway_args`); the report's sha256 of the served graph and data
    file (hashed there, on the host) must be the lock's (or, for files the lock does not pin, the
    source's metadata for the run): a damaged served file fails the host (:func:`check_model_files`).
+   A run that changed nothing on the host reuses the host's last pass while what it vouched for is
+   unchanged and younger than ``verify_reuse_s`` (:func:`passed_key_command`, inside the same command).
 
 The check is read-only, so it is not a change: the operation plans nothing, and at execution time
 reads the report through a fact (a command that changes nothing on the host) and yields a command
