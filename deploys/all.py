@@ -15,7 +15,7 @@ The first operation on every host takes its deploy lock and the last gives it ba
 
 from pyinfra import host, state
 
-from deploys.core import fact_cache, planning, roles, settings
+from deploys.core import connection, fact_cache, planning, roles, settings
 from deploys.deploy_lock.step import lock, unlock
 from deploys.front_door.step import front_door_step
 from deploys.gateway.step import embeddings_gateway
@@ -35,6 +35,7 @@ from deploys.triton.verify import verify
 
 planning.install()  # deploys/core/planning.py: pyinfra's per-operation stack walk without source reads
 fact_cache.install(state)  # deploys/core/fact_cache.py: a fact read once until a command changes the host, facts read in one batch
+connection.install(state)  # deploys/core/connection.py: no command waits on Nagle's algorithm
 settings.validate_fleet(state)  # every host's settings, before any host is planned
 
 lock()  # the first operation on every host: nothing changes before every host's lock is held

@@ -12,10 +12,11 @@ puts it back, waits until the front doors see it UP and expires the silences.
 
 from pyinfra import host, state
 
-from deploys.core import rolling, settings
+from deploys.core import connection, rolling, settings
 from deploys.core.roles import is_triton_host
 from deploys.deploy_lock.step import lock, unlock
 
+connection.install(state)
 settings.validate_fleet(state)
 
 if is_triton_host(host):  # only Triton hosts are servers of the front doors

@@ -13,7 +13,7 @@ that need nothing reboots nothing.
 
 from pyinfra import host, logger, state
 
-from deploys.core import endpoints, paths, rolling, settings
+from deploys.core import connection, endpoints, paths, rolling, settings
 from deploys.core.gpu import is_gpu_host
 from deploys.core.roles import is_triton_host
 from deploys.deploy_lock.step import lock, unlock
@@ -23,6 +23,7 @@ from deploys.triton import verify_run
 from deploys.triton.triton_service import gpu_smoke_command, wait_ready_command
 from facts.nvidia_host import NvidiaHost
 
+connection.install(state)
 settings.validate_fleet(state)
 
 

@@ -13,12 +13,13 @@ import os
 
 from pyinfra import host, logger, state
 
-from deploys.core import events, settings
+from deploys.core import connection, events, settings
 from deploys.core.roles import is_triton_host
 from deploys.triton.triton_service import read_state
 
 OUT_ENV = "TRITON_RELEASES_OUT"
 
+connection.install(state)
 settings.validate_fleet(state)
 
 if is_triton_host(host):  # front doors and monitoring hosts run no Triton

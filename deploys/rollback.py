@@ -6,12 +6,13 @@ READY, verify. One host at a time is the usual use (the rollout driver does this
 
 from pyinfra import host, state
 
-from deploys.core import settings
+from deploys.core import connection, settings
 from deploys.core.roles import is_triton_host
 from deploys.deploy_lock.step import lock, unlock
 from deploys.triton.rollback import rollback
 from deploys.triton.verify import verify
 
+connection.install(state)
 settings.validate_fleet(state)
 
 if is_triton_host(host):  # front doors and monitoring hosts run no Triton

@@ -10,7 +10,7 @@ on the monitoring host). deploys/core/fleet_status.py builds the table.
 
 from pyinfra import host, state
 
-from deploys.core import fleet_status, paths, roles, settings
+from deploys.core import connection, fleet_status, paths, roles, settings
 from deploys.monitoring import render as monitoring_render
 from deploys.triton.triton_service import read_state
 from facts.alertmanager import AlertmanagerState
@@ -18,6 +18,7 @@ from facts.disk import DirectoryBytes
 from facts.haproxy import HaproxyServers
 from facts.prometheus import PrometheusQueries
 
+connection.install(state)
 settings.validate_fleet(state)
 
 s = settings.load(host)

@@ -9,10 +9,11 @@ Back in every front door's pool (``state ready``), waited for until their health
 
 from pyinfra import host, state
 
-from deploys.core import rolling, settings
+from deploys.core import connection, rolling, settings
 from deploys.core.roles import is_triton_host
 from deploys.deploy_lock.step import lock, unlock
 
+connection.install(state)
 settings.validate_fleet(state)
 
 if is_triton_host(host):

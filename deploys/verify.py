@@ -5,10 +5,11 @@ verify_reuse_s)."""
 
 from pyinfra import host, state
 
-from deploys.core import settings
+from deploys.core import connection, settings
 from deploys.core.roles import is_triton_host
 from deploys.triton.verify import verify
 
+connection.install(state)
 settings.validate_fleet(state)
 
 if is_triton_host(host):  # front doors and monitoring hosts run no Triton
