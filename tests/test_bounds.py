@@ -34,7 +34,7 @@ SHELLS = [sh for sh in ("sh", "bash") if shutil.which(sh)]
 
 # A fresh GPU host (toolkit key download, smoke run) and a fresh CPU host with Docker's own apt
 # repository (its key download) whose model files come from the Hub to the host (curl downloads);
-# both with the gateway and verify on (pip installs, the gateway's READY wait).
+# both with the gateway and verify on (the runtimes' installs, the gateway's READY wait).
 PLAN_HOSTS = (
     'f.host("gpu-ubuntu", {"gpu": True, **f.SETTINGS, "gateway_enabled": True, "verify_enabled": True}, '
     "f.responses(f.UBUNTU_2404_RELEASE, f.H100_X2, f.DF_PLENTY)),\n"
@@ -49,7 +49,7 @@ MUST_BE_TIMED = {
     "docker pull": r"docker pull\b",
     "docker compose up": r"docker compose\b[^;|&]*\bup\b",
     "docker run": r"docker run\b",
-    "pip install": r"\S*pip3? install\b",
+    "runtime install": r"\S*pip3? install\b|\S*/uv(?:-[\w.]+)? pip (?:sync|install)\b",
 }
 _CURL = re.compile(r"(?<![\w./-])curl(?=\s)")
 
@@ -85,6 +85,7 @@ def test_the_checker_catches_unbounded_commands() -> None:
         "docker run --rm --gpus all --entrypoint nvidia-smi img -L",
         "/opt/t/verify/venv/bin/pip install --quiet -r /opt/t/verify/requirements.txt && cp a b",
         "/opt/t/verify/venv/bin/python /opt/t/wheels/pip-25.3-py3-none-any.whl/pip install -r r.txt && cp a b",
+        "/opt/t/uv/uv-0.13.9 pip sync --quiet --python /opt/t/verify/venv/bin/python r.txt && cp a b",
         '[ "$(curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:6000/v2/models/m/ready)" = 200 ]',
         "( curl -sSLf https://nvidia.github.io/libnvidia-container/gpgkey -o /tmp/x ) || ( wget -q x )",
     ):
@@ -92,6 +93,7 @@ def test_the_checker_catches_unbounded_commands() -> None:
     for good in (
         "timeout -k 10 3600 docker pull --quiet img || { rc=$?; echo 'docker pull did not finish' >&2; exit $rc; }",
         "timeout -k 10 1800 /opt/t/verify/venv/bin/python /opt/t/wheels/pip-25.3-py3-none-any.whl/pip install -r r.txt",
+        "timeout -k 10 1800 /opt/t/uv/uv-0.13.9 pip sync --quiet --python /opt/t/verify/venv/bin/python r.txt",
         "if command -v curl >/dev/null 2>&1; then echo \"live $(curl -s --connect-timeout 2 --max-time 5 -o /dev/null 'u')\"; fi",
         "( curl -sSLf --connect-timeout '30' --max-time '120' https://x/gpgkey -o /tmp/x ) || ( wget -q x )",
     ):

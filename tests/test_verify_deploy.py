@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from deploys.core import endpoints, model_lock, operations, paths, run, runtimes, settings, wheels
-from deploys.core.repo import RUNTIME_PIP
+from deploys.core.repo import RUNTIME_INSTALLER
 from deploys.core.settings import SettingsError
 from deploys.gateway import logic as gateway
 from deploys.triton import verify_run as step
@@ -140,7 +140,7 @@ def wheel_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(wheels, "CACHE_DIR", tmp_path / "cache")
     pool = tmp_path / "cache" / wheels.pool_key(PY311)
     pool.mkdir(parents=True)
-    for lock in (step.requirements_file(False), gateway.REQUIREMENTS, RUNTIME_PIP):
+    for lock in (step.requirements_file(False), gateway.REQUIREMENTS, RUNTIME_INSTALLER):
         for name, version in wheels.pins(lock).items():
             (pool / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(name.encode())
     return pool
@@ -165,12 +165,17 @@ def pip_install_command(s: settings.Settings, layout: paths.Layout) -> str:
 def test_pip_install_sources(tmp_path: Path, wheel_pool: Path) -> None:
     s = _settings()
     command = pip_install_command(s, paths.layout(s))
-    assert "--no-index --find-links /opt/triton-embeddinggemma/wheels -r /opt/triton-embeddinggemma/verify/requirements.txt" in command
-    # pip runs from its own wheel (sent with the others) in a venv made without pip.
+    assert "--no-index --find-links /opt/triton-embeddinggemma/wheels /opt/triton-embeddinggemma/verify/requirements.txt" in command
+    # uv, its binary taken from its own wheel (sent with the others), syncs a venv made without pip,
+    # through the cache the runtimes share.
     commands = _install_commands(s, paths.layout(s).verify, step.requirements_file(False), "v")
     assert "python3 -m venv --without-pip /opt/triton-embeddinggemma/verify/venv" in commands
+    (version,) = wheels.pins(RUNTIME_INSTALLER).values()
+    uv = f"/opt/triton-embeddinggemma/uv/uv-{version}"
+    assert operations.uv_from_wheel(f"/opt/triton-embeddinggemma/wheels/uv-{version}-py3-none-any.whl", uv) in commands
     assert command.startswith(
-        "timeout -k 10 1800 /opt/triton-embeddinggemma/verify/venv/bin/python /opt/triton-embeddinggemma/wheels/pip-25.3-py3-none-any.whl/pip install "
+        f"timeout -k 10 1800 {uv} pip sync --quiet --no-config --offline --cache-dir /opt/triton-embeddinggemma/uv/cache "
+        "--python /opt/triton-embeddinggemma/verify/venv/bin/python --require-hashes --only-binary=:all: "
     )
     assert command.endswith(
         "cp /opt/triton-embeddinggemma/verify/requirements.txt /opt/triton-embeddinggemma/verify/venv/installed-requirements.txt"
@@ -199,7 +204,8 @@ def test_the_two_runtimes_share_the_wheels_sent(wheel_pool: Path) -> None:
     assert layout.gateway.wheels == layout.verify.wheels == "/opt/triton-embeddinggemma/wheels"
     gateway_uploads = [c[1] for c in _install_commands(s, layout.gateway, gateway.REQUIREMENTS, "g") if c[0] == "upload"][:-1]
     on_host = {Path(p).name: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in gateway_uploads}
-    assert len(on_host) == len(wheels.pins(gateway.REQUIREMENTS)) + 1  # and the pip that installs them
+    assert len(on_host) == len(wheels.pins(gateway.REQUIREMENTS)) + 1  # and uv, which installs them
+    assert layout.gateway.uv == layout.verify.uv == "/opt/triton-embeddinggemma/uv"  # one cache: a wheel unpacked once
     verify_uploads = [
         Path(c[1]).name
         for c in _install_commands(
@@ -271,12 +277,21 @@ def test_runtime_pins_are_exact() -> None:
     assert "onnxruntime-gpu" in parse_lock(step.requirements_file(True))
 
 
-def test_pip_installs_the_locks_with_hashes_only(wheel_pool: Path) -> None:
+def test_the_runtimes_install_with_hashes_only(wheel_pool: Path, tmp_path: Path) -> None:
     s = _settings()
     layout = paths.layout(s)
     gateway_lock = gateway.REQUIREMENTS
     for command in (pip_install_command(s, layout), _install_command(s, layout.gateway, gateway_lock, "the gateway runtime")):
-        assert " install --quiet --disable-pip-version-check --no-compile --require-hashes --only-binary=:all: " in command
+        assert " pip sync --quiet --no-config --offline " in command and " --require-hashes --only-binary=:all: --no-index " in command
+    # Wheels of the user's own (verify_wheels_dir) without uv's: the venv's own pip, with the same flags.
+    (tmp_path / "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
+    own = _settings(verify_wheels_dir=str(tmp_path))
+    commands = _install_commands(own, paths.layout(own).verify, step.requirements_file(False), "v")
+    assert "python3 -m venv /opt/triton-embeddinggemma/verify/venv" in commands
+    assert (
+        "/verify/venv/bin/pip install --quiet --disable-pip-version-check --no-compile --require-hashes --only-binary=:all: "
+        in commands[-1]
+    )
 
 
 def test_user_mistakes_name_host_key_and_fix(tmp_path: Path) -> None:

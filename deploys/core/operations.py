@@ -8,8 +8,9 @@ is nothing to do. Their cases (facts in, commands out) are JSON files under test
 - :func:`validated_config`: candidate(s) beside the live file(s), a check command, live (the old file
   kept as ``.previous``), reload, confirm; the old file back (and reloaded) when the confirm fails.
 - :func:`pinned_venv`: a venv from a hashed lock (``--require-hashes``, wheels only, ``--no-index``),
-  its wheels fetched once on the controller for the host's platform (deploys/core/wheels.py) and sent;
-  nothing is sent and pip runs only when the lock differs from what it last installed.
+  its wheels fetched once on the controller for the host's platform (deploys/core/wheels.py) and sent,
+  installed by uv (deploys/core/runtime-installer.txt) through one cache the host's venvs share;
+  nothing is sent and nothing installs when the lock is what the venv last installed.
 - :func:`wait_ready`: poll a URL until it answers 200, bounded in all and per try
   (deploys/core/bounds.py:ready_poll), the failure line and log tail past the deadline.
 """
@@ -29,7 +30,7 @@ from pyinfra.operations import files, pip
 from pyinfra.operations.util import files as file_utils
 
 from deploys.core import bounds, model_lock, redact, wheels
-from deploys.core.repo import PIP_LOCK_FLAGS, RUNTIME_PIP
+from deploys.core.repo import PIP_LOCK_FLAGS, RUNTIME_INSTALLER
 from facts.python import HostPython, WheelDigests
 
 q = shlex.quote
@@ -187,8 +188,8 @@ def validated_config(
 
 
 def pip_install(pip: str, requirements: str, wheels_dir: str) -> str:
-    """Shell: ``pip`` (a quoted command: the venv's pip, or its python running pip's wheel) installs the
-    lock ``requirements`` from the wheels in ``wheels_dir`` only."""
+    """Shell: ``pip`` (the venv's own pip) installs the lock ``requirements`` from the wheels in
+    ``wheels_dir`` only (a ``verify_wheels_dir`` without uv's wheel)."""
     # --no-compile: byte-compiling every installed file is most of the install's CPU time; the verify
     # check compiles what it imports once, into its own PYTHONPYCACHEPREFIX (deploys/triton/verify_run.py).
     # --no-index: every file came from the controller (deploys/core/wheels.py); the host needs no package index.
@@ -196,6 +197,28 @@ def pip_install(pip: str, requirements: str, wheels_dir: str) -> str:
         f"{pip} install --quiet --disable-pip-version-check --no-compile {PIP_LOCK_FLAGS} "
         f"--no-index --find-links {q(wheels_dir)} -r {q(requirements)}"
     )
+
+
+def uv_sync(uv: str, venv: str, requirements: str, wheels_dir: str, cache: str) -> str:
+    """Shell: ``uv`` makes ``venv`` hold exactly the lock ``requirements`` (what it lacks installed, what
+    the lock dropped removed), from the wheels in ``wheels_dir`` only, through the cache ``cache``."""
+    # --no-config: no uv.toml or UV_* setting of the host's changes what installs; --offline and
+    # --no-index: every file came from the controller. uv compiles no bytecode unless asked (as --no-compile).
+    return (
+        f"{q(uv)} pip sync --quiet --no-config --offline --cache-dir {q(cache)} --python {q(venv + '/bin/python')} "
+        f"{PIP_LOCK_FLAGS} --no-index --find-links {q(wheels_dir)} {q(requirements)}"
+    )
+
+
+def uv_from_wheel(wheel: str, dest: str) -> str:
+    """Shell: uv's binary out of its wheel (a zip: ``uv-<version>.data/scripts/uv``) to ``dest``, 0755,
+    by rename (a cut-short run leaves no half binary). The wheel's sha256 was checked first (WheelDigests)."""
+    extract = (
+        "import os, sys, zipfile; w = zipfile.ZipFile(sys.argv[1]); "
+        'm = [n for n in w.namelist() if n.endswith(".data/scripts/uv")]; '
+        't = sys.argv[2] + ".tmp"; open(t, "wb").write(w.read(m[0])); os.chmod(t, 0o755); os.replace(t, sys.argv[2])'
+    )
+    return f"mkdir -p {q(dest.rsplit('/', 1)[0])} && python3 -c {q(extract)} {q(wheel)} {q(dest)}"
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # controller wheel -> sha256, once per run (by path, size, mtime)
@@ -220,8 +243,8 @@ def _runtime_wheels(lock: str, index_url: str, wheels_src: str, step: str, host_
         )
     try:
         pool, names = wheels.fetch(Path(lock), python, index_url)
-        _, pip_names = wheels.fetch(RUNTIME_PIP, python, index_url)
-        return pool, names + pip_names
+        _, installer = wheels.fetch(RUNTIME_INSTALLER, python, index_url)
+        return pool, names + installer
     except wheels.WheelsError as e:
         raise wheels.WheelsError(f"{step} on host {host_name}: {what}: {e}") from None
 
@@ -237,16 +260,19 @@ def pinned_venv(
     host_name: str,
     what: str,
     wheels_dir: str,
+    uv_dir: str,
     index_url: str = "",
     wheels_src: str = "",
     timeout_setting: str = "verify_pip_timeout_s",
 ):
     """A venv at ``venv`` holding exactly the hashed lock ``lock`` (a controller file), uploaded to
     ``requirements``; only when ``installed`` differs from the lock: the lock's wheels sent to
-    ``wheels_dir`` (those it lacks: a directory the host's runtimes share), then pip (``--no-index``,
-    bounded by ``timeout_s``).
+    ``wheels_dir`` (those it lacks: a directory the host's runtimes share), then uv (``--no-index``,
+    bounded by ``timeout_s``); pip when the wheels (``wheels_src``) hold no uv.
 
     + wheels_dir: the host's wheel directory
+    + uv_dir: the host's directory of uv's binary (one per version) and of its cache (``cache``): the
+      runtimes share it, so a wheel both locks pin is unpacked once
     + wheels_src: wheels on the controller (all sent); empty: the lock's wheels for the host's
       platform, fetched once on the controller (deploys/core/wheels.py)
     + index_url: the package index the controller fetches from; empty: pip's default
@@ -267,17 +293,19 @@ def pinned_venv(
             str(src / name), f"{wheels_dir}/{name}", remote_temp_filename=host.get_temp_filename(f"{wheels_dir}/{name}")
         )
     yield from files.put._inner(src=lock, dest=requirements, mode="644")
-    pip_wheel = next((name for name in names if name.startswith("pip-")), "")
-    if pip_wheel:
-        # pip runs from its wheel in a venv made without pip: ensurepip's copy of pip, unpacked and
-        # byte-compiled into each venv, cost more CPU than installing the runtime itself.
+    uv_wheel = next((name for name in names if name.startswith("uv-")), "")
+    if uv_wheel:
+        # A venv made without pip: ensurepip's copy of pip, unpacked and byte-compiled into each venv,
+        # cost more CPU than installing the runtime itself (and uv needs none).
+        uv = f"{uv_dir}/uv-{uv_wheel.split('-')[1]}"  # its version: a new pin is a new binary
+        if not host.get_fact(File, path=uv):
+            yield StringCommand(uv_from_wheel(f"{wheels_dir}/{uv_wheel}", uv))
         if not host.get_fact(File, path=f"{venv}/bin/activate"):
             yield StringCommand(f"python3 -m venv --without-pip {q(venv)}")
-        runner = f"{q(venv + '/bin/python')} {q(f'{wheels_dir}/{pip_wheel}/pip')}"
-    else:  # verify_wheels_dir without a pip wheel: the venv's own pip
+        install = uv_sync(uv, venv, requirements, wheels_dir, f"{uv_dir}/cache")
+    else:  # verify_wheels_dir without uv's wheel: the venv's own pip
         yield from pip.virtualenv._inner(path=venv, python="python3", venv=True)
-        runner = q(venv + "/bin/pip")
-    install = pip_install(runner, requirements, wheels_dir)
+        install = pip_install(q(venv + "/bin/pip"), requirements, wheels_dir)
     bounded = bounds.bounded(install, timeout_s, step, host_name, what, timeout_setting)
     yield StringCommand(f"{bounded} && cp {q(requirements)} {q(installed)}")
 

@@ -15,6 +15,7 @@ Under ``{triton_dir}`` (:func:`layout`)::
     verify/venv, verify/verify, ...                   the verify runtime (:class:`VerifyPaths`)
     gateway/venv, gateway/embeddings_gateway, ...     the embeddings gateway (:class:`GatewayPaths`)
     wheels/                                           both runtimes' wheels, from the controller
+    uv/uv-<version>, uv/cache/                        the runtimes' installer and its cache (shared: a wheel unpacked once)
 
 System files the deploy manages (Docker, apt) are the module constants below. A new host path (a
 new role's directory under ``{triton_dir}``, a lock file) is a new attribute here.
@@ -119,7 +120,8 @@ class VerifyPaths:
     venv: str
     code: str
     contract: str  # embeddinggemma.py beside the code (the model's contract, shared with the gateway)
-    wheels: str  # the runtimes' wheels ({triton_dir}/wheels, shared with the gateway): pip uses no index
+    wheels: str  # the runtimes' wheels ({triton_dir}/wheels, shared with the gateway): the install uses no index
+    uv: str  # the runtimes' installer and its cache ({triton_dir}/uv, shared with the gateway)
     requirements: str
     installed: str  # copy of what pip last installed
     report: str
@@ -137,7 +139,8 @@ class GatewayPaths:
     code: str  # the embeddings_gateway package; the unit runs ``python -m embeddings_gateway`` in ``base``
     contract: str  # embeddinggemma.py beside it (the model's contract, shared with verify/)
     old_code: str  # where the code lived before it left verify/ (removed)
-    wheels: str  # the runtimes' wheels ({triton_dir}/wheels, shared with verify): pip uses no index
+    wheels: str  # the runtimes' wheels ({triton_dir}/wheels, shared with verify): the install uses no index
+    uv: str  # the runtimes' installer and its cache ({triton_dir}/uv, shared with verify)
     requirements: str
     installed: str  # copy of what pip last installed
     config: str
@@ -199,6 +202,7 @@ def _verify(root: str) -> VerifyPaths:
         code=f"{base}/verify",
         contract=f"{base}/embeddinggemma.py",
         wheels=f"{root}/wheels",
+        uv=f"{root}/uv",
         requirements=f"{base}/requirements.txt",
         installed=f"{base}/venv/installed-requirements.txt",
         report=f"{base}/last-report.json",
@@ -217,6 +221,7 @@ def _gateway(root: str) -> GatewayPaths:
         contract=f"{base}/embeddinggemma.py",
         old_code=f"{base}/verify",
         wheels=f"{root}/wheels",
+        uv=f"{root}/uv",
         requirements=f"{base}/requirements.txt",
         installed=f"{base}/venv/installed-requirements.txt",
         config=f"{base}/gateway.json",

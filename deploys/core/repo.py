@@ -16,4 +16,4 @@ README = REPO_ROOT / "README.md"
 # the verify and gateway steps install them with these pip flags, so pip takes only the locked files.
 PIP_LOCK_FLAGS = "--require-hashes --only-binary=:all:"
 # The pip the hosts run from its wheel to install those locks (fetched and checked like them).
-RUNTIME_PIP = REPO_ROOT / "deploys" / "core" / "runtime-pip.txt"
+RUNTIME_INSTALLER = REPO_ROOT / "deploys" / "core" / "runtime-installer.txt"

@@ -29,6 +29,7 @@ def venv_args(s: Settings, paths_of: Any, lock: Path, step: str, what: str, whee
         "index_url": s.verify_pip_index_url,
         "wheels_src": str(wheels) if wheels is not None else "",
         "wheels_dir": paths_of.wheels,
+        "uv_dir": paths_of.uv,
     }
 
 

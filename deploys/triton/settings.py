@@ -76,8 +76,8 @@ class TritonSettings:
     verify_latency_iterations = _verify("latency_iterations", "int", _int(1, 10_000))
     verify_timeout_s = _verify("timeout", "int", _int(1, 3600))
     verify_reuse_s = Setting(3600, "A run that changed nothing on a host reuses the host's last passing parity check, when it is younger than this many seconds and Triton's container, the gateway's process, the served files and the check's settings are all what it checked (else the check runs); 0: the check runs on every run.", "int", _int(0, 604_800))
-    verify_wheels_dir = Setting("", "Controller directory of wheels for the verify and gateway venvs (sent; pip uses no index). Empty: the controller fetches the locks' wheels for the hosts' platform into .cache/runtime-wheels/.", "str", _text(r"\S*", "a directory path or empty"))
+    verify_wheels_dir = Setting("", "Controller directory of wheels for the verify and gateway venvs (sent; the install uses no index; with uv's wheel among them uv installs, else the venv's pip). Empty: the controller fetches the locks' wheels for the hosts' platform into .cache/runtime-wheels/.", "str", _text(r"\S*", "a directory path or empty"))
     verify_pip_index_url = Setting("", "Package index (a mirror) the controller fetches the verify and gateway venvs' wheels from; hosts need none. Empty: pip's default.", "str", _text(r"(https?://\S+)?", "an http(s) URL or empty"))
-    verify_pip_timeout_s = Setting(1800, "Seconds each pip install (the verify runtime, the gateway runtime) may take; past it the host fails with one line.", "int", _int(60, 14_400))
+    verify_pip_timeout_s = Setting(1800, "Seconds each install of a runtime (the verify runtime, the gateway runtime: uv, or pip for a verify_wheels_dir without uv) may take; past it the host fails with one line.", "int", _int(60, 14_400))
     verify_report_dir = Setting("reports", "Controller directory for the JSON reports: <dir>/<run>/<host>.json.", "str", _text(r"\S+", "a directory path"))
 # fmt: on

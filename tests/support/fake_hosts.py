@@ -22,7 +22,7 @@ from deploys.core.endpoints import probe_endpoint
 from deploys.core.paths import DOCKER_DAEMON_JSON as DAEMON_JSON
 from deploys.core.paths import DOCKER_DROPIN as DROPIN
 from deploys.core.paths import NVIDIA_TOOLKIT_KEYRING as KEYRING
-from deploys.core.repo import GATEWAY_SRC, RUNTIME_PIP, VERIFY_SRC
+from deploys.core.repo import GATEWAY_SRC, RUNTIME_INSTALLER, VERIFY_SRC
 from deploys.deploy_lock.logic import ACQUIRE_LABEL as DEPLOY_LOCK_ACQUIRE
 from deploys.deploy_lock.logic import RELEASE_LABEL as DEPLOY_LOCK_RELEASE
 from deploys.deploy_lock.logic import STATUS_LABEL as DEPLOY_LOCK_STATUS
@@ -171,7 +171,7 @@ def seed_wheel_cache() -> Path:
             VERIFY_SRC / "requirements-cpu.txt",
             VERIFY_SRC / "requirements-gpu.txt",
             GATEWAY_SRC / "requirements.txt",
-            RUNTIME_PIP,
+            RUNTIME_INSTALLER,
         ):
             for name, version in wheels.pins(lock).items():
                 wheel = pool / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
