@@ -123,7 +123,7 @@ class VerifyPaths:
     wheels: str  # the runtimes' wheels ({triton_dir}/wheels, shared with the gateway): the install uses no index
     uv: str  # the runtimes' installer and its cache ({triton_dir}/uv, shared with the gateway)
     requirements: str
-    installed: str  # copy of what pip last installed
+    installed: str  # copy of the lock last installed
     report: str
     log: str
     pycache: str  # PYTHONPYCACHEPREFIX of the check: bytecode compiled once, not on every run
@@ -142,7 +142,7 @@ class GatewayPaths:
     wheels: str  # the runtimes' wheels ({triton_dir}/wheels, shared with verify): the install uses no index
     uv: str  # the runtimes' installer and its cache ({triton_dir}/uv, shared with verify)
     requirements: str
-    installed: str  # copy of what pip last installed
+    installed: str  # copy of the lock last installed
     config: str
     api_keys: str  # sha256 of each accepted API key, 0600 for the service user
     verify_key: str  # the verify step's own key, 0600 for root

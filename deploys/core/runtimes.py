@@ -25,7 +25,7 @@ def venv_args(s: Settings, paths_of: Any, lock: Path, step: str, what: str, whee
         "timeout_s": s.verify_pip_timeout_s,
         "step": step,
         "host_name": s.host,
-        "what": f"pip install of {what}",
+        "what": f"the install of {what}",
         "index_url": s.verify_pip_index_url,
         "wheels_src": str(wheels) if wheels is not None else "",
         "wheels_dir": paths_of.wheels,
