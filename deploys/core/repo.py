@@ -13,7 +13,7 @@ MODEL_LOCK = REPO_ROOT / "deploys" / "model.lock.json"
 README = REPO_ROOT / "README.md"
 
 # verify/requirements-{cpu,gpu}.txt and embeddings_gateway/requirements.txt are hashed locks (`make locks`, deploys/tools/locks.py):
-# the verify and gateway steps install them with these pip flags, so pip takes only the locked files.
+# the verify and gateway steps install them with these flags (uv's and pip's), so the installer takes only the locked files.
 PIP_LOCK_FLAGS = "--require-hashes --only-binary=:all:"
-# The pip the hosts run from its wheel to install those locks (fetched and checked like them).
+# uv, which the hosts run to install those locks (fetched and checked like them; deploys/core/operations.py:pinned_venv).
 RUNTIME_INSTALLER = REPO_ROOT / "deploys" / "core" / "runtime-installer.txt"
