@@ -115,8 +115,9 @@ class TextEncoder:
         self.pad_id = 0 if pad_id is None else pad_id  # Gemma's <pad> is 0
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text (special tokens added, truncated to max_length)."""
-        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
+        """Token ids of each text (special tokens added, truncated to max_length). ``encode_batch_fast``:
+        the same ids without the character offsets nothing here reads (a quarter less CPU)."""
+        return [encoding.ids for encoding in self.tokenizer.encode_batch_fast(list(texts))]
 
     def pad(self, id_lists: Sequence[Sequence[int]], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids, attention_mask), int64 ``[batch, length]``, right-padded. ``length`` defaults

@@ -99,8 +99,8 @@ supervisor passes SIGTERM and SIGHUP on to each). Keys are compared by sha256;
 the gateway never sees a key file with raw keys.
 
 Fast path: ``POST /v1/embeddings`` is a plain ASGI handler (Starlette serves the other routes);
-one ``encode_batch`` per request (off the event loop for large requests; the Rust tokenizer
-releases the GIL), truncation at ``max_tokens``, inputs grouped into ``length_buckets`` and padded
+one ``encode_batch_fast`` per request (ids without character offsets; off the event loop for large
+requests; the Rust tokenizer releases the GIL), truncation at ``max_tokens``, inputs grouped into ``length_buckets`` and padded
 to the bucket, chunks of at most the served model's ``max_batch_size`` (Triton's model config, read
 each time the model becomes READY; ``triton_max_batch_size`` until then), at most REQUEST_WINDOW (2)
 chunks of one request queued or in flight at once, the next sent as one returns (a 2048-input
@@ -597,7 +597,7 @@ class Gateway:
         """Token ids of ``texts`` with the config's tokenizer, or ``tokenizer`` (a truncation variant)."""
 
         def encode(texts: list[str]) -> list[list[int]]:
-            return [encoding.ids for encoding in tokenizer.encode_batch(texts)]
+            return [encoding.ids for encoding in tokenizer.encode_batch_fast(texts)]
 
         work = self.encoder.encode if tokenizer is None else encode
         if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:

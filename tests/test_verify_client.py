@@ -81,6 +81,16 @@ def test_encoder_truncates_at_max_length(hub: Path, tmp_path: Path) -> None:
     assert TextEncoder(tmp_path).max_length == 2048
 
 
+def test_encoder_ids_are_those_of_the_full_encode_batch(hub: Path) -> None:
+    """encode() asks encode_batch_fast (no character offsets): the same ids as encode_batch, truncated or not."""
+    texts = ["short", "東京の天気 and Straße nach Köln", "", "word " * 500, "task: search result | query: What is Triton?"]
+    for max_length in (2048, 32):
+        encoder = TextEncoder(hub, max_length=max_length)
+        ids = encoder.encode(texts)
+        assert ids == [encoding.ids for encoding in encoder.tokenizer.encode_batch(texts)]
+        assert max(map(len, ids)) == min(max_length, len(encoder.tokenizer.encode("word " * 500).ids))
+
+
 def test_local_provider_choice() -> None:
     assert choose_providers("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert choose_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
