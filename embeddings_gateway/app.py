@@ -98,21 +98,21 @@ old one stops; a bad file is logged and the keys loaded before stay; with severa
 supervisor passes SIGTERM and SIGHUP on to each). Keys are compared by sha256;
 the gateway never sees a key file with raw keys.
 
-Fast path: ``POST /v1/embeddings`` is a plain ASGI handler (Starlette serves the other routes);
-one ``encode_batch_fast`` per request (ids without character offsets; off the event loop for large
-requests; the Rust tokenizer releases the GIL), truncation at ``max_tokens``, inputs grouped into ``length_buckets`` and padded
-to the bucket, chunks of at most the served model's ``max_batch_size`` (Triton's model config, read
-each time the model becomes READY; ``triton_max_batch_size`` until then), at most REQUEST_WINDOW (2)
-chunks of one request queued or in flight at once, the next sent as one returns (a 2048-input
-request holds at most 2 padded batches, and other callers' chunks queue between its chunks: a small
-request waits behind at most 2 Triton calls of each large one); large answers built on the pool.
-Cross-request micro-batching
-(:class:`MicroBatcher`): chunks of one padded length from concurrent requests are merged into one
-Triton call of at most that many inputs while that length already has Triton calls
-in flight, with no timer (nothing waits at concurrency 1), and the rows split back per request;
-Triton's dynamic batcher still merges the calls in flight (equal shapes across callers). One gRPC
-channel, only ``sentence_embedding`` asked back, numpy assembly, base64 straight from the float32
-buffer. ``triton_batch_size`` in /metrics observes each Triton call, merged ones included.
+Fast path: ``POST /v1/embeddings`` is a plain ASGI handler (Starlette serves the other routes); one
+``encode_batch_fast`` per request (ids without character offsets; off the event loop for large
+requests; the Rust tokenizer releases the GIL), truncation at ``max_tokens``, inputs grouped into
+``length_buckets`` and padded to the bucket, chunks of at most the served model's ``max_batch_size``
+(Triton's model config, read each time the model becomes READY; ``triton_max_batch_size`` until
+then), at most REQUEST_WINDOW (2) chunks of one request queued or in flight at once, the next sent
+as one returns (a 2048-input request holds at most 2 padded batches, and other callers' chunks queue
+between its chunks: a small request waits behind at most 2 Triton calls of each large one); large
+answers built on the pool. Cross-request micro-batching (:class:`MicroBatcher`): chunks of one
+padded length from concurrent requests are merged into one Triton call of at most that many inputs
+while that length already has Triton calls in flight, with no timer (nothing waits at concurrency
+1), and the rows split back per request; Triton's dynamic batcher still merges the calls in flight
+(equal shapes across callers). One gRPC channel, only ``sentence_embedding`` asked back, numpy
+assembly, base64 straight from the float32 buffer. ``triton_batch_size`` in /metrics observes each
+Triton call, merged ones included.
 """
 
 from __future__ import annotations

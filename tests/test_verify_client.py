@@ -82,13 +82,20 @@ def test_encoder_truncates_at_max_length(hub: Path, tmp_path: Path) -> None:
 
 
 def test_encoder_ids_are_those_of_the_full_encode_batch(hub: Path) -> None:
-    """encode() asks encode_batch_fast (no character offsets): the same ids as encode_batch, truncated or not."""
+    """encode() and the gateway's truncation variants ask encode_batch_fast (no character offsets): the
+    same ids as encode_batch, truncated on the right or the left, or not at all."""
+    from tokenizers import Tokenizer
+
     texts = ["short", "東京の天気 and Straße nach Köln", "", "word " * 500, "task: search result | query: What is Triton?"]
     for max_length in (2048, 32):
         encoder = TextEncoder(hub, max_length=max_length)
         ids = encoder.encode(texts)
         assert ids == [encoding.ids for encoding in encoder.tokenizer.encode_batch(texts)]
-        assert max(map(len, ids)) == min(max_length, len(encoder.tokenizer.encode("word " * 500).ids))
+        assert len(ids[3]) == 32 if max_length == 32 else len(ids[3]) > 32
+    left = Tokenizer.from_str(encoder.tokenizer.to_str())  # as Gateway.tokenizer("left") makes it
+    left.enable_truncation(max_length=32, direction="left")
+    fast = [encoding.ids for encoding in left.encode_batch_fast(texts)]
+    assert fast == [encoding.ids for encoding in left.encode_batch(texts)] and fast[3] != ids[3] and len(fast[3]) == 32
 
 
 def test_local_provider_choice() -> None:
